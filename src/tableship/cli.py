@@ -1,0 +1,216 @@
+"""Command line: parse options → call one library function → print → exit code. No logic.
+
+Every TableshipError becomes one ``Error: <what> — <what to do>`` line on stderr and its
+exit code (see errors.py); tracebacks only with --debug.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .config import config_path, load_config
+from .errors import EXIT_JOB_FAILED, EXIT_USAGE, ConfigError, Interrupted, TableshipError, UsageError
+from .log import setup_logging
+
+_debug = False
+
+
+class Ctx:
+    def __init__(self, config: str | None, verbose: int, quiet: bool, log_format: str):
+        self.config_arg = config
+        self.verbosity = -1 if quiet else verbose
+        self.log_format = log_format
+        self._config = None
+
+    @property
+    def config(self):
+        if self._config is None:
+            self._config = load_config(self.config_arg)
+            s = self._config.settings
+            setup_logging(self.verbosity, s.log_file, json_format=self.log_format == "json",
+                          max_bytes=s.log_max_bytes, backups=s.log_backups)
+        return self._config
+
+
+def _date(ctx, param, value):
+    if value is None:
+        return None
+    from .window import parse_date
+
+    try:
+        return parse_date(value, f"--{param.name.replace('_', '-').removesuffix('-date')}")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _json(data) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "config", metavar="PATH", help="Config file (default: $TABLESHIP_CONFIG, else ./tableship.toml).")
+@click.option("-v", "--verbose", count=True, help="More log output (debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the summary lines.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Log line format on stderr and in log_file.")
+@click.version_option(__version__, prog_name="tableship")
+@click.pass_context
+def cli(ctx, config, verbose, quiet, debug, log_format):
+    """tableship: back up rolling date-window slices of warehouse tables as verified,
+    compressed CSV archives on a backup host — resumable, locked, alerting."""
+    global _debug
+    _debug = debug
+    setup_logging(-1 if quiet else verbose, json_format=log_format == "json")
+    ctx.obj = Ctx(config, verbose, quiet, log_format)
+
+
+@cli.command()
+@click.argument("jobs", nargs=-1)
+@click.option("--all", "all_jobs", is_flag=True, help="Run every configured job (the default when no JOB is named).")
+@click.option("--date", "run_date", callback=_date, metavar="YYYY-MM-DD", help="Run date the window is computed from (default: today).")
+@click.option("--from", "start", callback=_date, metavar="YYYY-MM-DD", help="Explicit window start (inclusive); needs --to.")
+@click.option("--to", "end", callback=_date, metavar="YYYY-MM-DD", help="Explicit window end (inclusive); needs --from.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (window, SQL and bound values, files, destination); touch nothing.")
+@click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS",
+              help="Wait up to SECONDS for a job's lock held by another run (default: skip at once, exit 75).")
+@click.pass_obj
+def run(obj: Ctx, jobs, all_jobs, run_date, start, end, dry_run, wait):
+    """Back up the named JOBs (or all), one after another; one summary line per job.
+
+    Exit codes: 0 all succeeded, 1 a job failed, 2 usage/config error, 75 a job was
+    skipped because another run holds its lock.
+    """
+    from .progress import progress_factory
+    from .runner import exit_code, run_jobs
+
+    config = obj.config
+    outcomes = run_jobs(config, list(jobs), all_jobs=all_jobs, run_date=run_date, start=start, end=end,
+                        dry_run=dry_run, wait=wait, progress_factory=progress_factory(obj.verbosity),
+                        echo=click.echo)
+    sys.exit(exit_code(outcomes))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def status(obj: Ctx, as_json):
+    """One row per job: last run, window, phase, result, rows, archive bytes, start, duration."""
+    from .report import STATUS_COLUMNS, format_table, status_rows
+    from .state import StateStore
+
+    config = obj.config
+    store = StateStore(config.settings.state_dir)
+    rows = status_rows(config, store)
+    if as_json:
+        _json(rows)
+    else:
+        click.echo(format_table(rows, STATUS_COLUMNS))
+        for r in rows:
+            if r.get("error"):
+                click.echo(f"{r['job']}: last error ({r.get('failed_phase')}): {r['error']}")
+
+
+@cli.command()
+@click.argument("job", required=False)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Number of runs to show.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def history(obj: Ctx, job, limit, as_json):
+    """Past runs, newest first (of one JOB, or all)."""
+    from .report import STATUS_COLUMNS, format_table, history_rows
+    from .state import StateStore
+
+    config = obj.config
+    if job:
+        config.job(job)
+    rows = history_rows(StateStore(config.settings.state_dir), job, limit)
+    if as_json:
+        _json(rows)
+    else:
+        click.echo(format_table(rows, STATUS_COLUMNS))
+
+
+@cli.group("config")
+def config_group():
+    """Inspect the configuration."""
+
+
+@config_group.command("validate")
+@click.pass_obj
+def config_validate(obj: Ctx):
+    """Validate the config file and print every problem found (exit 2 if any)."""
+    try:
+        config = load_config(obj.config_arg)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(f"Error: {problem}", err=True)
+        sys.exit(exc.exit_code)
+    from .plan import choose_window
+
+    today = dt.date.today()
+    click.echo(f"OK: {config.path}: {len(config.jobs)} job(s), {len(config.sources)} source(s), "
+               f"{len(config.destinations)} destination(s)")
+    for job in config.jobs.values():
+        click.echo(f"  {job.name}: {job.table} from {job.source} to {job.destination}, "
+                   f"window today {choose_window(job, today, None, None)}")
+
+
+@cli.command()
+@click.argument("directory", default="tableship-demo", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--rows", type=click.IntRange(min=1000), default=600_000, show_default=True, help="Rows in the demo table.")
+@click.pass_obj
+def demo(obj: Ctx, directory: Path, rows: int):
+    """Create DIRECTORY with a DuckDB demo warehouse and a commented tableship.toml,
+    then back up the demo table into DIRECTORY/backup-server/."""
+    from .demo_run import run_demo
+
+    code = run_demo(directory, rows, echo=click.echo, verbosity=obj.verbosity)
+    sys.exit(code)
+
+
+def _on_signal(signum, frame):
+    raise Interrupted(signum)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: the one place errors become ``Error:`` lines."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    try:
+        cli.main(args=argv, prog_name="tableship", standalone_mode=False)
+        code = 0
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        msg = " ".join(exc.format_message().split())
+        click.echo(f"Error: {msg} — see 'tableship --help'", err=True)
+        code = EXIT_USAGE
+    except click.exceptions.Abort:
+        click.echo("Error: aborted", err=True)
+        code = 128 + signal.SIGINT
+    except KeyboardInterrupt:
+        click.echo("Error: interrupted by SIGINT — re-run the same command to resume where it stopped", err=True)
+        code = 128 + signal.SIGINT
+    except TableshipError as exc:
+        if _debug:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"Error: {exc.line()}", err=True)
+        code = exc.exit_code
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except Exception as exc:  # a bug: still one line, traceback only with --debug
+        if _debug:
+            raise
+        click.echo(f"Error: unexpected {type(exc).__name__}: {exc} — re-run with --debug and report it", err=True)
+        code = EXIT_JOB_FAILED
+    sys.exit(code)

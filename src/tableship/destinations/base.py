@@ -1,0 +1,103 @@
+"""The Destination contract and the registry of destination types.
+
+Names are POSIX paths relative to the destination root (``remote_dir/file_name``),
+already checked by :func:`tableship.names.check_relative`; implementations check again
+and never touch anything outside their root.
+
+Contract (tests/contract/test_destinations.py runs it against every implementation):
+
+- ``put(local, name, owner)`` uploads a local file: writes ``.<basename>.tableship-<owner>-<random>.part``
+  in the target folder (folders created as needed), makes it durable, renames it over
+  ``name``. A reader never sees a partial file under a final name.
+- ``put_bytes(data, name, owner)``: the same for a small in-memory payload (sidecars).
+- ``get(name, local)``: download ``name`` to the local path (written via temp + rename).
+- ``sha256(name)``: hex digest of the remote bytes, or None if ``name`` does not exist.
+  ``last_verify_method`` says how it was computed ("sha256sum", "read-back", "local").
+- ``size(name)``: bytes, or None if missing.
+- ``list(folder)``: names (relative to the root) of the files directly in ``folder``,
+  temporaries excluded; [] if the folder does not exist.
+- ``delete(name)``: remove; missing is not an error.
+- ``cleanup(folder, owner)``: remove this owner's stale temporaries in ``folder``; returns them.
+- ``check()``: list of (check name, ok, detail) for ``check-destination``.
+- ``close()``: idempotent.
+
+Errors are TransientDestinationError (retry may help) or DestinationError (terminal);
+driver exceptions never escape.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import secrets
+from pathlib import Path, PurePosixPath
+from typing import Protocol, runtime_checkable
+
+from ..errors import ConfigError, MissingExtraError
+from ..names import check_relative
+
+TMP_RE = re.compile(r"^\.(?P<base>.+)\.tableship-(?P<owner>[A-Za-z0-9_.-]+)-[0-9a-f]{8}\.part$")
+
+
+def temp_name(name: str, owner: str) -> str:
+    """``a/b.csv.gz`` → ``a/.b.csv.gz.tableship-<owner>-<hex>.part`` (same folder)."""
+    p = PurePosixPath(name)
+    return str(p.with_name(f".{p.name}.tableship-{owner}-{secrets.token_hex(4)}.part"))
+
+
+def is_temp(basename: str, owner: str | None = None) -> bool:
+    m = TMP_RE.match(basename)
+    return bool(m) and (owner is None or m.group("owner") == owner)
+
+
+def safe_name(name: str) -> str:
+    try:
+        clean = check_relative(name, "destination path")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if not clean:
+        raise ConfigError(f"empty destination path {name!r}")
+    return clean
+
+
+@runtime_checkable
+class Destination(Protocol):
+    name: str
+    last_verify_method: str
+
+    def put(self, local: Path, name: str, owner: str) -> None: ...
+
+    def put_bytes(self, data: bytes, name: str, owner: str) -> None: ...
+
+    def get(self, name: str, local: Path) -> None: ...
+
+    def sha256(self, name: str) -> str | None: ...
+
+    def size(self, name: str) -> int | None: ...
+
+    def list(self, folder: str) -> list[str]: ...
+
+    def delete(self, name: str) -> None: ...
+
+    def cleanup(self, folder: str, owner: str) -> list[str]: ...
+
+    def check(self) -> list[tuple[str, bool, str]]: ...
+
+    def close(self) -> None: ...
+
+
+REGISTRY = {
+    "local": ("tableship.destinations.local", "LocalDestination", None, None),
+    "sftp": ("tableship.destinations.sftp", "SFTPDestination", "sftp", "paramiko"),
+}
+
+
+def open_destination(name: str, cfg) -> Destination:
+    module, cls, extra, driver = REGISTRY[cfg.type]
+    if driver is not None:
+        try:
+            importlib.import_module(driver)
+        except ImportError:
+            raise MissingExtraError(f"destination {name!r} (type {cfg.type})", extra, driver) from None
+    mod = importlib.import_module(module)
+    return getattr(mod, cls)(name, cfg)

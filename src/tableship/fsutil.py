@@ -1,0 +1,49 @@
+"""Durable local file writes: temp name in the same folder, fsync, rename, fsync dir."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _finish(tmp: Path, target: Path) -> None:
+    os.replace(tmp, target)
+    fsync_dir(target.parent)
+
+
+def atomic_write_bytes(target: Path, data: bytes, tmp: Path | None = None) -> None:
+    tmp = tmp or target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        _finish(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(target: Path, text: str) -> None:
+    atomic_write_bytes(Path(target), text.encode("utf-8"))
+
+
+def atomic_copy(src: Path, target: Path, tmp: Path) -> None:
+    try:
+        with open(src, "rb") as fi, open(tmp, "wb") as fo:
+            shutil.copyfileobj(fi, fo, 4 * 1024 * 1024)
+            fo.flush()
+            os.fsync(fo.fileno())
+        _finish(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -1,0 +1,278 @@
+"""The phase machine for one run of one job: export → upload → verify → clean.
+
+Each step starts from the last phase recorded as durable in the state store and records
+its own phase only after its effect is durable, so a re-run after any failure (or
+``kill -9``) resumes at the first phase not done and ends with the same content.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import json
+import logging
+from pathlib import Path
+from typing import Callable
+
+import tenacity
+
+from . import __version__
+from .config import Config, Retry
+from .destinations.base import Destination, open_destination
+from .errors import DataCheckError, JobError, SourceError, TableshipError, VerificationError
+from .export import file_sha256, write_archive
+from .plan import Plan, build_query
+from .sources.base import Query, Source, open_source
+from .state import WORKING_ON, Phase, Result, Run, StateStore
+
+log = logging.getLogger("tableship")
+
+Progress = Callable[[int, int], None]
+
+
+def retrying(policy: Retry | None, what: str):
+    """Retry transient TableshipErrors with exponential back-off and jitter."""
+    policy = policy or Retry(attempts=1)
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception()
+        log.warning("%s failed (attempt %d of %d): %s; retrying in %.1fs", what, state.attempt_number,
+                    policy.attempts, exc.line() if isinstance(exc, TableshipError) else exc,
+                    state.next_action.sleep if state.next_action else 0)
+
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(policy.attempts),
+        wait=tenacity.wait_exponential_jitter(initial=policy.initial_delay, max=policy.max_delay),
+        retry=tenacity.retry_if_exception(lambda e: isinstance(e, TableshipError) and e.transient),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
+class Pipeline:
+    """One run: ``Pipeline(config, plan, store).run()`` returns the finished Run or raises."""
+
+    def __init__(self, config: Config, plan: Plan, store: StateStore, progress: Progress | None = None):
+        self.config = config
+        self.plan = plan
+        self.job = plan.job
+        self.store = store
+        self.progress = progress
+        self._source: Source | None = None
+        self._dest: Destination | None = None
+        self.run_record: Run | None = None
+        self._reuploads = 0
+
+    # -- resources, opened only when a phase needs them
+    @property
+    def source(self) -> Source:
+        if self._source is None:
+            self._source = open_source(self.job.source, self.config.sources[self.job.source])
+        return self._source
+
+    @property
+    def dest(self) -> Destination:
+        if self._dest is None:
+            self._dest = open_destination(self.job.destination, self.config.destinations[self.job.destination])
+        return self._dest
+
+    def _dest_retry(self, what: str):
+        return retrying(getattr(self.config.destinations[self.job.destination], "retries", None), what)
+
+    def _source_retry(self, what: str):
+        return retrying(getattr(self.config.sources[self.job.source], "retries", None), what)
+
+    def close(self) -> None:
+        for r in (self._source, self._dest):
+            if r is not None:
+                try:
+                    r.close()
+                except Exception:  # closing must never hide the run's own outcome
+                    log.debug("close failed", exc_info=True)
+
+    # -- the machine
+    def begin(self) -> Run:
+        w = self.plan.window
+        run = self.store.resumable(self.job.name, w.start.isoformat(), w.end.isoformat())
+        if run is not None:
+            run = self.store.resume(run)
+            log.info("resuming run %d of %s for %s at phase %s (attempt %d)", run.id, self.job.name, w, run.phase, run.attempts)
+        else:
+            run = self.store.start(self.job.name, w.start.isoformat(), w.end.isoformat(), self.plan.run_date.isoformat())
+            log.info("run %d of %s: window %s, %s", run.id, self.job.name, w, self.plan.remote_path)
+        self.run_record = run
+        return run
+
+    def run(self) -> Run:
+        run = self.run_record or self.begin()
+        steps = {
+            Phase.PLANNED: self.export,
+            Phase.EXPORTED: self.upload,
+            Phase.UPLOADED: self.verify,
+            Phase.VERIFIED: self.clean,
+        }
+        try:
+            while run.phase != Phase.DONE.value:
+                run = steps[Phase(run.phase)](run)
+                self.run_record = run
+        except BaseException as exc:
+            err = _as_job_error(exc)
+            run = self.store.get(run.id)
+            self.run_record = self.store.finish(run, Result.FAILED, err.line() if err else "interrupted",
+                                                WORKING_ON[Phase(run.phase)])
+            if err is not None and err is not exc:
+                raise err from exc
+            raise
+        finally:
+            self.close()
+        self.run_record = self.store.finish(run, Result.SUCCESS)
+        return self.run_record
+
+    # -- phases
+    def export(self, run: Run) -> Run:
+        job, plan = self.job, self.plan
+        query = self._source_retry(f"reading the schema of {job.table}")(build_query, self.source, plan)
+        schema = self.source.schema(job.table)
+        if job.expect_columns is not None:
+            check_columns(job.expect_columns, schema.names)
+        log.info("exporting %s: %s", job.table, query.display())
+        result = self._source_retry(f"export of {job.table}")(
+            lambda: write_archive(self.source.batches(query), schema, plan.staged_path, plan.dialect,
+                                  job.compression.codec, job.compression.level, self.progress)
+        )
+        log.info("exported %d rows, %d CSV bytes → %d archive bytes (sha256 %s)", result.rows, result.csv_bytes,
+                 result.archive_bytes, result.sha256[:12])
+        check_rows(job, result.rows, lambda: self.source.count(query))
+        manifest = {
+            "job": job.name,
+            "table": job.table,
+            "source": {"name": job.source, "type": self.config.sources[job.source].type},
+            "window": {"start": plan.window.start.isoformat(), "end": plan.window.end.isoformat()},
+            "run_date": plan.run_date.isoformat(),
+            "run_id": run.id,
+            "query": query.display(),
+            "query_sql": query.sql,
+            "query_params": [v.isoformat() if isinstance(v, dt.date) else v for v in query.values],
+            "rows": result.rows,
+            "csv_bytes": result.csv_bytes,
+            "columns": result.columns,
+            "format": job.format.model_dump(exclude={"preset"}) | ({"preset": job.format.preset} if job.format.preset else {}),
+            "compression": {"codec": job.compression.codec, "level": job.compression.level},
+            "file_name": plan.file_name,
+            "archive_bytes": result.archive_bytes,
+            "sha256": result.sha256,
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "tableship_version": __version__,
+        }
+        return self.store.advance(
+            run, Phase.EXPORTED, "archive staged",
+            rows=result.rows, archive_bytes=result.archive_bytes, sha256=result.sha256,
+            file_name=plan.file_name, remote_path=plan.remote_path, staged_path=str(plan.staged_path),
+            manifest=manifest,
+        )
+
+    def _staged_ok(self, run: Run) -> bool:
+        path = Path(run.staged_path or self.plan.staged_path)
+        if not path.is_file():
+            log.warning("staged archive %s is missing; exporting again", path)
+            return False
+        if file_sha256(path) != run.sha256:
+            log.warning("staged archive %s does not match its recorded sha256; exporting again", path)
+            return False
+        return True
+
+    def upload(self, run: Run) -> Run:
+        if not self._staged_ok(run):
+            return self.store.advance(run, Phase.PLANNED, "staged archive lost or changed")
+        remote = run.remote_path
+
+        def attempt() -> str:
+            if self.dest.sha256(remote) == run.sha256:
+                return "already on the destination with the same sha256"
+            self.dest.put(Path(run.staged_path), remote, self.job.name)
+            return "uploaded"
+
+        note = self._dest_retry(f"upload of {remote}")(attempt)
+        log.info("%s: %s", remote, note)
+        return self.store.advance(run, Phase.UPLOADED, note)
+
+    def verify(self, run: Run) -> Run:
+        remote = run.remote_path
+        remote_sha = self._dest_retry(f"verification of {remote}")(self.dest.sha256, remote)
+        method = getattr(self.dest, "last_verify_method", "unknown")
+        if remote_sha != run.sha256:
+            problem = "is missing" if remote_sha is None else f"has sha256 {remote_sha[:12]}…, expected {run.sha256[:12]}…"
+            log.warning("verification of %s failed: remote file %s; uploading again", remote, problem)
+            self._reuploads += 1
+            if self._reuploads > 2:
+                raise VerificationError(f"{remote} on the destination {problem} after re-uploading twice",
+                                        "check the destination's storage, then re-run")
+            return self.store.advance(run, Phase.EXPORTED, f"remote mismatch ({method})")
+        log.info("verified %s on %s (%s)", remote, self.job.destination, method)
+        manifest = run.manifest_dict() or {}
+        manifest["verify_method"] = method
+        manifest["verified_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        sidecar = f"{run.sha256}  {run.file_name}\n".encode()
+        body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+
+        def write_sidecars() -> None:
+            self.dest.put_bytes(sidecar, remote + ".sha256", self.job.name)
+            self.dest.put_bytes(body, remote + ".manifest.json", self.job.name)
+
+        self._dest_retry(f"writing sidecars of {remote}")(write_sidecars)
+        return self.store.advance(run, Phase.VERIFIED, method, verify_method=method, manifest=manifest)
+
+    def clean(self, run: Run) -> Run:
+        if not self.job.keep_local and run.staged_path:
+            Path(run.staged_path).unlink(missing_ok=True)
+        try:
+            removed = self.dest.cleanup(self.plan.remote_dir, self.job.name)
+            for name in removed:
+                log.info("removed stale temporary %s/%s", self.plan.remote_dir, name)
+        except TableshipError as exc:  # a leftover temporary is not worth failing a verified backup
+            log.warning("could not clean stale temporaries: %s", exc.line())
+        return self.store.advance(run, Phase.DONE, "done")
+
+
+def check_columns(expected: list[str], actual: list[str]) -> None:
+    missing = [c for c in expected if c not in actual]
+    extra = [c for c in actual if c not in expected]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing)}")
+        if extra:
+            parts.append(f"unexpected {', '.join(extra)}")
+        raise DataCheckError(f"column check failed: {'; '.join(parts)}",
+                             "the table's schema changed upstream: check it, then update expect_columns")
+
+
+def check_rows(job, rows: int, count: Callable[[], int]) -> None:
+    if rows == 0:
+        if job.on_empty == "fail":
+            raise DataCheckError(f"the window of {job.table} has no rows",
+                                 "check the upstream load; set on_empty = \"warn\" or \"ok\" if empty windows are expected")
+        if job.on_empty == "warn":
+            log.warning("the window of %s has no rows (on_empty = warn)", job.table)
+    if job.count_check:
+        expected = count()
+        if expected != rows:
+            raise DataCheckError(f"count check failed: exported {rows} rows but COUNT(*) says {expected}",
+                                 "the table changed during the export; re-run")
+
+
+def _as_job_error(exc: BaseException) -> TableshipError | None:
+    if isinstance(exc, TableshipError):
+        return exc
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return JobError(f"no space left on the local disk ({exc.filename or 'staging'})",
+                            "free space in the staging folder, then re-run to resume")
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return JobError(f"permission denied: {exc.filename}", "fix the permissions of state_dir / staging")
+        return JobError(f"I/O error: {exc}")
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+        return None
+    if isinstance(exc, ValueError):
+        return JobError(str(exc))
+    return None

@@ -1,0 +1,83 @@
+"""Plan: everything a run of one job will do, computed before anything is touched."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Config, JobConfig
+from .csvrender import CsvDialect
+from .errors import ConfigError, UsageError
+from .names import render_relative
+from .sources.base import Query, Source, arrow_partition_type, window_query
+from .window import Window, compute_window, partition_value
+
+
+@dataclass(frozen=True)
+class Plan:
+    job: JobConfig
+    run_date: dt.date
+    window: Window
+    file_name: str
+    remote_dir: str
+    staged_path: Path
+
+    @property
+    def remote_path(self) -> str:
+        return f"{self.remote_dir}/{self.file_name}" if self.remote_dir else self.file_name
+
+    @property
+    def dialect(self) -> CsvDialect:
+        f = self.job.format
+        return CsvDialect(delimiter=f.delimiter, header=f.header, null=f.null, quoting=f.quoting)
+
+    def sidecar(self, suffix: str) -> str:
+        return self.remote_path + suffix
+
+
+def choose_window(job: JobConfig, run_date: dt.date, start: dt.date | None, end: dt.date | None) -> Window:
+    if (start is None) != (end is None):
+        raise UsageError("--from and --to must be given together", "pass both, e.g. --from 2026-01-01 --to 2026-01-31")
+    if start is not None:
+        if start > end:
+            raise UsageError(f"--from {start} is after --to {end}", "swap them: the window is inclusive from..to")
+        return Window(start, end)
+    w = job.window
+    return compute_window(run_date, w.unit, w.count, w.lag)
+
+
+def make_plan(config: Config, job: JobConfig, run_date: dt.date, window: Window) -> Plan:
+    values = job.template_values(window.start, window.end, run_date)
+    try:
+        file_name = render_relative(job.file_name, values, "file_name")
+        remote_dir = render_relative(job.remote_dir, values, "remote_dir")
+    except ValueError as exc:
+        raise ConfigError(f"jobs.{job.name}: {exc}", "fix the template in the config") from None
+    if "/" in file_name or not file_name:
+        raise ConfigError(f"jobs.{job.name}.file_name: rendered name {file_name!r} must be a plain file name")
+    staged = config.staging_dir / job.name / file_name
+    return Plan(job, run_date, window, file_name, remote_dir, staged)
+
+
+def build_query(source: Source, plan: Plan) -> Query:
+    """The window query, with the partition column's type detected when set to auto."""
+    job = plan.job
+    ptype = job.partition_type
+    if ptype == "auto":
+        schema = source.schema(job.table)
+        field = schema.field(job.partition_column) if job.partition_column in schema.names else None
+        if field is None:
+            from .errors import SourceError
+
+            raise SourceError(
+                f"column {job.partition_column!r} not found in table {job.table} (columns: {', '.join(schema.names)})",
+                f"fix jobs.{job.name}.partition_column",
+            )
+        try:
+            ptype = arrow_partition_type(field.type)
+        except ValueError as exc:
+            raise ConfigError(f"jobs.{job.name}: {exc}", "set partition_type and partition_format explicitly") from None
+    low = partition_value(plan.window.start, ptype, job.partition_format)
+    high = partition_value(plan.window.end, ptype, job.partition_format)
+    return window_query(source.dialect, job.table, job.partition_column, low, high)

@@ -1,0 +1,53 @@
+"""Read-only views of the state store: ``status`` and ``history`` rows and their text form."""
+
+from __future__ import annotations
+
+from .config import Config
+from .state import Run, StateStore
+
+STATUS_COLUMNS = ["job", "run", "window", "phase", "result", "rows", "bytes", "started", "duration"]
+
+
+def run_row(job: str, run: Run | None) -> dict:
+    if run is None:
+        return {"job": job, "run": None, "window": None, "phase": None, "result": "never run", "rows": None,
+                "bytes": None, "started": None, "duration": None, "error": None}
+    return {
+        "job": job, "run": run.id, "window": run.window, "phase": run.phase, "result": run.result,
+        "rows": run.rows, "bytes": run.archive_bytes, "started": run.started_at, "duration": run.duration,
+        "failed_phase": run.failed_phase, "error": run.error, "attempts": run.attempts,
+        "remote_path": run.remote_path, "sha256": run.sha256, "finished": run.finished_at,
+    }
+
+
+def status_rows(config: Config, store: StateStore) -> list[dict]:
+    """One row per configured job (and per job seen in the ledger but no longer configured)."""
+    rows = []
+    for job in config.jobs:
+        row = run_row(job, store.latest(job))
+        last_ok = store.last_success(job)
+        row["last_success"] = last_ok.finished_at if last_ok else None
+        rows.append(row)
+    return rows
+
+
+def history_rows(store: StateStore, job: str | None, limit: int) -> list[dict]:
+    return [run_row(r.job, r) for r in store.history(job, limit)]
+
+
+def _cell(key: str, value) -> str:
+    if value is None:
+        return "-"
+    if key == "duration":
+        return f"{value:.1f}s"
+    if key == "started":
+        return str(value).replace("T", " ").replace("+00:00", "Z")
+    return str(value)
+
+
+def format_table(rows: list[dict], columns: list[str]) -> str:
+    cells = [[_cell(c, r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines)

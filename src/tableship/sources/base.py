@@ -1,0 +1,125 @@
+"""The Source contract, shared query building, and the registry of source types.
+
+A Source reads the rows of one query as Arrow record batches whose Arrow types are the
+columns' logical types (DECIMAL as decimal128, TIMESTAMP as timestamp, DATE as date32...)
+so that the CSV renderer gives the same bytes for the same logical rows whatever the
+engine. Identifiers are validated (names.py) and quoted by the source's dialect; window
+bounds are always bound parameters.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+from dataclasses import dataclass
+from typing import Any, Iterator, Protocol, runtime_checkable
+
+import pyarrow as pa
+
+from ..errors import ConfigError, MissingExtraError
+from ..names import check_identifier, split_table
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How an engine quotes identifiers and marks bound parameters."""
+
+    quote: str = '"'
+    paramstyle: str = "qmark"  # "qmark" (?), "named" (:p0), "pyformat" (%(p0)s), "numeric" ($1)
+
+    def ident(self, name: str) -> str:
+        check_identifier(name)
+        return f"{self.quote}{name}{self.quote}"
+
+    def table(self, table: str) -> str:
+        db, name = split_table(table)
+        return f"{self.ident(db)}.{self.ident(name)}" if db else self.ident(name)
+
+    def marker(self, i: int) -> str:
+        return {"qmark": "?", "named": f":p{i}", "pyformat": f"%(p{i})s", "numeric": f"${i + 1}"}[self.paramstyle]
+
+    def bind(self, values: list) -> tuple | dict:
+        if self.paramstyle in ("named", "pyformat"):
+            return {f"p{i}": v for i, v in enumerate(values)}
+        return tuple(values)
+
+
+@dataclass(frozen=True)
+class Query:
+    sql: str
+    params: Any  # tuple or dict, in the dialect's paramstyle
+    values: tuple = ()  # the bound values in order, for display
+
+    def display(self) -> str:
+        shown = ", ".join(repr(v.isoformat()) if isinstance(v, dt.date) else repr(v) for v in self.values)
+        return f"{self.sql}  -- bound: [{shown}]" if self.values else self.sql
+
+
+def window_query(dialect: Dialect, table: str, column: str, low: Any, high: Any, select: str = "*") -> Query:
+    col = dialect.ident(column)
+    sql = f"SELECT {select} FROM {dialect.table(table)} WHERE {col} >= {dialect.marker(0)} AND {col} <= {dialect.marker(1)}"
+    return Query(sql, dialect.bind([low, high]), (low, high))
+
+
+def count_query(dialect: Dialect, query: Query) -> Query:
+    return Query(f"SELECT COUNT(*) FROM ({query.sql}) AS tableship_count", query.params, query.values)
+
+
+def arrow_partition_type(t: pa.DataType) -> str:
+    """Map the partition column's Arrow type to 'date' | 'string' | 'int'."""
+    if pa.types.is_date(t) or pa.types.is_timestamp(t):
+        return "date"
+    if pa.types.is_integer(t):
+        return "int"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    raise ValueError(f"unsupported partition column type {t}")
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Contract every source implements (tests/contract/test_sources.py checks it).
+
+    - ``dialect``: how identifiers are quoted and parameters marked.
+    - ``schema(table)``: the table's Arrow schema (raises SourceError if it does not
+      exist: a job failure, not a configuration error).
+    - ``batches(query, batch_rows)``: the rows as Arrow record batches, streaming:
+      memory stays flat however big the result.
+    - ``count(query)``: number of rows the query returns.
+    - ``close()``: release connections; idempotent.
+    Driver exceptions never escape: they become SourceError / TransientSourceError.
+    """
+
+    dialect: Dialect
+
+    def schema(self, table: str) -> pa.Schema: ...
+
+    def batches(self, query: Query, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]: ...
+
+    def count(self, query: Query) -> int: ...
+
+    def close(self) -> None: ...
+
+
+# type → (module, class, extra, driver module to test)
+REGISTRY = {
+    "duckdb": ("tableship.sources.duckdb", "DuckDBSource", None, None),
+    "impala": ("tableship.sources.hs2", "HS2Source", "impala", "impala"),
+    "hive": ("tableship.sources.hs2", "HS2Source", "hive", "impala"),
+    "sqlalchemy": ("tableship.sources.sqlalchemy", "SQLAlchemySource", "sqlalchemy", "sqlalchemy"),
+}
+
+
+def open_source(name: str, cfg) -> Source:
+    """Instantiate the source for config ``cfg`` (lazy-importing its driver)."""
+    module, cls, extra, driver = REGISTRY[cfg.type]
+    if driver is not None:
+        try:
+            importlib.import_module(driver)
+        except ImportError:
+            raise MissingExtraError(f"source {name!r} (type {cfg.type})", extra, driver) from None
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"source type {cfg.type!r} is not available in this build: {exc}") from None
+    return getattr(mod, cls)(name, cfg)

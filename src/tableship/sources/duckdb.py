@@ -1,0 +1,76 @@
+"""DuckDB source: a local DuckDB database file, opened read-only."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import duckdb
+import pyarrow as pa
+
+from ..errors import SourceError
+from .base import Dialect, Query
+
+
+class DuckDBSource:
+    dialect = Dialect(quote='"', paramstyle="qmark")
+
+    def __init__(self, name: str, cfg):
+        self.name = name
+        self.cfg = cfg
+        self._con: duckdb.DuckDBPyConnection | None = None
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        if self._con is None:
+            path = self.cfg.path
+            if not path.exists():
+                raise SourceError(
+                    f"source {self.name!r}: DuckDB file {str(path)!r} does not exist",
+                    f"check sources.{self.name}.path in the config",
+                )
+            config = {}
+            if self.cfg.threads:
+                config["threads"] = self.cfg.threads
+            if self.cfg.memory_limit:
+                config["memory_limit"] = self.cfg.memory_limit
+            try:
+                self._con = duckdb.connect(str(path), read_only=True, config=config)
+            except duckdb.Error as exc:
+                raise SourceError(f"source {self.name!r}: cannot open {str(path)!r}: {_msg(exc)}",
+                                  "check that it is a DuckDB database and no other process holds it for writing") from None
+        return self._con
+
+    def schema(self, table: str) -> pa.Schema:
+        try:
+            return self._connect().sql(f"SELECT * FROM {self.dialect.table(table)} LIMIT 0").to_arrow_table().schema
+        except duckdb.CatalogException as exc:
+            raise SourceError(f"source {self.name!r}: table {table} not found: {_msg(exc)}",
+                              "check the job's table name, or whether the table was dropped upstream") from None
+        except duckdb.Error as exc:
+            raise SourceError(f"source {self.name!r}: {_msg(exc)}") from None
+
+    def batches(self, query: Query, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+        try:
+            reader = self._connect().sql(query.sql, params=query.params).to_arrow_reader(batch_rows)
+            for batch in reader:
+                if batch.num_rows:
+                    yield batch
+        except duckdb.Error as exc:
+            raise SourceError(f"source {self.name!r}: query failed: {_msg(exc)}") from None
+
+    def count(self, query: Query) -> int:
+        from .base import count_query
+
+        q = count_query(self.dialect, query)
+        try:
+            return int(self._connect().execute(q.sql, q.params).fetchone()[0])
+        except duckdb.Error as exc:
+            raise SourceError(f"source {self.name!r}: count failed: {_msg(exc)}") from None
+
+    def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+
+def _msg(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:500]

@@ -1,0 +1,266 @@
+"""SQLite run ledger: runs and their phase transitions.
+
+Each run of a job for a window is a row in ``runs``; each transition is committed
+(``synchronous=FULL``) before the next phase starts, so after a crash the ledger says
+exactly which effects are durable. Other modules (alerts, verify) keep their own
+tables in the same database through :meth:`StateStore.connect`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import os
+import socket
+import sqlite3
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+class Phase(str, enum.Enum):
+    """Phases in order. A run's ``phase`` is the last phase whose effect is durable."""
+
+    PLANNED = "planned"
+    EXPORTED = "exported"
+    UPLOADED = "uploaded"
+    VERIFIED = "verified"
+    DONE = "done"
+
+    @property
+    def rank(self) -> int:
+        return list(Phase).index(self)
+
+    def next(self) -> "Phase | None":
+        order = list(Phase)
+        return order[self.rank + 1] if self.rank + 1 < len(order) else None
+
+
+# The phase a run is *working on* when it is at a given durable phase (for messages).
+WORKING_ON = {
+    Phase.PLANNED: "export",
+    Phase.EXPORTED: "upload",
+    Phase.UPLOADED: "verify",
+    Phase.VERIFIED: "clean",
+    Phase.DONE: "done",
+}
+
+
+class Result(str, enum.Enum):
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+def allowed(current: Phase, target: Phase) -> bool:
+    """Forward by exactly one step, or back to any earlier phase (redo after a bad check)."""
+    return target.rank == current.rank + 1 or target.rank < current.rank
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class Run:
+    id: int
+    job: str
+    window_start: str
+    window_end: str
+    run_date: str
+    phase: str
+    result: str
+    failed_phase: str | None
+    error: str | None
+    rows: int | None
+    archive_bytes: int | None
+    sha256: str | None
+    file_name: str | None
+    remote_path: str | None
+    staged_path: str | None
+    manifest: str | None
+    verify_method: str | None
+    attempts: int
+    pid: int | None
+    host: str | None
+    started_at: str
+    updated_at: str
+    finished_at: str | None
+
+    @property
+    def window(self) -> str:
+        return f"{self.window_start}..{self.window_end}"
+
+    @property
+    def duration(self) -> float | None:
+        if not self.finished_at:
+            return None
+        a, b = dt.datetime.fromisoformat(self.started_at), dt.datetime.fromisoformat(self.finished_at)
+        return (b - a).total_seconds()
+
+    def manifest_dict(self) -> dict | None:
+        return json.loads(self.manifest) if self.manifest else None
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "manifest"}
+        d["window"] = self.window
+        d["duration"] = self.duration
+        return d
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job TEXT NOT NULL,
+    window_start TEXT NOT NULL,
+    window_end TEXT NOT NULL,
+    run_date TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    result TEXT NOT NULL,
+    failed_phase TEXT,
+    error TEXT,
+    rows INTEGER,
+    archive_bytes INTEGER,
+    sha256 TEXT,
+    file_name TEXT,
+    remote_path TEXT,
+    staged_path TEXT,
+    manifest TEXT,
+    verify_method TEXT,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    pid INTEGER,
+    host TEXT,
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_job ON runs(job, id);
+CREATE TABLE IF NOT EXISTS transitions (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    at TEXT NOT NULL,
+    from_phase TEXT,
+    to_phase TEXT NOT NULL,
+    note TEXT
+);
+"""
+
+_COLS = [f.name for f in fields(Run)]
+
+
+class StateStore:
+    """The ledger in ``state_dir/state.db``. Safe for several processes (WAL, busy timeout)."""
+
+    def __init__(self, state_dir: Path):
+        self.state_dir = Path(state_dir)
+        self.path = self.state_dir / "state.db"
+        self._db: sqlite3.Connection | None = None
+
+    def connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.executescript(_SCHEMA)
+            self._db = db
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # -- queries
+    def get(self, run_id: int) -> Run:
+        row = self.connect().execute(f"SELECT {', '.join(_COLS)} FROM runs WHERE id=?", (run_id,)).fetchone()
+        return Run(**dict(row))
+
+    def resumable(self, job: str, start: str, end: str) -> Run | None:
+        """The newest unfinished run of ``job`` for exactly this window, if any."""
+        row = self.connect().execute(
+            f"SELECT {', '.join(_COLS)} FROM runs WHERE job=? AND window_start=? AND window_end=? "
+            "ORDER BY id DESC LIMIT 1",
+            (job, start, end),
+        ).fetchone()
+        if row is None or row["phase"] == Phase.DONE.value:
+            return None
+        return Run(**dict(row))
+
+    def history(self, job: str | None = None, limit: int = 20) -> list[Run]:
+        sql = f"SELECT {', '.join(_COLS)} FROM runs"
+        args: tuple = ()
+        if job:
+            sql += " WHERE job=?"
+            args = (job,)
+        sql += " ORDER BY id DESC LIMIT ?"
+        return [Run(**dict(r)) for r in self.connect().execute(sql, (*args, limit))]
+
+    def latest(self, job: str) -> Run | None:
+        runs = self.history(job, 1)
+        return runs[0] if runs else None
+
+    def last_success(self, job: str) -> Run | None:
+        row = self.connect().execute(
+            f"SELECT {', '.join(_COLS)} FROM runs WHERE job=? AND result='success' ORDER BY id DESC LIMIT 1", (job,)
+        ).fetchone()
+        return Run(**dict(row)) if row else None
+
+    # -- transitions
+    def start(self, job: str, start: str, end: str, run_date: str) -> Run:
+        t = now()
+        cur = self.connect().execute(
+            "INSERT INTO runs (job, window_start, window_end, run_date, phase, result, pid, host, started_at, updated_at) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (job, start, end, run_date, Phase.PLANNED.value, Result.RUNNING.value, os.getpid(), socket.gethostname(), t, t),
+        )
+        self._log(cur.lastrowid, None, Phase.PLANNED, "planned")
+        return self.get(cur.lastrowid)
+
+    def resume(self, run: Run) -> Run:
+        self.connect().execute(
+            "UPDATE runs SET result=?, attempts=attempts+1, pid=?, host=?, error=NULL, failed_phase=NULL, "
+            "finished_at=NULL, updated_at=? WHERE id=?",
+            (Result.RUNNING.value, os.getpid(), socket.gethostname(), now(), run.id),
+        )
+        self._log(run.id, Phase(run.phase), Phase(run.phase), "resumed")
+        return self.get(run.id)
+
+    def advance(self, run: Run, target: Phase, note: str = "", **values: Any) -> Run:
+        """Record that ``target``'s effect is durable, with any run fields to update."""
+        current = Phase(run.phase)
+        if not allowed(current, target):
+            raise RuntimeError(f"illegal phase transition {current.value} -> {target.value}")
+        bad = set(values) - set(_COLS)
+        if bad:
+            raise KeyError(f"unknown run fields {bad}")
+        if "manifest" in values and isinstance(values["manifest"], dict):
+            values["manifest"] = json.dumps(values["manifest"], sort_keys=True)
+        sets = ", ".join(f"{k}=?" for k in values)
+        db = self.connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                f"UPDATE runs SET phase=?, updated_at=?{', ' + sets if sets else ''} WHERE id=?",
+                (target.value, now(), *values.values(), run.id),
+            )
+            self._log(run.id, current, target, note)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return self.get(run.id)
+
+    def finish(self, run: Run, result: Result, error: str | None = None, failed_phase: str | None = None) -> Run:
+        self.connect().execute(
+            "UPDATE runs SET result=?, error=?, failed_phase=?, finished_at=?, updated_at=? WHERE id=?",
+            (result.value, error, failed_phase, now(), now(), run.id),
+        )
+        return self.get(run.id)
+
+    def _log(self, run_id: int, from_phase: Phase | None, to_phase: Phase, note: str) -> None:
+        self.connect().execute(
+            "INSERT INTO transitions VALUES (?,?,?,?,?)",
+            (run_id, now(), from_phase.value if from_phase else None, to_phase.value, note),
+        )
