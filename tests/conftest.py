@@ -1,0 +1,26 @@
+"""Test-suite wide configuration.
+
+Real-server fixtures live in ``tests/servers`` (see its docstrings):
+
+* ``sshd`` / ``sshd_fresh``  -- OpenSSH server (tests/servers/sshd.py)
+* ``smtp_factory`` / ``smtp_server`` -- aiosmtpd (tests/servers/smtp.py)
+* ``postgres`` -- throw-away PostgreSQL cluster (tests/servers/postgres.py)
+* ``hs2`` / ``hs2_sasl`` -- Spark Thrift HiveServer2 (tests/servers/hs2.py)
+
+With ``CI=true`` a real component that is missing and cannot be installed is
+a test failure; otherwise the tests that need it are skipped with the reason.
+"""
+
+pytest_plugins = [
+    "tests.servers.sshd",
+    "tests.servers.smtp",
+    "tests.servers.postgres",
+    "tests.servers.hs2",
+]
+
+
+def pytest_configure(config):
+    # aiosmtpd warns on every connection to the AUTH-without-TLS test variant.
+    config.addinivalue_line(
+        "filterwarnings", "ignore:Requiring AUTH while not requiring TLS:UserWarning"
+    )
