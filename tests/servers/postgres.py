@@ -184,19 +184,26 @@ def postgres() -> Iterator[PostgresServer]:
             "initdb",
             log,
         )  # fmt: skip
-        port = free_port()
-        opts = (
-            f"-c listen_addresses={LOCALHOST} -p {port} -k {sock} "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-            "-c max_connections=100 -c shared_buffers=64MB"
-        )
-        _run(
-            _as_pg_user(
-                [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts, "-w", "-t", "120", "start"]
-            ),
-            "pg_ctl start",
-            log,
-        )
+        for attempt in range(3):  # another process may grab the free port first
+            port = free_port()
+            opts = (
+                f"-c listen_addresses={LOCALHOST} -p {port} -k {sock} "
+                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+                "-c max_connections=100 -c shared_buffers=64MB"
+            )
+            try:
+                _run(
+                    _as_pg_user(
+                        [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts,
+                         "-w", "-t", "120", "start"]
+                    ),
+                    "pg_ctl start",
+                    log,
+                )  # fmt: skip
+                break
+            except RuntimeError:
+                if attempt == 2 or "already in use" not in log_tail(log, 20):
+                    raise
         started = True
         register_cleanup(stop)
         createdb = bindir / "createdb"
