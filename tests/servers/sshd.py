@@ -320,10 +320,10 @@ def _write_config_or_fail(path: Path, **kw: object) -> None:
 _active: SshServer | None = None
 
 
-@pytest.fixture(scope="session")
-def sshd() -> Iterator[SshServer]:
-    """Session-wide real OpenSSH server on 127.0.0.1 (login as root)."""
-    global _active
+@contextlib.contextmanager
+def running_sshd() -> Iterator[SshServer]:
+    """Start a real OpenSSH server on 127.0.0.1 in a fresh temp dir; stop and remove
+    it on exit.  Used by the ``sshd`` fixture and by ``bench/bench_sftp.py``."""
     if not is_root():
         missing("the sshd fixture needs root (sshd privilege separation, root login, useradd)")
     _ensure_openssh()
@@ -393,13 +393,23 @@ def sshd() -> Iterator[SshServer]:
             ctl.start()
         except RuntimeError as exc:
             pytest.fail(str(exc), pytrace=False)
-        _active = server
         yield server
     finally:
-        _active = None
         with contextlib.suppress(NameError):
             ctl.stop(kill_sessions=True)
         remove_dir(base)
+
+
+@pytest.fixture(scope="session")
+def sshd() -> Iterator[SshServer]:
+    """Session-wide real OpenSSH server on 127.0.0.1 (login as root)."""
+    global _active
+    with running_sshd() as server:
+        _active = server
+        try:
+            yield server
+        finally:
+            _active = None
 
 
 @pytest.fixture
