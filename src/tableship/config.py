@@ -71,7 +71,7 @@ class DuckDBSource(Model):
     type: Literal["duckdb"]
     path: ConfigPath
     threads: int | None = Field(None, ge=1)
-    memory_limit: str | None = None
+    memory_limit: str = "128MB"
 
 
 class HS2Source(Model):
@@ -278,6 +278,14 @@ def parse_duration(value: str | int | float) -> dt.timedelta:
 Duration = Annotated[dt.timedelta, AfterValidator(lambda v: v)]
 
 
+class AlertRetry(Model):
+    """A failing alert channel is retried briefly: it must not hold up the next job."""
+
+    attempts: int = Field(3, ge=1)
+    initial_delay: float = Field(1, ge=0)
+    max_delay: float = Field(10, ge=0)
+
+
 class EmailChannel(Model):
     type: Literal["email"]
     host: str
@@ -290,6 +298,7 @@ class EmailChannel(Model):
     cc: list[str] = []
     timeout: float = 30
     ca_cert: ConfigPath | None = None
+    retries: AlertRetry = AlertRetry()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -299,18 +308,21 @@ class WebhookChannel(Model):
     url: SecretStr
     headers: dict[str, SecretStr] = {}
     timeout: float = 30
+    retries: AlertRetry = AlertRetry()
 
 
 class CommandChannel(Model):
     type: Literal["command"]
     argv: list[str] = Field(min_length=1)
     timeout: float = 60
+    retries: AlertRetry = AlertRetry()
 
 
 class PingChannel(Model):
     type: Literal["ping"]
     url: SecretStr
     timeout: float = 30
+    retries: AlertRetry = AlertRetry()
 
 
 ChannelConfig = Annotated[

@@ -296,7 +296,7 @@ FROM measures
     # No ORDER BY: range() yields rows in cdr_id (and hence partition_date)
     # order and, with DuckDB's default preserve_insertion_order = true, the
     # INSERT keeps that order -- without the cost of a sort.
-    con = duckdb.connect(str(path))
+    con = duckdb.connect(str(path), config={"enable_progress_bar": False})
     try:
         con.execute("SET memory_limit = '1GB'")
         con.execute(f"SET temp_directory = {_sql_str(str(path) + '.tmp')}")

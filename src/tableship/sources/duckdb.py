@@ -27,11 +27,11 @@ class DuckDBSource:
                     f"source {self.name!r}: DuckDB file {str(path)!r} does not exist",
                     f"check sources.{self.name}.path in the config",
                 )
-            config = {}
+            # DuckDB's buffer pool would otherwise keep every block it scanned (RSS grows
+            # with the table); an export is one streaming scan, so a small pool costs nothing.
+            config = {"memory_limit": self.cfg.memory_limit, "enable_progress_bar": False}
             if self.cfg.threads:
                 config["threads"] = self.cfg.threads
-            if self.cfg.memory_limit:
-                config["memory_limit"] = self.cfg.memory_limit
             try:
                 self._con = duckdb.connect(str(path), read_only=True, config=config)
             except duckdb.Error as exc:
