@@ -258,6 +258,8 @@ class JobConfig(Model):
         name = render_relative(self.file_name, sample, "file_name")
         if "/" in name:
             raise ValueError(f"file_name {self.file_name!r} must not contain '/'; use remote_dir for folders")
+        if not name:
+            raise ValueError(f"file_name {self.file_name!r} renders to an empty name")
         render_relative(self.remote_dir, sample, "remote_dir")
         return self
 
