@@ -84,13 +84,13 @@ def make_table(rows: int, seed: int = 42) -> pa.Table:
     start_ts = pa.array(start_us, pa.timestamp("us"))
     duration = pa.array(rng.integers(0, 3600, n, dtype=np.int32))
     charge_units = rng.integers(0, 5_000_000, n)  # 0..500.0000
-    charge = pa.array(charge_units, pa.int64()).cast(pa.decimal128(18, 0))
+    charge = pa.array(charge_units, pa.int64()).cast(pa.decimal128(19, 0))
     charge = pa.Array.from_buffers(pa.decimal128(18, 4), n, charge.buffers())
     charge = _with_nulls(charge, rng, 0.05)
     data_mb = np.round(rng.exponential(50.0, n), 3)
     data_mb[rng.random(n) < 0.1] = np.floor(data_mb[rng.random(n) < 0.1].mean())
     data_mb = pa.array(data_mb)
-    call_date = pc.cast(pc.cast(start_ts, pa.timestamp("s")), pa.date32())
+    call_date = pa.array((start_us // (86400 * 10**6)).astype(np.int32), pa.date32())
     roaming = pa.array(rng.random(n) < 0.07)
     operators = pa.array(
         ["Orange", "SFR", "Bouygues Télécom", "Free Mobile", "Vodafone; DE", 'O2 "UK"', "Telefónica"]

@@ -259,39 +259,43 @@ def _check_formatted(text: pa.Array, name: str) -> pa.Array:
     return text
 
 
-_FRACTION_DIGITS = {"s": 0, "ms": 3, "us": 6, "ns": 9}
-
-
 def _trim_fraction(text: pa.Array, unit: str) -> pa.Array:
-    """Drop an all-zero fraction of second; widen ms fractions to 6 digits."""
-    digits = _FRACTION_DIGITS[unit]
-    if digits == 0 or len(text) == 0:
+    """Drop an all-zero fraction of second ("s" unit texts have none).
+
+    The text has one ".", followed by exactly the unit's fraction digits and
+    nothing else, so replacing "." + all zeros removes exactly the zero fractions.
+    """
+    if unit == "s":
         return text
-    zero = pc.fill_null(pc.ends_with(text, "." + "0" * digits), False)
-    nzero = pc.sum(zero).as_py() or 0
-    trimmed = None
-    if nzero:
-        trimmed = pc.utf8_slice_codeunits(text, 0, -(digits + 1))
-    if unit == "ms" and nzero < len(text):
-        text = pc.binary_join_element_wise(text, "000", "")
-    if nzero == 0:
-        return text
-    if nzero == len(text) - text.null_count and text.null_count == 0:
-        return trimmed
-    return pc.if_else(zero, trimmed, text)
+    return pc.replace_substring(text, "." + "0" * (9 if unit == "ns" else 6), "")
+
+
+def _to_micros(arr: pa.Array, target: pa.DataType, name: str) -> pa.Array:
+    """ms → us (exact) so the fraction is written with 6 digits."""
+    try:
+        return pc.cast(arr, target)
+    except (pa.ArrowInvalid, OverflowError) as exc:
+        raise ValueError(f"column {name} has a value that cannot be rendered: {exc}") from None
 
 
 def _timestamp_text(arr: pa.Array, name: str) -> pa.Array:
-    t = arr.type
-    if t.tz is not None:
+    unit = arr.type.unit
+    if arr.type.tz is not None:
         # the stored values are UTC instants: dropping the zone renders UTC
-        arr = arr.view(pa.timestamp(t.unit))
+        arr = arr.view(pa.timestamp(unit))
+    if unit == "ms":
+        arr = _to_micros(arr, pa.timestamp("us"), name)
+        unit = "us"
     text = _check_formatted(pc.cast(arr, _STRING), name)
-    return _trim_fraction(text, t.unit)
+    return _trim_fraction(text, unit)
 
 
-def _time_text(arr: pa.Array) -> pa.Array:
-    return _trim_fraction(pc.cast(arr, _STRING), arr.type.unit)
+def _time_text(arr: pa.Array, name: str) -> pa.Array:
+    unit = arr.type.unit
+    if unit == "ms":
+        arr = _to_micros(arr, pa.time64("us"), name)
+        unit = "us"
+    return _trim_fraction(pc.cast(arr, _STRING), unit)
 
 
 def _date_text(arr: pa.Array, name: str) -> pa.Array:
@@ -334,7 +338,7 @@ def _plan_for(name: str, t: pa.DataType) -> _Plan:
     if types.is_timestamp(t):
         return _Plan(name, t, lambda a: _timestamp_text(a, name), _TS_CHARS, False)
     if types.is_time(t):
-        return _Plan(name, t, _time_text, _TIME_CHARS, False)
+        return _Plan(name, t, lambda a: _time_text(a, name), _TIME_CHARS, False)
     if types.is_string(t) or types.is_large_string(t):
         return _Plan(name, t, _text_to_string, None, True)
     if types.is_string_view(t):
@@ -419,8 +423,9 @@ class CsvRenderer:
         if len(idx) == 0:
             return text
         picked = text.take(pa.array(idx))
+        q = pa.scalar('"', text.type)
         quoted = pc.binary_join_element_wise(
-            '"', pc.replace_substring(picked, '"', '""'), '"', ""
+            q, pc.replace_substring(picked, '"', '""'), q, pa.scalar("", text.type)
         )
         return pc.replace_with_mask(text, pa.array(mask), quoted)
 
@@ -458,12 +463,14 @@ class CsvRenderer:
         target = _LARGE_STRING if estimate > _INT32_LIMIT else _STRING
         cols = [c if c.type == target else pc.cast(c, target) for c in cols]
         opts = dict(null_handling="replace", null_replacement=self._null)
-        last = pc.binary_join_element_wise(cols[-1], "\n", "", **opts)
+        last = pc.binary_join_element_wise(
+            cols[-1], pa.scalar("\n", target), pa.scalar("", target), **opts
+        )
         if ncols == 1:
             lines = last
         else:
             lines = pc.binary_join_element_wise(
-                *cols[:-1], last, self.dialect.delimiter, **opts
+                *cols[:-1], last, pa.scalar(self.dialect.delimiter, target), **opts
             )
         offs = _offsets(lines)
         return _values(lines, offs).to_pybytes()
