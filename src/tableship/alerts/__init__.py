@@ -2,6 +2,11 @@
 
 A monitor must never raise: a failing channel is logged and never hides the job's own
 error or changes the exit code.
+
+Modules: :mod:`.policy` (the incident policy, :class:`AlertMonitor`), :mod:`.incidents`
+(incident and outbox tables in the state store), :mod:`.event` (message content),
+one module per channel type (:mod:`.email`, :mod:`.webhook`, :mod:`.command`,
+:mod:`.ping`), :mod:`.logtail` (the run's last log lines) and :mod:`.redact`.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ log = logging.getLogger("tableship")
 
 
 class Monitor:
-    """No-op base monitor; the incident policy (issue #5) builds on these hooks."""
+    """No-op base monitor: the hooks the runner calls."""
 
     def __init__(self, config, store):
         self.config = config
@@ -29,4 +34,12 @@ class Monitor:
 
 
 def make_monitor(config, store) -> Monitor:
-    return Monitor(config, store)
+    """The incident-policy monitor (falls back to the no-op one if it cannot start)."""
+    try:
+        from .policy import AlertMonitor
+
+        return AlertMonitor(config, store)
+    except Exception as exc:  # alerting must never stop backups
+        log.error("alerting disabled: could not start the alert monitor: %s", exc)
+        log.debug("traceback", exc_info=True)
+        return Monitor(config, store)
