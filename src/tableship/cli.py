@@ -113,9 +113,13 @@ def status(obj: Ctx, as_json):
         _json(rows)
     else:
         click.echo(format_table(rows, STATUS_COLUMNS))
+        from .report import incident_line
+
         for r in rows:
             if r.get("error"):
                 click.echo(f"{r['job']}: last error ({r.get('failed_phase')}): {r['error']}")
+            if incident_line(r):
+                click.echo(incident_line(r))
 
 
 @cli.command()

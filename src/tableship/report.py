@@ -22,13 +22,28 @@ def run_row(job: str, run: Run | None) -> dict:
 
 def status_rows(config: Config, store: StateStore) -> list[dict]:
     """One row per configured job (and per job seen in the ledger but no longer configured)."""
+    from .alerts.incidents import open_incident_summaries
+
+    incidents = open_incident_summaries(store)
     rows = []
     for job in config.jobs:
         row = run_row(job, store.latest(job))
         last_ok = store.last_success(job)
         row["last_success"] = last_ok.finished_at if last_ok else None
+        row["incident"] = incidents.get(job)
         rows.append(row)
     return rows
+
+
+def incident_line(row: dict) -> str | None:
+    """``job: INCIDENT #4 open since …, 3 failures, alerted (ops-mail)`` for an open incident."""
+    inc = row.get("incident")
+    if not inc:
+        return None
+    since = str(inc["opened_at"])[:19].replace("T", " ") + "Z"
+    alerted = f"alerted ({', '.join(inc['alerted_channels'])})" if inc["alerted"] else "not alerted"
+    n = inc["failures"]
+    return f"{row['job']}: INCIDENT #{inc['id']} open since {since}, {n} failure{'s' if n != 1 else ''}, {alerted}"
 
 
 def history_rows(store: StateStore, job: str | None, limit: int) -> list[dict]:
