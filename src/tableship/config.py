@@ -437,6 +437,8 @@ def _validate(adapter_or_model, data, prefix: str, problems: list[str], ctx: dic
                 msg = "unknown key (check the spelling)"
             elif err["type"] == "missing":
                 msg = "required key is missing"
+            elif err["type"] == "union_tag_not_found":
+                msg = "required key 'type' is missing"
             loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
             problems.append(f"{_loc(prefix, loc, _TAGS)}: {msg}")
         return None
@@ -456,6 +458,25 @@ def _merge(defaults: dict, job: dict) -> dict:
             out[k] = {**out[k], **v}
         else:
             out[k] = v
+    return out
+
+
+def _check_defaults(defaults: dict, problems: list[str]) -> dict:
+    """Unknown keys of [defaults] (and of its inline tables) are reported once, under
+    ``defaults.``, and dropped, instead of once per job under a misleading ``jobs.<name>.``."""
+    out = {}
+    for key, value in defaults.items():
+        field = JobConfig.model_fields.get(key)
+        if field is None or key == "name":
+            problems.append(f"defaults.{key}: unknown key (check the spelling)")
+            continue
+        sub = field.annotation
+        if isinstance(value, dict) and isinstance(sub, type) and issubclass(sub, BaseModel):
+            known = set(sub.model_fields) | {f.alias for f in sub.model_fields.values() if f.alias}
+            for k in [k for k in value if k not in known]:
+                problems.append(f"defaults.{key}.{k}: unknown key (check the spelling)")
+            value = {k: v for k, v in value.items() if k in known}
+        out[key] = value
     return out
 
 
@@ -501,7 +522,7 @@ def parse_config(raw: dict, path: Path) -> Config:
     settings = _validate(Settings, table("settings"), "settings", problems, ctx) or Settings()
     sources = {n: _validate(_SOURCE, v, f"sources.{n}", problems, ctx) for n, v in table("sources").items()}
     dests = {n: _validate(_DEST, v, f"destinations.{n}", problems, ctx) for n, v in table("destinations").items()}
-    defaults = table("defaults")
+    defaults = _check_defaults(table("defaults"), problems)
 
     jobs_raw = table("jobs")
     if not jobs_raw:
@@ -517,15 +538,16 @@ def parse_config(raw: dict, path: Path) -> Config:
             data["source"] = next(iter(sources))
         if "destination" not in data and len(dests) == 1:
             data["destination"] = next(iter(dests))
+        # checked before the job's own validation so that they are reported even when it fails
+        if isinstance(data.get("source"), str) and data["source"] not in sources:
+            problems.append(f"jobs.{name}.source: unknown source {data['source']!r} (defined: {', '.join(sources) or 'none'})")
+        if isinstance(data.get("destination"), str) and data["destination"] not in dests:
+            problems.append(
+                f"jobs.{name}.destination: unknown destination {data['destination']!r} (defined: {', '.join(dests) or 'none'})"
+            )
         job = _validate(JobConfig, data, f"jobs.{name}", problems, ctx)
         if job is None:
             continue
-        if job.source not in sources:
-            problems.append(f"jobs.{name}.source: unknown source {job.source!r} (defined: {', '.join(sources) or 'none'})")
-        if job.destination not in dests:
-            problems.append(
-                f"jobs.{name}.destination: unknown destination {job.destination!r} (defined: {', '.join(dests) or 'none'})"
-            )
         jobs[name] = job
 
     alerts_raw = table("alerts")
