@@ -120,6 +120,8 @@ def status(obj: Ctx, as_json):
                 click.echo(f"{r['job']}: last error ({r.get('failed_phase')}): {r['error']}")
             if incident_line(r):
                 click.echo(incident_line(r))
+            if r.get("verification"):
+                click.echo(f"{r['job']}: last verification: {r['verification']['summary']}")
 
 
 @cli.command()
@@ -178,6 +180,85 @@ def demo(obj: Ctx, directory: Path, rows: int):
 
     code = run_demo(directory, rows, echo=click.echo, verbosity=obj.verbosity)
     sys.exit(code)
+
+
+@cli.command("ls")
+@click.argument("job", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def ls_cmd(obj: Ctx, job, as_json):
+    """The archives on the destination of JOB (or of every job), read from their manifests:
+    window, rows, archive bytes, created, sha256, and what is missing (incomplete)."""
+    from .archives import LS_COLUMNS, ls_rows, ls_table_rows
+    from .report import format_table
+
+    rows = ls_rows(obj.config, [job] if job else [])
+    if as_json:
+        _json(rows)
+    else:
+        click.echo(format_table(ls_table_rows(rows), LS_COLUMNS))
+
+
+@cli.command()
+@click.argument("jobs", nargs=-1)
+@click.option("--all", "all_jobs", is_flag=True, help="Verify every configured job (the default when no JOB is named).")
+@click.option("--window", metavar="START..END", help="Only the archives whose window lies within START..END.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def verify(obj: Ctx, jobs, all_jobs, window, as_json):
+    """Re-hash each archive on the destination and compare it with its manifest and .sha256
+    sidecar: OK / MISMATCH / MISSING / INCOMPLETE. Exit 0 only if all are OK, else 1.
+    Results are recorded in the state store (see 'status'); nothing is deleted or rewritten."""
+    from .archives import verify_jobs
+
+    def line(v):
+        if not as_json:
+            click.echo(f"{v.status.value:<10} {v.archive.job}  {v.archive.window or '-'}  {v.archive.remote_path}"
+                       f"{'  ' + v.detail if v.detail else ''}")
+
+    results = verify_jobs(obj.config, list(jobs), all_jobs, window, echo=line)
+    if as_json:
+        _json([r.as_dict() for jv in results for r in jv.results])
+    else:
+        for jv in results:
+            click.echo(jv.summary())
+    sys.exit(0 if all(jv.ok for jv in results) else EXIT_JOB_FAILED)
+
+
+@cli.command()
+@click.argument("job")
+@click.option("--window", "which", required=True, metavar="START..END|FILE_NAME",
+              help="The archive's window (YYYY-MM-DD..YYYY-MM-DD) or its file name.")
+@click.option("--to", "to", metavar="DIR", help="Leave the decompressed CSV in DIR (default: the current folder, "
+              "unless --load is given).")
+@click.option("--load", metavar="DUCKDB_PATH[:TABLE]", help="Load the rows into a DuckDB table with the manifest's "
+              "column names and types (TABLE defaults to the source table's name).")
+@click.option("--replace", is_flag=True, help="Replace an existing target table or CSV file.")
+@click.pass_obj
+def restore(obj: Ctx, job, which, to, load, replace):
+    """Download an archive of JOB, check its sha256 and row count against its manifest, and
+    leave the CSV in a folder or load it into DuckDB. Any failed check: nothing is left or loaded."""
+    from .restore import restore as do_restore
+
+    result = do_restore(obj.config, job, which, to=to, load=load, replace=replace,
+                        echo=None if obj.verbosity < 0 else lambda s: click.echo(s, err=True))
+    for text in result.lines():
+        click.echo(text)
+
+
+@cli.command()
+@click.argument("jobs", nargs=-1)
+@click.option("--all", "all_jobs", is_flag=True, help="Prune every configured job (the default when no JOB is named).")
+@click.option("--dry-run", is_flag=True, help="Only print what would be deleted.")
+@click.pass_obj
+def prune(obj: Ctx, jobs, all_jobs, dry_run):
+    """Delete the archives (with their sidecars) that no retention rule of the job keeps,
+    printing each. The newest verified archive and files without a manifest of the job are
+    never deleted."""
+    from .retention import prune_jobs
+
+    for result in prune_jobs(obj.config, list(jobs), all_jobs, dry_run, echo=click.echo):
+        click.echo(result.summary())
 
 
 def _on_signal(signum, frame):

@@ -23,6 +23,7 @@ def run_row(job: str, run: Run | None) -> dict:
 def status_rows(config: Config, store: StateStore) -> list[dict]:
     """One row per configured job (and per job seen in the ledger but no longer configured)."""
     from .alerts.incidents import open_incident_summaries
+    from .archives import last_verification
 
     incidents = open_incident_summaries(store)
     rows = []
@@ -31,6 +32,7 @@ def status_rows(config: Config, store: StateStore) -> list[dict]:
         last_ok = store.last_success(job)
         row["last_success"] = last_ok.finished_at if last_ok else None
         row["incident"] = incidents.get(job)
+        row["verification"] = last_verification(store, job)
         rows.append(row)
     return rows
 

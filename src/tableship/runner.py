@@ -165,6 +165,10 @@ def run_one(config, store, monitor, plan: Plan, wait: float, progress_factory) -
                     monitor.job_failed(job, plan, pipeline.run_record, err)
                     return Outcome(job.name, "failed", plan, pipeline.run_record, err)
                 monitor.job_succeeded(job, plan, run)
+                if job.prune_after_run:  # under the job's lock; a failure is logged, the backup stays OK
+                    from .retention import prune_after_run
+
+                    prune_after_run(config, store, job)
                 return Outcome(job.name, "success", plan, run)
             finally:
                 current_run.reset(token_run)
