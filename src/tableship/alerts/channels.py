@@ -45,8 +45,8 @@ def deliver(name: str, cfg, what: str, call) -> None:
 
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(policy.attempts),
-        wait=tenacity.wait_exponential_jitter(initial=policy.initial_delay, max=policy.max_delay,
-                                              jitter=policy.initial_delay / 2),
+        wait=tenacity.wait_exponential(multiplier=policy.initial_delay, max=policy.max_delay)
+        + tenacity.wait_random(0, policy.initial_delay / 2),
         retry=tenacity.retry_if_exception(lambda e: not isinstance(e, ChannelError) or e.transient),
         before_sleep=before_sleep,
         reraise=True,

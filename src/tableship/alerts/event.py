@@ -146,7 +146,8 @@ class Event:
             "",
         ]
         if self.log_tail:
-            lines.append(f"Last {len(self.log_tail)} log lines of this run:")
+            n = len(self.log_tail)
+            lines.append(f"Last {n} log line{'' if n == 1 else 's'} of this run:")
             lines += [f"  {line}" for line in self.log_tail]
             lines.append("")
         lines += [
