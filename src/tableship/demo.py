@@ -296,8 +296,9 @@ FROM measures
     # No ORDER BY: range() yields rows in cdr_id (and hence partition_date)
     # order and, with DuckDB's default preserve_insertion_order = true, the
     # INSERT keeps that order -- without the cost of a sort.
-    con = duckdb.connect(str(path), config={"enable_progress_bar": False})
+    con = duckdb.connect(str(path))
     try:
+        con.execute("SET enable_progress_bar = false")
         con.execute("SET memory_limit = '1GB'")
         con.execute(f"SET temp_directory = {_sql_str(str(path) + '.tmp')}")
         con.execute(f"CREATE SCHEMA {DEMO_SCHEMA}")

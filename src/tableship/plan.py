@@ -6,6 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+
 from .config import Config, JobConfig
 from .csvrender import CsvDialect
 from .errors import ConfigError, UsageError
@@ -80,4 +82,7 @@ def build_query(source: Source, plan: Plan) -> Query:
             raise ConfigError(f"jobs.{job.name}: {exc}", "set partition_type and partition_format explicitly") from None
     low = partition_value(plan.window.start, ptype, job.partition_format)
     high = partition_value(plan.window.end, ptype, job.partition_format)
+    if job.partition_type == "auto" and pa.types.is_timestamp(field.type):
+        # a TIMESTAMP column compared with a DATE end bound would drop the last day after 00:00
+        low, high = dt.datetime.combine(low, dt.time.min), dt.datetime.combine(high, dt.time.max)
     return window_query(source.dialect, job.table, job.partition_column, low, high)

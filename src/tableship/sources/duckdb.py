@@ -29,11 +29,14 @@ class DuckDBSource:
                 )
             # DuckDB's buffer pool would otherwise keep every block it scanned (RSS grows
             # with the table); an export is one streaming scan, so a small pool costs nothing.
-            config = {"memory_limit": self.cfg.memory_limit, "enable_progress_bar": False}
+            # (enable_progress_bar cannot be passed in the connect config: DuckDB refuses it
+            # as a global option; it is SET on the connection below.)
+            config = {"memory_limit": self.cfg.memory_limit}
             if self.cfg.threads:
                 config["threads"] = self.cfg.threads
             try:
                 self._con = duckdb.connect(str(path), read_only=True, config=config)
+                self._con.execute("SET enable_progress_bar = false")
             except duckdb.Error as exc:
                 raise SourceError(f"source {self.name!r}: cannot open {str(path)!r}: {_msg(exc)}",
                                   "check that it is a DuckDB database and no other process holds it for writing") from None
