@@ -137,6 +137,45 @@ def make_table(rows: int, seed: int = 42) -> pa.Table:
     )
 
 
+def make_demo_table(rows: int) -> pa.Table:
+    """The project's demo CDR table (tableship.demo), read back through DuckDB → Arrow."""
+    import datetime
+
+    import duckdb
+
+    from tableship.demo import DEMO_TABLE, create_demo_warehouse
+
+    real_connect = duckdb.connect
+
+    def connect(*args, **kwargs):  # some duckdb versions refuse enable_progress_bar here
+        try:
+            return real_connect(*args, **kwargs)
+        except duckdb.InvalidInputException:
+            kwargs.pop("config", None)
+            return real_connect(*args, **kwargs)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "demo.duckdb"
+        duckdb.connect = connect
+        try:
+            create_demo_warehouse(path, rows=rows, today=datetime.date(2025, 1, 15))
+        finally:
+            duckdb.connect = real_connect
+        con = duckdb.connect(str(path), read_only=True)
+        try:
+            reader = con.execute(
+                f"SELECT * FROM {DEMO_TABLE} ORDER BY cdr_id LIMIT {int(rows)}"
+            ).to_arrow_reader(100_000)
+            table = reader.read_all()
+        finally:
+            con.close()
+    return table
+
+
+def load_table(args) -> pa.Table:
+    return make_demo_table(args.rows) if args.source == "demo" else make_table(args.rows)
+
+
 def timed(fn, repeat: int):
     times, result = [], None
     for _ in range(repeat):
@@ -174,7 +213,7 @@ def pyarrow_csv(batches, schema, delimiter: str) -> int:
 
 def bench_render(args) -> None:
     t0 = time.perf_counter()
-    table = make_table(args.rows)
+    table = load_table(args)
     batches = table.to_batches(max_chunksize=args.batch_rows)
     print(f"generated {args.rows:,} rows x {table.num_columns} columns in "
           f"{time.perf_counter() - t0:.1f} s; peak RSS {peak_rss_mb():.0f} MB")
@@ -199,7 +238,7 @@ def bench_render(args) -> None:
 
 
 def bench_codecs(args) -> None:
-    table = make_table(args.rows)
+    table = load_table(args)
     renderer = CsvRenderer(table.schema, CsvDialect())
     parts = [renderer.header()]
     size = 0
@@ -257,6 +296,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=2_000_000)
     ap.add_argument("--batch-rows", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--source", choices=("synthetic", "demo"), default="synthetic",
+                    help="synthetic pyarrow CDR table, or the tableship demo table via DuckDB")
     ap.add_argument("--codecs", action="store_true", help="codec table instead of render bench")
     ap.add_argument("--csv-mb", type=float, default=100.0, help="CSV size for --codecs")
     args = ap.parse_args()
