@@ -56,6 +56,9 @@ class CountingSink:
     def flush(self) -> None:
         pass
 
+    def close(self) -> None:
+        self.closed = True
+
 
 def _with_nulls(arr: pa.Array, rng: np.random.Generator, frac: float) -> pa.Array:
     mask = pa.array(rng.random(len(arr)) < frac)
@@ -203,38 +206,56 @@ def render_compress(batches, renderer: CsvRenderer, codec: str, level, threads: 
 
 
 def pyarrow_csv(batches, schema, delimiter: str) -> int:
-    sink = pa.BufferOutputStream()
+    sink = CountingSink()  # not a BufferOutputStream: keep the whole CSV out of RSS
     opts = pacsv.WriteOptions(include_header=True, delimiter=delimiter, quoting_style="needed")
-    with pacsv.CSVWriter(sink, schema, write_options=opts) as w:
-        for b in batches:
-            w.write_batch(b)
-    return sink.getvalue().size
+    with pa.PythonFile(sink, mode="w") as f:
+        with pacsv.CSVWriter(f, schema, write_options=opts) as w:
+            for b in batches:
+                w.write_batch(b)
+    return sink.n
 
 
 def bench_render(args) -> None:
     t0 = time.perf_counter()
     table = load_table(args)
     batches = table.to_batches(max_chunksize=args.batch_rows)
-    print(f"generated {args.rows:,} rows x {table.num_columns} columns in "
-          f"{time.perf_counter() - t0:.1f} s; peak RSS {peak_rss_mb():.0f} MB")
+    rows = table.num_rows
+    print(f"{args.source}: {rows:,} rows x {table.num_columns} columns, batches of "
+          f"{args.batch_rows:,}, built in {time.perf_counter() - t0:.1f} s; "
+          f"peak RSS after building {peak_rss_mb():.0f} MB")
     renderer = CsvRenderer(table.schema, CsvDialect())
     level = DEFAULT_LEVELS["gzip"]
+    csv_size = render_only(batches, renderer)  # warm-up, and the CSV size
 
-    s, size = timed(lambda: render_only(batches, renderer), args.repeat)
-    print(f"render only             : {size / MB:8.1f} MB CSV  {s:6.2f} s  "
-          f"{size / MB / s:7.1f} MB/s  peak RSS {peak_rss_mb():.0f} MB")
-    for threads in (1, 2):
-        s2, gz = timed(lambda: render_compress(batches, renderer, "gzip", None, threads),
-                       args.repeat)
-        print(f"render + gzip L{level} {threads}thr   : {gz / MB:8.1f} MB gz   {s2:6.2f} s  "
-              f"{size / MB / s2:7.1f} MB/s  ratio {size / gz:.2f}  peak RSS {peak_rss_mb():.0f} MB")
-    s3, zs = timed(lambda: render_compress(batches, renderer, "zstd", None, 2), args.repeat)
-    print(f"render + zstd L3 2thr   : {zs / MB:8.1f} MB zst  {s3:6.2f} s  "
-          f"{size / MB / s3:7.1f} MB/s  ratio {size / zs:.2f}  peak RSS {peak_rss_mb():.0f} MB")
-    s4, pasize = timed(lambda: pyarrow_csv(batches, table.schema, ";"), args.repeat)
-    print(f"pyarrow.csv (needed)    : {pasize / MB:8.1f} MB CSV  {s4:6.2f} s  "
-          f"{pasize / MB / s4:7.1f} MB/s  peak RSS {peak_rss_mb():.0f} MB")
-    print(f"render only / pyarrow.csv speed: {(size / s) / (pasize / s4):.2f}x")
+    cases = {
+        "render only": lambda: render_only(batches, renderer),
+        f"render + gzip L{level} 1 thread": lambda: render_compress(batches, renderer, "gzip", None, 1),
+        f"render + gzip L{level} 2 threads": lambda: render_compress(batches, renderer, "gzip", None, 2),
+        "render + zstd L3 2 threads": lambda: render_compress(batches, renderer, "zstd", None, 2),
+        "pyarrow.csv (needed), ref.": lambda: pyarrow_csv(batches, table.schema, ";"),
+    }
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    sizes: dict[str, int] = {}
+    rss: dict[str, float] = {}
+    # round robin, so that every case sees the same background noise
+    for _ in range(args.repeat):
+        for name, fn in cases.items():
+            t1 = time.perf_counter()
+            sizes[name] = fn()
+            times[name].append(time.perf_counter() - t1)
+            rss[name] = peak_rss_mb()
+    print(f"medians of {args.repeat} rounds; MB/s = MB of *our* CSV ({csv_size / MB:.1f} MB) per second"
+          " (pyarrow's own CSV size in parentheses)")
+    print(f"{'case':32s} {'s':>6s} {'MB/s':>7s} {'krows/s':>8s} {'out MB':>8s} {'peak RSS':>9s}")
+    for name in cases:
+        s = statistics.median(times[name])
+        out = sizes[name]
+        out_txt = f"({out / MB:.1f})" if name.startswith("pyarrow") else f"{out / MB:.1f}"
+        print(f"{name:32s} {s:6.2f} {csv_size / MB / s:7.1f} {rows / s / 1000:8.0f} "
+              f"{out_txt:>8s} {rss[name]:7.0f}MB")
+    ours = statistics.median(times["render only"])
+    ref = statistics.median(times["pyarrow.csv (needed), ref."])
+    print(f"render only vs pyarrow.csv: {ref / ours:.2f}x the rows per second")
 
 
 def bench_codecs(args) -> None:

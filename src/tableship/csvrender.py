@@ -135,7 +135,8 @@ _TS_CHARS = _DIGITS | set("-+: .")
 _TIME_CHARS = _DIGITS | set(":.")
 _HEX_CHARS = _DIGITS | set("abcdef")
 
-# two lowercase hex digits per byte value, as little-endian uint16 words
+# two lowercase hex digits per byte value, one uint16 word each (the word's
+# bytes are the two ASCII digits in memory order, whatever the endianness)
 _HEX_TABLE = np.frombuffer(
     b"".join(f"{i:02x}".encode("ascii") for i in range(256)), dtype=np.uint16
 )
