@@ -483,10 +483,11 @@ class JobVerification:
     results: list[Verification] = field(default_factory=list)
     batch: str = ""
     at: str = ""
+    error: TableshipError | None = None  # the job could not be verified at all (destination down...)
 
     @property
     def ok(self) -> bool:
-        return all(r.status is Status.OK for r in self.results)
+        return self.error is None and all(r.status is Status.OK for r in self.results)
 
     def counts(self) -> dict[str, int]:
         c = {s.value: 0 for s in SEVERITY}
@@ -494,7 +495,14 @@ class JobVerification:
             c[r.status.value] += 1
         return c
 
+    def as_dicts(self) -> list[dict]:
+        if self.error is not None:
+            return [{"job": self.job, "status": "ERROR", "detail": self.error.line()}]
+        return [r.as_dict() for r in self.results]
+
     def summary(self) -> str:
+        if self.error is not None:
+            return f"{self.job}: ERROR: {self.error.line()}"
         if not self.results:
             return f"{self.job}: no archives on the destination"
         c = self.counts()
@@ -650,11 +658,19 @@ def verify_jobs(config: Config, names: list[str], all_jobs: bool = False, window
     w = parse_window_option(window)
     jobs = select_jobs(config, names, all_jobs)
     store = StateStore(config.settings.state_dir)
+    out = []
     try:
-        out = [verify_job(config, config.jobs[n], store, w, echo) for n in jobs]
+        for n in jobs:
+            try:
+                out.append(verify_job(config, config.jobs[n], store, w, echo))
+            except TableshipError as exc:  # one unreachable destination must not hide the other jobs
+                if len(jobs) == 1:
+                    raise
+                log.error("%s: %s", n, exc.line())
+                out.append(JobVerification(n, error=exc))
     finally:
         store.close()
-    if w is not None and not any(jv.results for jv in out):
+    if w is not None and not any(jv.results or jv.error for jv in out):
         raise NoArchiveError(f"no archive of {', '.join(jobs)} lies within the window {w}",
                              "run 'tableship ls' to see the windows on the destination")
     return out

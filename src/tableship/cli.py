@@ -218,7 +218,7 @@ def verify(obj: Ctx, jobs, all_jobs, window, as_json):
 
     results = verify_jobs(obj.config, list(jobs), all_jobs, window, echo=line)
     if as_json:
-        _json([r.as_dict() for jv in results for r in jv.results])
+        _json([d for jv in results for d in jv.as_dicts()])
     else:
         for jv in results:
             click.echo(jv.summary())
@@ -255,10 +255,12 @@ def prune(obj: Ctx, jobs, all_jobs, dry_run):
     """Delete the archives (with their sidecars) that no retention rule of the job keeps,
     printing each. The newest verified archive and files without a manifest of the job are
     never deleted."""
-    from .retention import prune_jobs
+    from .retention import exit_code, prune_jobs
 
-    for result in prune_jobs(obj.config, list(jobs), all_jobs, dry_run, echo=click.echo):
+    results = prune_jobs(obj.config, list(jobs), all_jobs, dry_run, echo=click.echo)
+    for result in results:
         click.echo(result.summary())
+    sys.exit(exit_code(results))
 
 
 def _on_signal(signum, frame):

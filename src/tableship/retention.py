@@ -29,6 +29,7 @@ from typing import Callable
 
 from .archives import Archive, db, is_verified, last_status, list_archives, open_job_destination
 from .config import Config, JobConfig, RetentionSpec
+from .errors import EXIT_JOB_FAILED, EXIT_LOCKED, TableshipError
 from .lock import JobLock
 from .state import StateStore, now
 
@@ -95,12 +96,15 @@ class PruneResult:
     decisions: list[Decision] = field(default_factory=list)
     deleted: list[Decision] = field(default_factory=list)
     dry_run: bool = False
+    error: TableshipError | None = None
 
     @property
     def kept(self) -> list[Decision]:
         return [d for d in self.decisions if d.keep]
 
     def summary(self) -> str:
+        if self.error is not None:
+            return f"{self.job}: ERROR: {self.error.line()}"
         verb = "would delete" if self.dry_run else "deleted"
         n = sum(1 for d in self.decisions if not d.keep)
         return f"{self.job}: {self.rules}: kept {len(self.kept)}, {verb} {n}"
@@ -159,11 +163,25 @@ def prune_jobs(config: Config, names: list[str], all_jobs: bool = False, dry_run
     results = []
     try:
         for n in jobs:
-            with JobLock(config.settings.state_dir, n).acquire(0):
-                results.append(prune_job(config, config.jobs[n], store, dry_run, today, echo))
+            try:
+                with JobLock(config.settings.state_dir, n).acquire(0):
+                    results.append(prune_job(config, config.jobs[n], store, dry_run, today, echo))
+            except TableshipError as exc:  # a batch continues past a failing job
+                if len(jobs) == 1:
+                    raise
+                log.error("%s: %s", n, exc.line())
+                results.append(PruneResult(n, rules_text(config.jobs[n].retention), dry_run=dry_run, error=exc))
     finally:
         store.close()
     return results
+
+
+def exit_code(results: list[PruneResult]) -> int:
+    """0, or the highest exit code of the jobs that failed (75 when only locks were in the way)."""
+    codes = [r.error.exit_code for r in results if r.error is not None]
+    if not codes:
+        return 0
+    return EXIT_JOB_FAILED if any(c != EXIT_LOCKED for c in codes) else EXIT_LOCKED
 
 
 def prune_after_run(config: Config, store: StateStore, job: JobConfig) -> PruneResult | None:
@@ -173,8 +191,6 @@ def prune_after_run(config: Config, store: StateStore, job: JobConfig) -> PruneR
     """
     if not job.prune_after_run:
         return None
-    from .errors import TableshipError
-
     try:
         result = prune_job(config, job, store)
     except TableshipError as exc:

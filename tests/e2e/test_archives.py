@@ -481,3 +481,72 @@ def test_help_texts():
     for cmd in ("ls", "verify", "restore", "prune"):
         proc = subprocess.run([sys.executable, "-m", "tableship", cmd, "--help"], capture_output=True, text=True)
         assert proc.returncode == 0 and len(proc.stdout.splitlines()) > 4
+
+
+# ---------------------------------------------------------------- codecs and dialects
+
+
+@pytest.mark.parametrize("extra, suffix", [
+    ('compression = { codec = "zstd", level = 3 }\nfile_name = "{table}_{start:%Y%m%d}_{end:%Y%m%d}.csv.zst"', ".zst"),
+    ('compression = { codec = "none" }\nfile_name = "{table}_{start:%Y%m%d}_{end:%Y%m%d}.csv"', ""),
+    ('format = { null = "\\\\N" }', ".gz"),
+])
+def test_other_codecs_and_null_text_round_trip(tmp_path, warehouse, extra, suffix):
+    os.symlink(warehouse, tmp_path / "warehouse.duckdb")
+    cfg = write_config(tmp_path, local_destination(tmp_path), extra)
+    assert tableship(cfg, "run", "events", "--from", "2026-01-01", "--to", "2026-01-31").returncode == 0
+    assert tableship(cfg, "verify").returncode == 0
+    proc = tableship(cfg, "restore", "events", "--window", WINDOW, "--load", f"{tmp_path}/r.duckdb:t",
+                     "--to", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    compare_restored(warehouse, tmp_path / "r.duckdb", "t", "2026-01-01", "2026-01-31")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["events_20260101_20260131.csv"]
+
+
+def test_impala_shell_preset_round_trip(tmp_path):
+    """No quoting, no header, NULL written as NULL: restores exactly when the data is clean."""
+    con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
+    con.execute("CREATE SCHEMA app; CREATE TABLE app.events (id BIGINT, partition_date DATE, txt VARCHAR, "
+                "amount DECIMAL(10,2), ts TIMESTAMP)")
+    con.execute("INSERT INTO app.events SELECT i, DATE '2026-01-01' + (i % 31)::INTEGER, "
+                "CASE WHEN i % 3 = 0 THEN NULL WHEN i % 3 = 1 THEN '' ELSE 'v' || i END, i / 100, "
+                "TIMESTAMP '2026-01-01 00:00:00.25' + to_seconds(i) FROM range(500) t(i)")
+    con.close()
+    cfg = write_config(tmp_path, local_destination(tmp_path), 'format = { preset = "impala-shell" }')
+    assert tableship(cfg, "run", "events", "--from", "2026-01-01", "--to", "2026-01-31").returncode == 0
+    proc = tableship(cfg, "restore", "events", "--window", WINDOW, "--load", f"{tmp_path}/r.duckdb:t")
+    assert proc.returncode == 0, proc.stderr
+    con = duckdb.connect(str(tmp_path / "r.duckdb"))
+    con.execute(f"ATTACH '{tmp_path / 'warehouse.duckdb'}' AS src (READ_ONLY)")
+    assert con.execute("SELECT * FROM src.app.events EXCEPT ALL SELECT * FROM t").fetchall() == []
+    assert con.execute("SELECT * FROM t EXCEPT ALL SELECT * FROM src.app.events").fetchall() == []
+    assert con.execute("SELECT count(*) FROM t WHERE txt IS NULL").fetchone()[0] == 167
+    assert con.execute("SELECT count(*) FROM t WHERE txt = ''").fetchone()[0] == 167
+
+
+def test_consistent_but_corrupt_archive_is_refused(site):
+    """Archive, manifest and sidecar all rewritten to agree on damaged bytes: decompression catches it."""
+    import hashlib
+
+    cfg, tmp, backup = site
+    flip_byte(backup / ARCHIVE, 40)
+    data = (backup / ARCHIVE).read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    tamper_manifest(backup, sha256=sha)
+    (backup / (ARCHIVE + ".sha256")).write_text(f"{sha}  events_20260101_20260131.csv.gz\n")
+    proc = tableship(cfg, "restore", "events", "--window", WINDOW, "--to", str(tmp / "out"),
+                     "--load", f"{tmp}/r.duckdb:t")
+    one_error_line(proc, 1)
+    assert list((tmp / "out").iterdir()) == []
+    assert staging_clean(tmp)
+
+
+def test_verify_all_continues_past_an_unreachable_destination(site):
+    cfg, tmp, backup = site
+    text = cfg.read_text() + '\n[destinations.gone]\ntype = "local"\npath = "no-such-folder"\n' \
+        '\n[jobs.lost]\ntable = "app.events"\ndestination = "gone"\n'
+    cfg.write_text(text.replace('[jobs.events]\n', '[jobs.events]\ndestination = "backup"\n'))
+    proc = tableship(cfg, "verify", "--all")
+    assert proc.returncode == 1
+    assert "events: 1 archive(s): 1 OK" in proc.stdout and "lost: ERROR:" in proc.stdout
+    assert "Traceback" not in proc.stderr
