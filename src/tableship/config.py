@@ -455,7 +455,12 @@ def _merge(defaults: dict, job: dict) -> dict:
     out = dict(defaults)
     for k, v in job.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = {**out[k], **v}
+            base = out[k]
+            if k == "compression" and "level" not in v and v.get("codec", base.get("codec")) != base.get("codec"):
+                base = {x: y for x, y in base.items() if x != "level"}  # a level belongs to its codec
+            if k == "format" and "preset" in v:
+                base = {}  # a job's preset replaces the default dialect instead of being overridden by it
+            out[k] = {**base, **v}
         else:
             out[k] = v
     return out

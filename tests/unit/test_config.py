@@ -460,3 +460,24 @@ def test_models_are_frozen(tmp_path):
     cfg = parse_config(base(), tmp_path / "c.toml")
     with pytest.raises(Exception):
         cfg.job("j").table = "other"  # type: ignore[misc]
+
+
+def test_a_job_switching_codec_does_not_inherit_the_default_level(tmp_path):
+    raw = base()
+    raw["defaults"] = {"compression": {"codec": "gzip", "level": 6}, "format": {"delimiter": ",", "header": True}}
+    raw["jobs"] = {
+        "none": {"table": "t", "compression": {"codec": "none"}},
+        "zstd": {"table": "t", "compression": {"codec": "zstd"}},
+        "zstd9": {"table": "t", "compression": {"codec": "zstd", "level": 9}},
+        "gzip": {"table": "t", "compression": {"level": 1}},
+        "preset": {"table": "t", "format": {"preset": "impala-shell"}},
+        "delim": {"table": "t", "format": {"delimiter": "|"}},
+    }
+    cfg = parse_config(raw, tmp_path / "c.toml")
+    comp = {n: (j.compression.codec, j.compression.level) for n, j in cfg.jobs.items()}
+    assert comp["none"] == ("none", None) and comp["zstd"] == ("zstd", None) and comp["zstd9"] == ("zstd", 9)
+    assert comp["gzip"] == ("gzip", 1)
+    f = cfg.job("preset").format
+    assert (f.delimiter, f.header, f.null, f.quoting) == (";", False, "NULL", "none")  # the preset, not the defaults
+    f = cfg.job("delim").format
+    assert (f.delimiter, f.header) == ("|", True)
