@@ -496,6 +496,24 @@ def test_a_crash_between_sending_and_recording_repeats_the_message_once(tmp_path
     assert out.read_text().splitlines() == ["failed 1", "failed 1", "resolved 1"]
 
 
+def test_sigterm_while_sending_stops_tableship_and_the_message_is_replayed_once(tmp_path, warehouse):
+    out = tmp_path / "tickets.txt"
+    marker = tmp_path / "termed-once"
+    site = Site(tmp_path, warehouse, f"""
+        [alerts]
+        channels = ["pager"]
+        [alerts.pager]
+        type = "command"
+        argv = ["sh", "-c", "echo \\"$TABLESHIP_EVENT\\" >> {out}; if [ ! -e {marker} ]; then touch {marker}; kill -TERM $PPID; sleep 5; fi"]""")
+    proc = site.run("run")
+    assert proc.returncode == 128 + 15, proc.stdout + proc.stderr  # not swallowed by the alerting code
+    assert "interrupted by SIGTERM" in proc.stderr
+    proc = site.run("run")
+    assert proc.returncode == 1
+    assert "sending it once more" in proc.stderr
+    assert out.read_text().splitlines() == ["failed", "failed"]
+
+
 def test_a_job_skipped_by_its_lock_is_not_alerted(tmp_path, warehouse, smtp_factory):
     from tableship.lock import JobLock
 

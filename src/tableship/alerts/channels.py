@@ -12,6 +12,8 @@ import logging
 
 import tenacity
 
+from ..errors import Interrupted
+
 log = logging.getLogger("tableship")
 
 
@@ -47,14 +49,14 @@ def deliver(name: str, cfg, what: str, call) -> None:
         stop=tenacity.stop_after_attempt(policy.attempts),
         wait=tenacity.wait_exponential(multiplier=policy.initial_delay, max=policy.max_delay)
         + tenacity.wait_random(0, policy.initial_delay / 2),
-        retry=tenacity.retry_if_exception(lambda e: not isinstance(e, ChannelError) or e.transient),
+        retry=tenacity.retry_if_exception(lambda e: isinstance(e, ChannelError) and e.transient),
         before_sleep=before_sleep,
         reraise=True,
     )
     try:
         retrying(call)
-    except ChannelError:
-        raise
+    except (ChannelError, Interrupted):
+        raise  # a SIGTERM while sending stops tableship; the outbox replays the message once
     except Exception as exc:  # a bug or an unexpected library error: still only a channel failure
         raise ChannelError(f"{type(exc).__name__}: {exc}", transient=False) from exc
 

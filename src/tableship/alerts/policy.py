@@ -31,6 +31,7 @@ import os
 import socket
 from typing import Callable
 
+from ..errors import Interrupted
 from . import Monitor, logtail
 from .channels import ChannelError, send_event, send_ping
 from .event import Event, human_duration, parse_ts, resume_command
@@ -49,6 +50,8 @@ def never_raises(method):
     def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
+        except Interrupted:
+            raise  # SIGTERM/SIGHUP must still stop the run
         except Exception as exc:
             try:
                 if self._incidents is not None:
