@@ -65,7 +65,7 @@ class DuckDBSource:
 
         q = count_query(self.dialect, query)
         try:
-            return int(self._connect().execute(q.sql, q.params).fetchone()[0])
+            return int(self._connect().execute(q.sql, q.params).fetchall()[0][0])
         except duckdb.Error as exc:
             raise SourceError(f"source {self.name!r}: count failed: {_msg(exc)}") from None
 
