@@ -95,6 +95,10 @@ def run(obj: Ctx, jobs, all_jobs, run_date, start, end, dry_run, wait):
     outcomes = run_jobs(config, list(jobs), all_jobs=all_jobs, run_date=run_date, start=start, end=end,
                         dry_run=dry_run, wait=wait, progress_factory=progress_factory(obj.verbosity),
                         echo=click.echo)
+    for o in outcomes:  # each failed job also ends in one "Error:" line on stderr (cron mails, scripts)
+        if o.status == "failed" and o.error is not None:
+            hint = "" if o.error.hint else " — fix the cause, then re-run the same command"
+            click.echo(f"Error: job {o.job}: {o.error.line()}{hint}", err=True)
     sys.exit(exit_code(outcomes))
 
 
@@ -280,8 +284,8 @@ def main(argv: list[str] | None = None) -> None:
         msg = " ".join(exc.format_message().split())
         click.echo(f"Error: {msg} — see 'tableship --help'", err=True)
         code = EXIT_USAGE
-    except click.exceptions.Abort:
-        click.echo("Error: aborted", err=True)
+    except click.exceptions.Abort:  # click turns Ctrl-C into Abort
+        click.echo("Error: interrupted by SIGINT — re-run the same command to resume where it stopped", err=True)
         code = 128 + signal.SIGINT
     except KeyboardInterrupt:
         click.echo("Error: interrupted by SIGINT — re-run the same command to resume where it stopped", err=True)
@@ -291,7 +295,10 @@ def main(argv: list[str] | None = None) -> None:
             import traceback
 
             traceback.print_exc()
-        click.echo(f"Error: {exc.line()}", err=True)
+        hint = ""
+        if not exc.hint:  # every Error: line says what to do
+            hint = " — see 'tableship --help'" if exc.exit_code == EXIT_USAGE else " — re-run with --debug for details"
+        click.echo(f"Error: {exc.line()}{hint}", err=True)
         code = exc.exit_code
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)

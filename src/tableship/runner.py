@@ -10,7 +10,7 @@ from typing import Callable
 
 from .alerts import make_monitor
 from .config import Config
-from .errors import EXIT_JOB_FAILED, JobError, EXIT_LOCKED, EXIT_OK, LockedError, TableshipError, UsageError
+from .errors import EXIT_JOB_FAILED, JobError, EXIT_LOCKED, EXIT_OK, Interrupted, LockedError, TableshipError, UsageError
 from .lock import JobLock
 from .log import current_job, current_run
 from .pipeline import Pipeline
@@ -63,7 +63,7 @@ def exit_code(outcomes: list[Outcome]) -> int:
 def select_jobs(config: Config, names: list[str] | tuple[str, ...] | None, all_jobs: bool = False) -> list[str]:
     """Validate the job names (all when none are given); unknown names raise before anything runs."""
     if names and all_jobs:
-        raise UsageError("pass job names or --all, not both")
+        raise UsageError("pass job names or --all, not both", "e.g. 'tableship run JOB' or 'tableship run --all'")
     if not names:
         return list(config.jobs)
     for n in names:
@@ -117,6 +117,8 @@ def run_jobs(
                 for line in describe_plan(config, plans[n]):
                     echo(line)
                 outcomes.append(Outcome(n, "planned", plans[n]))
+            except Interrupted:
+                raise
             except TableshipError as exc:
                 outcomes.append(Outcome(n, "failed", plans[n], error=exc))
                 echo(outcomes[-1].summary())
@@ -153,6 +155,9 @@ def run_one(config, store, monitor, plan: Plan, wait: float, progress_factory) -
                 monitor.job_started(job, plan)
                 try:
                     run = pipeline.run()
+                except Interrupted:  # a signal ends the whole command (exit 128+N), not just this job
+                    log.error("interrupted; the run is recorded as failed and resumes on the next run")
+                    raise
                 except TableshipError as exc:
                     log.error("%s", exc.line())
                     log.debug("details", exc_info=True)

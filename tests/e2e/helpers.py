@@ -306,7 +306,7 @@ class Workspace:
     def manifest(self, name: str = ARCHIVE, remote_dir: str = REMOTE_DIR) -> dict:
         return json.loads((self.dest / remote_dir / f"{name}.manifest.json").read_text())
 
-    def assert_no_partial_final_files(self, expected_sha: dict[str, str] | None = None) -> None:
+    def assert_no_partial_final_files(self, expected_sha: dict[str, str] | None = None, ignore: tuple = ()) -> None:
         """Under staging and the destination, every file is a temporary name, a sidecar
         that is complete, or an archive that is complete (decompresses; sha256 as recorded)."""
         recorded = {r["file_name"]: r["sha256"] for r in self.runs() if r["sha256"]}
@@ -315,7 +315,7 @@ class Workspace:
             for rel in self.files(base):
                 path = base / rel
                 name = path.name
-                if TEMP_RE.search(name):
+                if TEMP_RE.search(name) or path in ignore:
                     continue
                 if name.endswith(".sha256"):
                     text = path.read_text()
