@@ -307,14 +307,18 @@ def archive_folders(job: JobConfig, store: StateStore | None, today: dt.date | N
     keep_days = job.retention.keep_days if job.retention and job.retention.keep_days else 0
     w = compute_window(today, job.window.unit, job.window.count, job.window.lag)
     horizon = max(HORIZON_DAYS, keep_days + w.days + 62)
-    for back in range(horizon + 1):
+    # with a monthly window and no {run_date}, every day of a month renders the same folder
+    monthly = job.window.unit == "month" and "run_date" not in _fields(job.remote_dir)
+    run_date = today
+    while (today - run_date).days <= horizon:
         if len(folders) >= MAX_FOLDERS:
             log.warning("%s: looking at the newest %d folders only", job.name, MAX_FOLDERS)
             break
-        run_date = today - dt.timedelta(days=back)
-        w = compute_window(run_date, job.window.unit, job.window.count, job.window.lag)
+        rd = run_date
+        run_date = rd.replace(day=1) - dt.timedelta(days=1) if monthly else rd - dt.timedelta(days=1)
+        w = compute_window(rd, job.window.unit, job.window.count, job.window.lag)
         try:
-            folders.setdefault(_render_dir(job, w, run_date), None)
+            folders.setdefault(_render_dir(job, w, rd), None)
         except ValueError:
             continue
     return list(folders)

@@ -550,3 +550,24 @@ def test_verify_all_continues_past_an_unreachable_destination(site):
     assert proc.returncode == 1
     assert "events: 1 archive(s): 1 OK" in proc.stdout and "lost: ERROR:" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_date_templated_remote_dir_found_without_the_state_store(tmp_path, warehouse):
+    import shutil
+
+    os.symlink(warehouse, tmp_path / "warehouse.duckdb")
+    # keep_days widens the schedule horizon the folders are derived from (whatever today is)
+    cfg = write_config(tmp_path, local_destination(tmp_path),
+                       'remote_dir = "{table}/{start:%Y}"\nretention = { keep_days = 36500 }')
+    for start, end in [("2025-12-01", "2025-12-31"), ("2026-01-01", "2026-01-31")]:
+        assert tableship(cfg, "run", "events", "--from", start, "--to", end).returncode == 0
+    listed = lambda: sorted(r["remote_path"] for r in json.loads(tableship(cfg, "ls", "--json").stdout))  # noqa: E731
+    expected = ["events/2025/events_20251201_20251231.csv.gz", "events/2026/events_20260101_20260131.csv.gz"]
+    assert listed() == expected
+    shutil.rmtree(tmp_path / "state")  # the machine that made the backups is gone
+    assert listed() == expected
+    ver = tableship(cfg, "verify")
+    assert ver.returncode == 0 and "2 OK" in ver.stdout
+    proc = tableship(cfg, "restore", "events", "--window", "2025-12-01..2025-12-31", "--load", f"{tmp_path}/r.duckdb:t")
+    assert proc.returncode == 0, proc.stderr
+    compare_restored(warehouse, tmp_path / "r.duckdb", "t", "2025-12-01", "2025-12-31")
