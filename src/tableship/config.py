@@ -148,7 +148,8 @@ DestinationConfig = Annotated[Union[LocalDestination, SFTPDestination], Field(di
 # ---------------------------------------------------------------- jobs
 
 PRESETS = {
-    "impala-shell": {"delimiter": ";", "header": False, "null": "NULL", "quoting": "none"},
+    # impala-shell -B quotes like csv.QUOTE_MINIMAL (see csvrender.IMPALA_SHELL_RULES)
+    "impala-shell": {"delimiter": ";", "header": False, "null": "NULL", "quoting": "minimal"},
 }
 
 

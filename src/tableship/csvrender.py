@@ -44,6 +44,11 @@ dictionary             rendered as its decoded values
 null type              every value is NULL
 =====================  =====================================================
 
+``CsvDialect(preset="impala-shell")`` (config ``format = { preset = "impala-shell" }``)
+reproduces ``impala-shell -B --output_delimiter=';'`` instead: see
+:data:`IMPALA_SHELL_RULES` (floats as Python ``str()``, 9-digit timestamp fractions,
+csv.writer's QUOTE_MINIMAL quoting, no quoting of the NULL text).
+
 Years outside 0001–9999 are written as Arrow formats them (``10000-01-01``,
 ``-0221-09-04``); a value Arrow cannot format at all raises ValueError.
 Other types (list, struct, map, duration, interval, ...) are rejected by
@@ -69,6 +74,8 @@ import pyarrow.compute as pc
 __all__ = ["CsvDialect", "CsvRenderer", "render_value_text"]
 
 _QUOTINGS = ("minimal", "none")
+IMPALA_SHELL = "impala-shell"
+_PRESETS = (None, IMPALA_SHELL)
 
 
 @dataclass(frozen=True)
@@ -77,8 +84,11 @@ class CsvDialect:
     header: bool = True
     null: str = ""  # text written for SQL NULL, never quoted
     quoting: str = "minimal"  # "minimal" | "none"
+    preset: str | None = None  # "impala-shell": see IMPALA_SHELL_RULES
 
     def __post_init__(self) -> None:
+        if self.preset not in _PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(p for p in _PRESETS if p)}, got {self.preset!r}")
         if not isinstance(self.delimiter, str) or len(self.delimiter) != 1:
             raise ValueError(
                 f"delimiter must be exactly one character, got {self.delimiter!r}"
@@ -355,6 +365,55 @@ def _plan_for(name: str, t: pa.DataType) -> _Plan:
     raise ValueError(f"column {name} has unsupported type {t}")
 
 
+# --------------------------------------------------------------------------
+# preset "impala-shell": what `impala-shell -B --output_delimiter=';'` prints
+
+IMPALA_SHELL_RULES = """\
+impala-shell (shell/impala_shell/shell_output.py, DelimitedOutputFormatter) writes the
+value texts the Impala server sends through Python's csv.writer(delimiter=D,
+lineterminator='\\n', quoting=csv.QUOTE_MINIMAL), with NULL as the text NULL:
+* no header line (-B without --print_header); every row ends with LF;
+* NULL is written NULL, never quoted: a string 'NULL' looks the same;
+* a field is quoted with " (a " inside doubled) only when it contains the delimiter,
+  a " or LF; a lone CR is not quoted (Python <= 3.12; 3.13 quotes it too);
+  an empty string is an empty field, except as the only column of a row: "";
+* BOOLEAN true/false; integers as is; DECIMAL with every digit of its scale;
+* DOUBLE and FLOAT: Python's str() of the double value: 0.1, 468.0, 1e+16,
+  1e-05, -0.0, inf, nan; a FLOAT is sent as the double nearest the float32
+  (0.1f -> 0.10000000149011612);
+* TIMESTAMP YYYY-MM-DD HH:MM:SS, plus .fffffffff (always 9 digits) when the
+  fraction of second is not zero; DATE YYYY-MM-DD; strings as is.
+"""
+
+
+def _impala_float_text(arr: pa.Array) -> pa.Array:
+    """Python's str(float) of the double value (impala-shell prints floats with str())."""
+    values = pc.cast(arr, pa.float64()).to_pylist()
+    return pa.array([None if v is None else repr(v) for v in values], _STRING)
+
+
+def _impala_timestamp_text(arr: pa.Array, name: str) -> pa.Array:
+    """Impala's TIMESTAMP text: no fraction when zero, else 9 digits."""
+    text = _timestamp_text(arr, name)  # zero fractions already dropped; 6 or 9 digits left
+    if arr.type.unit in ("s", "ns"):
+        return text
+    return pc.replace_substring_regex(text, r"(\.\d{6})$", r"\1" + "000")  # RE2: \1 is one digit
+
+
+def _impala_shell_plan(plan: "_Plan") -> "_Plan":
+    t = plan.type.value_type if pa.types.is_dictionary(plan.type) else plan.type
+    if pa.types.is_floating(t):
+        conv = _impala_float_text
+    elif pa.types.is_timestamp(t):
+        conv = lambda a, _n=plan.name: _impala_timestamp_text(a, _n)  # noqa: E731
+    else:
+        return plan
+    if plan.value_plan is not None:
+        inner = _Plan(plan.name, t, conv, plan.chars, plan.can_be_empty)
+        return _Plan(plan.name, plan.type, conv, plan.chars, plan.can_be_empty, inner)
+    return _Plan(plan.name, plan.type, conv, plan.chars, plan.can_be_empty)
+
+
 class CsvRenderer:
     """Render record batches of one schema as CSV bytes (see the module docstring)."""
 
@@ -362,12 +421,17 @@ class CsvRenderer:
         self.schema = schema
         self.dialect = dialect
         self._plans = [_plan_for(f.name, f.type) for f in schema]
+        impala = dialect.preset == IMPALA_SHELL
+        if impala:
+            self._plans = [_impala_shell_plan(p) for p in self._plans]
         self._types = [f.type for f in schema]
         self._null = dialect.null
+        self._eq_text = dialect.null  # a text equal to this is quoted (minimal quoting)
         self._null_bytes = dialect.null.encode("utf-8")
         self._delim_bytes = dialect.delimiter.encode("utf-8")
         minimal = dialect.quoting == "minimal"
-        specials = (dialect.delimiter, '"', "\r", "\n")
+        # impala-shell's csv.writer quotes on the delimiter, '"' and LF, not on a lone CR
+        specials = (dialect.delimiter, '"', "\n") if impala else (dialect.delimiter, '"', "\r", "\n")
         self._special_bytes = tuple(s.encode("utf-8") for s in specials)
         self._single_byte_specials = all(len(b) == 1 for b in self._special_bytes)
         self._special_regex = "[" + "".join(f"\\x{{{ord(c):x}}}" for c in specials) + "]"
@@ -384,6 +448,10 @@ class CsvRenderer:
                 nullq = p.can_be_empty
             else:
                 nullq = chars is None or set(dialect.null) <= chars
+            if impala and minimal:
+                # csv.writer never quotes the NULL text; it quotes "" only as a row's single field
+                nullq = len(self._plans) == 1 and p.can_be_empty
+                self._eq_text = ""
             self._quote_null.append(nullq)
 
     # ------------------------------------------------------------------
@@ -414,7 +482,7 @@ class CsvRenderer:
                     m = pc.match_substring_regex(text, self._special_regex)
                     mask = pc.fill_null(m, False).to_numpy(zero_copy_only=False)
         if null_eq:
-            eq = pc.fill_null(pc.equal(text, self._null), False)
+            eq = pc.fill_null(pc.equal(text, self._eq_text), False)
             if pc.any(eq).as_py():
                 eqn = eq.to_numpy(zero_copy_only=False)
                 mask = eqn if mask is None else (mask | eqn)

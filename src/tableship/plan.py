@@ -32,7 +32,7 @@ class Plan:
     @property
     def dialect(self) -> CsvDialect:
         f = self.job.format
-        return CsvDialect(delimiter=f.delimiter, header=f.header, null=f.null, quoting=f.quoting)
+        return CsvDialect(delimiter=f.delimiter, header=f.header, null=f.null, quoting=f.quoting, preset=f.preset)
 
     def sidecar(self, suffix: str) -> str:
         return self.remote_path + suffix

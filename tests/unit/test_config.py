@@ -159,7 +159,7 @@ def test_defaults_are_merged_and_overridden_per_job(tmp_path):
 def test_format_preset(tmp_path):
     cfg = parse_config(base(format={"preset": "impala-shell"}), tmp_path / "c.toml")
     f = cfg.job("j").format
-    assert (f.delimiter, f.header, f.null, f.quoting) == (";", False, "NULL", "none")
+    assert (f.delimiter, f.header, f.null, f.quoting) == (";", False, "NULL", "minimal")
     cfg = parse_config(base(format={"preset": "impala-shell", "header": True}), tmp_path / "c.toml")
     assert cfg.job("j").format.header is True
 
@@ -478,6 +478,6 @@ def test_a_job_switching_codec_does_not_inherit_the_default_level(tmp_path):
     assert comp["none"] == ("none", None) and comp["zstd"] == ("zstd", None) and comp["zstd9"] == ("zstd", 9)
     assert comp["gzip"] == ("gzip", 1)
     f = cfg.job("preset").format
-    assert (f.delimiter, f.header, f.null, f.quoting) == (";", False, "NULL", "none")  # the preset, not the defaults
+    assert (f.delimiter, f.header, f.null, f.quoting) == (";", False, "NULL", "minimal")  # the preset, not the defaults
     f = cfg.job("delim").format
     assert (f.delimiter, f.header) == ("|", True)
