@@ -325,6 +325,8 @@ def restore(config: Config, job_name: str, which: str, to: str | Path | None = N
     staging = config.staging_dir / "restore"
     tmpdir: Path | None = None
     csv_tmp: Path | None = None
+    created_db = target is not None and not target.db.exists()
+    done = False
     try:
         # 1. options first: nothing is downloaded for a request that cannot succeed
         if target is not None:
@@ -412,10 +414,14 @@ def restore(config: Config, job_name: str, which: str, to: str | Path | None = N
         if final is not None:
             os.replace(csv_tmp, final)
             csv_tmp = None
+        done = True
         return RestoreResult(archive, rows, final, target)
     finally:
         if con is not None:
             con.close()
+        if created_db and not done:  # leave no empty database file behind a failed restore
+            for p in (target.db, target.db.with_name(target.db.name + ".wal")):
+                _unlink(p)
         store.close()
         _unlink(csv_tmp)
         if tmpdir is not None:

@@ -293,9 +293,7 @@ def test_flipped_byte_is_a_mismatch_and_restore_refuses_it(site):
     restored = tmp / "r.duckdb"
     proc = tableship(cfg, "restore", "events", "--window", WINDOW, "--load", f"{restored}:t", "--to", str(tmp / "out"))
     one_error_line(proc, 1, "sha256", "refusing")
-    con = duckdb.connect(str(restored))
-    assert con.execute("SELECT count(*) FROM duckdb_tables()").fetchone()[0] == 0
-    con.close()
+    assert not restored.exists()  # the database file it would have created is not left behind
     assert list((tmp / "out").iterdir()) == []
     assert staging_clean(tmp)
     # the damaged archive no longer protects itself from prune as "the newest verified"
