@@ -88,7 +88,7 @@ class HS2Source(Model):
     timeout: float = Field(60, gt=0)
     fetch_size: int = Field(100_000, ge=1)
     query_options: dict[str, str | int | float | bool] = {}
-    retries: "Retry" = None  # type: ignore[assignment]
+    retries: "Retry" = Field(default_factory=lambda: Retry())  # servers: retried like destinations
 
     @property
     def effective_port(self) -> int:
@@ -100,7 +100,7 @@ class SQLAlchemySource(Model):
     url: SecretStr
     fetch_size: int = Field(100_000, ge=1)
     timeout: float = Field(60, gt=0)
-    retries: "Retry" = None  # type: ignore[assignment]
+    retries: "Retry" = Field(default_factory=lambda: Retry())  # servers: retried like destinations
 
 
 class Retry(Model):

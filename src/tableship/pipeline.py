@@ -132,7 +132,7 @@ class Pipeline:
     def export(self, run: Run) -> Run:
         job, plan = self.job, self.plan
         query = self._source_retry(f"reading the schema of {job.table}")(build_query, self.source, plan)
-        schema = self.source.schema(job.table)
+        schema = self._source_retry(f"reading the columns of {job.table}")(self.source.schema, job.table)
         if job.expect_columns is not None:
             check_columns(job.expect_columns, schema.names)
         log.info("exporting %s: %s", job.table, query.display())
@@ -142,7 +142,8 @@ class Pipeline:
         )
         log.info("exported %d rows, %d CSV bytes → %d archive bytes (sha256 %s)", result.rows, result.csv_bytes,
                  result.archive_bytes, result.sha256[:12])
-        check_rows(job, result.rows, lambda: self.source.count(query))
+        check_rows(job, result.rows,
+                   lambda: self._source_retry(f"COUNT(*) of {job.table}")(self.source.count, query))
         manifest = {
             "job": job.name,
             "table": job.table,
