@@ -7,6 +7,7 @@ its own phase only after its effect is durable, so a re-run after any failure (o
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import json
@@ -21,6 +22,7 @@ from .config import Config, Retry
 from .destinations.base import Destination, open_destination
 from .errors import DataCheckError, JobError, SourceError, TableshipError, VerificationError
 from .export import file_sha256, write_archive
+from .log import current_run
 from .plan import Plan, build_query
 from .sources.base import Query, Source, open_source
 from .state import WORKING_ON, Phase, Result, Run, StateStore
@@ -96,10 +98,13 @@ class Pipeline:
         run = self.store.resumable(self.job.name, w.start.isoformat(), w.end.isoformat())
         if run is not None:
             run = self.store.resume(run)
-            log.info("resuming run %d of %s for %s at phase %s (attempt %d)", run.id, self.job.name, w, run.phase, run.attempts)
+            with _run_tag(run.id):
+                log.info("resuming run %d of %s for %s at phase %s (attempt %d)", run.id, self.job.name, w, run.phase,
+                         run.attempts)
         else:
             run = self.store.start(self.job.name, w.start.isoformat(), w.end.isoformat(), self.plan.run_date.isoformat())
-            log.info("run %d of %s: window %s, %s", run.id, self.job.name, w, self.plan.remote_path)
+            with _run_tag(run.id):
+                log.info("run %d of %s: window %s, %s", run.id, self.job.name, w, self.plan.remote_path)
         self.run_record = run
         return run
 
@@ -233,6 +238,16 @@ class Pipeline:
         except TableshipError as exc:  # a leftover temporary is not worth failing a verified backup
             log.warning("could not clean stale temporaries: %s", exc.line())
         return self.store.advance(run, Phase.DONE, "done")
+
+
+@contextlib.contextmanager
+def _run_tag(run_id: int):
+    """Tag log lines with the run id already while the run is being created (``[job#run]``)."""
+    token = current_run.set(run_id)
+    try:
+        yield
+    finally:
+        current_run.reset(token)
 
 
 def check_columns(expected: list[str], actual: list[str]) -> None:

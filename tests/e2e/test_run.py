@@ -139,9 +139,9 @@ def test_ledger_log_lines_and_no_progress_when_not_a_tty(done):
     assert (run["phase"], run["result"], run["attempts"]) == ("done", "success", 1)
     assert [t[1] for t in ws.transitions(run["id"])] == ["planned", "exported", "uploaded", "verified", "done"]
     # every log line of the run carries [job#run]; not a terminal: plain lines, no progress display
-    log_lines = [line for line in r.stderr.splitlines() if line.strip()]
-    tagged = [line for line in log_lines if LOG_TAG.search(line)]
-    assert len(tagged) >= 4 and all(LOG_TAG.search(line).group(1) == "1" for line in tagged)
+    log_lines = [line for line in r.stderr.splitlines() if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [A-Z]+ ", line)]
+    assert len(log_lines) >= 4 and log_lines == [line for line in r.stderr.splitlines() if line.strip()]
+    assert all(LOG_TAG.search(line) and LOG_TAG.search(line).group(1) == "1" for line in log_lines), log_lines
     assert "\r" not in r.stderr and "MiB/s" not in r.stderr
     assert "\r" not in r.stdout
     # the log file gets the same tagged lines
