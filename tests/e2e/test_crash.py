@@ -146,3 +146,22 @@ def test_sigterm_exits_143_and_resumes(big_ws, reference):
     assert r.rc == 0, str(r)
     assert "resuming run 1" in r.stderr
     assert_finished_like_reference(ws, reference)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP], ids=["SIGINT", "SIGHUP"])
+def test_other_signals_exit_128_plus_n(big_ws, sig):
+    ws = big_ws
+    proc = ws.popen("run", "--date", RUN_DATE)
+    try:
+        wait_for(lambda: staged_part(ws), proc=proc, what="the export to be under way")
+        proc.proc.send_signal(sig)
+        r = proc.wait()
+    finally:
+        proc.kill()
+    name = signal.Signals(sig).name
+    assert r.rc == 128 + sig, str(r)
+    assert r.error_lines == [f"Error: interrupted by {name} — re-run the same command to resume where it stopped"], str(r)
+    assert "Traceback" not in r.stderr
+    run = ws.runs()[0]
+    assert (run["phase"], run["result"], run["failed_phase"]) == ("planned", "failed", "export")
+    assert ws.files(ws.staging) == [] and ws.files(ws.dest) == []
