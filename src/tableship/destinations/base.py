@@ -88,7 +88,7 @@ class Destination(Protocol):
 
 REGISTRY = {
     "local": ("tableship.destinations.local", "LocalDestination", None, None),
-    "sftp": ("tableship.destinations.sftp", "SFTPDestination", "sftp", "paramiko"),
+    "sftp": ("tableship.destinations.sftp", "SFTPDestination", "sftp", "asyncssh"),
 }
 
 
