@@ -94,6 +94,8 @@ class LocalDestination:
         try:
             self._path(name).unlink(missing_ok=True)
             fsync_dir(self._path(name).parent)
+        except FileNotFoundError:  # the folder is missing too: nothing to delete
+            return
         except OSError as exc:
             raise self._fail(f"deleting {name}", exc) from None
 

@@ -266,15 +266,15 @@ class SFTPDestination:
             gss_kex=False,
             **opts,
         )  # fmt: skip
+        self.cipher = conn.get_extra_info("send_cipher")
         try:
             sftp = await conn.start_sftp_client()
+            await self._check_root(sftp)  # a missing root fails every call, not just the first
         except BaseException:
             conn.abort()
             raise
         self._conn, self._sftp = conn, sftp
-        self.cipher = conn.get_extra_info("send_cipher")
         log.debug("destination %s: connected to %s (%s)", self.name, self.where, self.cipher)
-        await self._check_root(sftp)
         return sftp
 
     async def _check_root(self, sftp: asyncssh.SFTPClient) -> None:
