@@ -267,6 +267,21 @@ def prune(obj: Ctx, jobs, all_jobs, dry_run):
     sys.exit(exit_code(results))
 
 
+@cli.command("check-destination")
+@click.argument("name")
+@click.pass_obj
+def check_destination(obj: Ctx, name):
+    """Connect to destination NAME and check it: host key, login, root folder, write
+    permission, free space, verification method. One OK/FAIL line per check; exit 0
+    if all are OK, else 1."""
+    from .doctor import all_ok, check_destination as run_checks, format_checks
+
+    results = run_checks(obj.config, name)
+    for line in format_checks(results):
+        click.echo(line)
+    sys.exit(0 if all_ok(results) else EXIT_JOB_FAILED)
+
+
 def _on_signal(signum, frame):
     raise Interrupted(signum)
 
