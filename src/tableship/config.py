@@ -71,7 +71,7 @@ class DuckDBSource(Model):
     type: Literal["duckdb"]
     path: ConfigPath
     threads: int | None = Field(None, ge=1)
-    memory_limit: str = "128MB"
+    memory_limit: str = "64MB"
 
 
 class HS2Source(Model):

@@ -19,7 +19,10 @@ from .codecs import open_compressor
 from .csvrender import CsvDialect, CsvRenderer
 from .fsutil import fsync_dir
 
-BATCH_ROWS = 100_000
+BATCH_ROWS = 50_000
+# Rendering needs a few times the CSV size of what it renders at once; slicing wide
+# batches keeps peak memory flat whatever the row width.
+SLICE_BYTES = 8 * 1024 * 1024
 
 
 class HashingWriter:
@@ -111,10 +114,11 @@ def write_archive(
                         head = renderer.header()
                         out.write(head)
                         csv_bytes += len(head)
-                    chunk = renderer.render(batch)
-                    out.write(chunk)
+                    for piece in _slices(batch):
+                        chunk = renderer.render(piece)
+                        out.write(chunk)
+                        csv_bytes += len(chunk)
                     rows += batch.num_rows
-                    csv_bytes += len(chunk)
                     if progress:
                         progress(rows, csv_bytes)
                 if renderer is None:  # no rows: still a valid archive with the header
@@ -134,6 +138,16 @@ def write_archive(
         part.unlink(missing_ok=True)
         raise
     return ExportResult(rows, csv_bytes, hashing.bytes, hashing.sha.hexdigest(), columns_of(schema))
+
+
+def _slices(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
+    n = batch.num_rows
+    step = max(1024, int(SLICE_BYTES / max(batch.nbytes / max(n, 1), 1)))
+    if step >= n:
+        yield batch
+        return
+    for offset in range(0, n, step):
+        yield batch.slice(offset, step)
 
 
 def file_sha256(path: Path) -> str:

@@ -21,7 +21,7 @@ from . import __version__
 from .config import Config, Retry
 from .destinations.base import Destination, open_destination
 from .errors import DataCheckError, JobError, SourceError, TableshipError, VerificationError
-from .export import file_sha256, write_archive
+from .export import BATCH_ROWS, file_sha256, write_archive
 from .log import current_run
 from .plan import Plan, build_query
 from .sources.base import Query, Source, open_source
@@ -142,7 +142,7 @@ class Pipeline:
             check_columns(job.expect_columns, schema.names)
         log.info("exporting %s: %s", job.table, query.display())
         result = self._source_retry(f"export of {job.table}")(
-            lambda: write_archive(self.source.batches(query), schema, plan.staged_path, plan.dialect,
+            lambda: write_archive(self.source.batches(query, BATCH_ROWS), schema, plan.staged_path, plan.dialect,
                                   job.compression.codec, job.compression.level, self.progress)
         )
         log.info("exported %d rows, %d CSV bytes → %d archive bytes (sha256 %s)", result.rows, result.csv_bytes,
