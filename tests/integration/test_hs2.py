@@ -1,0 +1,228 @@
+"""Impala/Hive source through the CLI, against a real HiveServer2 (Spark's Thrift server).
+
+Tables in database ``itest``: ``traffic`` partitioned by a string ``partition_date`` and
+``traffic_by_day`` partitioned by a DATE column, both with every type, NULLs and awkward
+strings; ``empty_t`` with no rows. Failure tests: wrong auth mechanism, server down
+(retried, then failed), a server that accepts but never answers (timeout), unknown
+table, ``on_empty``, ``expect_columns`` and ``count_check`` mismatches.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from tests.integration.sourcejobs import (
+    Site,
+    archive_rows,
+    assert_clean_error,
+    normalized,
+    parse_preset,
+    rendered,
+)
+
+pytestmark = pytest.mark.slow
+
+COLUMNS = ["id", "cell", "amount", "wide", "ratio", "roaming", "event_day", "event_ts", "note", "partition_date"]
+FLOATS = {COLUMNS.index("ratio")}
+
+SELECT = """
+SELECT id,
+  CAST(id % 1000 AS INT) AS cell,
+  CAST(id / 8 - 20 AS DECIMAL(18,4)) AS amount,
+  CAST(CONCAT(CAST(id * 104729 AS STRING), '.', LPAD(CAST(id * 7919 % 10000000000 AS STRING), 10, '0'))
+       AS DECIMAL(38,10)) AS wide,
+  CASE WHEN id % 7 = 0 THEN NULL ELSE id / 3.0 END AS ratio,
+  CASE WHEN id % 5 = 0 THEN NULL ELSE id % 2 = 0 END AS roaming,
+  DATE_ADD(DATE'2024-01-01', CAST(id % 90 AS INT)) AS event_day,
+  CASE WHEN id % 11 = 0 THEN NULL ELSE TIMESTAMP_MICROS(1704067200000000 + id * 1234567) END AS event_ts,
+  CASE id % 6 WHEN 0 THEN NULL WHEN 1 THEN '' WHEN 2 THEN 'semi;colon' WHEN 3 THEN 'say "hi"'
+       WHEN 4 THEN 'line1\\nline2' ELSE 'ünïcödé ✓ 日本' END AS note,
+  CAST(DATE_ADD(DATE'2024-01-01', CAST(id % 90 AS INT)) AS STRING) AS partition_date
+FROM range(900)
+"""
+DDL = ("id BIGINT, cell INT, amount DECIMAL(18,4), wide DECIMAL(38,10), ratio DOUBLE, roaming BOOLEAN, "
+       "event_day DATE, event_ts TIMESTAMP, note STRING")
+
+
+@pytest.fixture(scope="module")
+def server(hs2):
+    hs2.execute_many(
+        "CREATE DATABASE IF NOT EXISTS itest",
+        "DROP TABLE IF EXISTS itest.traffic",
+        "DROP TABLE IF EXISTS itest.traffic_by_day",
+        "DROP TABLE IF EXISTS itest.empty_t",
+        f"CREATE TABLE itest.traffic ({DDL}, partition_date STRING) USING parquet PARTITIONED BY (partition_date)",
+        f"INSERT INTO itest.traffic {SELECT}",
+        "CREATE TABLE itest.traffic_by_day (id BIGINT, cell INT, amount DECIMAL(18,4), wide DECIMAL(38,10), "
+        "ratio DOUBLE, roaming BOOLEAN, event_ts TIMESTAMP, note STRING, partition_date STRING, event_day DATE) "
+        "USING parquet PARTITIONED BY (event_day)",
+        "INSERT INTO itest.traffic_by_day SELECT id, cell, amount, wide, ratio, roaming, event_ts, note, "
+        f"partition_date, event_day FROM ({SELECT}) s",
+        f"CREATE TABLE itest.empty_t ({DDL}, partition_date STRING) USING parquet",
+    )
+    return hs2
+
+
+def site_for(tmp_path, hs2, **source) -> Site:
+    src = {"type": "hive", "host": hs2.host, "port": hs2.port, "auth": "nosasl", "timeout": 30,
+           "retries": {"attempts": 3, "initial_delay": 0.2, "max_delay": 0.5}, **source}
+    return Site(tmp_path / "site", src, jobs={"traffic": {"table": "itest.traffic"}})
+
+
+def expected(hs2, sql: str) -> list[tuple]:
+    rows = hs2.execute(sql)
+    return normalized([[rendered(v) for v in row] for row in rows], FLOATS)
+
+
+def test_string_partition_export_matches_the_table(tmp_path, server):
+    site = site_for(tmp_path, server, query_options={"spark.sql.shuffle.partitions": 2})
+    result = site.run("traffic", "2024-01-01", "2024-01-31")
+    assert result.rc == 0, str(result)
+    [archive] = site.archives()
+    header, rows = archive_rows(archive)
+    assert header == COLUMNS
+    want = expected(server, "SELECT * FROM itest.traffic WHERE partition_date BETWEEN '2024-01-01' AND '2024-01-31'")
+    assert len(rows) == len(want) == 310
+    assert normalized(rows, FLOATS) == want
+    manifest = site.manifest(archive)
+    assert manifest["rows"] == 310
+    types = {c["name"]: c["type"] for c in manifest["columns"]}
+    assert types["amount"] == "DECIMAL(18,4)" and types["wide"] == "DECIMAL(38,10)"
+    assert types["event_ts"] == "TIMESTAMP" and types["event_day"] == "DATE" and types["ratio"] == "DOUBLE"
+    assert "`partition_date` >= '2024-01-01'" in manifest["query"] or "2024-01-01" in manifest["query"]
+    assert "`itest`.`traffic`" in manifest["query_sql"]
+    # awkward strings made it through intact
+    notes = {r[COLUMNS.index("note")] for r in rows}
+    assert {"semi;colon", 'say "hi"', "line1\nline2", "ünïcödé ✓ 日本", "", None} <= notes
+
+
+def test_date_partition_export(tmp_path, server):
+    site = site_for(tmp_path, server)
+    site.jobs = {"byday": {"table": "itest.traffic_by_day", "partition_column": "event_day"}}
+    result = site.run("byday", "2024-02-01", "2024-02-29")
+    assert result.rc == 0, str(result)
+    [archive] = site.archives()
+    header, rows = archive_rows(archive)
+    assert header[-1] == "event_day"
+    want = expected(server, "SELECT * FROM itest.traffic_by_day "
+                            "WHERE event_day BETWEEN DATE'2024-02-01' AND DATE'2024-02-29'")
+    assert len(rows) == len(want) == 290
+    assert normalized(rows, {header.index("ratio")}) == want
+
+
+def test_impala_shell_preset(tmp_path, server):
+    site = site_for(tmp_path, server)
+    site.jobs = {"traffic": {"table": "itest.traffic", "format": {"preset": "impala-shell"},
+                             "compression": {"codec": "none"}, "file_name": "{table}_{start:%Y%m%d}.csv"}}
+    result = site.run("traffic", "2024-01-01", "2024-01-31")
+    assert result.rc == 0, str(result)
+    [archive] = site.archives()
+    text = archive.read_text(encoding="utf-8")
+    rows = parse_preset(archive)
+    assert len(rows) == 310 and rows[0][0] != "id"  # no header
+    by_id = {int(r[0]): r for r in rows}
+    assert by_id[0][COLUMNS.index("note")] == "NULL" and by_id[0][COLUMNS.index("ratio")] == "NULL"
+    assert by_id[3][COLUMNS.index("ratio")] == "1.0"  # Python str() of a double, like impala-shell
+    assert by_id[2][COLUMNS.index("note")] == "semi;colon"
+    assert '"semi;colon"' in text and '"say ""hi"""' in text  # quoted like csv.QUOTE_MINIMAL
+    assert by_id[1][COLUMNS.index("event_ts")] == "2024-01-01 00:00:01.234567000"  # 9 fraction digits
+
+
+def test_wrong_auth_mechanism_fails_at_once(tmp_path, server):
+    site = site_for(tmp_path, server, auth="plain", user="svc_backup", password="s3cret-Pa55")
+    t0 = time.monotonic()
+    result = site.run("traffic", "2024-01-01", "2024-01-31")
+    line = assert_clean_error(result, 1, "handshake", "plain")
+    assert "s3cret-Pa55" not in result.stderr + result.stdout
+    assert "retrying" not in result.stderr  # terminal: not retried
+    assert time.monotonic() - t0 < 60
+    assert site.archives() == []
+    assert "auth" in line
+
+
+def test_server_down_is_retried_then_fails(tmp_path, server):
+    from tests.servers import free_port
+
+    site = site_for(tmp_path, server, port=free_port())
+    result = site.run("traffic", "2024-01-01", "2024-01-31")
+    assert_clean_error(result, 1, "cannot connect")
+    assert "attempt 1 of 3" in result.stderr and "attempt 2 of 3" in result.stderr
+    assert site.archives() == []
+    # the same job runs once the server is back (here: pointed at the live one)
+    site.source["port"] = server.port
+    assert site.run("traffic", "2024-01-01", "2024-01-31").rc == 0
+
+
+def test_silent_server_times_out_transiently(tmp_path, server):
+    """A server that accepts connections but never answers: timeout → transient → retried."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    try:
+        site = site_for(tmp_path, server, port=listener.getsockname()[1], timeout=1,
+                        retries={"attempts": 2, "initial_delay": 0.1, "max_delay": 0.1})
+        result = site.run("traffic", "2024-01-01", "2024-01-31", timeout=120)
+        assert_clean_error(result, 1, "timed out")
+        assert "attempt 1 of 2" in result.stderr
+    finally:
+        listener.close()
+
+
+def test_unknown_table(tmp_path, server):
+    site = site_for(tmp_path, server)
+    site.jobs = {"gone": {"table": "itest.no_such_table"}}
+    result = site.run("gone", "2024-01-01", "2024-01-31")
+    line = assert_clean_error(result, 1, "no_such_table")
+    assert "dropped upstream" in line
+    assert "retrying" not in result.stderr
+
+
+@pytest.mark.parametrize("on_empty, rc", [("fail", 1), ("warn", 0), ("ok", 0)])
+def test_on_empty(tmp_path, server, on_empty, rc):
+    site = site_for(tmp_path, server)
+    site.jobs = {"empty": {"table": "itest.empty_t", "on_empty": on_empty}}
+    result = site.run("empty", "2024-01-01", "2024-01-31")
+    if rc:
+        assert_clean_error(result, 1, "no rows")
+        assert site.archives() == []
+    else:
+        assert result.rc == 0, str(result)
+        [archive] = site.archives()
+        header, rows = archive_rows(archive)
+        assert header == COLUMNS and rows == []
+        assert ("no rows" in result.stderr) == (on_empty == "warn")
+
+
+def test_expect_columns_mismatch(tmp_path, server):
+    site = site_for(tmp_path, server)
+    site.jobs = {"traffic": {"table": "itest.traffic", "expect_columns": [*COLUMNS[:-2], "partition_date", "imsi"]}}
+    result = site.run("traffic", "2024-01-01", "2024-01-31")
+    assert_clean_error(result, 1, "missing imsi", "unexpected note")
+    assert site.archives() == []
+    site.jobs["traffic"]["expect_columns"] = COLUMNS
+    assert site.run("traffic", "2024-01-01", "2024-01-31").rc == 0
+
+
+def test_count_check(tmp_path, server):
+    # a view that grows by one row per millisecond: COUNT(*), run after the export, sees more rows
+    t0 = int(time.time() * 1000) - 2000
+    server.execute("CREATE OR REPLACE VIEW itest.growing AS SELECT id, '2024-01-05' AS partition_date "
+                   f"FROM range(10000000) WHERE id < unix_millis(current_timestamp()) - {t0}")
+    site = site_for(tmp_path, server)
+    site.jobs = {"growing": {"table": "itest.growing", "count_check": True},
+                 "traffic": {"table": "itest.traffic", "count_check": True}}
+    result = site.run("growing", "2024-01-01", "2024-01-31")
+    assert_clean_error(result, 1, "count check failed")
+    assert site.archives() == []
+    result = site.run("traffic", "2024-01-01", "2024-01-31")
+    assert result.rc == 0, str(result)
+
+
+def test_dry_run_shows_backtick_quoting_and_bound_values(tmp_path, server):
+    site = site_for(tmp_path, server)
+    result = site.run("traffic", "2024-01-01", "2024-01-31", "--dry-run")
+    assert result.rc == 0, str(result)
+    assert "`itest`.`traffic`" in result.stdout and "2024-01-31" in result.stdout
