@@ -317,6 +317,13 @@ def main(argv: list[str] | None = None) -> None:
         code = exc.exit_code
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except OSError as exc:  # a local path that cannot be used (state_dir or log_file is a file, read-only...)
+        if _debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        click.echo(f"Error: {exc.strerror or exc}{where} — check that path (settings.state_dir, staging_dir, "
+                   "log_file) and its permissions", err=True)
+        code = EXIT_JOB_FAILED
     except Exception as exc:  # a bug: still one line, traceback only with --debug
         if _debug:
             raise

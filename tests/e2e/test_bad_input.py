@@ -247,3 +247,15 @@ def test_one_failing_job_does_not_stop_the_others(ws):
 def test_debug_shows_the_traceback(ws):
     r = ws.cli("--debug", "run", "nosuch")
     assert r.rc == 2 and "Traceback" in r.stderr and r.error_lines
+
+
+@pytest.mark.parametrize("settings", [{"state_dir": "a-file"}, {"log_file": "a-file/tableship.log"}],
+                         ids=["state_dir", "log_file"])
+def test_local_paths_that_are_files(ws, settings):
+    (ws.root / "a-file").write_text("in the way")
+    ws.write_config(settings=settings)
+    r = ws.cli("run", "--date", RUN_DATE)
+    assert_clean_error(r, 1, "a-file", "check that path")
+    assert "unexpected" not in r.stderr
+    assert (ws.root / "a-file").read_text() == "in the way"
+    assert ws.files(ws.dest) == []

@@ -381,3 +381,45 @@ def test_empty_window_fails_unless_allowed(ws):
     text = decompress(ws.archive("customer_traffic_20200101_20200131.csv.gz")).decode()
     assert text.count("\n") == 1 and text.startswith("cdr_id;partition_date;")  # header only
     assert ws.manifest("customer_traffic_20200101_20200131.csv.gz")["rows"] == 0
+
+
+# ---------------------------------------------------------------- partition column types
+
+
+def test_partition_column_types_through_the_cli(ws):
+    """DATE, 'YYYY-MM-DD' text and YYYYMMDD integer partition columns (detected, and declared)
+    select the same rows of a copy of the demo table."""
+    import duckdb
+
+    wh = ws.root / "typed.duckdb"
+    con = duckdb.connect(str(wh))
+    try:
+        con.execute(f"ATTACH '{ws.warehouse}' AS src (READ_ONLY)")
+        con.execute("CREATE SCHEMA t")
+        con.execute("CREATE TABLE t.as_date AS SELECT * FROM src.mnaas.customer_traffic")
+        con.execute("CREATE TABLE t.as_text AS SELECT * REPLACE (strftime(partition_date, '%Y-%m-%d') AS partition_date) "
+                    "FROM src.mnaas.customer_traffic")
+        con.execute("CREATE TABLE t.as_int AS SELECT * REPLACE (CAST(strftime(partition_date, '%Y%m%d') AS INTEGER) "
+                    "AS partition_date) FROM src.mnaas.customer_traffic")
+    finally:
+        con.close()
+    jobs = {
+        "date": {"table": "t.as_date"},
+        "text": {"table": "t.as_text"},
+        "int": {"table": "t.as_int"},
+        "int_declared": {"table": "t.as_int", "partition_type": "int", "partition_format": "%Y%m%d"},
+        "text_declared": {"table": "t.as_text", "partition_type": "string", "partition_format": "%Y-%m-%d"},
+    }
+    ws.write_config(jobs, sources={"warehouse": {"type": "duckdb", "path": "typed.duckdb"}},
+                    defaults={"remote_dir": "{job}", "file_name": "{job}.csv.gz", "window": {"unit": "month", "count": 1}})
+    r = run_ok(ws, "--date", "2026-03-10")  # February 2026
+    assert r.stdout.count(": OK,") == 5
+    _, expected = query_rows(ws.warehouse, dt.date(2026, 2, 1), dt.date(2026, 2, 28))
+    ids = sorted(int(row[0]) for row in expected)
+    for job in jobs:
+        rows = parse_csv_nulls(decompress(ws.dest / job / f"{job}.csv.gz").decode())[1:]
+        assert sorted(int(row[0]) for row in rows) == ids, job
+    bound = {job: ws.manifest(f"{job}.csv.gz", job)["query_params"] for job in jobs}
+    assert bound["date"] == ["2026-02-01", "2026-02-28"]
+    assert bound["text"] == bound["text_declared"] == ["2026-02-01", "2026-02-28"]
+    assert bound["int"] == bound["int_declared"] == [20260201, 20260228]
