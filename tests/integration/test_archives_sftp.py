@@ -22,8 +22,6 @@ from tests.e2e.test_archives import (
     write_config,
 )
 
-pytest.importorskip("paramiko")
-
 
 def sftp_destination(sshd, remote: Path, *, sftp_only: bool = False) -> str:
     user = sshd.sftp_user if sftp_only else sshd.user
@@ -70,7 +68,7 @@ def test_round_trip_over_sftp(site, warehouse):
     assert [r["state"] for r in ls] == ["complete"] and ls[0]["remote_path"] == ARCHIVE
     ver = tableship(cfg, "verify", "events")
     assert ver.returncode == 0, ver.stdout + ver.stderr
-    assert ver.stdout.startswith("OK")
+    assert ver.stdout.startswith("OK") and "(sha256sum)" in ver.stdout  # hashed on the server
     restored = tmp / "restored.duckdb"
     proc = tableship(cfg, "restore", "events", "--window", WINDOW, "--load", f"{restored}:events_jan",
                      "--to", str(tmp / "out"))
@@ -114,7 +112,8 @@ def test_sftp_only_account(tmp_path, warehouse, sshd):
     assert tableship(cfg, "run", "events", "--from", "2026-01-01", "--to", "2026-01-31").returncode == 0
     ver = tableship(cfg, "verify", "--json")
     assert ver.returncode == 0, ver.stdout + ver.stderr
-    assert json.loads(ver.stdout)[0]["status"] == "OK"
+    result = json.loads(ver.stdout)[0]
+    assert result["status"] == "OK" and result["method"] == "read-back", result
     proc = tableship(cfg, "restore", "events", "--window", WINDOW, "--load", f"{tmp_path}/r.duckdb:t")
     assert proc.returncode == 0, proc.stderr
     compare_restored(warehouse, tmp_path / "r.duckdb", "t", "2026-01-01", "2026-01-31")
