@@ -39,8 +39,8 @@ from ..errors import ConfigError, MissingExtraError, SourceError, TransientSourc
 from ..names import check_identifier, split_table
 from .base import Dialect, Query, count_query
 
-# dialect name → (extra, module) for the drivers tableship ships an extra for
-_EXTRAS = {"postgresql": ("postgres", "psycopg")}
+# (dialect, driver) → (extra, module) for the drivers tableship ships an extra for
+_EXTRAS = {("postgresql", "psycopg"): ("postgres", "psycopg")}
 
 
 @dataclass(frozen=True)
@@ -186,8 +186,7 @@ _TRANSIENT = re.compile(
     r"server closed the connection|terminating connection|connection is closed|connection already closed|"
     r"lost connection|broken pipe|could not receive data|could not send data|no route to host|"
     r"network is unreachable|the database system is (starting up|shutting down|in recovery mode)|"
-    r"too many connections|remaining connection slots|temporary failure in name resolution|"
-    r"connection failed: connection to server",
+    r"too many connections|remaining connection slots|temporary failure in name resolution",
     re.I,
 )
 _TRANSIENT_SQLSTATE = ("08", "57P", "53", "40001", "40P01")
@@ -242,8 +241,8 @@ class SQLAlchemySource:
                               "check the URL's dialect+driver prefix, or install the package that provides it") from None
         except ImportError as exc:
             module = getattr(exc, "name", None) or str(exc)
-            if backend in _EXTRAS:
-                extra, _ = _EXTRAS[backend]
+            if (backend, self.url.get_driver_name()) in _EXTRAS:
+                extra, _ = _EXTRAS[(backend, self.url.get_driver_name())]
                 raise MissingExtraError(f"source {self.name!r} ({self.url.drivername})", extra, module) from None
             raise ConfigError(
                 f"source {self.name!r}: the database driver for {self.url.drivername!r} is not installed ({module})",
@@ -282,12 +281,14 @@ class SQLAlchemySource:
         state = _sqlstate(getattr(exc, "orig", None))
         invalidated = bool(getattr(exc, "connection_invalidated", False))
         terminal_state = state is not None and state[:2] in ("28", "3D", "42", "22", "23", "0A", "3F")
-        transient = not terminal_state and (
-            invalidated
-            or (state is not None and state.startswith(_TRANSIENT_SQLSTATE))
-            or bool(_TRANSIENT.search(msg))
-            or (isinstance(exc, sa_exc.OperationalError) and connecting and not _TERMINAL.search(msg))
-        )
+        if terminal_state:
+            transient = False
+        elif invalidated or (state is not None and state.startswith(_TRANSIENT_SQLSTATE)):
+            transient = True
+        elif _TERMINAL.search(msg):  # login refused, unknown object, SQL error
+            transient = False
+        else:
+            transient = bool(_TRANSIENT.search(msg)) or (isinstance(exc, sa_exc.OperationalError) and connecting)
         if transient:
             self._reset()
             hint = ("check that the database is up and reachable from this host" if connecting
