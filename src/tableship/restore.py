@@ -26,7 +26,6 @@ without offset) are read as UTC.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
 import os
@@ -42,7 +41,7 @@ from .archives import Archive, NoArchiveError, list_archives, open_job_destinati
 from .codecs import open_decompressor
 from .config import Config
 from .csvrender import CsvDialect, render_value_text
-from .errors import JobError, TableshipError, UsageError
+from .errors import JobError, UsageError
 from .names import check_identifier
 from .state import StateStore
 from .window import parse_window
