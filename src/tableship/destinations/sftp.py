@@ -208,7 +208,9 @@ class SFTPDestination:
             except (OSError, ValueError) as exc:
                 raise DestinationError(f"destination {self.name!r}: cannot read known_hosts {str(self.known_hosts)!r}: {exc}",
                                        f"fix the file or destinations.{self.name}.known_hosts") from None
-        return b""  # no file: every host is unknown
+        # No file: every host is unknown. (An empty *object*, not b"": asyncssh would
+        # silently fall back to ~/.ssh/known_hosts for a falsy value.)
+        return asyncssh.import_known_hosts("")
 
     def _untrusted_host_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
         known: list = []
@@ -295,6 +297,12 @@ class SFTPDestination:
             f"destination {self.name!r}: remote folder {self.root} does not exist on {self.host}",
             f"create it on the backup host (mkdir -p {self.root}, writable by {self.user}) or fix "
             f"destinations.{self.name}.path; tableship never creates the root folder",
+        )
+
+    def _no_sha256sum(self) -> DestinationError:
+        return DestinationError(
+            f"destination {self.name!r}: {self.user} may not run sha256sum on {self.host} (verify = \"sha256sum\")",
+            'set verify = "auto" or "read-back" (reads the file back over SFTP to hash it)',
         )
 
     def _denied(self, doing: str, path: str) -> DestinationError:
@@ -501,6 +509,8 @@ class SFTPDestination:
         tmp = self._remote(temp_name(safe_name(name), owner))
         folder = posixpath.dirname(final)
         await self._makedirs(sftp, folder)
+        if self.cfg.verify == "sha256sum" and not await self._probe_exec():
+            raise self._no_sha256sum()  # before uploading what could not be verified
         t0 = time.monotonic()
         via = "asyncssh"
         try:
@@ -521,6 +531,14 @@ class SFTPDestination:
                 await self._rename(sftp, tmp, final)
             except asyncssh.SFTPPermissionDenied:
                 raise self._denied("renaming into", final) from None
+            except asyncssh.SFTPError as exc:
+                if isinstance(exc, (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)):
+                    raise
+                if await sftp.isdir(final):
+                    raise DestinationError(f"destination {self.name!r}: {final} on {self.host} is a folder, "
+                                           "where tableship must write a file",
+                                           "remove or rename that folder on the backup host, then re-run") from None
+                raise
         except BaseException:
             await self._remove_quietly(tmp)
             raise
@@ -689,8 +707,7 @@ class SFTPDestination:
                 log.warning("destination %s: remote sha256sum of %s failed (exit %s: %s); reading it back instead",
                             self.name, path, code, err.strip()[:200])
             elif mode == "sha256sum":
-                raise DestinationError(f"destination {self.name!r}: {self.user} may not run sha256sum on {self.host}",
-                                       'set verify = "auto" or "read-back" (reads the file back over SFTP)')
+                raise self._no_sha256sum()
         h = hashlib.sha256()
         try:
             await self._read_remote(sftp, path, h.update)
