@@ -436,7 +436,7 @@ remote_dir = "{{table}}"
 # containing the delimiter, a quote or a line break).
 format = {{ delimiter = ";", header = true, null = "", quoting = "minimal" }}
 # Compression codec: "gzip", "zstd" or "none", with an optional `level`.
-# gzip accepts levels 1-9; the default 3 uses the fast ISA-L compressor.
+# gzip accepts levels 1-9; the default 2 uses the fast ISA-L compressor.
 # e.g. compression = {{ codec = "gzip", level = 6 }}
 #      compression = {{ codec = "zstd" }}
 compression = {{ codec = "gzip" }}
