@@ -494,6 +494,26 @@ def test_missing_root(tmp_path, sshd, warehouse, remote):
     assert not (remote / "not").exists()  # the root is never created
 
 
+@pytest.fixture
+def tiny_remote(sshd) -> Path:
+    """A 1 MiB tmpfs as the destination root: the remote disk fills up."""
+    path = sshd.root_dir / f"tiny-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], capture_output=True, text=True)
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill up: {mount.stderr.strip()}")
+    yield path
+    subprocess.run(["umount", str(path)], capture_output=True)
+
+
+@pytest.mark.parametrize("codec", ["none", "gzip"])  # ~14 MB through OpenSSH's sftp, ~3 MB through asyncssh
+def test_remote_disk_full(tmp_path, sshd, big_warehouse, tiny_remote, codec):
+    site = make_site(tmp_path, sshd, big_warehouse, tiny_remote, window='{ unit = "month", count = 12 }',
+                     defaults_extra=f'compression = {{ codec = "{codec}" }}')
+    _assert_terminal(site, site.run("run", "--date", RUN_DATE), "remote disk full", "free space on the backup host")
+    assert staged_files(site), "the staged archive is kept for the next run"
+
+
 # ---------------------------------------------------------------- 6. no remote commands: read-back
 
 

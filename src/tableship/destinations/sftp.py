@@ -105,6 +105,24 @@ def _fingerprint(key: asyncssh.SSHKey) -> str:
     return f"{key.get_algorithm()} {key.get_fingerprint('sha256')}"
 
 
+def _raise_first(done) -> None:
+    """Raise the first failure among finished requests, retrieving every exception
+    (so asyncio never reports "exception was never retrieved")."""
+    errors = [t.exception() for t in done if not t.cancelled() and t.exception() is not None]
+    if errors:
+        raise errors[0]
+
+
+async def _settle(futures) -> None:
+    """Cancel unfinished requests and wait for them; swallow their outcomes."""
+    futures = list(futures)
+    for t in futures:
+        if not t.done():
+            t.cancel()
+    if futures:
+        await asyncio.gather(*futures, return_exceptions=True)
+
+
 def _human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":
@@ -376,8 +394,9 @@ class SFTPDestination:
         keyscan = f"ssh-keyscan -p {self.port} {self.host} >> {kh}"
         if kind == "changed":
             return DestinationError(
-                f"destination {self.name!r}: the host key of {self.host_spec} has CHANGED: the server offered"
-                f"{offered}, which does not match {kh}; this may be a man-in-the-middle attack",
+                f"destination {self.name!r}: the host key of {self.host_spec} has CHANGED: the server offered "
+                f"{_fingerprint(key) if key is not None else 'another key'}, which does not match {kh}; "
+                "this may be a man-in-the-middle attack",
                 f"if the backup host was re-installed or re-keyed, confirm the new fingerprint with its admin, "
                 f"then ssh-keygen -R '{self.host_spec}' -f {kh} and {keyscan}",
             )
@@ -484,17 +503,14 @@ class SFTPDestination:
                         break
                     if len(inflight) >= MAX_REQUESTS:
                         done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
-                        for t in done:
-                            t.result()
+                        _raise_first(done)
                     inflight.add(asyncio.ensure_future(f.write(data, offset)))
                     offset += len(data)
                 if inflight:
                     done, inflight = await asyncio.wait(inflight)
-                    for t in done:
-                        t.result()
+                    _raise_first(done)
             finally:
-                for t in inflight:
-                    t.cancel()
+                await _settle(inflight)
             if offset != size:
                 raise DestinationError(f"destination {self.name!r}: the local file changed size while uploading "
                                        f"({offset} bytes read, {size} expected)", "re-run")
@@ -525,6 +541,7 @@ class SFTPDestination:
                 except asyncssh.SFTPError as exc:
                     if isinstance(exc, (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)):
                         raise
+                    await self._remove_quietly(tmp)  # then measure the free space without it
                     full = await self._disk_full(sftp, folder, size)
                     raise (full or exc) from None
             try:
@@ -609,6 +626,7 @@ class SFTPDestination:
             return False
         if "permission denied" in low:
             raise self._denied("writing", tmp)
+        await self._remove_quietly(tmp)  # then measure the free space without it
         full = await self._disk_full(sftp, folder, size)
         if full is not None:
             raise full
@@ -659,8 +677,7 @@ class SFTPDestination:
                     sink(more)
                     total += len(more)
             finally:
-                for _, _, fut in pending:
-                    fut.cancel()
+                await _settle([fut for _, _, fut in pending])
         return total
 
     async def _exec(self, command: str, timeout: float | None) -> tuple[int | None, str, str]:
