@@ -86,7 +86,9 @@ class HS2Source(Model):
     ca_cert: ConfigPath | None = None
     kerberos_service_name: str | None = None
     timeout: float = Field(60, gt=0)
-    fetch_size: int = Field(100_000, ge=1)
+    # rows per FetchResults: Spark's Thrift server spends half the CPU per row at 10-20k
+    # than at 100k (bench/bench_hs2.py); impyla and impala-shell default to 10240
+    fetch_size: int = Field(20_000, ge=1)
     query_options: dict[str, str | int | float | bool] = {}
     retries: "Retry" = Field(default_factory=lambda: Retry())  # servers: retried like destinations
 
