@@ -231,6 +231,10 @@ class Pipeline:
     def clean(self, run: Run) -> Run:
         if not self.job.keep_local and run.staged_path:
             Path(run.staged_path).unlink(missing_ok=True)
+        # partial exports left by a killed run of another window (we hold the job's lock)
+        for stale in Path(run.staged_path or self.plan.staged_path).parent.glob("*.part"):
+            stale.unlink(missing_ok=True)
+            log.info("removed stale partial export %s", stale.name)
         try:
             removed = self.dest.cleanup(self.plan.remote_dir, self.job.name)
             for name in removed:

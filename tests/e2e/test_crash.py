@@ -168,3 +168,22 @@ def test_other_signals_exit_128_plus_n(big_ws, sig):
     run = ws.runs()[0]
     assert (run["phase"], run["result"], run["failed_phase"]) == ("planned", "failed", "export")
     assert ws.files(ws.staging) == [] and ws.files(ws.dest) == []
+
+
+def test_partial_export_of_an_abandoned_window_is_removed(big_ws):
+    """Killed during the export of one window; the next run is for another window (the
+    month rolled over): after its success no partial export is left in staging."""
+    ws = big_ws
+    proc = ws.popen("run", "--date", RUN_DATE)
+    try:
+        wait_for(lambda: staged_part(ws), proc=proc, what="the export to be under way")
+        proc.proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        proc.kill()
+    assert ws.files(ws.staging) == [f"{JOB}/{ARCHIVE}.part"]
+    r = ws.cli("run", "--from", "2026-11-01", "--to", "2026-11-02")
+    assert r.rc == 0, str(r)
+    assert "removed stale partial export" in r.stderr
+    assert ws.files(ws.staging) == []
+    assert [(x["id"], x["phase"]) for x in ws.runs()] == [(1, "planned"), (2, "done")]
