@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from tableship.demo import create_demo_warehouse
+from tests.servers import descendants_of
 from tableship.destinations.base import TMP_RE
 
 TODAY = dt.date(2026, 6, 15)
@@ -548,3 +549,93 @@ def test_verify_sha256sum_on_an_account_without_commands_is_a_clear_error(tmp_pa
                      dest_extra='verify = "sha256sum"')
     proc = site.run("run", "--date", RUN_DATE)
     one_error_line(proc, "may not run sha256sum", 'verify = "auto"')
+
+
+# ---------------------------------------------------------------- the destination object itself
+
+
+def _dest(sshd, root: Path, **kw):
+    from tableship.config import SFTPDestination as SFTPConfig
+    from tableship.destinations.sftp import SFTPDestination
+
+    cfg = SFTPConfig(type="sftp", host=sshd.host, port=sshd.port, user=sshd.user, key_file=sshd.client_key,
+                     known_hosts=sshd.known_hosts, path=str(root), connect_timeout=5, **kw)
+    return SFTPDestination("edgenode2", cfg)
+
+
+def test_a_dropped_connection_is_transient_and_the_next_call_reconnects(sshd_fresh, remote, tmp_path):
+    from tableship.errors import TransientDestinationError
+
+    sshd = sshd_fresh
+    dest = _dest(sshd, remote)
+    try:
+        dest.put_bytes(b"one", "t/a", "job1")
+        sshd.kill_sessions()
+        time.sleep(0.2)
+        try:
+            dest.put_bytes(b"two", "t/a", "job1")
+        except TransientDestinationError:
+            dest.put_bytes(b"two", "t/a", "job1")
+        assert (remote / "t" / "a").read_bytes() == b"two"
+
+        sshd.stop()
+        with pytest.raises(TransientDestinationError) as err:
+            dest.sha256("t/a")  # the open connection was cut: lost / closed / reset
+        assert re.search(r"connection (lost|closed|reset|refused)", err.value.line()), err.value.line()
+        with pytest.raises(TransientDestinationError) as err:
+            dest.sha256("t/a")  # reconnecting: nobody listens
+        assert "connection refused" in err.value.line(), err.value.line()
+        sshd.start()
+        assert dest.sha256("t/a") == hashlib.sha256(b"two").hexdigest()
+    finally:
+        dest.close()
+
+
+def test_openssh_client_that_cannot_log_in_falls_back_to_asyncssh(sshd, remote, tmp_path, monkeypatch, caplog):
+    """If OpenSSH's sftp client cannot log in where asyncssh could (an agent-only key, an
+    odd ssh_config...), the upload still happens, through asyncssh."""
+    import tableship.destinations.sftp as sftp_mod
+
+    fake = tmp_path / "sftp"
+    fake.write_text("#!/bin/sh\necho 'root@127.0.0.1: Permission denied (publickey).' >&2\nexit 255\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(sftp_mod.shutil, "which", lambda name: str(fake) if name == "sftp" else None)
+    data = os.urandom(sftp_mod.OPENSSH_MIN_BYTES + 12345)
+    (tmp_path / "big").write_bytes(data)
+    dest = _dest(sshd, remote)
+    try:
+        with caplog.at_level("WARNING", logger="tableship"):
+            dest.put(tmp_path / "big", "t/big", "job1")
+            dest.put(tmp_path / "big", "t/big2", "job1")
+    finally:
+        dest.close()
+    assert (remote / "t" / "big").read_bytes() == data == (remote / "t" / "big2").read_bytes()
+    warnings = [r for r in caplog.records if "could not log in" in r.getMessage()]
+    assert len(warnings) == 1  # tried once, then remembered
+
+
+def test_sigterm_mid_upload_stops_the_openssh_client_too(tmp_path, sshd_fresh, big_warehouse, remote, slow_proxy):
+    sshd = sshd_fresh
+    site = make_site(tmp_path, sshd, big_warehouse, remote, port=slow_proxy.port, known_hosts=slow_proxy.known_hosts,
+                     window='{ unit = "month", count = 12 }', defaults_extra='compression = { codec = "none" }')
+    folder = site.remote / REMOTE_DIR
+    proc = site.popen("run", "--date", RUN_DATE)
+    try:
+        wait_for(lambda: folder.is_dir() and any(p.stat().st_size > 2**20 for p in folder.glob(".*.part")), 120,
+                 "the upload", proc)
+        children = descendants_of(proc.pid)  # OpenSSH's sftp and its ssh
+        assert len(children) >= 2, children
+        proc.terminate()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + 15, out + err
+    assert "Traceback" not in err
+    assert not (folder / BIG_ARCHIVE).exists()
+    time.sleep(0.5)
+    for pid in children:  # no orphaned sftp/ssh client keeps uploading
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower(), pid
+    ok(site.run("run", "--date", RUN_DATE))
+    assert_delivered(site, BIG_ARCHIVE)
+    assert not any(TMP_RE.match(p.name) for p in folder.iterdir())
