@@ -7,6 +7,7 @@ is named); relative paths resolve against the config file's folder.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -251,7 +252,7 @@ def test_file_secret(tmp_path):
 )
 def test_unknown_keys_at_every_level(tmp_path, text, expected):
     ok = '[sources.s]\ntype = "duckdb"\npath = "w"\n[destinations.d]\ntype = "local"\npath = "o"\n[jobs.j]\ntable = "t"\n'
-    # later tables with the same name are merged by TOML only if not redefined: build by hand
+    # TOML forbids defining a table twice: put the tested table first and complete it
     if text.startswith("[sources.s]"):
         doc = text + 'type = "duckdb"\npath = "w"\n[destinations.d]\ntype = "local"\npath = "o"\n[jobs.j]\ntable = "t"\n'
     elif text.startswith("[destinations.d]"):
@@ -363,7 +364,7 @@ def test_sql_injection_in_table_is_a_config_error(tmp_path):
 )
 def test_identifiers_are_validated(tmp_path, key, value, match):
     problems = parse_problems(base(**{key: value}), tmp_path)
-    assert any(__import__("re").match(match, p) for p in problems), problems
+    assert any(re.match(match, p) for p in problems), problems
 
 
 @pytest.mark.parametrize(
