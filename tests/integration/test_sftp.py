@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import pwd
 import re
@@ -591,7 +592,7 @@ def test_a_dropped_connection_is_transient_and_the_next_call_reconnects(sshd_fre
         dest.close()
 
 
-def test_openssh_client_that_cannot_log_in_falls_back_to_asyncssh(sshd, remote, tmp_path, monkeypatch, caplog):
+def test_openssh_client_that_cannot_log_in_falls_back_to_asyncssh(sshd, remote, tmp_path, monkeypatch):
     """If OpenSSH's sftp client cannot log in where asyncssh could (an agent-only key, an
     odd ssh_config...), the upload still happens, through asyncssh."""
     import tableship.destinations.sftp as sftp_mod
@@ -602,15 +603,19 @@ def test_openssh_client_that_cannot_log_in_falls_back_to_asyncssh(sshd, remote, 
     monkeypatch.setattr(sftp_mod.shutil, "which", lambda name: str(fake) if name == "sftp" else None)
     data = os.urandom(sftp_mod.OPENSSH_MIN_BYTES + 12345)
     (tmp_path / "big").write_bytes(data)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # the CLI's logging setup stops propagation, so listen here
+    sftp_mod.log.addHandler(handler)
     dest = _dest(sshd, remote)
     try:
-        with caplog.at_level("WARNING", logger="tableship"):
-            dest.put(tmp_path / "big", "t/big", "job1")
-            dest.put(tmp_path / "big", "t/big2", "job1")
+        dest.put(tmp_path / "big", "t/big", "job1")
+        dest.put(tmp_path / "big", "t/big2", "job1")
     finally:
         dest.close()
+        sftp_mod.log.removeHandler(handler)
     assert (remote / "t" / "big").read_bytes() == data == (remote / "t" / "big2").read_bytes()
-    warnings = [r for r in caplog.records if "could not log in" in r.getMessage()]
+    warnings = [r for r in records if "could not log in" in r.getMessage()]
     assert len(warnings) == 1  # tried once, then remembered
 
 
