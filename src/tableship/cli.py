@@ -31,10 +31,14 @@ class Ctx:
 
     @property
     def config(self):
+        return self.load()
+
+    def load(self, log_file: bool = True):
+        """Load the config once and start logging (to ``log_file`` unless told not to: dry runs touch nothing)."""
         if self._config is None:
             self._config = load_config(self.config_arg)
             s = self._config.settings
-            setup_logging(self.verbosity, s.log_file, json_format=self.log_format == "json",
+            setup_logging(self.verbosity, s.log_file if log_file else None, json_format=self.log_format == "json",
                           max_bytes=s.log_max_bytes, backups=s.log_backups)
         return self._config
 
@@ -91,7 +95,7 @@ def run(obj: Ctx, jobs, all_jobs, run_date, start, end, dry_run, wait):
     from .progress import progress_factory
     from .runner import exit_code, run_jobs
 
-    config = obj.config
+    config = obj.load(log_file=not dry_run)
     outcomes = run_jobs(config, list(jobs), all_jobs=all_jobs, run_date=run_date, start=start, end=end,
                         dry_run=dry_run, wait=wait, progress_factory=progress_factory(obj.verbosity),
                         echo=click.echo)
