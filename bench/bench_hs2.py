@@ -11,7 +11,9 @@ NULLs, DECIMAL(18,4), TIMESTAMP with fractions), then, round-robin in the same r
 * tableship — ``python -m tableship run JOB --from … --to …`` as a user runs it (config,
   schema checks, export, delivery to a local destination, verification), default gzip.
 
-Each case runs in its own process; its wall time and peak RSS (ru_maxrss from wait4)
+An unmeasured warm-up pass (both clients, smallest size) runs first: the server's JIT
+compiles its result-serialization code on the first big fetches. Each case runs in its
+own process; its wall time and peak RSS (ru_maxrss from wait4)
 are measured. Prints medians: rows/s both ways, the ratio, peak RSS per size.
 
 Both sides run with ``SET spark.sql.thriftServer.incrementalCollect=true``: Spark then
@@ -95,6 +97,10 @@ def run_with_rss(argv: list[str], cwd: Path) -> tuple[float, float, str, str, in
     return wall, usage.ru_maxrss / 1024, out_f.read(), err_f.read(), proc.returncode
 
 
+def label(rnd: int) -> str:
+    return "warm-up" if rnd == 0 else f"round {rnd}"
+
+
 def create_tables(execute, sizes: list[int]) -> None:
     execute("CREATE DATABASE IF NOT EXISTS bench")
     for n in sizes:
@@ -145,6 +151,8 @@ def main() -> int:
     ap.add_argument("--fetch-size", type=int, default=20_000)
     ap.add_argument("--hs2", help="HOST:PORT of a running NOSASL HiveServer2 (default: start one)")
     ap.add_argument("--skip-create", action="store_true", help="reuse bench.cdr_<rows> tables")
+    ap.add_argument("--no-warmup", dest="warmup", action="store_false",
+                    help="skip the unmeasured first pass (it warms the server's JIT for both clients)")
     args = ap.parse_args()
 
     server_gen = None
@@ -177,8 +185,8 @@ def main() -> int:
         work = Path(tempfile.mkdtemp(prefix="bench-hs2-"))
         cfg = write_config(work, host, port, args.rows, args.fetch_size)
         results: dict[tuple[int, str], list[tuple[float, float]]] = {}
-        for rnd in range(1, args.rounds + 1):
-            for n in args.rows:
+        for rnd in range(0 if args.warmup else 1, args.rounds + 1):
+            for n in (args.rows[:1] if rnd == 0 else args.rows):
                 sql = (f"SELECT * FROM `bench`.`cdr_{n}` WHERE `partition_date` >= '{START}' "
                        f"AND `partition_date` <= '{END}'")
                 out = work / f"baseline_{n}.csv.gz"
@@ -187,8 +195,9 @@ def main() -> int:
                 if rc != 0 or int(stdout.strip() or 0) != n:
                     print(f"baseline failed (rc {rc}, rows {stdout.strip()}):\n{stderr[-2000:]}")
                     return 1
-                results.setdefault((n, "baseline"), []).append((wall, rss))
-                print(f"round {rnd} {n:>9,} rows  baseline : {wall:7.1f}s {n / wall:10,.0f} rows/s "
+                if rnd:
+                    results.setdefault((n, "baseline"), []).append((wall, rss))
+                print(f"{label(rnd)} {n:>9,} rows  baseline : {wall:7.1f}s {n / wall:10,.0f} rows/s "
                       f"peak RSS {rss:6.0f} MiB  ({out.stat().st_size / 1e6:.1f} MB)", flush=True)
                 out.unlink()
 
@@ -207,8 +216,9 @@ def main() -> int:
                 if meta["rows"] != n:
                     print(f"tableship exported {meta['rows']} rows, expected {n}")
                     return 1
-                results.setdefault((n, "tableship"), []).append((wall, rss))
-                print(f"round {rnd} {n:>9,} rows  tableship: {wall:7.1f}s {n / wall:10,.0f} rows/s "
+                if rnd:
+                    results.setdefault((n, "tableship"), []).append((wall, rss))
+                print(f"{label(rnd)} {n:>9,} rows  tableship: {wall:7.1f}s {n / wall:10,.0f} rows/s "
                       f"peak RSS {rss:6.0f} MiB  ({meta['archive_bytes'] / 1e6:.1f} MB)", flush=True)
 
         print("\n| rows | baseline rows/s | tableship rows/s | ratio | baseline peak RSS | tableship peak RSS |")
