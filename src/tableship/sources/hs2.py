@@ -32,6 +32,7 @@ password never appears in a message.
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import logging
 import queue
@@ -359,6 +360,11 @@ class HS2Source:
                 check_identifier(self.cfg.database, "database")
             except ValueError as exc:
                 raise ConfigError(f"sources.{self.name}.database: {exc}") from None
+        if self.cfg.auth == "gssapi" and importlib.util.find_spec("kerberos") is None:
+            raise SourceError(
+                f"{self._where()}: auth = 'gssapi' needs the Python package 'kerberos', which is not installed",
+                "pip install kerberos (it builds against the system's Kerberos libraries, e.g. libkrb5-dev)",
+            )
         self._probe()
         try:
             conn = _dbapi.connect(**kw)
