@@ -393,3 +393,17 @@ def test_duplicate_result_column_names_are_an_error(engine):
         assert "duplicate" in info.value.line() and "id" in info.value.line()
     finally:
         src.close()
+
+
+@pytest.mark.parametrize("engine", [pytest.param("hs2", marks=pytest.mark.slow)], indirect=True)
+def test_hs2_row_protocol_fallback_gives_the_same_bytes(engine, tmp_path):
+    """Servers without the columnar protocol (HS2 < v6) go through impyla's fetchmany."""
+    src = engine.make_source(fetch_size=4)
+    src.columnar = False
+    try:
+        q = ordered(src, window_query(src.dialect, "contract.golden", "partition_date", *WINDOW))
+        target = tmp_path / "golden.csv"
+        write_archive(src.batches(q, 4), src.schema("contract.golden"), target, CsvDialect(), "none", None)
+        assert target.read_bytes() == GOLDEN_CSV
+    finally:
+        src.close()
