@@ -226,3 +226,27 @@ def test_dry_run_shows_backtick_quoting_and_bound_values(tmp_path, server):
     result = site.run("traffic", "2024-01-01", "2024-01-31", "--dry-run")
     assert result.rc == 0, str(result)
     assert "`itest`.`traffic`" in result.stdout and "2024-01-31" in result.stdout
+
+
+def test_sasl_plain_server(tmp_path, hs2_sasl):
+    """A SASL server (hive.server2.authentication=NONE): auth = "plain" with user and password
+    works; auth = "nosasl" is the wrong mechanism and fails at once."""
+    hs2_sasl.execute_many(
+        "CREATE DATABASE IF NOT EXISTS itest",
+        "CREATE TABLE IF NOT EXISTS itest.small (id BIGINT, txt STRING, partition_date STRING) USING parquet",
+        "INSERT OVERWRITE itest.small VALUES (1, 'a;b', '2024-01-02'), (2, NULL, '2024-01-03')",
+    )
+    site = Site(tmp_path / "sasl", {"type": "hive", "host": hs2_sasl.host, "port": hs2_sasl.port, "auth": "plain",
+                                    "user": "svc_backup", "password": "s3cret-Pa55", "database": "itest",
+                                    "retries": {"attempts": 3, "initial_delay": 0.2, "max_delay": 0.5}},
+                jobs={"small": {"table": "small"}})
+    result = site.run("small", "2024-01-01", "2024-01-31")
+    assert result.rc == 0, str(result)
+    [archive] = site.archives()
+    assert archive_rows(archive) == (["id", "txt", "partition_date"],
+                                     [["1", "a;b", "2024-01-02"], ["2", None, "2024-01-03"]]) or \
+        sorted(archive_rows(archive)[1]) == [["1", "a;b", "2024-01-02"], ["2", None, "2024-01-03"]]
+    site.source["auth"] = "nosasl"
+    result = site.run("small", "2024-01-01", "2024-01-31")
+    assert_clean_error(result, 1, "handshake", "nosasl")
+    assert "retrying" not in result.stderr and "s3cret-Pa55" not in result.stderr + result.stdout
