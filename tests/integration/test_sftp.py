@@ -90,7 +90,7 @@ class Site:
 
 
 def make_site(tmp_path: Path, sshd, warehouse: Path, remote: Path, *, user: str | None = None,
-              key: Path | None = None, known_hosts: Path | None = None, port: int | None = None,
+              key: Path | str | None = None, known_hosts: Path | None = None, port: int | None = None,
               dest_extra: str = "", defaults_extra: str = "", retries: str = FAST_RETRIES,
               window: str = '{ unit = "month", count = 1 }') -> Site:
     cfg = tmp_path / "tableship.toml"
@@ -108,7 +108,7 @@ type = "sftp"
 host = "{sshd.host}"
 port = {port or sshd.port}
 user = "{user or sshd.user}"
-key_file = "{key or sshd.client_key}"
+{'' if key == "none" else f'key_file = "{key or sshd.client_key}"'}
 known_hosts = "{known_hosts or sshd.known_hosts}"
 path = "{remote}"
 connect_timeout = 5
@@ -480,6 +480,38 @@ def test_wrong_key_and_secrets_stay_out_of_every_output(tmp_path, sshd, warehous
     assert secret not in status.stdout + status.stderr
 
 
+@pytest.mark.parametrize("how", ["agent", "default-keys"])
+def test_login_without_key_file(tmp_path, sshd, big_warehouse, remote, how):
+    """No key_file: the SSH agent's keys, else ~/.ssh's default keys. With the agent,
+    OpenSSH's client does the bulk upload (the ~14 MB archive) too; with default keys
+    under a $HOME that is not the passwd home, it cannot log in and asyncssh uploads."""
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True, mode=0o700)
+    env = {"HOME": str(home), "SSH_AUTH_SOCK": ""}
+    agent_pid = None
+    if how == "agent":
+        sock = tmp_path / "agent.sock"
+        out = subprocess.run(["ssh-agent", "-a", str(sock)], capture_output=True, text=True, check=True).stdout
+        agent_pid = int(re.search(r"SSH_AGENT_PID=(\d+)", out).group(1))
+        env["SSH_AUTH_SOCK"] = str(sock)
+        subprocess.run(["ssh-add", str(sshd.client_key)], env={**os.environ, **env}, capture_output=True, check=True)
+    else:
+        (home / ".ssh" / "id_ed25519").write_bytes(sshd.client_key.read_bytes())
+        (home / ".ssh" / "id_ed25519").chmod(0o600)
+    try:
+        site = make_site(tmp_path, sshd, big_warehouse, remote, key="none", window='{ unit = "month", count = 12 }',
+                         defaults_extra='compression = { codec = "none" }')
+        proc = ok(site.run("-v", "run", "--date", RUN_DATE, env=env))
+        if how == "agent":
+            assert "via openssh sftp" in proc.stderr, proc.stderr  # the bulk upload logged in the same way
+        else:  # OpenSSH reads the passwd home, not $HOME: it cannot log in here, asyncssh takes over
+            assert "via asyncssh" in proc.stderr and "failed before uploading" in proc.stderr, proc.stderr
+        assert_delivered(site, BIG_ARCHIVE)
+    finally:
+        if agent_pid:
+            os.kill(agent_pid, 15)
+
+
 def test_permission_denied_on_the_root(tmp_path, sshd, warehouse):
     root = sshd.sftp_root_dir / f"readonly-{uuid.uuid4().hex[:8]}"
     root.mkdir(mode=0o755)  # owned by root: the sftp-only account may not write in it
@@ -615,7 +647,7 @@ def test_openssh_client_that_cannot_log_in_falls_back_to_asyncssh(sshd, remote, 
         dest.close()
         sftp_mod.log.removeHandler(handler)
     assert (remote / "t" / "big").read_bytes() == data == (remote / "t" / "big2").read_bytes()
-    warnings = [r for r in records if "could not log in" in r.getMessage()]
+    warnings = [r for r in records if "failed before uploading" in r.getMessage()]
     assert len(warnings) == 1  # tried once, then remembered
 
 

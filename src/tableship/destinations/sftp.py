@@ -612,27 +612,32 @@ class SFTPDestination:
         if proc.returncode == 0:
             return True
         text = " ".join(err.decode(errors="replace").split())[-300:]
+        low = text.lower()
         # Is the control connection still alive? If not, the server or the network went away.
         try:
             await asyncio.wait_for(sftp.stat(folder), timeout=self.cfg.connect_timeout)
+            started = await asyncio.wait_for(sftp.exists(tmp), timeout=self.cfg.connect_timeout)
         except BaseException as exc:
             raise self._translate(exc, f"uploading to {tmp}") or exc from None
-        low = text.lower()
-        if proc.returncode == 255 and ("permission denied (" in low or "host key" in low or "could not resolve" in low
-                                       or "no such identity" in low or "load key" in low):
+        if not started:
+            # The control connection works but OpenSSH's client never opened the file.
+            if "permission denied" in low and "permission denied (" not in low:
+                raise self._denied("writing", tmp)
+            # It could not log in or start where asyncssh could (agent, HOME, ssh
+            # options, an old client...): stop using it for this destination.
             self._openssh_broken = True
-            log.warning("destination %s: the OpenSSH sftp client could not log in (%s); using asyncssh for uploads",
-                        self.name, text)
+            log.warning("destination %s: the OpenSSH sftp client failed before uploading (exit %s: %s); "
+                        "using asyncssh for uploads", self.name, proc.returncode, text or "no message")
             return False
+        await self._remove_quietly(tmp)  # then measure the free space without it
         if "permission denied" in low:
             raise self._denied("writing", tmp)
-        await self._remove_quietly(tmp)  # then measure the free space without it
         full = await self._disk_full(sftp, folder, size)
         if full is not None:
             raise full
-        if any(w in low for w in ("connection", "broken pipe", "timeout", "timed out", "not responding")):
+        if any(w in low for w in ("connection", "broken pipe", "timeout", "timed out", "not responding")) or not text:
             raise self._transient(f"uploading to {tmp}", text or f"sftp exit {proc.returncode}")
-        raise DestinationError(f"destination {self.name!r}: uploading to {tmp} failed: {text or proc.returncode}",
+        raise DestinationError(f"destination {self.name!r}: uploading to {tmp} failed: {text}",
                                f"check the remote filesystem under {self.root} (free space, quota, permissions)")
 
     async def _read_remote(self, sftp: asyncssh.SFTPClient, path: str, sink: Callable[[bytes], Any]) -> int:
