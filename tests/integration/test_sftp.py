@@ -676,3 +676,19 @@ def test_sigterm_mid_upload_stops_the_openssh_client_too(tmp_path, sshd_fresh, b
     ok(site.run("run", "--date", RUN_DATE))
     assert_delivered(site, BIG_ARCHIVE)
     assert not any(TMP_RE.match(p.name) for p in folder.iterdir())
+
+
+def test_accept_new_with_an_unwritable_known_hosts_is_a_clear_error(tmp_path, sshd, remote):
+    from tableship.errors import DestinationError
+
+    (tmp_path / "file").write_text("a file where the known_hosts folder must be")
+    dest = _dest(sshd, remote, host_key_policy="accept-new")
+    dest.known_hosts = tmp_path / "file" / "known_hosts"  # cannot be created, even by root
+    try:
+        with pytest.raises(DestinationError) as err:
+            dest.put_bytes(b"x", "t/x", "job1")
+    finally:
+        dest.close()
+    assert not err.value.transient
+    assert "cannot record the host key" in err.value.line()
+    assert not (remote / "t").exists()

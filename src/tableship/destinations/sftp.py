@@ -150,7 +150,7 @@ class SFTPDestination:
         self._dirs: set[str] = set()
         self._can_exec: bool | None = None
         self._openssh_broken = False
-        self._host_key_problem: tuple[str, asyncssh.SSHKey] | None = None
+        self._host_key_problem: tuple | None = None  # (kind, offered key[, error])
         self.cipher: str | None = None
 
     # ------------------------------------------------------------------ plumbing
@@ -242,7 +242,11 @@ class SFTPDestination:
             self._host_key_problem = ("changed", key)
             return False
         if self.cfg.host_key_policy == "accept-new":
-            self._record_host_key(key)
+            try:
+                self._record_host_key(key)
+            except DestinationError as exc:  # raised inside asyncssh: report it after connect fails
+                self._host_key_problem = ("unrecorded", key, exc)
+                return False
             return True
         self._host_key_problem = ("unknown", key)
         return False
@@ -388,7 +392,9 @@ class SFTPDestination:
                                 "re-run with --debug and report it")
 
     def _host_key_error(self, exc: BaseException) -> DestinationError:
-        kind, key = self._host_key_problem or ("unknown", None)
+        kind, key, *rest = self._host_key_problem or ("unknown", None)
+        if rest:
+            return rest[0]
         offered = f" ({_fingerprint(key)})" if key is not None else ""
         kh = str(self.known_hosts)
         keyscan = f"ssh-keyscan -p {self.port} {self.host} >> {kh}"
