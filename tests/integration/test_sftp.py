@@ -692,3 +692,25 @@ def test_accept_new_with_an_unwritable_known_hosts_is_a_clear_error(tmp_path, ss
     assert not err.value.transient
     assert "cannot record the host key" in err.value.line()
     assert not (remote / "t").exists()
+
+
+def test_key_file_problems_are_terminal_and_say_which(tmp_path, sshd, remote):
+    from tableship.config import SFTPDestination as SFTPConfig
+    from tableship.destinations.sftp import SFTPDestination
+    from tableship.errors import DestinationError
+
+    locked = tmp_path / "locked"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-f", str(locked)], check=True)
+    (tmp_path / "garbage").write_text("not a key\n")
+    cases = {tmp_path / "missing": "does not exist", locked: "protected by a passphrase",
+             tmp_path / "garbage": "not a usable private key"}
+    for key, needle in cases.items():
+        cfg = SFTPConfig(type="sftp", host=sshd.host, port=sshd.port, user=sshd.user, key_file=key,
+                         known_hosts=sshd.known_hosts, path=str(remote))
+        dest = SFTPDestination("edgenode2", cfg)
+        try:
+            with pytest.raises(DestinationError) as err:
+                dest.size("x")
+        finally:
+            dest.close()
+        assert not err.value.transient and needle in err.value.line(), err.value.line()

@@ -199,7 +199,12 @@ class SFTPDestination:
                                        f"fix destinations.{self.name}.key_file (or remove it to use the SSH agent "
                                        "and the default ~/.ssh keys)")
             try:
-                key = asyncssh.read_private_key(str(path))
+                try:
+                    key = asyncssh.read_private_key(str(path))
+                except asyncssh.KeyImportError as exc:
+                    if "passphrase" in str(exc).lower():
+                        raise asyncssh.KeyEncryptionError(str(exc)) from None
+                    raise
             except asyncssh.KeyEncryptionError:
                 raise DestinationError(f"destination {self.name!r}: key_file {str(path)!r} is protected by a passphrase",
                                        "load it into ssh-agent and remove key_file, or use a key without a "
