@@ -382,7 +382,6 @@ class HS2Source:
         except (_ImpylaError, _ThriftError, OSError, ImportError, ValueError, EOFError) as exc:
             raise self._handshake_error(exc) from None
         self._conn, self._cur = conn, cur
-        _widen_read_buffer(conn)
         try:
             for k, v in self.cfg.query_options.items():
                 value = str(v).lower() if isinstance(v, bool) else str(v)
@@ -597,18 +596,6 @@ def _server_message(text: str) -> str:
     text = _NOISE.sub("", text)
     text = re.sub(r"(\[[A-Z_.]+\])\s*\1", r"\1", text)
     return " ".join(text.split()) or "unknown error"
-
-
-def _widen_read_buffer(conn) -> None:
-    """thrift's buffered transport reads the socket 4 KiB at a time: ~30,000 recv calls
-    per million rows, each of which must win the GIL back from the thread rendering
-    the previous rows. Read up to 4 MiB per call instead (best effort)."""
-    try:
-        trans = conn.service.client._iprot.trans
-    except AttributeError:  # pragma: no cover - impyla internals changed
-        return
-    if hasattr(trans, "_TBufferedTransport__rbuf_size"):
-        trans._TBufferedTransport__rbuf_size = 4 << 20
 
 
 def _combine(batches: list[pa.RecordBatch], schema: pa.Schema) -> pa.RecordBatch:
