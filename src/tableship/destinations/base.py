@@ -27,13 +27,13 @@ driver exceptions never escape.
 
 from __future__ import annotations
 
-import importlib
 import re
 import secrets
 from pathlib import Path, PurePosixPath
 from typing import Protocol, runtime_checkable
 
-from ..errors import ConfigError, MissingExtraError
+from ..errors import ConfigError
+from ..plugins import instantiate
 from ..names import check_relative
 
 TMP_RE = re.compile(r"^\.(?P<base>.+)\.tableship-(?P<owner>[A-Za-z0-9_.-]+)-[0-9a-f]{8}\.part$")
@@ -93,11 +93,5 @@ REGISTRY = {
 
 
 def open_destination(name: str, cfg) -> Destination:
-    module, cls, extra, driver = REGISTRY[cfg.type]
-    if driver is not None:
-        try:
-            importlib.import_module(driver)
-        except ImportError:
-            raise MissingExtraError(f"destination {name!r} (type {cfg.type})", extra, driver) from None
-    mod = importlib.import_module(module)
-    return getattr(mod, cls)(name, cfg)
+    """Instantiate the destination for config ``cfg`` (lazy-importing its driver)."""
+    return instantiate("destination", REGISTRY, name, cfg)

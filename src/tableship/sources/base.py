@@ -10,13 +10,12 @@ bounds are always bound parameters.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 from dataclasses import dataclass
 from typing import Any, Iterator, Protocol, runtime_checkable
 
 import pyarrow as pa
 
-from ..errors import ConfigError, MissingExtraError
+from ..plugins import instantiate
 from ..names import check_identifier, split_table
 
 
@@ -112,14 +111,4 @@ REGISTRY = {
 
 def open_source(name: str, cfg) -> Source:
     """Instantiate the source for config ``cfg`` (lazy-importing its driver)."""
-    module, cls, extra, driver = REGISTRY[cfg.type]
-    if driver is not None:
-        try:
-            importlib.import_module(driver)
-        except ImportError:
-            raise MissingExtraError(f"source {name!r} (type {cfg.type})", extra, driver) from None
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        raise ConfigError(f"source type {cfg.type!r} is not available in this build: {exc}") from None
-    return getattr(mod, cls)(name, cfg)
+    return instantiate("source", REGISTRY, name, cfg)
