@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.helpers import Result, assert_clean_error, decompress, parse_csv_nulls, to_toml  # noqa: F401
 
 
@@ -96,3 +98,50 @@ def archive_rows(archive: Path) -> tuple[list[str], list[list[str | None]]]:
 def parse_preset(archive: Path) -> list[list[str]]:
     text = decompress(archive).decode("utf-8")
     return list(csv.reader(io.StringIO(text, newline=""), delimiter=";", lineterminator="\n"))
+
+
+class DataCheckTests:
+    """Data checks and a dropped table: the same through every server source.
+
+    A test module subclasses this with ``columns`` (of ``itest.traffic``) and
+    ``site(tmp_path, server)``; its ``server`` fixture must provide ``itest.traffic``
+    (with a column ``note`` last but one) and an empty ``itest.empty_t``.
+    """
+
+    columns: list[str] = []
+
+    def site(self, tmp_path, server) -> Site:
+        raise NotImplementedError
+
+    def test_unknown_table(self, tmp_path, server):
+        site = self.site(tmp_path, server)
+        site.jobs = {"gone": {"table": "itest.no_such_table"}}
+        result = site.run("gone", "2024-01-01", "2024-01-31")
+        line = assert_clean_error(result, 1, "no_such_table")
+        assert "dropped upstream" in line
+        assert "retrying" not in result.stderr  # terminal: not retried
+
+    @pytest.mark.parametrize("on_empty, rc", [("fail", 1), ("warn", 0), ("ok", 0)])
+    def test_on_empty(self, tmp_path, server, on_empty, rc):
+        site = self.site(tmp_path, server)
+        site.jobs = {"empty": {"table": "itest.empty_t", "on_empty": on_empty}}
+        result = site.run("empty", "2024-01-01", "2024-01-31")
+        if rc:
+            assert_clean_error(result, 1, "no rows")
+            assert site.archives() == []
+        else:
+            assert result.rc == 0, str(result)
+            [archive] = site.archives()
+            header, rows = archive_rows(archive)
+            assert header == self.columns and rows == []
+            assert ("no rows" in result.stderr) == (on_empty == "warn")
+
+    def test_expect_columns_mismatch(self, tmp_path, server):
+        site = self.site(tmp_path, server)
+        cols = self.columns
+        site.jobs = {"traffic": {"table": "itest.traffic", "expect_columns": [*cols[:-2], "partition_date", "imsi"]}}
+        result = site.run("traffic", "2024-01-01", "2024-01-31")
+        assert_clean_error(result, 1, "missing imsi", "unexpected note")
+        assert site.archives() == []
+        site.jobs["traffic"]["expect_columns"] = cols
+        assert site.run("traffic", "2024-01-01", "2024-01-31").rc == 0

@@ -14,7 +14,7 @@ import datetime as dt
 
 import pytest
 
-from tests.integration.sourcejobs import Site, archive_rows, assert_clean_error, normalized, rendered
+from tests.integration.sourcejobs import DataCheckTests, Site, archive_rows, assert_clean_error, normalized, rendered
 
 COLUMNS = ["id", "cell", "amount", "wide", "ratio", "score", "roaming", "event_day", "event_ts", "event_tz", "note",
            "partition_date"]
@@ -131,36 +131,11 @@ def test_server_down_is_retried_then_fails(tmp_path, server):
     assert site.archives() == []
 
 
-def test_unknown_table(tmp_path, server):
-    site = site_for(tmp_path, server)
-    site.jobs = {"gone": {"table": "itest.no_such_table"}}
-    result = site.run("gone", "2024-01-01", "2024-01-31")
-    line = assert_clean_error(result, 1, "no_such_table")
-    assert "dropped upstream" in line
+class TestDataChecks(DataCheckTests):
+    columns = COLUMNS
 
-
-@pytest.mark.parametrize("on_empty, rc", [("fail", 1), ("warn", 0), ("ok", 0)])
-def test_on_empty(tmp_path, server, on_empty, rc):
-    site = site_for(tmp_path, server)
-    site.jobs = {"empty": {"table": "itest.empty_t", "on_empty": on_empty}}
-    result = site.run("empty", "2024-01-01", "2024-01-31")
-    if rc:
-        assert_clean_error(result, 1, "no rows")
-        assert site.archives() == []
-    else:
-        assert result.rc == 0, str(result)
-        [archive] = site.archives()
-        header, rows = archive_rows(archive)
-        assert header == COLUMNS and rows == []
-        assert ("no rows" in result.stderr) == (on_empty == "warn")
-
-
-def test_expect_columns_mismatch(tmp_path, server):
-    site = site_for(tmp_path, server)
-    site.jobs = {"traffic": {"table": "itest.traffic", "expect_columns": [*COLUMNS[:-2], "partition_date", "imsi"]}}
-    result = site.run("traffic", "2024-01-01", "2024-01-31")
-    assert_clean_error(result, 1, "missing imsi", "unexpected note")
-    assert site.archives() == []
+    def site(self, tmp_path, server):
+        return site_for(tmp_path, server)
 
 
 def test_count_check(tmp_path, server):
