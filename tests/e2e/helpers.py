@@ -157,7 +157,7 @@ def parse_csv_module(text: str, delimiter: str = ";") -> list[list[str]]:
 
 
 def render(value) -> str | None:
-    """A DuckDB value as the CSV contract writes it (None = NULL)."""
+    """A DuckDB or driver value (Decimal, datetime, date, bool, float...) as the CSV contract writes it (None = NULL)."""
     if value is None:
         return None
     if isinstance(value, bool):

@@ -5,8 +5,6 @@ runs it (``python -m tableship`` in a subprocess)."""
 from __future__ import annotations
 
 import csv
-import datetime as dt
-import decimal
 import io
 import json
 import subprocess
@@ -17,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers import Result, assert_clean_error, decompress, parse_csv_nulls, to_toml  # noqa: F401
+from tests.e2e.helpers import render as rendered  # noqa: F401  (driver values render like DuckDB's)
 
 
 @dataclass
@@ -62,23 +61,6 @@ class Site:
 
     def manifest(self, archive: Path) -> dict:
         return json.loads(archive.with_name(archive.name + ".manifest.json").read_text())
-
-
-def rendered(value) -> str | None:
-    """A driver value (Decimal, datetime, date, bool, int, str) as the CSV contract writes it."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, decimal.Decimal):
-        return format(value, "f")
-    if isinstance(value, dt.datetime):
-        return str(value)
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
 
 
 def normalized(rows: list[list[str | None]], float_columns: set[int]) -> list[tuple]:
