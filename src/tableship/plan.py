@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from .config import Config, JobConfig
 from .csvrender import CsvDialect
-from .errors import ConfigError, UsageError
+from .errors import ConfigError, SourceError, UsageError
 from .names import render_relative
 from .sources.base import Query, Source, arrow_partition_type, window_query
 from .window import Window, compute_window, partition_value
@@ -62,16 +62,15 @@ def make_plan(config: Config, job: JobConfig, run_date: dt.date, window: Window)
     return Plan(job, run_date, window, file_name, remote_dir, staged)
 
 
-def build_query(source: Source, plan: Plan) -> Query:
-    """The window query, with the partition column's type detected when set to auto."""
+def build_query(source: Source, plan: Plan, schema: pa.Schema | None = None) -> Query:
+    """The window query, with the partition column's type detected (from ``schema``,
+    read from the source when not given) when set to auto."""
     job = plan.job
     ptype = job.partition_type
     if ptype == "auto":
-        schema = source.schema(job.table)
+        schema = schema if schema is not None else source.schema(job.table)
         field = schema.field(job.partition_column) if job.partition_column in schema.names else None
         if field is None:
-            from .errors import SourceError
-
             raise SourceError(
                 f"column {job.partition_column!r} not found in table {job.table} (columns: {', '.join(schema.names)})",
                 f"fix jobs.{job.name}.partition_column",

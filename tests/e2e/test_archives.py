@@ -237,14 +237,14 @@ def test_round_trip_every_type(site, warehouse):
 
 def test_demo_table_round_trip(tmp_path):
     from tableship.demo import DEMO_TABLE, create_demo_warehouse
+    from tableship.window import month_end
 
     create_demo_warehouse(tmp_path / "warehouse.duckdb", rows=30_000)
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)
     first = con.execute(f"SELECT min(partition_date) FROM {DEMO_TABLE}").fetchone()[0]
     con.close()
     start = first.replace(day=1)
-    end = (start.replace(day=28) + __import__("datetime").timedelta(days=4)).replace(day=1) - \
-        __import__("datetime").timedelta(days=1)
+    end = month_end(start.year, start.month)
     (tmp_path / "backup").mkdir()
     cfg = tmp_path / "tableship.toml"
     cfg.write_text(f"""

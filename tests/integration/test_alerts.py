@@ -8,6 +8,7 @@ tests/servers/smtp.py; webhooks and pings to an ``http.server`` in a thread.
 
 from __future__ import annotations
 
+import datetime
 import email.policy
 import http.server
 import json
@@ -28,7 +29,7 @@ from tableship.demo import create_demo_warehouse
 from tableship.window import compute_window
 
 # the default window (5 whole months before this one), as the CLI computes it today
-_W = compute_window(__import__("datetime").date.today(), "month", 5, 0)
+_W = compute_window(datetime.date.today(), "month", 5, 0)
 WINDOW, START, END = str(_W), _W.start.isoformat(), _W.end.isoformat()
 
 RETRIES = "retries = { attempts = 2, initial_delay = 0.05, max_delay = 0.1 }"
