@@ -9,9 +9,12 @@ Real-server fixtures live in ``tests/servers`` (see its docstrings):
 
 With ``CI=true`` a real component that is missing and cannot be installed is
 a test failure; otherwise the tests that need it are skipped with the reason.
+Under ``CI=true`` any skip or xfail at all is turned into a failure
+(tests/no_skips_in_ci.py).
 """
 
 pytest_plugins = [
+    "tests.no_skips_in_ci",
     "tests.servers.sshd",
     "tests.servers.smtp",
     "tests.servers.postgres",

@@ -11,6 +11,7 @@ server down (retried, then failed), unknown table, ``on_empty``, ``expect_column
 from __future__ import annotations
 
 import datetime as dt
+import os
 
 import pytest
 
@@ -154,11 +155,13 @@ def test_count_check(tmp_path, server):
     assert site.run("traffic", "2024-01-01", "2024-01-31").rc == 0
 
 
-def test_missing_driver_names_what_to_install(tmp_path, server):
-    import importlib.util
-
-    if importlib.util.find_spec("pg8000") is not None:
-        pytest.skip("pg8000 is installed here: no missing driver to report")
+def test_missing_driver_names_what_to_install(tmp_path, server, monkeypatch):
+    # Whether or not pg8000 is installed here, the CLI must not find it: a package of that
+    # name first on PYTHONPATH fails its import the way a missing package does.
+    shim = tmp_path / "no-pg8000" / "pg8000"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text('raise ModuleNotFoundError("No module named \'pg8000\'", name="pg8000")\n')
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(shim.parent), os.environ.get("PYTHONPATH")])))
     url = f"postgresql+pg8000://postgres@{server.host}:{server.port}/warehouse"
     site = site_for(tmp_path, server, url=url)
     result = site.run("traffic", "2024-01-01", "2024-01-31")

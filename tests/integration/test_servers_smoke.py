@@ -7,9 +7,10 @@ import smtplib
 import socket
 import ssl
 import subprocess
-import time
 
 import pytest
+
+from tests.servers import ensure_module, wait_for
 
 
 # --------------------------------------------------------------------------
@@ -39,7 +40,7 @@ def test_sshd_sftp_only_user_cannot_run_a_command_but_can_sftp(sshd):
     proc = _ssh(sshd, "echo", "ok", user=sshd.sftp_user)
     assert "ok" not in proc.stdout
 
-    paramiko = pytest.importorskip("paramiko")
+    paramiko = ensure_module("paramiko")
     client = paramiko.SSHClient()
     client.load_host_keys(str(sshd.known_hosts))
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
@@ -63,7 +64,7 @@ def test_sshd_sftp_only_user_cannot_run_a_command_but_can_sftp(sshd):
 
 def test_sshd_kill_sessions_stop_and_start(sshd_fresh):
     sshd = sshd_fresh
-    paramiko = pytest.importorskip("paramiko")
+    paramiko = ensure_module("paramiko")
     listener = sshd.pid
 
     client = paramiko.SSHClient()
@@ -77,10 +78,7 @@ def test_sshd_kill_sessions_stop_and_start(sshd_fresh):
         transport = client.get_transport()
         assert transport is not None and transport.is_active()
         assert sshd.kill_sessions(), "expected a per-connection sshd child"
-        deadline = time.monotonic() + 10
-        while transport.is_active() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not transport.is_active()
+        wait_for(lambda: not transport.is_active(), 30, "the killed session to close the transport")
     finally:
         client.close()
     assert sshd.pid == listener  # the listener survived
@@ -167,7 +165,7 @@ def test_smtp_reject(smtp_factory):
 
 
 def test_postgres_select_1(postgres):
-    sqlalchemy = pytest.importorskip("sqlalchemy")
+    sqlalchemy = ensure_module("sqlalchemy")
     assert postgres.url == f"postgresql+psycopg://postgres@127.0.0.1:{postgres.port}/warehouse"
     engine = sqlalchemy.create_engine(postgres.url)
     try:

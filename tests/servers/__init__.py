@@ -120,6 +120,19 @@ def _needs_apt_update() -> bool:
         return True
 
 
+def ensure_command(command: str, package: str) -> str:
+    """The path of ``command``, ``apt-get install``-ing Debian ``package`` if it is
+    missing (a :func:`missing` component if that fails)."""
+    path = shutil.which(command)
+    if path:
+        return path
+    ok, out = apt_install(package)
+    path = shutil.which(command)
+    if not (ok and path):
+        missing(f"`{command}` is not installed and `apt-get install {package}` did not provide it: {out[-1500:]}")
+    return path  # type: ignore[return-value]
+
+
 def ensure_module(module: str, requirement: str | None = None):
     """Import a Python module, ``pip install``-ing ``requirement`` if missing."""
     try:
@@ -187,6 +200,20 @@ def wait_until(
             return False
         if time.monotonic() >= deadline:
             return False
+        time.sleep(interval)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 60.0, what: str = "", interval: float = 0.02):
+    """Poll ``predicate`` until it returns a truthy value (returned); fail the test
+    after ``timeout`` seconds.  The timeout is a deadline against hanging, never a
+    threshold a test asserts on: keep it generous (a loaded 2-core CI machine)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or predicate}")
         time.sleep(interval)
 
 

@@ -11,6 +11,7 @@ import re
 import textwrap
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from tableship.config import config_path, load_config, parse_config
@@ -459,7 +460,7 @@ def test_unknown_job_lists_the_configured_ones(tmp_path):
 
 def test_models_are_frozen(tmp_path):
     cfg = parse_config(base(), tmp_path / "c.toml")
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         cfg.job("j").table = "other"  # type: ignore[misc]
 
 

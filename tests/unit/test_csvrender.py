@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import io
 import math
@@ -130,7 +131,7 @@ def test_dialect_rejects(kwargs):
 
 def test_dialect_is_frozen_and_hashable():
     d = CsvDialect(delimiter="|")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         d.delimiter = ";"  # type: ignore[misc]
     assert hash(d) == hash(CsvDialect(delimiter="|"))
 
