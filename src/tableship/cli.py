@@ -18,6 +18,7 @@ from . import __version__
 from .config import config_path, load_config
 from .errors import EXIT_JOB_FAILED, EXIT_USAGE, ConfigError, Interrupted, TableshipError, UsageError
 from .log import setup_logging
+from .redact import wrap_std_streams
 
 _debug = False
 
@@ -294,6 +295,8 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: the one place errors become ``Error:`` lines."""
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
+    # everything printed — Error: lines, summaries, --debug tracebacks — is redacted (redact.py)
+    wrap_std_streams()
     try:
         cli.main(args=argv, prog_name="tableship", standalone_mode=False)
         code = 0

@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from . import redact
 from .errors import ConfigError
 from .names import TemplateValues, check_identifier, check_job_name, check_template, render_relative, split_table
 
@@ -128,6 +129,7 @@ class SFTPDestination(Model):
     port: int = Field(22, ge=1, le=65535)
     user: str
     key_file: ConfigPath | None = None
+    key_passphrase: SecretStr | None = None  # decrypts key_file (asyncssh; OpenSSH's sftp is not used then)
     password: SecretStr | None = None
     known_hosts: ConfigPath = Path("~/.ssh/known_hosts")
     host_key_policy: Literal["strict", "accept-new"] = "strict"
@@ -367,6 +369,7 @@ class Config:
     destinations: dict[str, Any]
     jobs: dict[str, JobConfig]
     alerts: AlertsConfig
+    secrets: frozenset[str] = frozenset()  # every secret value found while loading (redact.py)
 
     @property
     def base_dir(self) -> Path:
@@ -386,11 +389,13 @@ class Config:
 _VAR = re.compile(r"\$\{([^}]*)\}")
 
 
-def _substitute(value: Any, path: str, problems: list[str]) -> Any:
+def _substitute(value: Any, path: str, problems: list[str], secrets: set[str] | None = None) -> Any:
+    """``${VAR}`` / ``${file:…}`` replaced; every value read from a file is added to ``secrets``."""
+    secrets = set() if secrets is None else secrets
     if isinstance(value, dict):
-        return {k: _substitute(v, f"{path}.{k}" if path else k, problems) for k, v in value.items()}
+        return {k: _substitute(v, f"{path}.{k}" if path else k, problems, secrets) for k, v in value.items()}
     if isinstance(value, list):
-        return [_substitute(v, f"{path}[{i}]", problems) for i, v in enumerate(value)]
+        return [_substitute(v, f"{path}[{i}]", problems, secrets) for i, v in enumerate(value)]
     if not isinstance(value, str) or "${" not in value:
         return value
 
@@ -399,7 +404,9 @@ def _substitute(value: Any, path: str, problems: list[str]) -> Any:
         if ref.startswith("file:"):
             p = Path(os.path.expanduser(ref[5:]))
             try:
-                return p.read_text().strip()
+                content = p.read_text().strip()
+                secrets.add(content)
+                return content
             except OSError as exc:
                 problems.append(f"{path}: cannot read secret file {str(p)!r}: {exc.strerror}")
                 return ""
@@ -514,7 +521,11 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
 
 def parse_config(raw: dict, path: Path) -> Config:
     problems: list[str] = []
-    raw = _substitute(raw, "", problems)
+    file_values: set[str] = set()
+    raw = _substitute(raw, "", problems, file_values)
+    # every output of this process is redacted with these from now on (see redact.py)
+    secrets = redact.raw_secrets(raw) | file_values
+    redact.activate(secrets)
     ctx = {"base": path.parent}
     for key in raw:
         if key not in _TOP_KEYS:
@@ -570,6 +581,8 @@ def parse_config(raw: dict, path: Path) -> Config:
         defs[k] = _validate(_CHANNEL, v, f"alerts.{k}", problems, ctx)
     alerts = _validate(AlertsConfig, {**scalars, "definitions": {k: v for k, v in defs.items() if v}}, "alerts", problems, ctx)
 
+    secrets |= redact.model_secrets([sources, dests, defs])
+    redact.activate(secrets)
     if problems:
         n = len(problems)
         raise ConfigError(
@@ -577,7 +590,7 @@ def parse_config(raw: dict, path: Path) -> Config:
             "fix the config file; 'tableship config validate' lists every problem",
             problems=[f"{path}: {p}" for p in problems],
         )
-    return Config(path, settings, sources, dests, jobs, alerts or AlertsConfig())
+    return Config(path, settings, sources, dests, jobs, alerts or AlertsConfig(), frozenset(secrets))
 
 
 HS2Source.model_rebuild()

@@ -9,6 +9,8 @@ import logging.handlers
 import sys
 from pathlib import Path
 
+from .redact import RedactingFormatter
+
 current_job: contextvars.ContextVar[str] = contextvars.ContextVar("job", default="-")
 current_run: contextvars.ContextVar[int | None] = contextvars.ContextVar("run", default=None)
 
@@ -47,7 +49,8 @@ def setup_logging(verbosity: int = 0, log_file: Path | None = None, *, json_form
         h.close()
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
-    fmt = JsonFormatter() if json_format else logging.Formatter(TEXT_FORMAT, "%Y-%m-%d %H:%M:%S")
+    # every line (message, traceback, JSON) goes through the redactor (see redact.py)
+    fmt = RedactingFormatter(JsonFormatter() if json_format else logging.Formatter(TEXT_FORMAT, "%Y-%m-%d %H:%M:%S"))
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setLevel({-1: logging.ERROR, 0: logging.INFO}.get(verbosity, logging.DEBUG))
     stderr.setFormatter(fmt)

@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import __version__
 from .fsutil import atomic_write_bytes, atomic_write_text
+from .redact import redact, redact_bytes
 from .state import Run, StateStore
 
 RESULTS = ("success", "failed", "running")
@@ -205,13 +206,13 @@ def write_outputs(config, store) -> None:
             try:
                 counts = IncidentStore(store).counts()
                 Path(s.metrics_file).parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_bytes(Path(s.metrics_file), metrics_text(jobs, counts, now.timestamp()))
+                atomic_write_bytes(Path(s.metrics_file), redact_bytes(metrics_text(jobs, counts, now.timestamp())))
             except OSError as exc:
                 errors.append(f"metrics_file {s.metrics_file}: {exc.strerror or exc}")
         if s.status_file is not None:
             try:
                 Path(s.status_file).parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(Path(s.status_file), status_text(jobs, now.isoformat(timespec="seconds")))
+                atomic_write_text(Path(s.status_file), redact(status_text(jobs, now.isoformat(timespec="seconds"))))
             except OSError as exc:
                 errors.append(f"status_file {s.status_file}: {exc.strerror or exc}")
         if errors:

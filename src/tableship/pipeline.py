@@ -24,6 +24,7 @@ from .errors import DataCheckError, JobError, SourceError, TableshipError, Verif
 from .export import BATCH_ROWS, file_sha256, write_archive
 from .log import current_run
 from .plan import Plan, build_query
+from .redact import redact_bytes
 from .sources.base import Query, Source, open_source
 from .state import WORKING_ON, Phase, Result, Run, StateStore
 
@@ -221,7 +222,7 @@ class Pipeline:
         manifest["verify_method"] = method
         manifest["verified_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         sidecar = f"{run.sha256}  {run.file_name}\n".encode()
-        body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+        body = redact_bytes((json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
 
         def write_sidecars() -> None:
             self.dest.put_bytes(sidecar, remote + ".sha256", self.job.name)

@@ -8,11 +8,13 @@ here is ever allowed to escape the monitor.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import tenacity
 
 from ..errors import Interrupted
+from ..redact import redact
 
 log = logging.getLogger("tableship")
 
@@ -61,9 +63,18 @@ def deliver(name: str, cfg, what: str, call) -> None:
         raise ChannelError(f"{type(exc).__name__}: {exc}", transient=False) from exc
 
 
+def _redacted(event):
+    """A copy of ``event`` whose texts went through the redactor (bodies, subject, env)."""
+    changes = {f.name: redact(getattr(event, f.name)) for f in dataclasses.fields(event)
+               if isinstance(getattr(event, f.name), str)}
+    changes["log_tail"] = [redact(line) for line in event.log_tail]
+    return dataclasses.replace(event, **changes)
+
+
 def send_event(name: str, cfg, event) -> None:
     """Deliver one alert event on channel ``name`` (email, webhook or command)."""
     send = _sender(cfg.type)
+    event = _redacted(event)
     deliver(name, cfg, f"sending {event.kind} alert for {event.job}", lambda: send(name, cfg, event))
 
 
@@ -71,4 +82,5 @@ def send_ping(name: str, cfg, job: str, signal: str, body: str = "") -> None:
     """Ping channel: ``signal`` is "start", "success" or "fail"."""
     from .ping import ping
 
+    body = redact(body)
     deliver(name, cfg, f"ping {signal} for {job}", lambda: ping(cfg, job, signal, body))

@@ -25,6 +25,7 @@ import decimal
 import json
 import re
 import uuid
+from urllib.parse import quote, unquote
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
@@ -37,6 +38,7 @@ from sqlalchemy.pool import NullPool
 
 from ..errors import ConfigError, MissingExtraError, SourceError, TransientSourceError
 from ..names import check_identifier, split_table
+from ..redact import SECRET_QUERY_KEY, MASK, Redactor, split_userinfo
 from .base import Dialect, Query, count_query
 
 # (dialect, driver) → (extra, module) for the drivers tableship ships an extra for
@@ -210,12 +212,13 @@ class SQLAlchemySource:
         self.name = name
         self.cfg = cfg
         raw_url = cfg.url.get_secret_value()
+        self._redact = Redactor([raw_url])
         try:
-            self.url = sa.engine.make_url(raw_url)
+            self.url = sa.engine.make_url(_reencode_userinfo(raw_url))
         except (sa_exc.ArgumentError, ValueError) as exc:
-            raise ConfigError(f"sources.{name}.url: not a valid SQLAlchemy URL: {_scrub(str(exc), raw_url, None)}",
-                              "use dialect+driver://user@host:port/database") from None
-        self._secrets = [s for s in (raw_url, self.url.password) if s]
+            raise ConfigError(f"sources.{name}.url: not a valid SQLAlchemy URL: {self._redact(str(exc))}",
+                              "use dialect+driver://user@host:port/database (percent-encode special "
+                              "characters of the password)") from None
         self._engine = self._make_engine()
         preparer = self._engine.dialect.identifier_preparer
         self.dialect = SQLAlchemyDialect(quote=preparer.initial_quote, paramstyle="named", preparer=preparer)
@@ -224,7 +227,9 @@ class SQLAlchemySource:
 
     # -- engine and connection
     def _shown_url(self) -> str:
-        return self.url.render_as_string(hide_password=True)
+        """The URL without its password nor secret query values (``?password=…``)."""
+        query = {k: (MASK if SECRET_QUERY_KEY.search(k) else v) for k, v in self.url.query.items()}
+        return self.url.set(query=query).render_as_string(hide_password=True)
 
     def _where(self) -> str:
         return f"source {self.name!r} ({self._shown_url()})"
@@ -274,7 +279,7 @@ class SQLAlchemySource:
         lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
         # keep the primary message and psycopg's/libpq's DETAIL or HINT line, not the SQL
         keep = [ln for ln in lines[:3] if not ln.startswith(("LINE ", "^", "[SQL:", "[parameters:", "(Background"))]
-        return _scrub(" ".join(keep) or type(orig).__name__, *self._secrets)[:500]
+        return self._redact(" ".join(keep) or type(orig).__name__)[:500]
 
     def _translate(self, exc: BaseException, what: str, connecting: bool = False) -> SourceError:
         msg = self._message(exc)
@@ -399,8 +404,16 @@ class SQLAlchemySource:
         self._engine.dispose()
 
 
-def _scrub(text: str, *secrets: str | None) -> str:
-    for s in secrets:
-        if s:
-            text = text.replace(s, "***")
-    return text
+def _reencode_userinfo(raw: str) -> str:
+    """The URL with its user and password percent-encoded, the password running to the last
+    ``@`` before the host (SQLAlchemy's own parser stops at the first ``@``, so
+    ``user:Pa@ss@host`` would log in as ``Pa`` on host ``ss@host``). Encoded input stays
+    as it was meant: it is decoded first."""
+    parts = split_userinfo(raw)
+    if parts is None:
+        return raw
+    scheme, user, password, rest = parts
+    userinfo = quote(unquote(user), safe="")
+    if password is not None:
+        userinfo += ":" + quote(unquote(password), safe="")
+    return f"{scheme}://{userinfo}@{rest}"
