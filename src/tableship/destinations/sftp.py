@@ -200,15 +200,20 @@ class SFTPDestination:
                                        "and the default ~/.ssh keys)")
             try:
                 try:
-                    key = asyncssh.read_private_key(str(path))
+                    passphrase = self.cfg.key_passphrase.get_secret_value() if self.cfg.key_passphrase else None
+                    key = asyncssh.read_private_key(str(path), passphrase)
                 except asyncssh.KeyImportError as exc:
                     if "passphrase" in str(exc).lower():
                         raise asyncssh.KeyEncryptionError(str(exc)) from None
                     raise
             except asyncssh.KeyEncryptionError:
+                if self.cfg.key_passphrase is not None:
+                    raise DestinationError(f"destination {self.name!r}: key_passphrase does not decrypt key_file "
+                                           f"{str(path)!r}",
+                                           f"fix destinations.{self.name}.key_passphrase (e.g. ${{file:/path}})") from None
                 raise DestinationError(f"destination {self.name!r}: key_file {str(path)!r} is protected by a passphrase",
-                                       "load it into ssh-agent and remove key_file, or use a key without a "
-                                       "passphrase for this unattended job") from None
+                                       f"set destinations.{self.name}.key_passphrase, load the key into ssh-agent "
+                                       "and remove key_file, or use a key without a passphrase") from None
             except (asyncssh.KeyImportError, ValueError, OSError) as exc:
                 raise DestinationError(f"destination {self.name!r}: key_file {str(path)!r} is not a usable "
                                        f"private key ({exc})",
@@ -580,8 +585,8 @@ class SFTPDestination:
         exe = shutil.which("sftp")
         if exe is None or self._openssh_broken:
             return None
-        if self.cfg.key_file is None and self.cfg.password is not None:
-            return None  # password logins stay on asyncssh (no askpass plumbing)
+        if (self.cfg.key_file is None and self.cfg.password is not None) or self.cfg.key_passphrase is not None:
+            return None  # password logins and encrypted keys stay on asyncssh (no askpass plumbing)
         alive = str(int(max(5.0, self.cfg.connect_timeout)))
         argv = [exe, "-q", "-b", "-", "-P", str(self.port), "-F", "/dev/null",
                 "-R", str(MAX_REQUESTS),
