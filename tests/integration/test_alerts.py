@@ -151,6 +151,15 @@ def http_recorder():
     rec.stop()
 
 
+def alert_clock(site: Site, now: str):
+    """Set the alert policy's clock for the site's next runs (``TABLESHIP_TEST_ALERT_NOW``);
+    returns a setter for stepping it forward."""
+    def at(instant: str) -> None:
+        site.env["TABLESHIP_TEST_ALERT_NOW"] = instant
+    at(now)
+    return at
+
+
 def subjects(server) -> list[str]:
     return [m.subject for m in server.messages]
 
@@ -163,16 +172,18 @@ def test_email_once_per_incident_reminder_after_realert_then_resolved(tmp_path, 
     site = Site(tmp_path, warehouse, f"""
         [alerts]
         channels = ["mail"]
-        realert_after = "6s"
+        realert_after = "4h"
         {email_channel(server)}""")
-    t0 = time.monotonic()
+    # The alert clock is injected (TABLESHIP_TEST_ALERT_NOW, docs/alerts.md): the first three
+    # failures happen within a minute, the fourth 5 hours later, then the fix.
+    at = alert_clock(site, "2026-01-05T02:00:00Z")
     site.fail()
-    t_alerted = time.monotonic()  # the first alert was queued before the run returned
+    at("2026-01-05T02:00:30Z")
     site.fail()
+    at("2026-01-05T02:01:00Z")
     site.fail()
-    assert time.monotonic() - t0 < 6, "the three failing runs took longer than realert_after: machine too slow"
-    server.wait_for_messages(1)
-    time.sleep(0.5)
+    # Delivery is synchronous and the SMTP fixture records a message before it answers
+    # 250, so once the runs returned, every message sent is already there.
     assert subjects(server) == [f"[tableship] FAILED customer_traffic {WINDOW} (upload)"]
     first = server.messages[0]
     assert first.mail_from == "tableship@example.net"
@@ -184,25 +195,28 @@ def test_email_once_per_incident_reminder_after_realert_then_resolved(tmp_path, 
                    "[customer_traffic#1]"):
         assert needle in body, (needle, body)
 
-    time.sleep(max(0.0, 6.2 - (time.monotonic() - t_alerted)))
+    at("2026-01-05T05:59:59Z")  # 1 s short of realert_after since the alert: still quiet
+    site.fail()
+    assert len(server.messages) == 1
+    at("2026-01-05T07:00:00Z")
     site.fail()
     server.wait_for_messages(2)
     reminder = server.messages[1]
     assert reminder.subject.startswith("[tableship] STILL FAILING customer_traffic ")
-    assert "4 failures" in reminder.subject
-    assert "4 failures (3 since the last alert)" in reminder.message.get_content()
+    assert "5 failures" in reminder.subject
+    assert "5 failures (4 since the last alert)" in reminder.message.get_content()
     assert reminder.message["In-Reply-To"] == first.message["Message-ID"]
 
+    at("2026-01-05T08:00:00Z")
     site.succeed()
     server.wait_for_messages(3)
     site.succeed()  # no open incident: nothing more
-    time.sleep(0.3)
     assert len(server.messages) == 3
     resolved = server.messages[2]
     assert resolved.subject.startswith("[tableship] RESOLVED customer_traffic ")
-    assert "(4 failures)" in resolved.subject
+    assert "(5 failures)" in resolved.subject
     text = resolved.message.get_content()
-    assert "Failures:     4" in text and "Outage:" in text
+    assert "Failures:     5" in text and "Outage:       6h" in text, text
 
 
 def test_email_starttls_and_auth(tmp_path, warehouse, smtp_factory):
@@ -262,9 +276,6 @@ def test_email_implicit_tls(tmp_path, warehouse):
             {email_channel(S, security="ssl", ca_cert=cafile)}""")
         proc = site.fail()
         assert "alert sent on channel mail" in proc.stderr
-        deadline = time.monotonic() + 10
-        while not messages and time.monotonic() < deadline:
-            time.sleep(0.05)
         assert len(messages) == 1 and messages[0].subject.startswith("[tableship] FAILED")
     finally:
         controller.stop()
@@ -440,7 +451,7 @@ def test_dev_environment_sends_nothing_and_logs_would_send(tmp_path, warehouse, 
     proc = site.fail()
     site.fail()
     site.succeed()
-    time.sleep(0.3)
+    # sending is synchronous: anything sent would have been recorded before the runs returned
     assert server.messages == [] and http_recorder.requests == []
     assert "would send failed alert on channel mail (email)" in proc.stderr
     assert "would send failed alert on channel ticket (webhook)" in proc.stderr
@@ -458,20 +469,23 @@ def test_max_per_hour_caps_messages_across_20_failing_jobs(tmp_path, warehouse, 
         channels = ["mail"]
         max_per_hour = 5
         {email_channel(server)}""", jobs=jobs)
+    at = alert_clock(site, "2026-01-05T02:00:00Z")
     proc = site.fail()
     assert proc.stdout.count("FAILED in export") == 20
-    server.wait_for_messages(5)
-    time.sleep(0.3)
-    assert len(server.messages) == 5
+    assert len(server.messages) == 5  # delivery is synchronous: all there once the run returned
     assert sorted(m.message["X-Tableship-Job"] for m in server.messages) == ["t00", "t01", "t02", "t03", "t04"]
     assert proc.stderr.count("rate limit reached") == 15
     values = site.metric_values()
     assert values[("tableship_alert_messages_total", (("channel", "mail"), ("state", "rate_limited")))] == 15
     assert values[("tableship_alert_messages_total", (("channel", "mail"), ("state", "sent")))] == 5
     # the budget is persisted: a second batch in the same hour sends nothing more
+    at("2026-01-05T02:59:00Z")
     site.fail()
-    time.sleep(0.3)
     assert len(server.messages) == 5
+    # an hour after the first five, the jobs not yet alerted get the next five
+    at("2026-01-05T03:00:01Z")
+    site.fail()
+    assert sorted(m.message["X-Tableship-Job"] for m in server.messages[5:]) == ["t05", "t06", "t07", "t08", "t09"]
 
 
 def test_a_crash_between_sending_and_recording_repeats_the_message_once(tmp_path, warehouse):
@@ -526,8 +540,7 @@ def test_a_job_skipped_by_its_lock_is_not_alerted(tmp_path, warehouse, smtp_fact
     with JobLock(tmp_path / "state", "customer_traffic").acquire(0):
         proc = site.run("run")
     assert proc.returncode == 75, proc.stderr
-    time.sleep(0.3)
-    assert server.messages == []
+    assert server.messages == []  # delivery would have been synchronous
 
 
 def test_status_shows_open_incidents(tmp_path, warehouse):

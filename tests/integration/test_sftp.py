@@ -260,6 +260,14 @@ def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def ended(pid: int) -> bool:
+    """The process is gone or a zombie (dead, not yet reaped)."""
+    try:
+        return "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+    except FileNotFoundError:
+        return True
+
+
 # ---------------------------------------------------------------- 1. end to end
 
 
@@ -327,7 +335,7 @@ def test_server_down_at_start_then_back_while_retrying(tmp_path, sshd_fresh, war
     reader.start()
     try:
         assert retrying.wait(120), "".join(lines)
-        time.sleep(1.0)  # a few more refused attempts
+        wait_for(lambda: any("(attempt 3 of 30)" in ln for ln in lines), 120, "a few more refused attempts")
         sshd.start()
         out, _ = proc.communicate(timeout=180)
     finally:
@@ -603,8 +611,9 @@ def test_a_dropped_connection_is_transient_and_the_next_call_reconnects(sshd_fre
     dest = _dest(sshd, remote)
     try:
         dest.put_bytes(b"one", "t/a", "job1")
-        sshd.kill_sessions()
-        time.sleep(0.2)
+        sessions = sshd.kill_sessions()
+        assert sessions, "expected the destination's sshd session"
+        wait_for(lambda: all(map(ended, sessions)), 60, "the sessions to end")
         try:
             dest.put_bytes(b"two", "t/a", "job1")
         except TransientDestinationError:
@@ -670,9 +679,8 @@ def test_sigterm_mid_upload_stops_the_openssh_client_too(tmp_path, sshd_fresh, b
     assert proc.returncode == 128 + 15, out + err
     assert "Traceback" not in err
     assert not (folder / BIG_ARCHIVE).exists()
-    time.sleep(0.5)
-    for pid in children:  # no orphaned sftp/ssh client keeps uploading
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower(), pid
+    # no orphaned sftp/ssh client keeps uploading (the deadline is against hanging, not a limit)
+    wait_for(lambda: all(map(ended, children)), 10, f"the OpenSSH children {children} to end")
     ok(site.run("run", "--date", RUN_DATE))
     assert_delivered(site, BIG_ARCHIVE)
     assert not any(TMP_RE.match(p.name) for p in folder.iterdir())

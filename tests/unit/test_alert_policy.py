@@ -431,3 +431,17 @@ def test_status_and_metrics_text(tmp_path):
     assert ("tableship_last_success_timestamp_seconds", (("tableship_job", "a"),)) not in val
     assert val[("tableship_last_run_result", (("result", "failed"), ("tableship_job", "a")))] == 1
     assert val[("tableship_alert_messages_total", (("channel", "cmd"), ("state", "sent")))] == 1
+
+
+def test_the_test_clock_seam_reads_an_iso_instant(monkeypatch):
+    from tableship.alerts.policy import CLOCK_ENV, env_clock
+
+    monkeypatch.delenv(CLOCK_ENV, raising=False)
+    assert env_clock() is None  # the real clock
+    monkeypatch.setenv(CLOCK_ENV, "2026-01-05T02:00:00Z")
+    assert env_clock()() == dt.datetime(2026, 1, 5, 2, 0, tzinfo=dt.timezone.utc)
+    monkeypatch.setenv(CLOCK_ENV, "2026-01-05T02:00:00")  # naive: UTC
+    assert env_clock()() == dt.datetime(2026, 1, 5, 2, 0, tzinfo=dt.timezone.utc)
+    monkeypatch.setenv(CLOCK_ENV, "yesterday")
+    with pytest.raises(ValueError, match="TABLESHIP_TEST_ALERT_NOW='yesterday' is not an ISO-8601 timestamp"):
+        env_clock()

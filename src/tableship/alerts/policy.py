@@ -74,6 +74,25 @@ def decide(last_alert_at: dt.datetime | None, now: dt.datetime, realert_after: d
     return None
 
 
+#: Test-only clock seam (docs/alerts.md "Testing the policy"): an ISO-8601 instant that
+#: the alert policy takes as "now" for the whole run, so tests of ``realert_after`` and
+#: ``max_per_hour`` through the CLI need neither sleeping nor a fast machine.
+CLOCK_ENV = "TABLESHIP_TEST_ALERT_NOW"
+
+
+def env_clock() -> Callable[[], dt.datetime] | None:
+    """The fixed clock ``$TABLESHIP_TEST_ALERT_NOW`` asks for, or None (the real clock)."""
+    value = os.environ.get(CLOCK_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        now = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{CLOCK_ENV}={value!r} is not an ISO-8601 timestamp") from None
+    now = now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc)
+    return lambda: now
+
+
 def _alive(pid: int | None) -> bool:
     if not pid:
         return False
@@ -90,7 +109,7 @@ class AlertMonitor(Monitor):
     def __init__(self, config, store, *, clock: Callable[[], dt.datetime] | None = None):
         super().__init__(config, store)
         self.alerts = config.alerts
-        self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.clock = clock or env_clock() or (lambda: dt.datetime.now(dt.timezone.utc))
         self.host = socket.gethostname()
         self.environment = config.settings.environment
         self.live = self.environment == "prod" or self.alerts.send_outside_prod
