@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from . import __version__
+from . import __version__, interrupts
 from .config import config_path, load_config
 from .errors import EXIT_JOB_FAILED, EXIT_USAGE, ConfigError, Interrupted, TableshipError, UsageError
 from .log import setup_logging
@@ -287,14 +287,9 @@ def check_destination(obj: Ctx, name):
     sys.exit(0 if all_ok(results) else EXIT_JOB_FAILED)
 
 
-def _on_signal(signum, frame):
-    raise Interrupted(signum)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: the one place errors become ``Error:`` lines."""
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _on_signal)
+    interrupts.install()
     # everything printed — Error: lines, summaries, --debug tracebacks — is redacted (redact.py)
     wrap_std_streams()
     try:
@@ -312,6 +307,14 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("Error: interrupted by SIGINT — re-run the same command to resume where it stopped", err=True)
         code = 128 + signal.SIGINT
+    except Interrupted as exc:  # a BaseException: never caught on the way up, always exit 128+N
+        interrupts.quiet()
+        if _debug:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"Error: {exc.line()}", err=True)
+        code = exc.exit_code
     except TableshipError as exc:
         if _debug:
             import traceback
@@ -336,4 +339,5 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo(f"Error: unexpected {type(exc).__name__}: {exc} — re-run with --debug and report it", err=True)
         code = EXIT_JOB_FAILED
+    interrupts.quiet()
     sys.exit(code)

@@ -96,13 +96,29 @@ class LockedError(TableshipError):
     exit_code = EXIT_LOCKED
 
 
-class Interrupted(TableshipError):
-    """The process received a termination signal; exit code 128+N."""
+class Interrupted(BaseException):
+    """The process received a termination signal (SIGTERM, SIGINT, SIGHUP): exit 128+N.
+
+    A ``BaseException`` on purpose, like ``KeyboardInterrupt``: no ``except Exception``
+    or ``except TableshipError`` anywhere can turn a signal into an ordinary job failure.
+    Handlers that must clean up catch ``BaseException`` and re-raise it. It still looks
+    like a TableshipError to the CLI (``message``, ``hint``, ``line()``, ``exit_code``).
+    """
+
+    transient = False
 
     def __init__(self, signum: int):
         import signal
 
-        name = signal.Signals(signum).name
-        super().__init__(f"interrupted by {name}", "re-run the same command to resume where it stopped")
         self.signum = signum
+        self.name = signal.Signals(signum).name
+        self.message = f"interrupted by {self.name}"
+        self.hint = "re-run the same command to resume where it stopped"
         self.exit_code = 128 + signum
+        super().__init__(self.message)
+
+    def line(self) -> str:
+        return f"{self.message} — {self.hint}"
+
+    def __reduce__(self):
+        return (type(self), (self.signum,))

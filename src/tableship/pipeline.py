@@ -20,7 +20,7 @@ import tenacity
 from . import __version__
 from .config import Config, Retry
 from .destinations.base import Destination, open_destination
-from .errors import DataCheckError, JobError, SourceError, TableshipError, VerificationError
+from .errors import DataCheckError, Interrupted, JobError, SourceError, TableshipError, VerificationError
 from .export import BATCH_ROWS, file_sha256, write_archive
 from .log import current_run
 from .plan import Plan, build_query
@@ -125,7 +125,7 @@ class Pipeline:
         except BaseException as exc:
             err = _as_job_error(exc)
             run = self.store.get(run.id)
-            self.run_record = self.store.finish(run, Result.FAILED, err.line() if err else "interrupted",
+            self.run_record = self.store.finish(run, Result.FAILED, _ledger_error(exc, err),
                                                 WORKING_ON[Phase(run.phase)])
             if err is not None and err is not exc:
                 raise err from exc
@@ -294,8 +294,16 @@ def _as_job_error(exc: BaseException) -> TableshipError | None:
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             return JobError(f"permission denied: {exc.filename}", "fix the permissions of state_dir / staging")
         return JobError(f"I/O error: {exc}")
-    if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-        return None
-    if isinstance(exc, ValueError):
-        return JobError(str(exc))
-    return None
+    return None  # a signal, or a bug: the runner reports it, the ledger says what it was
+
+
+def _ledger_error(exc: BaseException, err: TableshipError | None) -> str:
+    """What ``runs.error`` records for a failed run: the error's line, the signal, or
+    "unexpected error: …" for anything unmapped (never a bug disguised as a signal)."""
+    if err is not None:
+        return err.line()
+    if isinstance(exc, Interrupted):
+        return exc.line()
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted by SIGINT — re-run the same command to resume where it stopped"
+    return f"unexpected error: {type(exc).__name__}: {exc}"

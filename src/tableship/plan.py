@@ -79,9 +79,12 @@ def build_query(source: Source, plan: Plan, schema: pa.Schema | None = None) -> 
             ptype = arrow_partition_type(field.type)
         except ValueError as exc:
             raise ConfigError(f"jobs.{job.name}: {exc}", "set partition_type and partition_format explicitly") from None
-    low = partition_value(plan.window.start, ptype, job.partition_format)
-    high = partition_value(plan.window.end, ptype, job.partition_format)
-    if job.partition_type == "auto" and pa.types.is_timestamp(field.type):
-        # a TIMESTAMP column compared with a DATE end bound would drop the last day after 00:00
-        low, high = dt.datetime.combine(low, dt.time.min), dt.datetime.combine(high, dt.time.max)
-    return window_query(source.dialect, job.table, job.partition_column, low, high)
+    try:  # identifiers and partition formats the config validation let through
+        low = partition_value(plan.window.start, ptype, job.partition_format)
+        high = partition_value(plan.window.end, ptype, job.partition_format)
+        if job.partition_type == "auto" and pa.types.is_timestamp(field.type):
+            # a TIMESTAMP column compared with a DATE end bound would drop the last day after 00:00
+            low, high = dt.datetime.combine(low, dt.time.min), dt.datetime.combine(high, dt.time.max)
+        return window_query(source.dialect, job.table, job.partition_column, low, high)
+    except ValueError as exc:
+        raise ConfigError(f"jobs.{job.name}: {exc}", "fix the job's table, partition_column or partition_format") from None

@@ -196,5 +196,9 @@ def prune_after_run(config: Config, store: StateStore, job: JobConfig) -> PruneR
     except TableshipError as exc:
         log.error("prune after the run failed: %s", exc.line())
         return None
+    except Exception as exc:  # a bug or an unmapped library error: still only logged
+        log.error("prune after the run failed: unexpected error: %s: %s", type(exc).__name__, exc)
+        log.debug("traceback", exc_info=True)
+        return None
     log.info("%s", result.summary())
     return result

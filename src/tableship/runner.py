@@ -171,14 +171,24 @@ def run_one(config, store, monitor, plan: Plan, wait: float, progress_factory) -
                     return Outcome(job.name, "failed", plan, pipeline.run_record, err)
                 monitor.job_succeeded(job, plan, run)
                 if job.prune_after_run:  # under the job's lock; a failure is logged, the backup stays OK
-                    from .retention import prune_after_run
-
-                    prune_after_run(config, store, job)
+                    _prune_after_run(config, store, job)
                 return Outcome(job.name, "success", plan, run)
             finally:
                 current_run.reset(token_run)
     finally:
         current_job.reset(token_job)
+
+
+def _prune_after_run(config: Config, store: StateStore, job) -> None:
+    """Pruning after a successful run never aborts the batch nor changes the job's outcome
+    (a signal still ends the command: ``Interrupted`` is not an ``Exception``)."""
+    from .retention import prune_after_run
+
+    try:
+        prune_after_run(config, store, job)
+    except Exception as exc:
+        log.error("prune after the run failed: unexpected error: %s: %s", type(exc).__name__, exc)
+        log.debug("traceback", exc_info=True)
 
 
 def _write_outputs(config: Config, store: StateStore) -> None:

@@ -81,14 +81,20 @@ class LocalDestination:
             return self._path(name).stat().st_size
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise self._fail(f"checking the size of {name}", exc) from None
 
     def list(self, folder: str) -> list[str]:
         self._check_root()
         base = self.root / safe_name(folder) if folder not in ("", ".") else self.root
-        if not base.is_dir():
-            return []
         prefix = "" if base == self.root else safe_name(folder) + "/"
-        return sorted(prefix + e.name for e in os.scandir(base) if e.is_file() and not TMP_RE.match(e.name))
+        try:
+            with os.scandir(base) as entries:
+                return sorted(prefix + e.name for e in entries if e.is_file() and not TMP_RE.match(e.name))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            raise self._fail(f"listing {folder or '/'}", exc) from None
 
     def delete(self, name: str) -> None:
         try:
@@ -103,11 +109,19 @@ class LocalDestination:
         self._check_root()
         base = self.root / safe_name(folder) if folder not in ("", ".") else self.root
         removed = []
-        if base.is_dir():
-            for e in os.scandir(base):
-                if e.is_file() and is_temp(e.name, owner):
-                    os.unlink(e.path)
-                    removed.append(e.name)
+        try:
+            with os.scandir(base) as entries:
+                for e in entries:
+                    if e.is_file() and is_temp(e.name, owner):
+                        try:
+                            os.unlink(e.path)
+                        except FileNotFoundError:  # a concurrent cleanup got it first
+                            continue
+                        removed.append(e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return removed
+        except OSError as exc:
+            raise self._fail(f"cleaning temporaries in {folder or '/'}", exc) from None
         return removed
 
     def check(self) -> list[tuple[str, bool, str]]:
@@ -116,7 +130,11 @@ class LocalDestination:
             return out
         writable = os.access(self.root, os.W_OK | os.X_OK)
         out.append(("writable", writable, "" if writable else "no write permission"))
-        usage = shutil.disk_usage(self.root)
+        try:
+            usage = shutil.disk_usage(self.root)
+        except OSError as exc:
+            out.append(("free space", False, exc.strerror or str(exc)))
+            return out
         out.append(("free space", usage.free > 0, f"{usage.free / 2**30:.1f} GiB free of {usage.total / 2**30:.1f} GiB"))
         return out
 

@@ -56,7 +56,8 @@ from typing import Any, Awaitable, Callable
 
 import asyncssh
 
-from ..errors import ConfigError, DestinationError, TableshipError, TransientDestinationError
+from .. import interrupts
+from ..errors import ConfigError, DestinationError, Interrupted, TableshipError, TransientDestinationError
 from .base import is_temp, safe_name, temp_name
 
 log = logging.getLogger("tableship.sftp")
@@ -155,9 +156,12 @@ class SFTPDestination:
 
     # ------------------------------------------------------------------ plumbing
     def _run(self, coro: Awaitable[Any]) -> Any:
+        """Run ``coro`` on the private loop. A termination signal cancels it — so its
+        cleanup (e.g. removing the remote temporary of a put) runs while the connection
+        is up — and then raises ``Interrupted`` (see ``interrupts.run_until_complete``)."""
         if self._loop is None or self._loop.is_closed():
             self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(coro)
+        return interrupts.run_until_complete(self._loop, coro)
 
     def _call(self, what: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """Run ``fn(*args)`` on a live connection; translate every failure."""
@@ -352,7 +356,7 @@ class SFTPDestination:
         )
 
     def _translate(self, exc: BaseException, what: str) -> TableshipError | None:
-        if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+        if isinstance(exc, (Interrupted, KeyboardInterrupt, SystemExit, GeneratorExit)):
             return None
         if isinstance(exc, asyncio.CancelledError):
             return self._transient(what, "cancelled")
@@ -483,13 +487,13 @@ class SFTPDestination:
             return
         try:
             await asyncio.wait_for(sftp.remove(tmp), timeout=self.cfg.connect_timeout)
-        except BaseException:  # best effort: cleanup() removes it on the next run
+        except Exception:  # best effort: cleanup() removes it on the next run (a signal still propagates)
             log.debug("could not remove temporary %s", tmp, exc_info=True)
 
     async def _disk_full(self, sftp: asyncssh.SFTPClient, folder: str, needed: int) -> DestinationError | None:
         try:
             vfs = await asyncio.wait_for(sftp.statvfs(folder), timeout=self.cfg.connect_timeout)
-        except BaseException:
+        except Exception:
             return None
         free = vfs.bavail * (vfs.frsize or vfs.bsize)
         if free < max(needed, 1 << 20):
@@ -616,9 +620,10 @@ class SFTPDestination:
             link = Path(private) / "upload"  # a plain name: sftp globs its local argument
             link.symlink_to(Path(local).resolve())
             quoted = '"' + tmp.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            # preexec: the kernel kills the client if tableship dies, even by kill -9
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE, cwd=private)
+                stderr=asyncio.subprocess.PIPE, cwd=private, preexec_fn=interrupts.child_preexec())
             try:
                 _, err = await proc.communicate(f"put -f {link} {quoted}\n".encode())
             finally:
@@ -933,24 +938,31 @@ class SFTPDestination:
         conn, self._conn, self._sftp = self._conn, None, None
         self._dirs.clear()
         loop, self._loop = self._loop, None
-        if conn is not None:
-            try:
-                conn.close()
-                if loop is not None and not loop.is_closed() and not loop.is_running():
-                    loop.run_until_complete(asyncio.wait_for(conn.wait_closed(), timeout=5))
-            except BaseException:  # closing never hides the caller's outcome
-                conn.abort()
-        if loop is not None and not loop.is_closed() and not loop.is_running():
-            try:
-                pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-                for t in pending:
-                    t.cancel()
-                if pending:
-                    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            except BaseException:
-                pass
-            loop.close()
+        usable = loop is not None and not loop.is_closed() and not loop.is_running()
+        try:
+            if conn is not None:
+                try:
+                    conn.close()
+                    if usable:
+                        interrupts.run_until_complete(loop, asyncio.wait_for(conn.wait_closed(), timeout=5))
+                except Exception:  # closing never hides the caller's outcome
+                    conn.abort()
+                except BaseException:  # a signal while closing: still abort, then stop
+                    conn.abort()
+                    raise
+        finally:
+            if usable:
+                try:
+                    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+                    for t in pending:
+                        t.cancel()
+                    if pending:
+                        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+                    loop.run_until_complete(loop.shutdown_asyncgens())
+                except Exception:
+                    pass
+                finally:
+                    loop.close()
 
     def __del__(self):  # pragma: no cover - safety net
         try:

@@ -10,6 +10,9 @@ import pyarrow as pa
 from ..errors import SourceError
 from .base import Dialect, Query
 
+#: Everything DuckDB, its Arrow stream and the OS may raise while reading.
+_ERRORS = (duckdb.Error, pa.ArrowException, OSError)
+
 
 class DuckDBSource:
     dialect = Dialect(quote='"', paramstyle="qmark")
@@ -22,7 +25,12 @@ class DuckDBSource:
     def _connect(self) -> duckdb.DuckDBPyConnection:
         if self._con is None:
             path = self.cfg.path
-            if not path.exists():
+            try:
+                exists = path.exists()
+            except OSError as exc:
+                raise SourceError(f"source {self.name!r}: cannot reach {str(path)!r}: {exc.strerror}",
+                                  "check the permissions of the folders on that path") from None
+            if not exists:
                 raise SourceError(
                     f"source {self.name!r}: DuckDB file {str(path)!r} does not exist",
                     f"check sources.{self.name}.path in the config",
@@ -37,7 +45,7 @@ class DuckDBSource:
             try:
                 self._con = duckdb.connect(str(path), read_only=True, config=config)
                 self._con.execute("SET enable_progress_bar = false")
-            except duckdb.Error as exc:
+            except _ERRORS as exc:
                 raise SourceError(f"source {self.name!r}: cannot open {str(path)!r}: {_msg(exc)}",
                                   "check that it is a DuckDB database and no other process holds it for writing") from None
         return self._con
@@ -48,7 +56,7 @@ class DuckDBSource:
         except duckdb.CatalogException as exc:
             raise SourceError(f"source {self.name!r}: table {table} not found: {_msg(exc)}",
                               "check the job's table name, or whether the table was dropped upstream") from None
-        except duckdb.Error as exc:
+        except _ERRORS as exc:
             raise SourceError(f"source {self.name!r}: {_msg(exc)}") from None
 
     def batches(self, query: Query, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
@@ -57,7 +65,7 @@ class DuckDBSource:
             for batch in reader:
                 if batch.num_rows:
                     yield batch
-        except duckdb.Error as exc:
+        except _ERRORS as exc:
             raise SourceError(f"source {self.name!r}: query failed: {_msg(exc)}") from None
 
     def count(self, query: Query) -> int:
@@ -66,13 +74,16 @@ class DuckDBSource:
         q = count_query(self.dialect, query)
         try:
             return int(self._connect().execute(q.sql, q.params).fetchall()[0][0])
-        except duckdb.Error as exc:
+        except _ERRORS as exc:
             raise SourceError(f"source {self.name!r}: count failed: {_msg(exc)}") from None
 
     def close(self) -> None:
-        if self._con is not None:
-            self._con.close()
-            self._con = None
+        con, self._con = self._con, None
+        if con is not None:
+            try:
+                con.close()
+            except _ERRORS:  # closing never hides the run's outcome
+                pass
 
 
 def _msg(exc: Exception) -> str:

@@ -388,8 +388,11 @@ class HS2Source:
                 self._run(f"SET {k}={value}", None, f"SET {k}")
             if self.cfg.database:
                 self._run(f"USE {self.dialect.ident(self.cfg.database)}", None, f"USE {self.cfg.database}")
-        except BaseException:
+        except Exception:
             self._reset()
+            raise
+        except BaseException:
+            self._abandon()
             raise
         return cur
 
@@ -402,11 +405,25 @@ class HS2Source:
             "the user and password, and use_ssl",
         )
 
+    def _abandon(self) -> None:
+        """Drop the connection without another RPC: after a signal (or an abandoned
+        fetch) the Thrift stream may be mid-message, and tableship is about to exit.
+        The server ends the session when the socket closes."""
+        conn = self._conn
+        self._cur = self._conn = None
+        if conn is not None:
+            _quietly(conn.close)  # closes the transport only (no CloseSession RPC)
+
     def _reset(self) -> None:
         cur, conn = self._cur, self._conn
         self._cur = self._conn = None
-        if cur is not None:
-            _quietly(cur.close)
+        try:
+            if cur is not None:
+                _quietly(cur.close)
+        except BaseException:  # Interrupted mid-RPC: no more RPCs on this stream
+            self._conn = conn
+            self._abandon()
+            raise
         if conn is not None:
             _quietly(conn.close)
 
@@ -437,11 +454,20 @@ class HS2Source:
             cur.execute(sql, params if params else None)
         except Exception as exc:
             raise self._translate(exc, what) from None
+        except BaseException:  # Interrupted mid-RPC
+            self._abandon()
+            raise
         return cur
 
     def _close_operation(self, cur) -> None:
         if cur is not None and getattr(cur, "_last_operation", None) is not None:
-            _quietly(cur.close_operation)
+            try:
+                cur.close_operation()
+            except Exception:  # closing must never hide the real outcome
+                pass
+            except BaseException:  # Interrupted mid-RPC
+                self._abandon()
+                raise
 
     # -- Source protocol
     def schema(self, table: str) -> pa.Schema:
@@ -470,6 +496,9 @@ class HS2Source:
             raise
         except Exception as exc:
             raise self._translate(exc, "fetching rows") from None
+        except BaseException:  # Interrupted, or GeneratorExit: the consumer gave up mid-stream
+            self._abandon()
+            raise
         finally:
             if done or self._cur is not None:
                 self._close_operation(cur)
@@ -483,6 +512,7 @@ class HS2Source:
         fetcher = _Prefetcher(lambda: op._rpc("FetchResults", req, False), self.cfg.timeout)
         pending: list[pa.RecordBatch] = []
         pending_rows = 0
+        wait = True
         try:
             while True:
                 resp = fetcher.get()
@@ -510,8 +540,13 @@ class HS2Source:
                     break
             if pending:
                 yield _combine(pending, schema)
+        except Exception:
+            raise
+        except BaseException:  # Interrupted / GeneratorExit: do not wait for a fetch in flight
+            wait = False
+            raise
         finally:
-            fetcher.stop()
+            fetcher.stop(wait)
 
     def _rows(self, cur, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
         size = min(batch_rows, self.cfg.fetch_size)
@@ -530,6 +565,9 @@ class HS2Source:
             rows = cur.fetchall()
         except Exception as exc:
             raise self._translate(exc, "the COUNT(*) check") from None
+        except BaseException:
+            self._abandon()
+            raise
         finally:
             self._close_operation(cur)
         return int(rows[0][0])
@@ -578,10 +616,13 @@ class _Prefetcher:
     def next(self) -> None:
         self._go.release()
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
+        """Stop the thread; ``wait=False`` (the connection is being abandoned) returns at
+        once, leaving a fetch in flight to end with the daemon thread."""
         self._stopped = True
         self._go.release()
-        self._thread.join(timeout=self._timeout + 5)
+        if wait:
+            self._thread.join(timeout=self._timeout + 5)
 
 
 _JAVA_EXCEPTION = re.compile(r"\b(?:[a-z_][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error)\b:?\s*")

@@ -224,6 +224,11 @@ class SQLAlchemySource:
         self.dialect = SQLAlchemyDialect(quote=preparer.initial_quote, paramstyle="named", preparer=preparer)
         self._conn: sa.Connection | None = None
         self._schemas: dict[str, pa.Schema] = {}
+        # everything the driver stack may raise: SQLAlchemy's own errors (DBAPIError and
+        # the rest), the DBAPI module's errors it did not wrap, and the OS's
+        dbapi_error = getattr(getattr(self._engine.dialect, "dbapi", None), "Error", None)
+        self._errors: tuple[type[BaseException], ...] = (sa_exc.SQLAlchemyError, OSError) + (
+            (dbapi_error,) if isinstance(dbapi_error, type) and issubclass(dbapi_error, Exception) else ())
 
     # -- engine and connection
     def _shown_url(self) -> str:
@@ -258,13 +263,15 @@ class SQLAlchemySource:
         if self._conn is None:
             try:
                 self._conn = self._engine.connect()
-            except sa_exc.DBAPIError as exc:
-                raise self._translate(exc, "connecting", connecting=True) from None
             except ImportError as exc:  # a driver imported lazily at connect time
                 raise ConfigError(f"source {self.name!r}: missing database driver: {exc}") from None
+            except self._errors as exc:
+                raise self._translate(exc, "connecting", connecting=True) from None
         return self._conn
 
     def _reset(self) -> None:
+        """Drop the connection without talking to the server (also after a signal,
+        when a query may still be running on it)."""
         conn, self._conn = self._conn, None
         if conn is not None:
             try:
@@ -320,9 +327,12 @@ class SQLAlchemySource:
             self._end_transaction()
             raise SourceError(f"{self._where()}: table {table} not found",
                               "check the job's table name, or whether the table was dropped upstream") from None
-        except sa_exc.DBAPIError as exc:
+        except self._errors as exc:
             self._end_transaction()
             raise self._translate(exc, f"reading the columns of {table}") from None
+        except BaseException:  # Interrupted
+            self._reset()
+            raise
         self._end_transaction()
         schema = pa.schema([pa.field(c["name"], arrow_type(c["type"])) for c in cols])
         self._schemas[table] = schema
@@ -335,6 +345,9 @@ class SQLAlchemySource:
                 conn.rollback()
             except Exception:
                 self._reset()
+            except BaseException:
+                self._reset()
+                raise
 
     def _result_schema(self, result, first_rows: list) -> pa.Schema:
         names = list(result.keys())
@@ -373,14 +386,22 @@ class SQLAlchemySource:
                     arrays = [_column(list(col), f.type, f.name) for col, f in zip(columns, schema)]
                     del rows, columns
                     yield pa.RecordBatch.from_arrays(arrays, schema=schema)
-            except sa_exc.DBAPIError as exc:
+            except SourceError:
+                raise
+            except self._errors as exc:
                 raise self._translate(exc, "the query") from None
+            except BaseException:  # Interrupted, or the consumer gave up: the query may still run
+                self._reset()
+                raise
         finally:
-            if result is not None:
+            if result is not None and self._conn is not None:
                 try:
                     result.close()
                 except Exception:
                     self._reset()
+                except BaseException:
+                    self._reset()
+                    raise
             self._end_transaction()
 
     def count(self, query: Query) -> int:
@@ -388,20 +409,28 @@ class SQLAlchemySource:
         conn = self._connection()
         try:
             value = conn.execute(sa.text(q.sql), q.params or {}).scalar_one()
-        except sa_exc.DBAPIError as exc:
+        except self._errors as exc:
             raise self._translate(exc, "the COUNT(*) check") from None
+        except BaseException:
+            self._reset()
+            raise
         finally:
             self._end_transaction()
         return int(value)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None:
+        try:
+            if conn is not None:
+                try:
+                    conn.close()
+                except Exception:
+                    pass
+        finally:
             try:
-                conn.close()
+                self._engine.dispose()
             except Exception:
                 pass
-        self._engine.dispose()
 
 
 def _reencode_userinfo(raw: str) -> str:

@@ -1,0 +1,124 @@
+"""Termination signals → ``Interrupted``, and the child processes that must die with us.
+
+``install()`` (called once by the CLI) makes SIGTERM, SIGINT and SIGHUP raise
+``Interrupted`` in the main thread, wherever it is. Two places must not get an
+exception thrown into them at an arbitrary point:
+
+- a running asyncio event loop: an exception raised inside a callback is logged by
+  asyncio ("Exception in callback…", "Task exception was never retrieved") and lost.
+  ``run_until_complete(loop, coro)`` therefore turns the first signal into a
+  cancellation of the coroutine — its ``finally``/``except`` blocks run inside the loop
+  (e.g. the SFTP destination removes its remote temporary) — and raises
+  ``Interrupted`` once the loop has stopped. A second signal raises at once.
+- child processes (OpenSSH ``sftp``, which runs ``ssh``): ``child_preexec()`` makes the
+  kernel send them SIGKILL when tableship dies, even by ``kill -9`` (Linux
+  ``PR_SET_PDEATHSIG``); ``ssh`` then sees its ``sftp`` parent's pipes close and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+from typing import Any, Awaitable, Callable
+
+from .errors import Interrupted
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+#: While set, a signal is handed to this callable instead of being raised; it returns
+#: False to have it raised after all.
+_hook: Callable[[int], bool] | None = None
+
+
+def on_signal(signum: int, frame: Any = None) -> None:
+    hook = _hook
+    if hook is not None and hook(signum):
+        return
+    raise Interrupted(signum)
+
+
+def install() -> None:
+    """SIGTERM/SIGINT/SIGHUP raise ``Interrupted`` (main thread only)."""
+    for sig in SIGNALS:
+        signal.signal(sig, on_signal)
+
+
+def quiet() -> None:
+    """After the ``Error:`` line has been printed: further signals only end the process
+    (no second message, no traceback from interpreter shutdown)."""
+    for sig in SIGNALS:
+        try:
+            signal.signal(sig, _exit_now)
+        except (ValueError, OSError):  # not the main thread
+            pass
+
+
+def _exit_now(signum: int, frame: Any = None) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed pipe: nothing more to say anyway
+            pass
+    os._exit(128 + signum)
+
+
+def run_until_complete(loop: asyncio.AbstractEventLoop, aw: Awaitable[Any]) -> Any:
+    """``loop.run_until_complete(aw)`` where a termination signal cancels ``aw`` (its
+    cleanup runs inside the loop) and then raises ``Interrupted``."""
+    global _hook
+    task = asyncio.ensure_future(aw, loop=loop)
+    received: list[int] = []
+
+    def hook(signum: int) -> bool:
+        if received or task.done():
+            return False  # a second signal, or nothing left to cancel: raise now
+        received.append(signum)
+        task.cancel()
+        loop.call_soon_threadsafe(lambda: None)  # wake the loop up if it sleeps in select()
+        return True
+
+    previous, _hook = _hook, hook
+    try:
+        try:
+            result = loop.run_until_complete(task)
+        except BaseException:
+            if received:
+                raise Interrupted(received[0]) from None
+            raise
+        finally:
+            _hook = previous
+        if received:  # the coroutine swallowed the cancellation
+            raise Interrupted(received[0])
+        return result
+    finally:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: asyncio never reports it at garbage collection
+
+
+# ---------------------------------------------------------------- child processes
+
+_PR_SET_PDEATHSIG = 1
+_prctl: Callable[..., int] | None = None
+if sys.platform.startswith("linux"):
+    try:
+        _prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):  # no usable libc: children only die by their process group
+        _prctl = None
+
+
+def child_preexec() -> Callable[[], None]:
+    """A ``preexec_fn`` for child processes: the kernel sends them SIGKILL when tableship
+    dies, however it dies (Linux ``PR_SET_PDEATHSIG``; elsewhere a no-op)."""
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:  # tableship died before prctl took effect
+                os._exit(1)
+
+    return preexec
