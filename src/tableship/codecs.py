@@ -10,6 +10,14 @@
 * ``zstd``: one zstd frame with a content checksum (``zstd -d`` reads it);
   ``threads > 1`` uses that many zstd worker threads.
 * ``none``: bytes are passed through.
+* no ``level`` (``None``) for gzip or zstd: the adaptive default —
+  :class:`tableship.adaptive.BlockCompressor` picks each 1 MiB (zstd: 4 MiB) block's
+  level from what the run measures; still one gzip member (or standard zstd frames).
+
+Every stream returned has ``record()``: the manifest's ``compression`` record of what
+was actually used (``{"codec", "level"}``; for auto also ``block_bytes`` and
+``levels_used``).  :func:`configured_level` is the level as configured (``"auto"``
+when unset) — what a run's identity should contain.
 
 :func:`open_compressor` writes into an already-open binary file object and
 never closes it: closing the returned stream finishes the compressed stream
@@ -31,9 +39,12 @@ __all__ = [
     "open_decompressor",
     "suffix",
     "check_level",
+    "configured_level",
 ]
 
 CODECS = ("gzip", "zstd", "none")
+# The fixed level used where adaptivity does not apply (codec none) and the floor of
+# the adaptive ladders (tableship.adaptive.LADDERS).
 # gzip 2 (ISA-L) is the fastest level whose archives stay within ~10 % of
 # `gzip -6` on CDR-like CSV (bench/bench_render.py --codecs, ~110 MB of CSV):
 # archive size vs gzip -6: level 1 +10.0..+11.0 %, level 2 +8.9..+9.9 %,
@@ -62,6 +73,11 @@ def check_level(codec: str, level: int | None) -> int:
     if not lo <= level <= hi:
         raise ValueError(f"{codec} level must be between {lo} and {hi}, got {level}")
     return level
+
+
+def configured_level(level: int | None) -> int | str:
+    """The level as configured: the integer, or ``"auto"`` when none is set."""
+    return "auto" if level is None else level
 
 
 def suffix(codec: str) -> str:
@@ -136,6 +152,10 @@ class _Compressor(io.BufferedIOBase):
         if not self.closed and not self._sink.closed:
             self._sink.flush()
 
+    def record(self) -> dict:
+        """The manifest's ``compression`` record: the one fixed level used (none: no level)."""
+        return {"codec": "none"} if self.codec == "none" else {"codec": self.codec, "level": self.level}
+
     def close(self) -> None:
         if self.closed:
             return
@@ -152,9 +172,16 @@ class _Compressor(io.BufferedIOBase):
 def open_compressor(
     raw: BinaryIO, codec: str, level: int | None = None, threads: int = 2
 ) -> BinaryIO:
-    """Return a binary stream that compresses into raw; its close() does not close raw."""
-    level = check_level(codec, level)
+    """Return a binary stream that compresses into raw; its close() does not close raw.
+
+    ``level=None`` means the adaptive default for gzip and zstd (see the module doc).
+    """
     threads = max(1, int(threads or 1))
+    if level is None and codec in ("gzip", "zstd"):
+        from .adaptive import BlockCompressor
+
+        return BlockCompressor(raw, codec, threads)  # type: ignore[return-value]
+    level = check_level(codec, level)
     sink = _KeepOpen(raw)
     if codec == "none":
         inner = sink

@@ -436,7 +436,8 @@ remote_dir = "{{table}}"
 # containing the delimiter, a quote or a line break).
 format = {{ delimiter = ";", header = true, null = "", quoting = "minimal" }}
 # Compression codec: "gzip", "zstd" or "none", with an optional `level`.
-# gzip accepts levels 1-9; the default 2 uses the fast ISA-L compressor.
+# gzip accepts levels 1-9; without a level tableship picks, block by block, the
+# strongest level (2-6) that keeps up with the source.
 # e.g. compression = {{ codec = "gzip", level = 6 }}
 #      compression = {{ codec = "zstd" }}
 compression = {{ codec = "gzip" }}

@@ -59,6 +59,7 @@ class ExportResult:
     archive_bytes: int
     sha256: str
     columns: list[dict] = field(default_factory=list)
+    compression: dict = field(default_factory=dict)  # what was used: codecs' record()
 
 
 def sql_type(t: pa.DataType) -> str:
@@ -94,7 +95,7 @@ def write_archive(
     target: Path,
     dialect: CsvDialect,
     codec: str,
-    level: int | None,
+    level: int | None,  # None: the adaptive default
     progress: Callable[[int, int], None] | None = None,
 ) -> ExportResult:
     """Stream ``batches`` into the archive ``target``. ``schema`` is used when there are no rows."""
@@ -137,7 +138,7 @@ def write_archive(
     except BaseException:
         part.unlink(missing_ok=True)
         raise
-    return ExportResult(rows, csv_bytes, hashing.bytes, hashing.sha.hexdigest(), columns_of(schema))
+    return ExportResult(rows, csv_bytes, hashing.bytes, hashing.sha.hexdigest(), columns_of(schema), out.record())
 
 
 def _slices(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:

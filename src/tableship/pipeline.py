@@ -165,7 +165,7 @@ class Pipeline:
             "csv_bytes": result.csv_bytes,
             "columns": result.columns,
             "format": job.format.model_dump(exclude_none=True),
-            "compression": {"codec": job.compression.codec, "level": job.compression.level},
+            "compression": result.compression,
             "file_name": plan.file_name,
             "archive_bytes": result.archive_bytes,
             "sha256": result.sha256,

@@ -1,0 +1,325 @@
+"""Adaptive-level block compression: the strongest effort that keeps up with the source.
+
+The CSV bytes are cut into fixed-size blocks (``BLOCK_BYTES[codec]``). Each block is
+compressed on a small thread pool (ISA-L, zlib-ng and zstandard release the GIL) at a
+level chosen when it is handed over, by :class:`LevelController`, from what the run
+measures (see there). The caller's thread writes the compressed blocks, in order, to
+the sink — so hashing and counting stay single-threaded.
+
+Output:
+
+* ``gzip``: ONE standard gzip member (RFC 1952). Each block is a run of raw deflate
+  blocks ending on a byte boundary (a sync flush), primed with the previous block's
+  last 32 KiB, as pigz does; a final empty block, then the CRC-32 and length of the
+  whole input. Levels 1–3 are ISA-L's, 4–9 zlib-ng's: deflate blocks from either are
+  the same format, so they mix freely in one stream.
+* ``zstd``: one standard zstd frame per block (with content size and checksum);
+  concatenated frames are one valid ``.zst`` (``zstd -d`` and every reader in
+  docs/format.md read them).
+
+:attr:`BlockCompressor.levels_used` counts blocks per level; the manifest records it
+with ``block_bytes``, so the record can be checked against the bytes by compressing
+each block again (``tests/integration/test_adaptive_readers.py`` does).
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import struct
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import BinaryIO, Callable
+
+__all__ = ["BLOCK_BYTES", "LADDERS", "BlockCompressor", "LevelController", "compress_block", "cpu_wait_probe"]
+
+# 1 MiB gzip blocks: a level decision per ~3 ms of ISA-L work, and priming with the
+# previous 32 KiB keeps the ratio within ~0.1 % of one unbroken stream. zstd frames do
+# not share a window, so larger blocks keep its ratio (and fewer frame headers).
+BLOCK_BYTES = {"gzip": 1 << 20, "zstd": 4 << 20}
+# The levels the controller moves between, cheapest first. The floor is the fixed
+# default's level (2 / 3): when the compressor cannot keep up, auto costs what the old
+# default did. gzip stops at 6: zlib-ng 7–9 cost 2–4× the CPU of 6 for < 1 % smaller
+# archives; zstd stops at 9, whose context (~20 MiB per thread) still fits the memory
+# budget in docs/performance.md.
+LADDERS = {"gzip": (2, 3, 4, 5, 6), "zstd": (3, 5, 7, 9)}
+_WINDOW = 32 * 1024
+_ISAL_MAX_LEVEL = 3
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, mtime 0, OS unknown
+_DEFLATE_END = b"\x03\x00"  # an empty final fixed-Huffman block
+
+
+_local = threading.local()
+
+
+def _gzip_compressor(level: int):
+    """A per-thread, per-level deflate compressor: (data, zdict) → (raw deflate, crc32)."""
+    cache = getattr(_local, "gzip", None)
+    if cache is None:
+        cache = _local.gzip = {}
+    comp = cache.get(level)
+    if comp is None:
+        if level <= _ISAL_MAX_LEVEL:
+            from isal import isal_zlib as lib
+        else:
+            from zlib_ng import zlib_ng as lib
+        bufsize = BLOCK_BYTES["gzip"] + BLOCK_BYTES["gzip"] // 10 + 500
+        if hasattr(lib, "_ParallelCompress"):
+            # The C helper behind isal.igzip_threaded / zlib_ng.gzip_ng_threaded: one
+            # call compresses with a dictionary, sync-flushes and computes the CRC
+            # without holding the GIL.
+            par = lib._ParallelCompress(buffersize=bufsize, level=level)
+            comp = par.compress_and_crc
+        else:  # public API fallback (same bytes, GIL held in between calls)
+            def comp(data, zdict, _lib=lib, _level=level):
+                c = _lib.compressobj(_level, _lib.DEFLATED, -15, zdict=bytes(zdict)) if len(zdict) else \
+                    _lib.compressobj(_level, _lib.DEFLATED, -15)
+                return c.compress(data) + c.flush(_lib.Z_SYNC_FLUSH), _lib.crc32(data)
+        cache[level] = comp
+    return comp
+
+
+def _zstd_compressor(level: int):
+    cache = getattr(_local, "zstd", None)
+    if cache is None:
+        cache = _local.zstd = {}
+    cctx = cache.get(level)
+    if cctx is None:
+        import zstandard
+
+        cctx = cache[level] = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
+    return cctx
+
+
+def compress_block(codec: str, level: int, data: bytes, zdict: bytes | memoryview = b"") -> tuple[bytes, int]:
+    """Compress one block as the writer does: (bytes, crc32 — 0 for zstd)."""
+    if codec == "gzip":
+        return _gzip_compressor(level)(data, zdict)
+    return _zstd_compressor(level).compress(data), 0
+
+
+def cpu_wait_probe() -> Callable[[], tuple[float, float]] | None:
+    """A probe of this process's threads: (seconds on a CPU, seconds waiting for one).
+
+    Linux ``/proc/self/task/*/schedstat``; None where it does not exist (then only
+    the backlog steers the level).
+    """
+    base = "/proc/self/task"
+    if not os.path.isdir(base):
+        return None
+
+    def probe() -> tuple[float, float]:
+        run = wait = 0
+        try:
+            tids = os.listdir(base)
+        except OSError:
+            return 0.0, 0.0
+        for tid in tids:
+            try:
+                with open(f"{base}/{tid}/schedstat", "rb") as f:
+                    fields = f.read().split()
+                run += int(fields[0])
+                wait += int(fields[1])
+            except (OSError, IndexError, ValueError):
+                continue  # the thread ended meanwhile
+        return run / 1e9, wait / 1e9
+
+    try:
+        probe()
+        with open(f"{base}/{os.listdir(base)[0]}/schedstat", "rb") as f:
+            if len(f.read().split()) < 2:
+                return None
+    except (OSError, IndexError):
+        return None
+    return probe
+
+
+class LevelController:
+    """Chooses each block's level from how far the compressor is behind the reader.
+
+    Two signals, read when a block is handed over:
+
+    * backlog — blocks handed over and not yet written. When the reader had to wait
+      for a free slot (the pool is saturated), the level steps down at once.
+    * CPU contention — over each ``interval`` seconds, the time this process's threads
+      spent *waiting for a CPU* (Linux schedstat), as a share of the interval. A
+      higher level is free only if it runs on a CPU nobody else wanted: above
+      ``busy_wait`` the level steps down (compression is taking CPU from the source,
+      e.g. DuckDB scanning on the same cores); below ``idle_wait``, with no block
+      queued behind the ones being compressed, it steps up one rung.
+
+    Starts on the floor: a run that is compressor-bound from its first byte never pays
+    for a probe upward. ``clock`` and ``probe`` are injectable for tests.
+    """
+
+    def __init__(self, ladder: tuple[int, ...], threads: int, *, interval: float = 0.25,
+                 busy_wait: float = 0.10, idle_wait: float = 0.03,
+                 clock: Callable[[], float] = time.monotonic,
+                 probe: Callable[[], tuple[float, float]] | None = None):
+        self.ladder = ladder
+        self.threads = threads
+        self.interval = interval
+        self.busy_wait = busy_wait
+        self.idle_wait = idle_wait
+        self._clock = clock
+        self._probe = probe
+        self._i = 0
+        self._t0 = clock()
+        self._w0 = probe()[1] if probe else 0.0
+
+    @property
+    def level(self) -> int:
+        return self.ladder[self._i]
+
+    def _down(self) -> None:
+        self._i = max(0, self._i - 1)
+
+    def choose(self, backlog: int, waited: bool) -> int:
+        """The level for the next block. backlog: blocks in flight; waited: the reader
+        had to wait for the pool before this block."""
+        if waited:
+            self._down()
+            self._restart()
+            return self.level
+        now = self._clock()
+        span = now - self._t0
+        if span >= self.interval:
+            if self._probe is None:
+                share = 0.0  # no contention signal: the backlog alone decides
+            else:
+                wait = self._probe()[1]
+                share = (wait - self._w0) / span
+                self._w0 = wait
+            self._t0 = now
+            if share > self.busy_wait:
+                self._down()
+            elif share < self.idle_wait and backlog < self.threads:
+                self._i = min(len(self.ladder) - 1, self._i + 1)
+        return self.level
+
+    def _restart(self) -> None:
+        self._t0 = self._clock()
+        if self._probe is not None:
+            self._w0 = self._probe()[1]
+
+
+class BlockCompressor(io.BufferedIOBase):
+    """write() CSV bytes; close() finishes the stream. Never closes ``sink``.
+
+    At most ``threads + 2`` blocks are in flight (handed over and not yet written), so
+    memory stays at a few blocks whatever the table size.
+    """
+
+    def __init__(self, sink: BinaryIO, codec: str, threads: int = 2, *,
+                 controller: LevelController | None = None, block_bytes: int | None = None):
+        super().__init__()
+        if codec not in LADDERS:
+            raise ValueError(f"no adaptive level for codec {codec!r}")
+        self.codec = codec
+        self.level = "auto"
+        self.threads = max(1, int(threads or 1))
+        self.block_bytes = block_bytes or BLOCK_BYTES[codec]
+        self.controller = controller or LevelController(LADDERS[codec], self.threads, probe=cpu_wait_probe())
+        self.levels_used: collections.Counter[int] = collections.Counter()
+        self.bytes_in = 0
+        self._sink = sink
+        self._buf = bytearray()
+        self._prev = b""
+        self._crc = 0
+        self._pending: collections.deque[tuple[Future, int]] = collections.deque()  # (future, block length)
+        self._max_pending = self.threads + 2
+        self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="tableship-compress")
+        if codec == "gzip":
+            self._write_out(_GZIP_HEADER)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        if self.closed:
+            raise ValueError("write to a closed compressor")
+        view = memoryview(b).cast("B")
+        n = view.nbytes
+        if not n:
+            return 0
+        self._buf += view
+        self.bytes_in += n
+        bs = self.block_bytes
+        if len(self._buf) >= bs:
+            cut = len(self._buf) - len(self._buf) % bs
+            whole = bytes(self._buf[:cut])
+            del self._buf[:cut]
+            for off in range(0, cut, bs):
+                self._submit(whole[off:off + bs] if cut > bs else whole)
+        return n
+
+    def _submit(self, block: bytes) -> None:
+        self._collect_done()
+        waited = False
+        if len(self._pending) >= self._max_pending:
+            waited = True
+            self._write_next()
+        level = self.controller.choose(len(self._pending), waited)
+        self.levels_used[level] += 1
+        zdict = memoryview(self._prev)[-_WINDOW:] if self.codec == "gzip" else b""
+        self._prev = block
+        self._pending.append((self._pool.submit(compress_block, self.codec, level, block, zdict), len(block)))
+
+    def _collect_done(self) -> None:
+        while self._pending and self._pending[0][0].done():
+            self._write_next()
+
+    def _write_next(self) -> None:
+        fut, length = self._pending.popleft()
+        data, crc = fut.result()
+        if self.codec == "gzip":  # the CRC of the whole input, block by block in order
+            from isal import isal_zlib
+
+            self._crc = isal_zlib.crc32_combine(self._crc, crc, length)
+        self._write_out(data)
+
+    def _write_out(self, data) -> None:
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < view.nbytes:
+            w = self._sink.write(view[done:])
+            if w is None:
+                break
+            if w <= 0:
+                raise OSError(f"short write to {self._sink!r}")
+            done += w
+
+    def flush(self) -> None:
+        # No compressor flush here (it would end a block early and cost ratio).
+        if not self.closed:
+            flush = getattr(self._sink, "flush", None)
+            if flush is not None and not getattr(self._sink, "closed", False):
+                flush()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if self._buf or (self.codec == "zstd" and not self.levels_used):
+                # the tail block (a zstd archive always holds at least one frame)
+                tail = bytes(self._buf)
+                self._buf.clear()
+                self._submit(tail)
+            while self._pending:
+                self._write_next()
+            if self.codec == "gzip":
+                self._write_out(_DEFLATE_END + struct.pack("<II", self._crc, self.bytes_in & 0xFFFFFFFF))
+            self.flush()
+        finally:
+            for fut, _ in self._pending:
+                fut.cancel()
+            self._pending.clear()
+            self._pool.shutdown(wait=True)
+            super().close()
+
+    def record(self) -> dict:
+        """The manifest's ``compression`` record for this stream."""
+        return {"codec": self.codec, "level": "auto", "block_bytes": self.block_bytes,
+                "levels_used": {str(k): v for k, v in sorted(self.levels_used.items())}}

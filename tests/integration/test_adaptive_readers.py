@@ -1,0 +1,184 @@
+"""The adaptive default's output (many blocks, mixed levels) is read by every reader
+named in docs/format.md, and its ``compression`` record matches the bytes.
+
+Archives are written by the real :class:`tableship.adaptive.BlockCompressor` with a
+controller that walks the ladder (so one file mixes ISA-L and zlib-ng blocks, or zstd
+frames of several levels) and small blocks (so small files have many). Readers: the
+``gzip``/``zcat``/``zstd`` CLIs, Python's ``gzip``, ``pyarrow.csv.read_csv``, DuckDB's
+``read_csv`` and Spark's CSV reader (the HiveServer2 fixture's Spark).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import shutil
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+
+from tableship.adaptive import LADDERS, BlockCompressor, LevelController
+from tests.adaptive_check import check_record
+
+ROWS = 40_000
+HEADER = b"id;name;amount;day\n"
+NAMES = ["alpha", "semi;colon", 'say "hi"', "Zoë Müller", "", "東京"]
+
+
+def _csv() -> bytes:
+    out = [HEADER]
+    for i in range(ROWS):
+        name = NAMES[i % len(NAMES)]
+        if ";" in name or '"' in name or name == "":
+            name = '"' + name.replace('"', '""') + '"'
+        out.append(f"{i};{name};{(i * 7919) % 100000 / 100:.2f};2024-01-{i % 28 + 1:02d}\n".encode())
+    return b"".join(out)
+
+
+CSV = _csv()
+ID_SUM = ROWS * (ROWS - 1) // 2
+
+
+class Walk(LevelController):
+    """Every rung of the ladder in turn: a file that mixes all the levels auto can use."""
+
+    def __init__(self, ladder, threads):
+        super().__init__(ladder, threads)
+        self.n = 0
+
+    def choose(self, backlog, waited):
+        self.n += 1
+        return self.ladder[(self.n - 1) % len(self.ladder)]
+
+
+def _write(path: Path, codec: str, threads: int = 2) -> dict:
+    with open(path, "wb") as f:
+        out = BlockCompressor(f, codec, threads, controller=Walk(LADDERS[codec], threads), block_bytes=64 * 1024)
+        view = memoryview(CSV)
+        for i in range(0, len(CSV), 100_003):
+            out.write(view[i:i + 100_003])
+        out.close()
+    return out.record()
+
+
+@pytest.fixture(scope="module", params=["gzip", "zstd"])
+def archive(request, tmp_path_factory) -> tuple[str, Path, dict]:
+    codec = request.param
+    path = tmp_path_factory.mktemp("adaptive") / ("mixed.csv.gz" if codec == "gzip" else "mixed.csv.zst")
+    record = _write(path, codec)
+    return codec, path, record
+
+
+def test_record_matches_the_bytes(archive):
+    codec, path, record = archive
+    assert record["codec"] == codec and record["level"] == "auto"
+    assert set(record["levels_used"]) == {str(level) for level in LADDERS[codec]}  # really mixed
+    assert sum(record["levels_used"].values()) == -(-len(CSV) // record["block_bytes"])
+    assert check_record(path.read_bytes(), CSV, record) == record["levels_used"]
+    wrong = dict(record, levels_used={"2": sum(record["levels_used"].values())})
+    with pytest.raises(AssertionError, match="do not match the record"):
+        check_record(path.read_bytes(), CSV, wrong)
+
+
+def test_gzip_is_one_member(archive):
+    codec, path, _ = archive
+    if codec != "gzip":
+        return
+    d = zlib.decompressobj(wbits=31)  # a reader that stops after the first member still gets it all
+    assert d.decompress(path.read_bytes()) == CSV and d.eof and d.unused_data == b""
+
+
+@pytest.mark.parametrize("tool", ["gzip -dc", "zcat", "zstd -dc"])
+def test_cli(archive, tool):
+    codec, path, _ = archive
+    if (tool == "zstd -dc") != (codec == "zstd"):
+        return
+    argv = tool.split()
+    assert shutil.which(argv[0]), f"{argv[0]} is not installed"
+    assert subprocess.run([*argv, str(path)], capture_output=True, check=True).stdout == CSV
+
+
+def test_python_gzip_and_zstandard(archive):
+    codec, path, _ = archive
+    if codec == "gzip":
+        with gzip.open(path, "rb") as f:
+            assert f.read() == CSV
+    else:
+        import zstandard
+
+        with zstandard.open(path, "rb") as f:  # reads across frames
+            assert f.read() == CSV
+
+
+def test_pyarrow_read_csv(archive):
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+
+    _, path, _ = archive
+    t = pacsv.read_csv(path, parse_options=pacsv.ParseOptions(delimiter=";"))
+    assert t.num_rows == ROWS
+    assert pc.sum(t["id"]).as_py() == ID_SUM
+    assert t["name"][2].as_py() == 'say "hi"'
+
+
+def test_duckdb_read_csv(archive):
+    import duckdb
+
+    _, path, _ = archive
+    con = duckdb.connect()
+    n, s, semi = con.execute(
+        "SELECT count(*), sum(id), count(*) FILTER (WHERE name = 'semi;colon') "
+        "FROM read_csv(?, delim=';', header=true, quote='\"')", [str(path)]).fetchone()
+    assert (n, s, semi) == (ROWS, ID_SUM, ROWS // len(NAMES) + (1 if ROWS % len(NAMES) > 1 else 0))
+
+
+@pytest.mark.slow
+def test_spark_csv_reader(archive, hs2):
+    codec, path, _ = archive
+    conn = hs2.connect()
+    try:
+        cur = conn.cursor()
+        view = f"adaptive_{codec}"
+        cur.execute(f"CREATE OR REPLACE TEMPORARY VIEW {view} USING csv "
+                    f"OPTIONS (path 'file://{path}', sep ';', header 'true', quote '\"', escape '\"')")
+        cur.execute(f"SELECT count(*), sum(CAST(id AS BIGINT)), max(name) FROM {view}")
+        n, s, _ = cur.fetchall()[0]
+        cur.close()
+    finally:
+        conn.close()
+    assert (n, s) == (ROWS, ID_SUM)
+
+
+def test_controller_follows_backlog_and_contention():
+    """The controller with an injected clock and contention probe (no real time)."""
+    now = [0.0]
+    waits = [0.0]
+    c = LevelController((2, 4, 6), threads=2, interval=1.0, clock=lambda: now[0], probe=lambda: (0.0, waits[0]))
+    assert c.choose(0, False) == 2  # starts on the floor
+    now[0] += 1.0
+    assert c.choose(1, False) == 4  # idle CPU, nothing queued: one rung up
+    now[0] += 1.0
+    assert c.choose(2, False) == 4  # a block queued behind the busy workers: hold
+    now[0] += 1.0
+    assert c.choose(0, False) == 6
+    now[0] += 1.0
+    assert c.choose(0, False) == 6  # top rung
+    now[0] += 1.0
+    waits[0] += 0.5  # our threads waited half the interval for a CPU: compression competes
+    assert c.choose(0, False) == 4
+    assert c.choose(0, True) == 2  # the reader waited for the pool: down at once
+    assert c.choose(0, True) == 2  # floor
+    now[0] += 0.5
+    assert c.choose(0, False) == 2  # no decision within an interval
+
+
+def test_auto_output_is_complete_with_real_controller():
+    """The real controller (real clock and probe): still one valid stream, honest record."""
+    for codec in ("gzip", "zstd"):
+        raw = io.BytesIO()
+        out = BlockCompressor(raw, codec, 2, block_bytes=64 * 1024)
+        out.write(CSV)
+        out.close()
+        assert check_record(raw.getvalue(), CSV, out.record()) == out.record()["levels_used"]
