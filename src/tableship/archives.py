@@ -56,6 +56,7 @@ from .config import Config, JobConfig
 from .destinations.base import Destination, open_destination
 from .errors import TableshipError, UsageError
 from .names import render_relative
+from .ledger import LEDGER_FILE
 from .state import StateStore, now
 from .window import Window, compute_window, parse_window
 
@@ -81,40 +82,9 @@ class Status(str, enum.Enum):
 # worst first: the order a summary reports them in
 SEVERITY = [Status.MISSING, Status.MISMATCH, Status.INCOMPLETE, Status.OK]
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS verifications (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    batch TEXT NOT NULL,
-    job TEXT NOT NULL,
-    remote_path TEXT NOT NULL,
-    window_start TEXT,
-    window_end TEXT,
-    status TEXT NOT NULL,
-    detail TEXT,
-    sha256 TEXT,
-    method TEXT,
-    verified_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS verifications_job ON verifications(job, id);
-CREATE INDEX IF NOT EXISTS verifications_path ON verifications(job, remote_path, id);
-CREATE TABLE IF NOT EXISTS pruned (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    job TEXT NOT NULL,
-    remote_path TEXT NOT NULL,
-    window_start TEXT,
-    window_end TEXT,
-    sha256 TEXT,
-    pruned_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS pruned_job ON pruned(job, remote_path);
-"""
-
-
 def db(store: StateStore):
-    """The state store's connection with this module's tables created."""
-    con = store.connect()
-    con.executescript(_SCHEMA)
-    return con
+    """The ledger's connection (its ``verifications`` and ``pruned`` tables: :mod:`.ledger`)."""
+    return store.connect()
 
 
 # ---------------------------------------------------------------- archive records
@@ -597,6 +567,9 @@ def known_missing(store: StateStore | None, job: str, present: Iterable[Archive]
 
 
 def record(store: StateStore, jv: JobVerification) -> None:
+    if store.readonly:
+        log.info("%s: no ledger at %s: the verification results are not recorded", jv.job, store.path)
+        return
     con = db(store)
     con.execute("BEGIN IMMEDIATE")
     try:
@@ -661,7 +634,8 @@ def verify_jobs(config: Config, names: list[str], all_jobs: bool = False, window
 
     w = parse_window_option(window)
     jobs = select_jobs(config, names, all_jobs)
-    store = StateStore(config.settings.state_dir)
+    # verify records its results in an existing ledger; it never creates one (nothing ran here yet)
+    store = StateStore(config.settings.state_dir, readonly=not (Path(config.settings.state_dir) / LEDGER_FILE).exists())
     out = []
     try:
         for n in jobs:
@@ -715,7 +689,7 @@ def ls_rows(config: Config, names: list[str] | None = None) -> list[dict]:
     from .runner import select_jobs
 
     jobs = select_jobs(config, names or [])
-    store = StateStore(config.settings.state_dir)
+    store = StateStore(config.settings.state_dir, readonly=True)
     rows = []
     try:
         for n in jobs:

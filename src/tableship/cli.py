@@ -116,8 +116,11 @@ def status(obj: Ctx, as_json):
     from .state import StateStore
 
     config = obj.config
-    store = StateStore(config.settings.state_dir)
-    rows = status_rows(config, store)
+    store = StateStore(config.settings.state_dir, readonly=True)  # never creates or migrates the ledger
+    try:
+        rows = status_rows(config, store)
+    finally:
+        store.close()
     if as_json:
         _json(rows)
     else:
@@ -146,9 +149,15 @@ def history(obj: Ctx, job, limit, as_json):
     config = obj.config
     if job:
         config.job(job)
-    rows = history_rows(StateStore(config.settings.state_dir), job, limit)
+    store = StateStore(config.settings.state_dir, readonly=True)  # never creates or migrates the ledger
+    try:
+        rows = history_rows(store, job, limit)
+    finally:
+        store.close()
     if as_json:
         _json(rows)
+    elif not rows:
+        click.echo("no runs yet")
     else:
         click.echo(format_table(rows, STATUS_COLUMNS))
 

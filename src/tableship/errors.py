@@ -11,6 +11,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
 EXIT_USAGE = 2
+EXIT_LEDGER = 74  # the ledger (state.db) cannot be read or written: corrupt, full, read-only
 EXIT_LOCKED = 75
 
 

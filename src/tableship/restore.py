@@ -320,7 +320,7 @@ def restore(config: Config, job_name: str, which: str, to: str | Path | None = N
     if to is None and target is None:
         to = "."
     con = None
-    store = StateStore(config.settings.state_dir)
+    store = StateStore(config.settings.state_dir, readonly=True)
     staging = config.staging_dir / "restore"
     tmpdir: Path | None = None
     csv_tmp: Path | None = None

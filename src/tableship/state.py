@@ -2,8 +2,8 @@
 
 Each run of a job for a window is a row in ``runs``; each transition is committed
 (``synchronous=FULL``) before the next phase starts, so after a crash the ledger says
-exactly which effects are durable. Other modules (alerts, verify) keep their own
-tables in the same database through :meth:`StateStore.connect`.
+exactly which effects are durable. The tables themselves (these and the others in the
+same database) are created and migrated by :mod:`.ledger`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import enum
 import json
 import os
 import socket
-import sqlite3
 from dataclasses import dataclass, fields
-from pathlib import Path
 from typing import Any
+
+from .ledger import Ledger
 
 
 class Phase(str, enum.Enum):
@@ -109,68 +109,14 @@ class Run:
         return d
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    job TEXT NOT NULL,
-    window_start TEXT NOT NULL,
-    window_end TEXT NOT NULL,
-    run_date TEXT NOT NULL,
-    phase TEXT NOT NULL,
-    result TEXT NOT NULL,
-    failed_phase TEXT,
-    error TEXT,
-    rows INTEGER,
-    archive_bytes INTEGER,
-    sha256 TEXT,
-    file_name TEXT,
-    remote_path TEXT,
-    staged_path TEXT,
-    manifest TEXT,
-    verify_method TEXT,
-    attempts INTEGER NOT NULL DEFAULT 1,
-    pid INTEGER,
-    host TEXT,
-    started_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    finished_at TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_job ON runs(job, id);
-CREATE TABLE IF NOT EXISTS transitions (
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    at TEXT NOT NULL,
-    from_phase TEXT,
-    to_phase TEXT NOT NULL,
-    note TEXT
-);
-"""
-
 _COLS = [f.name for f in fields(Run)]
 
 
-class StateStore:
-    """The ledger in ``state_dir/state.db``. Safe for several processes (WAL, busy timeout)."""
+class StateStore(Ledger):
+    """The runs of the ledger in ``state_dir/state.db`` (schema and connection: :mod:`.ledger`).
 
-    def __init__(self, state_dir: Path):
-        self.state_dir = Path(state_dir)
-        self.path = self.state_dir / "state.db"
-        self._db: sqlite3.Connection | None = None
-
-    def connect(self) -> sqlite3.Connection:
-        if self._db is None:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.executescript(_SCHEMA)
-            self._db = db
-        return self._db
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+    ``readonly=True`` for commands that only read: they never create or migrate the file.
+    """
 
     # -- queries
     def get(self, run_id: int) -> Run:

@@ -346,7 +346,8 @@ def test_monitor_never_raises(tmp_path, logs):
     h.monitor.job_failed(job, None, None, RuntimeError("odd"))  # no plan, no run: still fine
     assert any("command '/nonexistent/open-ticket' not found" in m for m in messages(logs))
     h.store.close()
-    (tmp_path / "state" / "state.db").unlink()
+    for f in (tmp_path / "state").iterdir():  # state.db and its migration lock file
+        f.unlink()
     (tmp_path / "state").rmdir()
     (tmp_path / "state").write_text("not a directory")  # the state store is now unusable
     h.monitor._incidents = None

@@ -1,4 +1,4 @@
-"""Incidents and the alert outbox, in the state store (SQLite).
+"""Incidents and the alert outbox, in the ledger (SQLite; tables created by :mod:`..ledger`).
 
 ``incidents``: one row per outage of a job. Opened by the first failure, counted up by
 each further failure, closed by the first success. At most one open incident per job
@@ -25,42 +25,6 @@ import os
 import socket
 import sqlite3
 from dataclasses import dataclass
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS incidents (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    job TEXT NOT NULL,
-    opened_at TEXT NOT NULL,
-    closed_at TEXT,
-    failures INTEGER NOT NULL DEFAULT 0,
-    first_run_id INTEGER,
-    last_run_id INTEGER,
-    last_failed_at TEXT,
-    last_phase TEXT,
-    last_error TEXT,
-    resolved_run_id INTEGER
-);
-CREATE UNIQUE INDEX IF NOT EXISTS incidents_one_open ON incidents(job) WHERE closed_at IS NULL;
-CREATE TABLE IF NOT EXISTS alert_messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    incident_id INTEGER NOT NULL REFERENCES incidents(id),
-    job TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    failures INTEGER NOT NULL,
-    state TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    counted_at TEXT,
-    pid INTEGER,
-    host TEXT,
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS alert_messages_incident ON alert_messages(incident_id, channel);
-CREATE INDEX IF NOT EXISTS alert_messages_budget ON alert_messages(counted_at);
-CREATE INDEX IF NOT EXISTS alert_messages_job_state ON alert_messages(job, state);
-"""
 
 #: states in which a failure message counts as having alerted its channel
 ALERTED = ("sending", "resending", "sent", "would_send", "abandoned")
@@ -105,16 +69,11 @@ class Message:
     error: str | None
 
 
-def ensure_schema(db: sqlite3.Connection) -> None:
-    db.executescript(SCHEMA)
-
-
 class IncidentStore:
     """Incident and outbox operations on the state store's connection (autocommit mode)."""
 
     def __init__(self, store):
         self.db: sqlite3.Connection = store.connect()
-        ensure_schema(self.db)
 
     # -- transactions
     def begin(self) -> None:

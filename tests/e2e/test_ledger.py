@@ -1,0 +1,266 @@
+"""The ledger (state.db) through the CLI: a tableship 0.1.0 database migrates and keeps its
+history, read-only commands never create or migrate a ledger, and a broken ledger (corrupt,
+full, read-only, immutable, locked) ends in one ``Error:`` line naming the file and the fix."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from tableship.ledger import LATEST
+from tests.e2e.helpers import JOB, RUN_DATE, Workspace
+
+# tableship 0.1.0's DDL, verbatim from its state.py, archives.py and alerts/incidents.py
+# (each ran it on every open; 0.1.0 never set PRAGMA user_version).
+V010_STATE = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job TEXT NOT NULL,
+    window_start TEXT NOT NULL,
+    window_end TEXT NOT NULL,
+    run_date TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    result TEXT NOT NULL,
+    failed_phase TEXT,
+    error TEXT,
+    rows INTEGER,
+    archive_bytes INTEGER,
+    sha256 TEXT,
+    file_name TEXT,
+    remote_path TEXT,
+    staged_path TEXT,
+    manifest TEXT,
+    verify_method TEXT,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    pid INTEGER,
+    host TEXT,
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_job ON runs(job, id);
+CREATE TABLE IF NOT EXISTS transitions (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    at TEXT NOT NULL,
+    from_phase TEXT,
+    to_phase TEXT NOT NULL,
+    note TEXT
+);
+"""
+V010_ARCHIVES = """
+CREATE TABLE IF NOT EXISTS verifications (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch TEXT NOT NULL,
+    job TEXT NOT NULL,
+    remote_path TEXT NOT NULL,
+    window_start TEXT,
+    window_end TEXT,
+    status TEXT NOT NULL,
+    detail TEXT,
+    sha256 TEXT,
+    method TEXT,
+    verified_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS verifications_job ON verifications(job, id);
+CREATE INDEX IF NOT EXISTS verifications_path ON verifications(job, remote_path, id);
+CREATE TABLE IF NOT EXISTS pruned (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job TEXT NOT NULL,
+    remote_path TEXT NOT NULL,
+    window_start TEXT,
+    window_end TEXT,
+    sha256 TEXT,
+    pruned_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pruned_job ON pruned(job, remote_path);
+"""
+V010_INCIDENTS = """
+CREATE TABLE IF NOT EXISTS incidents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job TEXT NOT NULL,
+    opened_at TEXT NOT NULL,
+    closed_at TEXT,
+    failures INTEGER NOT NULL DEFAULT 0,
+    first_run_id INTEGER,
+    last_run_id INTEGER,
+    last_failed_at TEXT,
+    last_phase TEXT,
+    last_error TEXT,
+    resolved_run_id INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS incidents_one_open ON incidents(job) WHERE closed_at IS NULL;
+CREATE TABLE IF NOT EXISTS alert_messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id INTEGER NOT NULL REFERENCES incidents(id),
+    job TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    failures INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    counted_at TEXT,
+    pid INTEGER,
+    host TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS alert_messages_incident ON alert_messages(incident_id, channel);
+CREATE INDEX IF NOT EXISTS alert_messages_budget ON alert_messages(counted_at);
+CREATE INDEX IF NOT EXISTS alert_messages_job_state ON alert_messages(job, state);
+"""
+
+OLD_ERROR = "the destination is unreachable (0.1.0 era)"
+
+
+def make_v010_ledger(ws: Workspace) -> None:
+    """A state.db as tableship 0.1.0 left it: two old runs (a failure, then a success), their
+    transitions, a closed incident with one sent message, a verification."""
+    ws.state_dir.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(ws.state_dir / "state.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(V010_STATE)
+    db.executescript(V010_ARCHIVES)
+    db.executescript(V010_INCIDENTS)
+    ins = ("INSERT INTO runs (job, window_start, window_end, run_date, phase, result, failed_phase, error, rows, "
+           "archive_bytes, sha256, file_name, remote_path, attempts, pid, host, started_at, updated_at, finished_at) "
+           "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+    db.execute(ins, (JOB, "2026-05-01", "2026-09-30", "2026-10-26", "exported", "failed", "upload", OLD_ERROR,
+                     None, None, None, None, None, 1, 4242, "oldhost", "2026-10-26T02:00:00+00:00",
+                     "2026-10-26T02:01:00+00:00", "2026-10-26T02:01:00+00:00"))
+    db.execute(ins, (JOB, "2026-05-01", "2026-09-30", "2026-10-27", "done", "success", None, None, 11111, 2222,
+                     "ab" * 32, "customer_traffic_20260501_20260930.csv.gz",
+                     "customer_traffic/customer_traffic_20260501_20260930.csv.gz", 1, 4243, "oldhost",
+                     "2026-10-27T02:00:00+00:00", "2026-10-27T02:03:00+00:00", "2026-10-27T02:03:00+00:00"))
+    for run_id, steps in ((1, [(None, "planned"), ("planned", "exported")]),
+                          (2, [(None, "planned"), ("planned", "exported"), ("exported", "uploaded"),
+                               ("uploaded", "verified"), ("verified", "done")])):
+        for a, b in steps:
+            db.execute("INSERT INTO transitions VALUES (?,?,?,?,?)", (run_id, "2026-10-27T02:00:00+00:00", a, b, ""))
+    db.execute("INSERT INTO incidents (job, opened_at, closed_at, failures, first_run_id, last_run_id, last_error, "
+               "resolved_run_id) VALUES (?,?,?,?,?,?,?,?)",
+               (JOB, "2026-10-26T02:01:00+00:00", "2026-10-27T02:03:00+00:00", 1, 1, 1, OLD_ERROR, 2))
+    db.execute("INSERT INTO alert_messages (incident_id, job, channel, kind, failures, state, payload, created_at, "
+               "updated_at) VALUES (1, ?, 'ops', 'failed', 1, 'sent', '{}', ?, ?)",
+               (JOB, "2026-10-26T02:01:00+00:00", "2026-10-26T02:01:01+00:00"))
+    db.execute("INSERT INTO verifications (batch, job, remote_path, status, verified_at) VALUES (?,?,?,?,?)",
+               ("b1", JOB, "customer_traffic/customer_traffic_20260501_20260930.csv.gz", "OK",
+                "2026-10-28T02:00:00+00:00"))
+    db.close()
+
+
+def user_version(path) -> int:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        db.close()
+
+
+def count(path, table: str) -> int:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    finally:
+        db.close()
+
+
+def snapshot(folder) -> dict[str, bytes]:
+    """The ledger files (SQLite's transient -wal/-shm companions and the log file aside)."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())
+            if p.is_file() and p.name.startswith("state.db") and not p.name.endswith(("-wal", "-shm"))}
+
+
+# ---------------------------------------------------------------- migration
+
+
+def test_a_v010_ledger_is_read_without_migrating_then_migrated_by_run_keeping_its_history(ws):
+    make_v010_ledger(ws)
+    db_path = ws.state_dir / "state.db"
+    before = snapshot(ws.state_dir)
+    assert user_version(db_path) == 0
+
+    # read-only commands read the old ledger as it is: history, status (and --json), nothing written
+    r = ws.cli("history")
+    assert r.rc == 0, str(r)
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3 and "2026-05-01..2026-09-30" in lines[1] and "success" in lines[1], str(r)
+    assert "failed" in lines[2], str(r)
+    r = ws.cli("history", "--json")
+    assert r.rc == 0, str(r)
+    assert '"error": "the destination is unreachable (0.1.0 era)"' in r.stdout
+    r = ws.cli("status")
+    assert r.rc == 0, str(r)
+    assert "2026-05-01..2026-09-30" in r.stdout and "success" in r.stdout
+    assert "last verification: OK 1/1" in r.stdout, str(r)
+    assert snapshot(ws.state_dir) == before, "a read-only command changed the old ledger"
+    assert not list(ws.state_dir.glob("*.bak"))
+
+    # a run migrates it once (a copy of the old file kept) and appends to the same history
+    r = ws.cli("run", "--date", RUN_DATE)
+    assert r.rc == 0, str(r)
+    assert user_version(db_path) == LATEST
+    copy = ws.state_dir / "state.db.v1.bak"
+    assert copy.is_file()
+    assert user_version(copy) == 0 and count(copy, "runs") == 2 and count(copy, "transitions") == 7
+    assert f"migrating the ledger {db_path} from schema version 1 to {LATEST}" in r.stderr + \
+        (ws.state_dir / "tableship.log").read_text()
+    runs = ws.runs()
+    assert [r["result"] for r in runs] == ["failed", "success", "success"]
+    assert runs[0]["error"] == OLD_ERROR and runs[1]["rows"] == 11111
+    assert count(db_path, "transitions") == 7 + 5
+    assert count(db_path, "incidents") == 1 and count(db_path, "alert_messages") == 1
+    assert count(db_path, "verifications") == 1
+
+    r = ws.cli("history")
+    assert r.rc == 0 and len(r.stdout.splitlines()) == 4, str(r)
+    assert "2026-06-01..2026-10-31" in r.stdout.splitlines()[1]
+
+    # the next run finds it current: no second migration, the copy is untouched
+    copy_bytes = copy.read_bytes()
+    r = ws.cli("run", "--date", RUN_DATE)
+    assert r.rc == 0, str(r)
+    assert "migrating the ledger" not in r.stderr
+    assert copy.read_bytes() == copy_bytes
+
+
+@pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["history"], ["history", JOB], ["ls"],
+                                     ["verify"], ["config", "validate"]])
+def test_read_only_commands_never_create_a_ledger(ws, command):
+    r = ws.cli(*command)
+    assert r.rc in (0, 1), str(r)  # verify: 1 when there is nothing on the destination? it says so
+    assert "Traceback" not in r.stderr, str(r)
+    assert not (ws.state_dir / "state.db").exists(), f"{command} created a ledger"
+    assert not list(ws.state_dir.glob("state.db*")) if ws.state_dir.exists() else True
+
+
+def test_status_and_history_without_a_ledger_say_no_runs_yet(ws):
+    r = ws.cli("status")
+    assert r.rc == 0 and "never run" in r.stdout, str(r)
+    r = ws.cli("history")
+    assert r.rc == 0 and "no runs yet" in r.stdout, str(r)
+    assert not (ws.state_dir / "state.db").exists()
+
+
+def test_verify_records_into_an_existing_ledger(ws):
+    assert ws.cli("run", "--date", RUN_DATE).rc == 0
+    r = ws.cli("verify")
+    assert r.rc == 0, str(r)
+    assert count(ws.state_dir / "state.db", "verifications") == 1
+
+
+def test_a_ledger_from_a_newer_tableship_is_refused_and_left_alone(ws):
+    assert ws.cli("run", "--date", RUN_DATE).rc == 0
+    db_path = ws.state_dir / "state.db"
+    db = sqlite3.connect(db_path)
+    db.execute(f"PRAGMA user_version = {LATEST + 5}")
+    db.close()
+    before = db_path.read_bytes()
+    for command in (["status"], ["run", "--date", RUN_DATE]):
+        r = ws.cli(*command)
+        assert r.rc == 74, str(r)
+        errors = r.error_lines
+        assert len(errors) == 1 and str(db_path) in errors[0] and "upgrade tableship" in errors[0], str(r)
+        assert "Traceback" not in r.stderr
+    assert db_path.read_bytes() == before
