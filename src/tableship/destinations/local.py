@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from ..errors import DestinationError, TransientDestinationError
@@ -14,15 +15,16 @@ from .base import TMP_RE, is_temp, safe_name, temp_name
 
 
 class LocalDestination:
+    """Files under ``root``. Confinement: every folder on the way to a name must resolve
+    (``realpath``) inside the root — a symlink leading out of it is an error, never
+    followed; a symlink at a final name is not trusted as the file (``sha256``/``size``
+    say missing, ``list`` skips it) and ``put`` replaces the link itself."""
+
     last_verify_method = "local"
 
     def __init__(self, name: str, cfg):
         self.name = name
         self.root = Path(cfg.path)
-
-    def _path(self, name: str) -> Path:
-        self._check_root()
-        return self.root / safe_name(name)
 
     def _check_root(self) -> None:
         if not self.root.is_dir():
@@ -30,6 +32,55 @@ class LocalDestination:
                 f"destination {self.name!r}: folder {str(self.root)!r} does not exist",
                 f"create it (mkdir -p {self.root}) or fix destinations.{self.name}.path",
             )
+
+    def _escape(self, path: Path, real: str) -> DestinationError:
+        return DestinationError(
+            f"destination {self.name!r}: {path} is a symlink leading out of the destination root "
+            f"{self.root} (to {real}); nothing is written, read or deleted through it",
+            "replace the symlink by a real folder (or point destinations."
+            f"{self.name}.path at the real location)")
+
+    def _confine(self, rel: str, *, folder: bool = False, create: bool = False) -> Path | None:
+        """``root/rel`` after checking that every existing folder on the way (and ``rel``
+        itself when ``folder``) resolves inside the root; missing folders are created when
+        ``create``, else None is returned (nothing there)."""
+        self._check_root()
+        root_real = os.path.realpath(self.root)
+        parts = rel.split("/") if rel else []
+        dirs = parts if folder else parts[:-1]
+        cur = self.root
+        for part in dirs:
+            cur = cur / part
+            try:
+                os.lstat(cur)
+            except FileNotFoundError:
+                if not create:
+                    return None
+                try:
+                    os.mkdir(cur)
+                except FileExistsError:  # a concurrent run made it: checked below
+                    pass
+            except OSError as exc:
+                raise self._fail(f"reaching {cur}", exc) from None
+            real = os.path.realpath(cur)
+            if real != root_real and not real.startswith(root_real.rstrip("/") + "/"):
+                raise self._escape(cur, real)
+        return self.root / rel if rel else self.root
+
+    def _file(self, name: str, *, create: bool = False) -> Path | None:
+        """The path of a final name, its folders confined; None if a folder is missing."""
+        return self._confine(safe_name(name), create=create)
+
+    @staticmethod
+    def _regular(path: Path | None) -> os.stat_result | None:
+        """lstat of a regular file (never through a symlink at the name), else None."""
+        if path is None:
+            return None
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return st if stat.S_ISREG(st.st_mode) else None
 
     def _fail(self, what: str, exc: OSError) -> DestinationError:
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
@@ -41,25 +92,24 @@ class LocalDestination:
         return TransientDestinationError(f"destination {self.name!r}: {what}: {exc.strerror or exc}")
 
     def put(self, local: Path, name: str, owner: str) -> None:
-        target = self._path(name)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target = self._file(name, create=True)
+            # os.replace over a symlink at the final name replaces the link, not its target
             atomic_copy(Path(local), target, self.root / temp_name(safe_name(name), owner))
         except OSError as exc:
             raise self._fail(f"writing {name}", exc) from None
 
     def put_bytes(self, data: bytes, name: str, owner: str) -> None:
-        target = self._path(name)
         try:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target = self._file(name, create=True)
             atomic_write_bytes(target, data, self.root / temp_name(safe_name(name), owner))
         except OSError as exc:
             raise self._fail(f"writing {name}", exc) from None
 
     def get(self, name: str, local: Path) -> None:
-        src = self._path(name)
-        if not src.is_file():
-            raise DestinationError(f"destination {self.name!r}: {name} does not exist")
+        src = self._file(name)
+        if self._regular(src) is None:
+            raise DestinationError(f"destination {self.name!r}: {name} does not exist (or is not a regular file)")
         local = Path(local)
         try:
             atomic_copy(src, local, local.with_name(f".{local.name}.part"))
@@ -67,7 +117,9 @@ class LocalDestination:
             raise self._fail(f"reading {name}", exc) from None
 
     def sha256(self, name: str) -> str | None:
-        path = self._path(name)
+        path = self._file(name)
+        if self._regular(path) is None:
+            return None  # missing, or a symlink/folder: never taken as the archive
         try:
             with open(path, "rb") as f:
                 return hashlib.file_digest(f, "sha256").hexdigest()
@@ -78,41 +130,49 @@ class LocalDestination:
 
     def size(self, name: str) -> int | None:
         try:
-            return self._path(name).stat().st_size
-        except FileNotFoundError:
-            return None
+            st = self._regular(self._file(name))
         except OSError as exc:
             raise self._fail(f"checking the size of {name}", exc) from None
+        return None if st is None else st.st_size
+
+    def _folder(self, folder: str) -> Path | None:
+        return self._confine("" if folder in ("", ".") else safe_name(folder), folder=True)
 
     def list(self, folder: str) -> list[str]:
-        self._check_root()
-        base = self.root / safe_name(folder) if folder not in ("", ".") else self.root
+        base = self._folder(folder)
+        if base is None:
+            return []
         prefix = "" if base == self.root else safe_name(folder) + "/"
         try:
             with os.scandir(base) as entries:
-                return sorted(prefix + e.name for e in entries if e.is_file() and not TMP_RE.match(e.name))
+                return sorted(prefix + e.name for e in entries
+                              if e.is_file(follow_symlinks=False) and not TMP_RE.match(e.name))
         except (FileNotFoundError, NotADirectoryError):
             return []
         except OSError as exc:
             raise self._fail(f"listing {folder or '/'}", exc) from None
 
     def delete(self, name: str) -> None:
+        path = self._file(name)
+        if path is None:  # the folder is missing too: nothing to delete
+            return
         try:
-            self._path(name).unlink(missing_ok=True)
-            fsync_dir(self._path(name).parent)
-        except FileNotFoundError:  # the folder is missing too: nothing to delete
+            path.unlink(missing_ok=True)  # a symlink at the name: the link goes, never its target
+            fsync_dir(path.parent)
+        except FileNotFoundError:
             return
         except OSError as exc:
             raise self._fail(f"deleting {name}", exc) from None
 
     def cleanup(self, folder: str, owner: str) -> list[str]:
-        self._check_root()
-        base = self.root / safe_name(folder) if folder not in ("", ".") else self.root
+        base = self._folder(folder)
         removed = []
+        if base is None:
+            return removed
         try:
             with os.scandir(base) as entries:
                 for e in entries:
-                    if e.is_file() and is_temp(e.name, owner):
+                    if e.is_file(follow_symlinks=False) and is_temp(e.name, owner):
                         try:
                             os.unlink(e.path)
                         except FileNotFoundError:  # a concurrent cleanup got it first

@@ -27,6 +27,10 @@ How each point of the contract is met (see ``base.py``):
   (OpenSSH ``sftp`` or asyncssh), ``fsync@openssh.com``, then ``posix-rename@openssh.com``
   over the final name (remove + rename only when the server lacks that extension). A failed put removes its temporary
   when the connection is still up; otherwise ``cleanup`` removes it on the next run.
+- **Confinement.** Every folder between the root and a name is ``lstat``-ed on the server
+  and a symlink among them ``realpath``-ed: one leading out of the root is a terminal
+  error. A symlink at a final name is never taken as the file (``sha256``/``size`` say
+  missing, ``list`` skips it); the upload's rename replaces the link itself.
 - **Verify.** ``sha256sum`` run on the server when the account may run commands
   (probed once per connection), else the file is read back over SFTP with pipelined
   reads and hashed locally. ``last_verify_method`` says which.
@@ -148,7 +152,8 @@ class SFTPDestination:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
-        self._dirs: set[str] = set()
+        self._dirs: set[str] = set()  # folders seen to exist and to resolve inside the root
+        self._root_real: str | None = None
         self._can_exec: bool | None = None
         self._openssh_broken = False
         self._host_key_problem: tuple | None = None  # (kind, offered key[, error])
@@ -325,6 +330,9 @@ class SFTPDestination:
         if attrs.permissions is not None and not stat_mod.S_ISDIR(attrs.permissions):
             raise DestinationError(f"destination {self.name!r}: remote path {self.root} on {self.host} is not a folder",
                                    f"fix destinations.{self.name}.path")
+        # the root itself may be a symlink (a mount point elsewhere): what is under it is
+        # confined to where it really is
+        self._root_real = posixpath.normpath(await sftp.realpath(self.root))
         self._dirs.add(self.root)
 
     # ------------------------------------------------------------------ errors
@@ -437,36 +445,82 @@ class SFTPDestination:
     def _folder(self, folder: str) -> str:
         return self.root if folder in ("", ".") else self._remote(folder)
 
-    async def _makedirs(self, sftp: asyncssh.SFTPClient, folder: str) -> None:
-        if folder in self._dirs:
-            return
-        missing: list[str] = []
-        cur = folder
-        while cur not in self._dirs and cur != self.root:
-            try:
-                attrs = await sftp.stat(cur)
-            except asyncssh.SFTPNoSuchFile:
-                missing.append(cur)
-                cur = posixpath.dirname(cur)
+    def _inside(self, real: str) -> bool:
+        root = self._root_real or self.root
+        return real == root or real.startswith(root.rstrip("/") + "/")
+
+    def _escape(self, path: str, real: str) -> DestinationError:
+        return DestinationError(
+            f"destination {self.name!r}: {path} on {self.host} is a symlink leading out of the destination root "
+            f"{self.root} (to {real}); nothing is written, read or deleted through it",
+            f"replace the symlink by a real folder on the backup host (or point destinations.{self.name}.path "
+            "at the real location)")
+
+    async def _confine(self, sftp: asyncssh.SFTPClient, path: str, *, folder: bool = False,
+                       create: bool = False) -> bool:
+        """Check (lstat + realpath on the server) that every existing folder from the root
+        to ``path`` — ``path`` itself too when ``folder`` — resolves inside the root; a
+        symlink leading out is an error. Missing folders are created when ``create``;
+        otherwise False says one is missing (nothing there)."""
+        if self.root not in self._dirs:
+            await self._check_root(sftp)
+        target = path if folder else posixpath.dirname(path)
+        if target in self._dirs:
+            return True
+        rel = posixpath.relpath(target, self.root)
+        cur = self.root
+        for part in ([] if rel == "." else rel.split("/")):
+            cur = posixpath.join(cur, part)
+            if cur in self._dirs:
                 continue
+            try:
+                attrs = await sftp.lstat(cur)
+            except asyncssh.SFTPNoSuchFile:
+                if not create:
+                    return False
+                try:
+                    await sftp.mkdir(cur)
+                except asyncssh.SFTPPermissionDenied:
+                    raise self._denied("creating the folder", cur) from None
+                except asyncssh.SFTPError:
+                    if not await sftp.isdir(cur):  # a concurrent run made it: fine (checked below)
+                        raise
+                attrs = await sftp.lstat(cur)
             except asyncssh.SFTPPermissionDenied:
                 raise self._denied("reaching", cur) from None
+            if attrs.permissions is not None and stat_mod.S_ISLNK(attrs.permissions):
+                try:
+                    real = posixpath.normpath(await sftp.realpath(cur))
+                except asyncssh.SFTPNoSuchFile:  # a dangling link
+                    real = "(nothing)"
+                if not self._inside(real):
+                    raise self._escape(cur, real)
+                attrs = await sftp.stat(cur)
             if attrs.permissions is not None and not stat_mod.S_ISDIR(attrs.permissions):
                 raise DestinationError(f"destination {self.name!r}: {cur} on {self.host} is a file, not a folder",
                                        "remove or rename it on the backup host, or change remote_dir")
-            break
-        if cur == self.root and self.root not in self._dirs:
-            await self._check_root(sftp)
-        for d in reversed(missing):
-            try:
-                await sftp.mkdir(d)
-            except asyncssh.SFTPPermissionDenied:
-                raise self._denied("creating the folder", d) from None
-            except asyncssh.SFTPError:
-                if not await sftp.isdir(d):  # a concurrent run made it: fine
-                    raise
-            self._dirs.add(d)
-        self._dirs.add(folder)
+            self._dirs.add(cur)
+        return True
+
+    async def _regular(self, sftp: asyncssh.SFTPClient, path: str):
+        """lstat attributes of the regular file ``path`` (folders confined), or None when it
+        is missing or a symlink: a link at a final name is never taken as the file."""
+        if not await self._confine(sftp, path):
+            return None
+        try:
+            attrs = await sftp.lstat(path)
+        except asyncssh.SFTPNoSuchFile:
+            return None
+        except asyncssh.SFTPPermissionDenied:
+            raise self._denied("reading", path) from None
+        if attrs.permissions is not None and stat_mod.S_ISLNK(attrs.permissions):
+            log.warning("destination %s: %s on %s is a symlink: not trusted as the file (it is replaced by an upload)",
+                        self.name, path, self.host)
+            return None
+        if attrs.permissions is not None and not stat_mod.S_ISREG(attrs.permissions):
+            raise DestinationError(f"destination {self.name!r}: {path} on {self.host} is not a regular file",
+                                   "remove it on the backup host")
+        return attrs
 
     async def _rename(self, sftp: asyncssh.SFTPClient, tmp: str, final: str) -> None:
         try:
@@ -544,7 +598,7 @@ class SFTPDestination:
         final = self._remote(name)
         tmp = self._remote(temp_name(safe_name(name), owner))
         folder = posixpath.dirname(final)
-        await self._makedirs(sftp, folder)
+        await self._confine(sftp, final, create=True)
         if self.cfg.verify == "sha256sum" and not await self._probe_exec():
             raise self._no_sha256sum()  # before uploading what could not be verified
         t0 = time.monotonic()
@@ -726,15 +780,8 @@ class SFTPDestination:
     async def _sha256(self, name: str) -> str | None:
         sftp = await self._connect()
         path = self._remote(name)
-        try:
-            attrs = await sftp.stat(path)
-        except asyncssh.SFTPNoSuchFile:
+        if await self._regular(sftp, path) is None:
             return None
-        except asyncssh.SFTPPermissionDenied:
-            raise self._denied("reading", path) from None
-        if attrs.permissions is not None and not stat_mod.S_ISREG(attrs.permissions):
-            raise DestinationError(f"destination {self.name!r}: {path} on {self.host} is not a regular file",
-                                   "remove it on the backup host")
         mode = self.cfg.verify
         if mode in ("auto", "sha256sum"):
             if await self._probe_exec():
@@ -782,6 +829,8 @@ class SFTPDestination:
 
         async def download() -> None:
             sftp = await self._connect()
+            if await self._regular(sftp, path) is None:
+                raise DestinationError(f"destination {self.name!r}: {name} does not exist (or is not a regular file)")
             try:
                 with open(part, "wb") as out:
                     await self._read_remote(sftp, path, out.write)
@@ -806,10 +855,8 @@ class SFTPDestination:
         path = self._remote(name)
 
         async def size() -> int | None:
-            try:
-                return (await self._sftp.stat(path)).size
-            except asyncssh.SFTPNoSuchFile:
-                return None
+            attrs = await self._regular(self._sftp, path)
+            return None if attrs is None else attrs.size
 
         return self._call(f"checking the size of {name}", size)
 
@@ -818,6 +865,8 @@ class SFTPDestination:
         prefix = "" if path == self.root else safe_name(folder) + "/"
 
         async def listing() -> list[str]:
+            if not await self._confine(self._sftp, path, folder=True):
+                return []
             try:
                 entries = await self._sftp.readdir(path)
             except asyncssh.SFTPNoSuchFile:
@@ -834,8 +883,10 @@ class SFTPDestination:
         path = self._remote(name)
 
         async def delete() -> None:
+            if not await self._confine(self._sftp, path):
+                return  # its folder is missing: nothing to delete
             try:
-                await self._sftp.remove(path)
+                await self._sftp.remove(path)  # a symlink at the name: the link goes, never its target
             except asyncssh.SFTPNoSuchFile:
                 pass
             except asyncssh.SFTPPermissionDenied:
@@ -847,6 +898,8 @@ class SFTPDestination:
         path = self._folder(folder)
 
         async def cleanup() -> list[str]:
+            if not await self._confine(self._sftp, path, folder=True):
+                return []
             try:
                 entries = await self._sftp.readdir(path)
             except asyncssh.SFTPNoSuchFile:
