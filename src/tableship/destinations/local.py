@@ -71,8 +71,7 @@ class LocalDestination:
         """The path of a final name, its folders confined; None if a folder is missing."""
         return self._confine(safe_name(name), create=create)
 
-    @staticmethod
-    def _regular(path: Path | None) -> os.stat_result | None:
+    def _regular(self, path: Path | None) -> os.stat_result | None:
         """lstat of a regular file (never through a symlink at the name), else None."""
         if path is None:
             return None
@@ -80,6 +79,8 @@ class LocalDestination:
             st = os.lstat(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
+        except OSError as exc:
+            raise self._fail(f"reaching {path.name}", exc) from None
         return st if stat.S_ISREG(st.st_mode) else None
 
     def _fail(self, what: str, exc: OSError) -> DestinationError:
