@@ -228,7 +228,7 @@ def _copies(path: Path) -> list[Path]:
     return sorted(path.parent.glob(f"{path.name}.v*.bak"))
 
 
-def ledger_error(exc: BaseException, path: Path, doing: str = "use") -> LedgerError:
+def ledger_error(exc: BaseException, path: Path) -> LedgerError:
     """The one ``Error:`` line for an SQLite or OS error on the ledger at ``path``."""
     if isinstance(exc, LedgerError):
         return exc
@@ -239,12 +239,18 @@ def ledger_error(exc: BaseException, path: Path, doing: str = "use") -> LedgerEr
     copies = _copies(path)
     copy = f"; the pre-migration copy is {copies[-1]}" if copies else ""
     aside = f"move it aside (mv {path} {path}.broken) and re-run — a new ledger starts empty{copy}"
+    if err_no in (errno.ENOTDIR, errno.EEXIST):
+        return LedgerError(f"the ledger {path} cannot be created: {getattr(exc, 'filename', None) or path.parent} "
+                           "is not a folder", "check that path (settings.state_dir): it must be a folder", path)
     if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "database is locked" in text:
         return LedgerLockedError(f"the ledger {path} is locked by another process ({text})",
                                  "wait for the other tableship process to finish, then re-run", path)
     if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "not a database" in text or "malformed" in text:
         return LedgerError(f"the ledger {path} is corrupt ({text})", aside, path)
-    if primary == sqlite3.SQLITE_FULL or err_no in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in text:
+    full = primary == sqlite3.SQLITE_FULL or err_no in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in text
+    if not full and (primary == sqlite3.SQLITE_IOERR or err_no == errno.EIO):
+        full = _no_space(path.parent)  # SQLite reports a full disk while growing -shm/-wal as an I/O error
+    if full:
         return LedgerError(f"the ledger {path} cannot be written: the disk is full ({text})",
                            f"free space on the file system of {path.parent} (or point settings.state_dir "
                            "elsewhere), then re-run", path)
@@ -254,11 +260,19 @@ def ledger_error(exc: BaseException, path: Path, doing: str = "use") -> LedgerEr
                            f"make {path.parent} and the files in it writable by this user (check chmod, "
                            "chattr -i and read-only mounts) or point settings.state_dir elsewhere", path)
     if primary == sqlite3.SQLITE_IOERR or err_no == errno.EIO:
-        return LedgerError(f"the ledger {path} failed to {doing}: I/O error ({text})",
+        return LedgerError(f"the ledger {path} failed: I/O error ({text})",
                            f"check the disk and free space under {path.parent}; if the file is damaged, {aside}",
                            path)
-    return LedgerError(f"the ledger {path} failed to {doing}: {text}",
+    return LedgerError(f"the ledger {path} failed: {text}",
                        f"re-run with --debug and report it; if the file is damaged, {aside}", path)
+
+
+def _no_space(folder: Path) -> bool:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
 
 
 class _Connection(sqlite3.Connection):
@@ -313,7 +327,7 @@ class Ledger:
             try:
                 self._db = self._open_readonly() if self.readonly else self._open_writable()
             except (sqlite3.Error, OSError) as exc:
-                raise ledger_error(exc, self.path, "open") from exc
+                raise ledger_error(exc, self.path) from exc
         return self._db
 
     def close(self) -> None:
@@ -356,9 +370,20 @@ class Ledger:
     def _open_readonly(self) -> _Connection:
         if not self.path.exists():
             return _memory(self.path)
-        db = _connect(f"{self.path.resolve().as_uri()}?mode=ro", self.path, uri=True)
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        db = _connect(uri, self.path, uri=True)
         try:
-            found = _recognise(db, self.path)
+            try:
+                found = _recognise(db, self.path)
+            except LedgerError as exc:
+                # A read-only folder or an immutable file: SQLite cannot create the WAL index
+                # (-shm). Nobody can write such a file either, so reading it as immutable is safe.
+                if not isinstance(exc.__cause__, sqlite3.Error) or exc.__cause__.sqlite_errorcode & 0xFF not in (
+                        sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR):
+                    raise
+                db.close()
+                db = _connect(uri + "&immutable=1", self.path, uri=True)
+                found = _recognise(db, self.path)
             if found == LATEST:
                 return db
             if found == 0:  # an empty file reads as an empty ledger

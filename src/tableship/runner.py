@@ -11,6 +11,7 @@ from typing import Callable
 from .alerts import make_monitor
 from .config import Config
 from .errors import EXIT_JOB_FAILED, JobError, EXIT_LOCKED, EXIT_OK, Interrupted, LockedError, TableshipError, UsageError
+from .ledger import LedgerError
 from .lock import JobLock
 from .log import current_job, current_run
 from .pipeline import Pipeline
@@ -127,13 +128,25 @@ def run_jobs(
     store = StateStore(config.settings.state_dir)
     monitor = make_monitor(config, store)
     outcomes = []
+    ledger_ok = False
     try:
-        for n in jobs:
-            outcome = run_one(config, store, monitor, plans[n], wait, progress_factory)
-            outcomes.append(outcome)
-            echo(outcome.summary())
+        try:
+            store.connect()  # open (and migrate) the ledger before any job: a broken one stops the batch
+            for n in jobs:
+                outcome = run_one(config, store, monitor, plans[n], wait, progress_factory)
+                outcomes.append(outcome)
+                echo(outcome.summary())
+            ledger_ok = True
+        except LedgerError as exc:
+            # Nothing of this job or of the rest of the batch can be recorded: alert directly on
+            # every channel (the outbox lives in the ledger), then end with the ledger's Error: line.
+            log.error("the ledger cannot be used: %s", exc.message)
+            done = {o.job for o in outcomes}
+            monitor.ledger_failed([n for n in jobs if n not in done], plans, exc)
+            raise
     finally:
-        _write_outputs(config, store)
+        if ledger_ok:
+            _write_outputs(config, store)
         store.close()
     return outcomes
 
@@ -158,6 +171,8 @@ def run_one(config, store, monitor, plan: Plan, wait: float, progress_factory) -
                 except Interrupted:  # a signal ends the whole command (exit 128+N), not just this job
                     log.error("interrupted; the run is recorded as failed and resumes on the next run")
                     raise
+                except LedgerError:
+                    raise  # nothing can be recorded: the batch stops (run_jobs alerts)
                 except TableshipError as exc:
                     log.error("%s", exc.line())
                     log.debug("details", exc_info=True)

@@ -4,12 +4,15 @@ full, read-only, immutable, locked) ends in one ``Error:`` line naming the file 
 
 from __future__ import annotations
 
+import errno
 import sqlite3
+import subprocess
 
 import pytest
 
 from tableship.ledger import LATEST
-from tests.e2e.helpers import JOB, RUN_DATE, Workspace
+from tests.servers import ensure_command, missing
+from tests.e2e.helpers import JOB, RUN_DATE, Workspace, assert_clean_error
 
 # tableship 0.1.0's DDL, verbatim from its state.py, archives.py and alerts/incidents.py
 # (each ran it on every open; 0.1.0 never set PRAGMA user_version).
@@ -264,3 +267,154 @@ def test_a_ledger_from_a_newer_tableship_is_refused_and_left_alone(ws):
         assert len(errors) == 1 and str(db_path) in errors[0] and "upgrade tableship" in errors[0], str(r)
         assert "Traceback" not in r.stderr
     assert db_path.read_bytes() == before
+
+
+# ---------------------------------------------------------------- a broken ledger
+
+ALERT_LINE = 'printf "%s|%s\\n" "$TABLESHIP_SUBJECT" "$TABLESHIP_ERROR" >> "$0"'
+
+
+@pytest.fixture
+def aws(ws):
+    """A workspace whose log and staging live outside the state dir (which the tests break), with a
+    command alert channel appending ``subject|error`` lines to ``ws.alerts``."""
+    ws.alerts = ws.root / "alerts.txt"
+    ws.write_config(settings={"log_file": str(ws.root / "logs" / "tableship.log"),
+                              "staging_dir": str(ws.root / "staging"), "environment": "prod"},
+                    alerts={"channels": ["pager"],
+                            "pager": {"type": "command", "argv": ["sh", "-c", ALERT_LINE, str(ws.alerts)],
+                                      "retries": {"attempts": 1, "initial_delay": 0}}})
+    return ws
+
+
+def alerts(ws) -> list[list[str]]:
+    return [line.split("|", 1) for line in ws.alerts.read_text().splitlines()] if ws.alerts.exists() else []
+
+
+def assert_ledger_error(r, rc: int, path, *needles: str) -> str:
+    line = assert_clean_error(r, rc, str(path), *needles)
+    assert "unexpected" not in line and "--debug" not in line, line
+    return line
+
+
+def assert_alerted(ws, *needles: str) -> None:
+    got = alerts(ws)
+    assert len(got) == 1, got
+    subject, error = got[0]
+    assert subject.startswith(f"[tableship] FAILED {JOB} 2026-06-01..2026-10-31"), subject
+    for needle in needles:
+        assert needle in error, (needle, error)
+
+
+def test_a_corrupt_ledger_names_the_file_the_fix_and_the_pre_migration_copy_and_still_alerts(aws):
+    make_v010_ledger(aws)
+    assert aws.cli("run", "--date", RUN_DATE).rc == 0  # migrates: state.db.v1.bak
+    db_path = aws.state_dir / "state.db"
+    copy = aws.state_dir / "state.db.v1.bak"
+    for p in aws.state_dir.glob("state.db-*"):
+        p.unlink()
+    db_path.write_bytes(b"this is not an SQLite database, it was overwritten\n" * 100)
+
+    r = aws.cli("run", "--date", RUN_DATE)
+    line = assert_ledger_error(r, 74, db_path, "corrupt", "move it aside", str(copy))
+    assert_alerted(aws, "corrupt", str(db_path))
+    for command in (["status"], ["history"], ["status", "--json"], ["ls"]):
+        r = aws.cli(*command)
+        assert assert_ledger_error(r, 74, db_path, "corrupt") == line, str(r)
+
+    # the fix the line gives works: move it aside, re-run
+    db_path.rename(aws.state_dir / "state.db.broken")
+    r = aws.cli("run", "--date", RUN_DATE)
+    assert r.rc == 0, str(r)
+
+
+@pytest.fixture
+def tmpfs_state(aws):
+    """The state dir on a 2 MiB tmpfs (root: ``mount -t tmpfs``; never skipped under CI)."""
+    aws.state_dir.mkdir(parents=True, exist_ok=True)
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(aws.state_dir)],
+                           capture_output=True, text=True)
+    if mount.returncode != 0:
+        missing(f"cannot mount a small tmpfs for the state dir: {mount.stderr.strip()}")
+    yield aws
+    subprocess.run(["umount", "-l", str(aws.state_dir)], capture_output=True)
+
+
+def fill(folder) -> None:
+    with open(folder / "filler", "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC, exc
+
+
+def test_a_full_disk_under_the_ledger_is_one_error_and_the_alert_still_goes_out(tmpfs_state):
+    ws = tmpfs_state
+    assert ws.cli("run", "--date", RUN_DATE).rc == 0
+    fill(ws.state_dir)
+    db_path = ws.state_dir / "state.db"
+    r = ws.cli("run", "--date", "2026-12-02")  # a new window: its run needs new rows
+    assert_ledger_error(r, 74, db_path, "disk is full", "free space")
+    got = alerts(ws)
+    assert len(got) == 1 and got[0][0].startswith(f"[tableship] FAILED {JOB} 2026-07-01..2026-11-30"), got
+    r = ws.cli("status")  # reading still works on a full disk
+    assert r.rc == 0 and "2026-06-01..2026-10-31" in r.stdout, str(r)
+    (ws.state_dir / "filler").unlink()
+    r = ws.cli("run", "--date", "2026-12-02")
+    assert r.rc == 0, str(r)
+
+
+def test_a_read_only_ledger_is_one_error_and_the_alert_still_goes_out(tmpfs_state):
+    ws = tmpfs_state
+    assert ws.cli("run", "--date", RUN_DATE).rc == 0
+    subprocess.run(["mount", "-o", "remount,ro", str(ws.state_dir)], check=True)
+    db_path = ws.state_dir / "state.db"
+    r = ws.cli("run", "--date", RUN_DATE)
+    assert_ledger_error(r, 74, db_path, "cannot be written", "writable")
+    assert_alerted(ws, str(db_path))
+    r = ws.cli("history")  # a read-only ledger can still be read
+    assert r.rc == 0 and "success" in r.stdout, str(r)
+    subprocess.run(["mount", "-o", "remount,rw", str(ws.state_dir)], check=True)
+    assert ws.cli("run", "--date", RUN_DATE).rc == 0
+
+
+@pytest.fixture
+def chattr(aws):
+    ensure_command("chattr", "e2fsprogs")
+    return aws
+
+
+def test_an_immutable_ledger_is_one_error_and_the_alert_still_goes_out(chattr):
+    ws = chattr
+    assert ws.cli("run", "--date", RUN_DATE).rc == 0
+    db_path = ws.state_dir / "state.db"
+    proc = subprocess.run(["chattr", "+i", str(db_path)], capture_output=True, text=True)
+    if proc.returncode != 0:  # needs root and a file system with the attribute (ext4, xfs, btrfs)
+        missing(f"cannot make the ledger immutable with chattr +i: {proc.stderr.strip()}")
+    try:
+        r = ws.cli("run", "--date", RUN_DATE)
+        assert_ledger_error(r, 74, db_path, "cannot be written", "chattr -i")
+        assert_alerted(ws, str(db_path))
+        r = ws.cli("status")
+        assert r.rc == 0 and "success" in r.stdout, str(r)
+    finally:
+        subprocess.run(["chattr", "-i", str(db_path)], check=True)
+    assert ws.cli("run", "--date", RUN_DATE).rc == 0
+
+
+def test_a_ledger_locked_by_another_process_is_exit_75_and_the_alert_still_goes_out(aws):
+    assert aws.cli("run", "--date", RUN_DATE).rc == 0
+    db_path = aws.state_dir / "state.db"
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process keeps a write transaction open
+    try:
+        r = aws.cli("run", "--date", "2026-12-02")
+        assert_ledger_error(r, 75, db_path, "locked", "wait")
+        got = alerts(aws)
+        assert len(got) == 1 and "locked" in got[0][1], got
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert aws.cli("run", "--date", "2026-12-02").rc == 0

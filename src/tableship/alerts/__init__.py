@@ -32,6 +32,9 @@ class Monitor:
     def job_failed(self, job, plan, run, error) -> None:
         pass
 
+    def ledger_failed(self, jobs, plans, error) -> None:
+        """The ledger cannot be used: nothing of ``jobs`` can be recorded (see AlertMonitor)."""
+
 
 def make_monitor(config, store) -> Monitor:
     """The incident-policy monitor (falls back to the no-op one if it cannot start)."""

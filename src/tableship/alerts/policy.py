@@ -150,6 +150,45 @@ class AlertMonitor(Monitor):
         finally:
             self.tail.clear(job.name)
 
+    @never_raises
+    def ledger_failed(self, jobs, plans, error) -> None:
+        """The ledger cannot be used (corrupt, full, read-only, locked): no incident or outbox row
+        can be written, so each job of ``jobs`` gets one ``failed`` message on every channel,
+        sent directly (no once-per-incident rule, no hourly budget: both live in the ledger),
+        and a ``/fail`` ping. The error names the ledger file and the fix."""
+        self._incidents = None  # never touch the broken ledger again in this process
+        now = self.clock()
+        ts = iso(now)
+        err = self.redact(error.line() if hasattr(error, "line") else str(error))
+        for name in jobs:
+            job = self.config.jobs[name]
+            plan = plans.get(name) if plans else None
+            tail = [self.redact(line) for line in self.tail.take(name)]
+            self.tail.clear(name)
+            event = Event(
+                kind="failed", job=name, table=job.table,
+                window_start=plan.window.start.isoformat() if plan else None,
+                window_end=plan.window.end.isoformat() if plan else None,
+                host=self.host, environment=self.environment, incident_id=0, opened_at=ts, failures=1,
+                failures_since_last_alert=1, phase="ledger", error=err, last_failed_at=ts,
+                resume_command=resume_command(str(self.config.path), name, *self._window(plan, None)),
+                config_path=str(self.config.path), log_tail=tail,
+                realert_after_seconds=self.alerts.realert_after.total_seconds(), created_at=ts,
+            )
+            for channel, cfg in self.message_channels.items():
+                if not self.live:
+                    log.info("would send failed alert on channel %s (%s) — not sent because environment = %r: %s",
+                             channel, cfg.type, self.environment, event.subject)
+                    continue
+                try:
+                    send_event(channel, cfg, event)
+                    log.info("alert sent on channel %s: %s", channel, event.subject)
+                except ChannelError as exc:
+                    log.error("alert channel %s: could not send the failed alert for %s: %s", channel, name,
+                              self.redact(str(exc)))
+            if self.ping_channels:
+                self._ping(name, "fail", event.text())
+
     # ------------------------------------------------------------ policy
     def on_failure(self, job, plan, run, error, tail: list[str]) -> None:
         now = self.clock()
