@@ -2,6 +2,12 @@
 
 The kernel drops a flock when its process dies, so a crashed run never leaves a stale
 lock. The file holds the owner's pid, host and start time for the "held by" message.
+
+The lock also tells whether a run recorded as ``running`` is alive (:func:`run_alive`):
+a run is live only while its job's lock is held. Whether it is held is read from
+``/proc/locks`` — never by trying the lock, which would make a run starting at that
+moment see it taken and skip with exit 75. Without ``/proc/locks`` the recorded pid is
+checked instead.
 """
 
 from __future__ import annotations
@@ -15,6 +21,52 @@ import time
 from pathlib import Path
 
 from .errors import LockedError
+
+
+def _held_flocks() -> set[tuple[int, int, int]] | None:
+    """(major, minor, inode) of every file with a granted flock, from /proc/locks (None if unreadable)."""
+    try:
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    held = set()
+    for line in text.splitlines():
+        parts = line.split()  # "1: FLOCK  ADVISORY  WRITE 1234 fe:00:5343449 0 EOF"; waiters have "->"
+        if len(parts) >= 6 and parts[1] == "FLOCK":
+            try:
+                major, minor, inode = parts[5].split(":")
+                held.add((int(major, 16), int(minor, 16), int(inode)))
+            except ValueError:
+                continue
+    return held
+
+
+def _pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_alive(state_dir: Path, job: str, pid: int | None, host: str | None) -> bool:
+    """Whether a run recorded as running (by ``pid`` on ``host``) is still being worked on."""
+    if host and host != socket.gethostname():
+        return True  # another host's process: nothing here can tell, so trust the ledger
+    path = JobLock(state_dir, job).path
+    held = _held_flocks()
+    if held is None:
+        return _pid_alive(pid)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False  # no lock file: nobody holds it
+    # held by the run's own process, or by a new run of the job about to resume it
+    return (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) in held
 
 
 class JobLock:

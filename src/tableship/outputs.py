@@ -30,7 +30,7 @@ from .fsutil import atomic_write_bytes, atomic_write_text
 from .redact import redact, redact_bytes
 from .state import Run, StateStore
 
-RESULTS = ("success", "failed", "running")
+RESULTS = ("success", "failed", "running", "interrupted")
 
 
 @dataclass

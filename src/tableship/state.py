@@ -13,7 +13,7 @@ import enum
 import json
 import os
 import socket
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from .ledger import Ledger
@@ -51,6 +51,8 @@ class Result(str, enum.Enum):
     RUNNING = "running"
     SUCCESS = "success"
     FAILED = "failed"
+    #: never stored: how :meth:`StateStore.history` shows a ``running`` run whose process is gone
+    INTERRUPTED = "interrupted"
 
 
 def allowed(current: Phase, target: Phase) -> bool:
@@ -135,6 +137,19 @@ class StateStore(Ledger):
         return Run(**dict(row))
 
     def history(self, job: str | None = None, limit: int = 20) -> list[Run]:
+        """Runs, newest first; a ``running`` run whose process is gone shows as ``interrupted``."""
+        return [self.liveness(r) for r in self._history(job, limit)]
+
+    def liveness(self, run: Run) -> Run:
+        """``run``, its result ``interrupted`` if it is recorded as running but its job's lock is free
+        (the process died: ``kill -9``, a crash, a reboot). The next run of the job resumes it."""
+        from .lock import run_alive
+
+        if run.result == Result.RUNNING.value and not run_alive(self.state_dir, run.job, run.pid, run.host):
+            return replace(run, result=Result.INTERRUPTED.value)
+        return run
+
+    def _history(self, job: str | None = None, limit: int = 20) -> list[Run]:
         sql = f"SELECT {', '.join(_COLS)} FROM runs"
         args: tuple = ()
         if job:

@@ -190,3 +190,17 @@ def test_several_processes_write_the_same_ledger(tmp_path):
         assert db.execute("SELECT count(*) FROM transitions").fetchone()[0] == 30 * 5
     finally:
         db.close()
+
+
+def test_a_running_run_is_live_only_while_its_jobs_lock_is_held(store, tmp_path):
+    from tableship.lock import JobLock
+
+    run = store.start("job", *W, "2026-11-26")
+    assert [r.result for r in store.history("job")] == ["interrupted"]  # nobody holds the lock
+    with JobLock(store.state_dir, "job").acquire():
+        assert [r.result for r in store.history("job")] == ["running"]
+        assert store.latest("job").result == "running"
+    assert store.latest("job").result == "interrupted"
+    assert store.get(run.id).result == "running"  # a view: the ledger itself is unchanged
+    store.finish(run, Result.FAILED, "x", "export")
+    assert store.latest("job").result == "failed"
