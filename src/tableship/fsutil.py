@@ -6,6 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
+from . import holds
+
 
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -37,12 +39,16 @@ def atomic_write_text(target: Path, text: str) -> None:
     atomic_write_bytes(Path(target), text.encode("utf-8"))
 
 
-def atomic_copy(src: Path, target: Path, tmp: Path) -> None:
+def atomic_copy(src: Path, target: Path, tmp: Path, hold: str | None = None) -> None:
+    """Copy ``src`` to ``target`` through ``tmp``; ``hold`` names a test hold point
+    (``holds.py``) reached when ``tmp`` is complete but not yet renamed."""
     try:
         with open(src, "rb") as fi, open(tmp, "wb") as fo:
             shutil.copyfileobj(fi, fo, 4 * 1024 * 1024)
             fo.flush()
             os.fsync(fo.fileno())
+        if hold:
+            holds.hold(hold)
         _finish(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -17,7 +17,7 @@ from typing import Callable
 
 import tenacity
 
-from . import __version__
+from . import __version__, holds
 from .config import Config, Retry
 from .destinations.base import Destination, open_destination
 from .errors import DataCheckError, Interrupted, JobError, SourceError, TableshipError, VerificationError
@@ -144,7 +144,8 @@ class Pipeline:
             check_columns(job.expect_columns, schema.names)
         log.info("exporting %s: %s", job.table, query.display())
         result = self._source_retry(f"export of {job.table}")(
-            lambda: write_archive(self.source.batches(query, BATCH_ROWS), schema, plan.staged_path, plan.dialect,
+            lambda: write_archive(holds.after_first(self.source.batches(query, BATCH_ROWS), "export"), schema,
+                                  plan.staged_path, plan.dialect,
                                   job.compression.codec, job.compression.level, self.progress)
         )
         log.info("exported %d rows, %d CSV bytes → %d archive bytes (sha256 %s)", result.rows, result.csv_bytes,

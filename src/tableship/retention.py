@@ -27,6 +27,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable
 
+from . import holds
 from .archives import Archive, db, is_verified, last_status, list_archives, open_job_destination
 from .config import Config, JobConfig, RetentionSpec
 from .errors import EXIT_JOB_FAILED, EXIT_LOCKED, TableshipError
@@ -141,6 +142,7 @@ def prune_job(config: Config, job: JobConfig, store: StateStore, dry_run: bool =
             if dry_run:
                 line = f"{job.name}: would delete {a.remote_path}{w}: {d.reason}"
             else:
+                holds.hold("prune")
                 delete_group(dest, store, a)
                 result.deleted.append(d)
                 line = f"{job.name}: deleted {a.remote_path}{w} and its sidecars: {d.reason}"

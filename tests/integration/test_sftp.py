@@ -18,6 +18,7 @@ import logging
 import os
 import pwd
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -684,6 +685,31 @@ def test_sigterm_mid_upload_stops_the_openssh_client_too(tmp_path, sshd_fresh, b
     ok(site.run("run", "--date", RUN_DATE))
     assert_delivered(site, BIG_ARCHIVE)
     assert not any(TMP_RE.match(p.name) for p in folder.iterdir())
+
+
+def test_kill_9_mid_upload_leaves_no_openssh_client_behind(tmp_path, sshd_fresh, big_warehouse, remote, slow_proxy):
+    """The OpenSSH sftp client gets PR_SET_PDEATHSIG: after kill -9 of tableship neither
+    it nor its ssh lives on uploading (within a second), and a re-run finishes the work."""
+    sshd = sshd_fresh
+    site = make_site(tmp_path, sshd, big_warehouse, remote, port=slow_proxy.port, known_hosts=slow_proxy.known_hosts,
+                     window='{ unit = "month", count = 12 }', defaults_extra='compression = { codec = "none" }')
+    folder = site.remote / REMOTE_DIR
+    proc = site.popen("run", "--date", RUN_DATE)
+    try:
+        wait_for(lambda: folder.is_dir() and any(p.stat().st_size > 2**20 for p in folder.glob(".*.part")), 120,
+                 "the upload", proc)
+        children = descendants_of(proc.pid)  # OpenSSH's sftp and its ssh
+        assert len(children) >= 2, children
+        proc.kill()
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+    wait_for(lambda: all(map(ended, children)), 1.0, f"the OpenSSH children {children} to die with tableship")
+    ok(site.run("run", "--date", RUN_DATE))
+    assert_delivered(site, BIG_ARCHIVE)
+    assert not [p for p in folder.iterdir() if TMP_RE.match(p.name)]
 
 
 def test_accept_new_with_an_unwritable_known_hosts_is_a_clear_error(tmp_path, sshd, remote):

@@ -9,6 +9,7 @@ import shutil
 import stat
 from pathlib import Path
 
+from .. import holds
 from ..errors import DestinationError, TransientDestinationError
 from ..fsutil import atomic_copy, atomic_write_bytes, fsync_dir
 from .base import TMP_RE, is_temp, safe_name, temp_name
@@ -96,7 +97,7 @@ class LocalDestination:
         try:
             target = self._file(name, create=True)
             # os.replace over a symlink at the final name replaces the link, not its target
-            atomic_copy(Path(local), target, self.root / temp_name(safe_name(name), owner))
+            atomic_copy(Path(local), target, self.root / temp_name(safe_name(name), owner), hold="upload")
         except OSError as exc:
             raise self._fail(f"writing {name}", exc) from None
 
@@ -113,7 +114,7 @@ class LocalDestination:
             raise DestinationError(f"destination {self.name!r}: {name} does not exist (or is not a regular file)")
         local = Path(local)
         try:
-            atomic_copy(src, local, local.with_name(f".{local.name}.part"))
+            atomic_copy(src, local, local.with_name(f".{local.name}.part"), hold="get")
         except OSError as exc:
             raise self._fail(f"reading {name}", exc) from None
 
@@ -123,6 +124,7 @@ class LocalDestination:
             return None  # missing, or a symlink/folder: never taken as the archive
         try:
             with open(path, "rb") as f:
+                holds.hold("sha256")
                 return hashlib.file_digest(f, "sha256").hexdigest()
         except FileNotFoundError:
             return None
@@ -144,6 +146,7 @@ class LocalDestination:
         if base is None:
             return []
         prefix = "" if base == self.root else safe_name(folder) + "/"
+        holds.hold("list")
         try:
             with os.scandir(base) as entries:
                 return sorted(prefix + e.name for e in entries

@@ -60,7 +60,7 @@ from typing import Any, Awaitable, Callable
 
 import asyncssh
 
-from .. import interrupts
+from .. import holds, interrupts
 from ..errors import ConfigError, DestinationError, Interrupted, TableshipError, TransientDestinationError
 from .base import is_temp, safe_name, temp_name
 
@@ -579,6 +579,8 @@ class SFTPDestination:
                         done, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
                         _raise_first(done)
                     inflight.add(asyncio.ensure_future(f.write(data, offset)))
+                    if not offset:
+                        await holds.hold_async("upload")
                     offset += len(data)
                 if inflight:
                     done, inflight = await asyncio.wait(inflight)
@@ -746,6 +748,8 @@ class SFTPDestination:
                             break
                         data += more
                     sink(data)
+                    if not total:
+                        await holds.hold_async("read-back")
                     total += len(data)
                     if len(data) < n:  # the file shrank while reading
                         break
@@ -760,10 +764,17 @@ class SFTPDestination:
                 await _settle([fut for _, _, fut in pending])
         return total
 
-    async def _exec(self, command: str, timeout: float | None) -> tuple[int | None, str, str]:
+    async def _exec(self, command: str, timeout: float | None, hold: str | None = None) -> tuple[int | None, str, str]:
+        """Run ``command`` on the server; the channel is closed however this ends (a
+        signal cancels the wait: no process or task is left behind)."""
         assert self._conn is not None
-        res = await self._conn.run(command, check=False, timeout=timeout, stdin=asyncssh.DEVNULL,
-                                   encoding="utf-8", errors="replace")
+        proc = await self._conn.create_process(command, stdin=asyncssh.DEVNULL, encoding="utf-8", errors="replace")
+        try:
+            if hold:
+                await holds.hold_async(hold)
+            res = await proc.wait(check=False, timeout=timeout)
+        finally:
+            proc.close()
         return res.exit_status, str(res.stdout or ""), str(res.stderr or "")
 
     async def _probe_exec(self) -> bool:
@@ -785,7 +796,7 @@ class SFTPDestination:
         mode = self.cfg.verify
         if mode in ("auto", "sha256sum"):
             if await self._probe_exec():
-                code, out, err = await self._exec(f"sha256sum -- {shlex.quote(path)}", timeout=None)
+                code, out, err = await self._exec(f"sha256sum -- {shlex.quote(path)}", timeout=None, hold="sha256")
                 m = _HEX64.match(out)
                 if code == 0 and m:
                     self.last_verify_method = "sha256sum"
@@ -865,6 +876,7 @@ class SFTPDestination:
         prefix = "" if path == self.root else safe_name(folder) + "/"
 
         async def listing() -> list[str]:
+            await holds.hold_async("list")
             if not await self._confine(self._sftp, path, folder=True):
                 return []
             try:
