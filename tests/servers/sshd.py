@@ -4,7 +4,8 @@
 foreground (``-D -e -f CONFIG``) with its own host key, config, pid file and
 authorized keys in a temp dir.  Tests log in as ``root`` with a generated
 client key.  A second, SFTP-only account (``tsftponly``, ``ForceCommand
-internal-sftp``) lets tests check an account that cannot run commands.
+internal-sftp``) lets tests check an account that cannot run commands; a third
+(``tpassword``) logs in with a password only (``password_user`` / ``password``).
 
 The server can be stopped/started (same port, same keys) and its
 per-connection children killed, to test the client's retry behaviour.  An
@@ -45,6 +46,10 @@ from tests.servers import (
 
 SSHD = "/usr/sbin/sshd"
 SFTP_ONLY_USER = "tsftponly"
+#: an account that logs in with a password (PasswordAuthentication only for it); the
+#: password has the characters URL and shell parsing trip on
+PASSWORD_USER = "tpassword"
+PASSWORD = "Sf@tp:pw/P#ss?49 %x"
 READY_TIMEOUT = 30.0
 
 
@@ -75,6 +80,19 @@ def _ensure_sftp_only_user() -> None:
         if proc.returncode != 0 and proc.returncode != 9:  # 9: already exists (race)
             missing(f"cannot create system user {SFTP_ONLY_USER!r}: {proc.stderr.strip()}")
     _unlock_for_key_login(SFTP_ONLY_USER)
+
+
+def _ensure_password_user() -> None:
+    try:
+        pwd.getpwnam(PASSWORD_USER)
+    except KeyError:
+        proc = subprocess.run(["useradd", "--system", "--create-home", "--shell", "/bin/sh", PASSWORD_USER],
+                              capture_output=True, text=True)
+        if proc.returncode not in (0, 9):  # 9: already exists (race)
+            missing(f"cannot create system user {PASSWORD_USER!r}: {proc.stderr.strip()}")
+    proc = subprocess.run(["chpasswd"], input=f"{PASSWORD_USER}:{PASSWORD}\n", capture_output=True, text=True)
+    if proc.returncode != 0:
+        missing(f"cannot set the password of {PASSWORD_USER!r}: {proc.stderr.strip()}")
 
 
 def _unlock_for_key_login(user: str) -> None:
@@ -213,6 +231,8 @@ class SshServer:
     sftp_user: str
     sftp_user_key: Path
     sftp_root_dir: Path
+    password_user: str
+    password: str
     config_path: Path
     log_path: Path
     base_dir: Path
@@ -291,6 +311,8 @@ Match User {sftp_user}
     ForceCommand internal-sftp
     AllowTcpForwarding no
     X11Forwarding no
+Match User {password_user}
+    PasswordAuthentication yes
 """
 
 
@@ -329,6 +351,7 @@ def running_sshd() -> Iterator[SshServer]:
     _ensure_openssh()
     _ensure_privsep_dir()
     _ensure_sftp_only_user()
+    _ensure_password_user()
     _unlock_for_key_login("root")
 
     base = make_base_dir("sshd")
@@ -369,6 +392,7 @@ def running_sshd() -> Iterator[SshServer]:
             pid_file=base / "sshd.pid",
             base=base,
             sftp_user=SFTP_ONLY_USER,
+            password_user=PASSWORD_USER,
         )
         log = base / "sshd.log"
         ctl = _SshdProcess(config, log, LOCALHOST, port)
@@ -384,6 +408,8 @@ def running_sshd() -> Iterator[SshServer]:
             sftp_user=SFTP_ONLY_USER,
             sftp_user_key=sftp_key,
             sftp_root_dir=sftp_root,
+            password_user=PASSWORD_USER,
+            password=PASSWORD,
             config_path=config,
             log_path=log,
             base_dir=base,
