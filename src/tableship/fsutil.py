@@ -22,10 +22,20 @@ def _finish(tmp: Path, target: Path) -> None:
     fsync_dir(target.parent)
 
 
+def _create(tmp: Path):
+    """Open ``tmp`` for writing, exclusively: whatever is at that name (a stale temporary,
+    or a symlink planted there) is removed first, never written through."""
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    return open(tmp, "xb")
+
+
 def atomic_write_bytes(target: Path, data: bytes, tmp: Path | None = None) -> None:
     tmp = tmp or target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as f:
+        with _create(tmp) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -43,7 +53,7 @@ def atomic_copy(src: Path, target: Path, tmp: Path, hold: str | None = None) -> 
     """Copy ``src`` to ``target`` through ``tmp``; ``hold`` names a test hold point
     (``holds.py``) reached when ``tmp`` is complete but not yet renamed."""
     try:
-        with open(src, "rb") as fi, open(tmp, "wb") as fo:
+        with open(src, "rb") as fi, _create(tmp) as fo:
             shutil.copyfileobj(fi, fo, 4 * 1024 * 1024)
             fo.flush()
             os.fsync(fo.fileno())

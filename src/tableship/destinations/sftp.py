@@ -567,7 +567,8 @@ class SFTPDestination:
 
     async def _write_remote(self, sftp: asyncssh.SFTPClient, src, tmp: str, size: int) -> None:
         block = self._block(sftp, "write")
-        async with await sftp.open(tmp, "wb", block_size=0) as f:
+        # "x": exclusive create, so a link planted at the (random) temporary name is never followed
+        async with await sftp.open(tmp, "xb", block_size=0) as f:
             inflight: set[asyncio.Future] = set()
             offset = 0
             try:
