@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import threading
 import uuid
 from dataclasses import dataclass
@@ -326,3 +327,126 @@ def test_names_escaping_the_root_are_refused(backend, tmp_path, name):
     assert sorted(os.listdir(backend.disk.parent)) == before
     assert os.listdir(backend.disk) == []
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- every method translates its errors
+
+
+def _calls(dest: Destination, local: Path, out: Path) -> dict[str, Callable[[], object]]:
+    """Every method of the contract, on names inside the folder ``t``."""
+    return {
+        "put": lambda: dest.put(local, "t/new", "job1"),
+        "put_bytes": lambda: dest.put_bytes(b"x", "t/new2", "job1"),
+        "get": lambda: dest.get("t/x", out),
+        "sha256": lambda: dest.sha256("t/x"),
+        "size": lambda: dest.size("t/x"),
+        "list": lambda: dest.list("t"),
+        "delete": lambda: dest.delete("t/x"),
+        "cleanup": lambda: dest.cleanup("t", "job1"),
+    }
+
+
+def _outcome(call: Callable[[], object]) -> str:
+    """"ok", or "DestinationError: …"; any other exception is a contract violation."""
+    try:
+        call()
+    except DestinationError as exc:
+        return f"DestinationError: {exc.line()}"
+    except Exception as exc:  # reported, not raised: the caller shows every method's outcome
+        return f"ESCAPED {type(exc).__module__}.{type(exc).__name__}: {exc}"
+    return "ok"
+
+
+def _in_child_as(uid: int, gid: int, fn: Callable[[], dict[str, str]]) -> dict[str, str]:
+    """Run ``fn`` in a forked child with another uid (root bypasses permission bits)."""
+    import json
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 0
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+            os.write(w, json.dumps(fn()).encode())
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and data, "the unprivileged child failed"
+    return json.loads(data)
+
+
+def _sftp_as(sshd, root: Path, user: str, key: Path) -> Destination:
+    import tableship.destinations.sftp as sftp_mod
+
+    cfg = SFTPConfig(type="sftp", host=sshd.host, port=sshd.port, user=user, key_file=key,
+                     known_hosts=sshd.known_hosts, path=str(root), connect_timeout=10)
+    return sftp_mod.SFTPDestination("backup", cfg)
+
+
+def test_permission_denied_on_every_method_is_a_destination_error(backend, request):
+    """The folder ``t`` belongs to root (mode 0700, holding ``x``); the destination runs
+    as another user: the SFTP-only account on sftp, ``nobody`` in a forked child on local
+    (root would bypass the permission bits)."""
+    import pwd
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="tableship-perm-"))  # under /tmp: reachable by nobody
+    os.chmod(base, 0o755)
+    local = write(base / "f", b"payload")
+    os.chmod(local, 0o644)
+    out_dir = base / "out"
+    out_dir.mkdir()
+    os.chmod(out_dir, 0o777)
+    if backend.kind == "local":
+        root = base / "backup"
+        root.mkdir()
+        os.chmod(root, 0o755)
+        dest = backend.make(root)
+    else:
+        sshd = request.getfixturevalue("sshd")
+        root = sshd.sftp_root_dir / f"perm-{uuid.uuid4().hex[:8]}"
+        root.mkdir()
+        pw = pwd.getpwnam(sshd.sftp_user)
+        os.chown(root, pw.pw_uid, pw.pw_gid)
+        dest = _sftp_as(sshd, root, sshd.sftp_user, sshd.sftp_user_key)
+    t = root / "t"
+    t.mkdir()
+    (t / "x").write_bytes(b"not yours")
+    os.chmod(t, 0o700)
+    try:
+        if backend.kind == "local":
+            nobody = pwd.getpwnam("nobody")
+            outcomes = _in_child_as(nobody.pw_uid, nobody.pw_gid,
+                                    lambda: {k: _outcome(c) for k, c in _calls(dest, local, out_dir / "got").items()})
+        else:
+            outcomes = {k: _outcome(c) for k, c in _calls(dest, local, out_dir / "got").items()}
+        assert sorted(os.listdir(t)) == ["x"] and not (out_dir / "got").exists()
+    finally:
+        dest.close()
+        shutil.rmtree(base, ignore_errors=True)
+        if backend.kind != "local":
+            shutil.rmtree(root, ignore_errors=True)
+    for method, outcome in outcomes.items():
+        assert outcome.startswith("DestinationError:") and "permission denied" in outcome, (method, outcome)
+
+
+def test_driver_errors_on_every_method_are_destination_errors(backend, tmp_path):
+    """``t`` is a regular file, so every call on ``t/…`` makes the OS (local) or the SFTP
+    server fail (ENOTDIR, "not a folder"): each method answers as if nothing were there
+    or raises a DestinationError; no OSError or asyncssh error escapes."""
+    write(backend.disk / "t", b"a file, not a folder")
+    local = write(tmp_path / "f", b"payload")
+    outcomes = {k: _outcome(c) for k, c in _calls(backend.dest, local, tmp_path / "got").items()}
+    for method, outcome in outcomes.items():
+        assert not outcome.startswith("ESCAPED"), (method, outcome)
+    for method in ("put", "put_bytes", "get"):  # nothing there to write into or read
+        assert outcomes[method].startswith("DestinationError:"), (method, outcomes[method])
+    assert (backend.disk / "t").read_bytes() == b"a file, not a folder"

@@ -371,15 +371,104 @@ def test_abandoned_iteration_leaves_the_source_usable(engine):
 SERVERS = [pytest.param("hs2", marks=pytest.mark.slow), "postgres"]  # engines with a server to lose
 
 
+def _calls(src: Source, table: str) -> dict[str, Callable[[], object]]:
+    """Every reading method of the contract, on ``table``."""
+    q = window_query(src.dialect, table, "partition_date", *WINDOW)
+    return {"schema": lambda: src.schema(table), "batches": lambda: list(src.batches(q)),
+            "count": lambda: src.count(q)}
+
+
 @pytest.mark.parametrize("engine", SERVERS, indirect=True)
 def test_unreachable_server_is_transient(engine):
     src = engine.unreachable()
     try:
-        with pytest.raises(TransientSourceError) as info:
-            src.schema("contract.golden")
-        assert info.value.transient
+        for method, call in _calls(src, "contract.golden").items():
+            with pytest.raises(TransientSourceError) as info:
+                call()
+            assert info.value.transient, method
     finally:
         src.close()
+
+
+def test_driver_error_on_every_method_is_a_source_error(source):
+    """The engine refuses the statement (unknown table): a terminal SourceError from every
+    method, never the driver's own exception; the source stays usable."""
+    for method, call in _calls(source, "contract.no_such_table").items():
+        with pytest.raises(SourceError) as info:
+            call()
+        assert not info.value.transient, method
+        assert "no_such_table" in info.value.line(), method
+    assert source.count(window_query(source.dialect, "contract.golden", "partition_date", *WINDOW)) == 6
+
+
+def _in_child_as_nobody(fn: Callable[[], dict[str, str]]) -> dict[str, str]:
+    """Run ``fn`` in a forked child as ``nobody`` (root would bypass permission bits)."""
+    import json
+    import os
+    import pwd
+
+    pw = pwd.getpwnam("nobody")
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        code = 0
+        try:
+            os.close(r)
+            os.setgroups([])
+            os.setresgid(pw.pw_gid, pw.pw_gid, pw.pw_gid)
+            os.setresuid(pw.pw_uid, pw.pw_uid, pw.pw_uid)
+            os.write(w, json.dumps(fn()).encode())
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0 and data, "the unprivileged child failed"
+    return json.loads(data)
+
+
+def _outcome(call: Callable[[], object]) -> str:
+    try:
+        call()
+    except SourceError as exc:
+        return f"SourceError: {exc.line()}"
+    except Exception as exc:  # reported, not raised: the test shows every method's outcome
+        return f"ESCAPED {type(exc).__module__}.{type(exc).__name__}: {exc}"
+    return "ok"
+
+
+@pytest.mark.parametrize("engine", ["duckdb", "postgres"], indirect=True)
+def test_permission_denied_on_every_method_is_a_source_error(engine, request):
+    """DuckDB: the database file cannot be reached by this user (``nobody`` in a forked
+    child); PostgreSQL: a role without any privilege on the schema. Every method raises a
+    terminal SourceError saying so (PostgreSQL's catalog answers ``schema`` for anyone, so
+    there it may succeed). Spark's Thrift server has no authorization to refuse with."""
+    if engine.name == "duckdb":
+        src = engine.make_source()
+        try:
+            outcomes = _in_child_as_nobody(lambda: {k: _outcome(c) for k, c in _calls(src, "contract.golden").items()})
+        finally:
+            src.close()
+    else:
+        import sqlalchemy as sa
+
+        pg = request.getfixturevalue("postgres")
+        engine.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'contract_noperm') "
+                       "THEN CREATE ROLE contract_noperm LOGIN; END IF; END $$")
+        engine.execute("REVOKE ALL ON SCHEMA contract FROM PUBLIC")
+        url = sa.engine.make_url(pg.url).set(username="contract_noperm").render_as_string(hide_password=False)
+        src = open_source("pg", SQLAlchemySource.model_validate({"type": "sqlalchemy", "url": url}))
+        try:
+            outcomes = {k: _outcome(c) for k, c in _calls(src, "contract.golden").items()}
+        finally:
+            src.close()
+        assert outcomes["schema"] == "ok" or outcomes["schema"].startswith("SourceError:"), outcomes
+        del outcomes["schema"]
+    for method, outcome in outcomes.items():
+        assert outcome.startswith("SourceError:") and "permission denied" in outcome.lower(), (method, outcome)
 
 
 @pytest.mark.parametrize("engine", SERVERS, indirect=True)  # DuckDB renames duplicates itself
