@@ -62,6 +62,7 @@ import asyncssh
 
 from .. import holds, interrupts
 from ..errors import ConfigError, DestinationError, Interrupted, TableshipError, TransientDestinationError
+from ..redact import redact
 from .base import is_temp, safe_name, temp_name
 
 log = logging.getLogger("tableship.sftp")
@@ -689,7 +690,7 @@ class SFTPDestination:
                     await proc.wait()
         if proc.returncode == 0:
             return True
-        text = " ".join(err.decode(errors="replace").split())[-300:]
+        text = redact(" ".join(err.decode(errors="replace").split()))[-300:]  # redacted before cutting
         low = text.lower()
         # Is the control connection still alive? If not, the server or the network went away.
         try:
@@ -804,10 +805,10 @@ class SFTPDestination:
                     return m.group(1).lower()
                 if mode == "sha256sum":
                     raise DestinationError(f"destination {self.name!r}: remote sha256sum of {path} failed "
-                                           f"(exit {code}): {err.strip()[:200]}",
+                                           f"(exit {code}): {redact(err.strip())[:200]}",
                                            'check the file on the backup host, or set verify = "read-back"')
                 log.warning("destination %s: remote sha256sum of %s failed (exit %s: %s); reading it back instead",
-                            self.name, path, code, err.strip()[:200])
+                            self.name, path, code, redact(err.strip())[:200])
             elif mode == "sha256sum":
                 raise self._no_sha256sum()
         h = hashlib.sha256()

@@ -8,6 +8,7 @@ import duckdb
 import pyarrow as pa
 
 from ..errors import SourceError
+from ..redact import redact
 from .base import Dialect, Query
 
 #: Everything DuckDB, its Arrow stream and the OS may raise while reading.
@@ -87,4 +88,4 @@ class DuckDBSource:
 
 
 def _msg(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:500]
+    return redact(" ".join(str(exc).split()))[:500]  # redacted before cutting: no secret half left

@@ -47,6 +47,7 @@ import pyarrow.compute as pc
 
 from ..errors import ConfigError, SourceError, TransientSourceError
 from ..names import check_identifier
+from ..redact import redact
 from .base import Dialect, Query, count_query
 
 # impyla logs failed RPCs with log.exception (tracebacks) and thrift logs connect
@@ -303,7 +304,7 @@ class HS2Source:
                 text = text.replace(secret, "***")
         lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
         first = lines[0] if lines else type(exc).__name__
-        return _server_message(first)[:500]
+        return redact(_server_message(first))[:500]  # redacted before cutting: no secret half left
 
     def _connect_kwargs(self) -> dict[str, Any]:
         cfg = self.cfg
