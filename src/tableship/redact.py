@@ -289,6 +289,27 @@ class RedactingStream:
             self._inner.write(redact(out))
         self._inner.flush()
 
+    @property
+    def buffer(self):
+        """Bytes written to the binary layer (click does, for a misconfigured encoding) are
+        redacted too."""
+        inner = getattr(self._inner, "buffer", None)
+        return None if inner is None else _RedactingBinary(inner, self)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+class _RedactingBinary:
+    def __init__(self, inner, text: RedactingStream):
+        self._inner = inner
+        self._text = text
+
+    def write(self, data) -> int:
+        self._text.flush()  # keep the order of text and bytes
+        self._inner.write(redact_bytes(bytes(data)))
+        return len(data)
+
     def __getattr__(self, name):
         return getattr(self._inner, name)
 

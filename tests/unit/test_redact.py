@@ -70,3 +70,20 @@ def test_log_formatter_and_sqlite_adapter(tmp_path):
         assert db.execute("select v from t").fetchone()[0] == "error: *** refused"
     finally:
         redact.activate([])
+
+
+def test_std_stream_wrapper_never_splits_a_secret():
+    import io
+
+    redact.activate(["Hunter2Secret"])
+    try:
+        raw = io.BytesIO()
+        stream = redact.RedactingStream(io.TextIOWrapper(raw, encoding="utf-8", write_through=True))
+        stream.write("a Hunter2")  # one secret over two writes
+        stream.write("Secret b\n")
+        stream.buffer.write(b"bytes Hunter2Secret\n")
+        stream.write("no newline Hunter2Secret")
+        stream.flush()
+        assert raw.getvalue() == b"a *** b\nbytes ***\nno newline ***"
+    finally:
+        redact.activate([])
