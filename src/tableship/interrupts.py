@@ -9,7 +9,7 @@ exception thrown into them at an arbitrary point:
   ``run_until_complete(loop, coro)`` therefore turns the first signal into a
   cancellation of the coroutine — its ``finally``/``except`` blocks run inside the loop
   (e.g. the SFTP destination removes its remote temporary) — and raises
-  ``Interrupted`` once the loop has stopped. A second signal raises at once.
+  ``Interrupted`` once the loop has stopped. A second signal stops the loop at once.
 - child processes (OpenSSH ``sftp``, which runs ``ssh``): ``child_preexec()`` makes the
   kernel send them SIGKILL when tableship dies, even by ``kill -9`` (Linux
   ``PR_SET_PDEATHSIG``); ``ssh`` then sees its ``sftp`` parent's pipes close and exits.
@@ -74,10 +74,14 @@ def run_until_complete(loop: asyncio.AbstractEventLoop, aw: Awaitable[Any]) -> A
     received: list[int] = []
 
     def hook(signum: int) -> bool:
-        if received or task.done():
-            return False  # a second signal, or nothing left to cancel: raise now
+        # Never raise inside the loop: asyncio would log and drop an exception raised in
+        # a callback. The first signal cancels the coroutine (its cleanup runs); a second
+        # one stops the loop without waiting for that cleanup.
         received.append(signum)
-        task.cancel()
+        if len(received) == 1 and not task.done():
+            task.cancel()
+        else:
+            loop.stop()
         loop.call_soon_threadsafe(lambda: None)  # wake the loop up if it sleeps in select()
         return True
 
