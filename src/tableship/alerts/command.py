@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 
+from ..interrupts import child_preexec
 from .channels import ChannelError
 
 MAX_ENV_VALUE = 100_000  # Linux refuses single strings over 128 KiB
@@ -16,8 +17,9 @@ def send(name: str, cfg, event) -> None:
     for key, value in event.environ().items():
         env[key] = value if len(value) <= MAX_ENV_VALUE else value[:MAX_ENV_VALUE]
     try:
+        # preexec: the command dies with tableship (the outbox replays an unsent message)
         proc = subprocess.run(cfg.argv, input=event.text().encode("utf-8"), env=env, capture_output=True,
-                              timeout=cfg.timeout, check=False)
+                              timeout=cfg.timeout, check=False, preexec_fn=child_preexec())
     except FileNotFoundError:
         raise ChannelError(f"command {cfg.argv[0]!r} not found", transient=False) from None
     except PermissionError:
