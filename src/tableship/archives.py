@@ -56,7 +56,7 @@ from .config import Config, JobConfig
 from .destinations.base import Destination, open_destination
 from .errors import TableshipError, UsageError
 from .names import render_relative
-from .ledger import LEDGER_FILE
+from .ledger import LEDGER_FILE, LedgerError
 from .state import StateStore, now
 from .window import Window, compute_window, parse_window
 
@@ -638,9 +638,12 @@ def verify_jobs(config: Config, names: list[str], all_jobs: bool = False, window
     store = StateStore(config.settings.state_dir, readonly=not (Path(config.settings.state_dir) / LEDGER_FILE).exists())
     out = []
     try:
+        store.connect()  # a broken ledger is reported before any destination is contacted
         for n in jobs:
             try:
                 out.append(verify_job(config, config.jobs[n], store, w, echo))
+            except LedgerError:
+                raise  # the same for every job: one Error: line, exit 74
             except TableshipError as exc:  # one unreachable destination must not hide the other jobs
                 if len(jobs) == 1:
                     raise

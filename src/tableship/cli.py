@@ -90,8 +90,8 @@ def cli(ctx, config, verbose, quiet, debug, log_format):
 def run(obj: Ctx, jobs, all_jobs, run_date, start, end, dry_run, wait):
     """Back up the named JOBs (or all), one after another; one summary line per job.
 
-    Exit codes: 0 all succeeded, 1 a job failed, 2 usage/config error, 75 a job was
-    skipped because another run holds its lock.
+    Exit codes: 0 all succeeded, 1 a job failed, 2 usage/config error, 74 the ledger
+    (state.db) cannot be used, 75 a job was skipped because another run holds its lock.
     """
     from .progress import progress_factory
     from .runner import exit_code, run_jobs

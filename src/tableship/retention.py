@@ -31,6 +31,7 @@ from . import holds
 from .archives import Archive, db, is_verified, last_status, list_archives, open_job_destination
 from .config import Config, JobConfig, RetentionSpec
 from .errors import EXIT_JOB_FAILED, EXIT_LOCKED, TableshipError
+from .ledger import LedgerError
 from .lock import JobLock
 from .state import StateStore, now
 
@@ -161,13 +162,16 @@ def prune_jobs(config: Config, names: list[str], all_jobs: bool = False, dry_run
     from .runner import select_jobs
 
     jobs = select_jobs(config, names, all_jobs)
-    store = StateStore(config.settings.state_dir)
+    store = StateStore(config.settings.state_dir, readonly=dry_run)  # a dry run never writes the ledger
     results = []
     try:
+        store.connect()  # a broken ledger is reported before any destination is contacted
         for n in jobs:
             try:
                 with JobLock(config.settings.state_dir, n).acquire(0):
                     results.append(prune_job(config, config.jobs[n], store, dry_run, today, echo))
+            except LedgerError:
+                raise  # the same for every job: one Error: line, exit 74
             except TableshipError as exc:  # a batch continues past a failing job
                 if len(jobs) == 1:
                     raise

@@ -12,7 +12,7 @@ import pytest
 
 from tableship.ledger import LATEST
 from tests.servers import ensure_command, missing
-from tests.e2e.helpers import JOB, RUN_DATE, Workspace, assert_clean_error
+from tests.e2e.helpers import JOB, RUN_DATE, Workspace, assert_clean_error, to_toml
 
 # tableship 0.1.0's DDL, verbatim from its state.py, archives.py and alerts/incidents.py
 # (each ran it on every open; 0.1.0 never set PRAGMA user_version).
@@ -229,7 +229,7 @@ def test_a_v010_ledger_is_read_without_migrating_then_migrated_by_run_keeping_it
 
 
 @pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["history"], ["history", JOB], ["ls"],
-                                     ["verify"], ["config", "validate"]])
+                                     ["verify"], ["prune", "--dry-run"], ["config", "validate"]])
 def test_read_only_commands_never_create_a_ledger(ws, command):
     r = ws.cli(*command)
     assert r.rc in (0, 1), str(r)  # verify: 1 when there is nothing on the destination? it says so
@@ -279,11 +279,12 @@ def aws(ws):
     """A workspace whose log and staging live outside the state dir (which the tests break), with a
     command alert channel appending ``subject|error`` lines to ``ws.alerts``."""
     ws.alerts = ws.root / "alerts.txt"
-    ws.write_config(settings={"log_file": str(ws.root / "logs" / "tableship.log"),
-                              "staging_dir": str(ws.root / "staging"), "environment": "prod"},
-                    alerts={"channels": ["pager"],
-                            "pager": {"type": "command", "argv": ["sh", "-c", ALERT_LINE, str(ws.alerts)],
-                                      "retries": {"attempts": 1, "initial_delay": 0}}})
+    ws.doc = ws.config_doc(settings={"log_file": str(ws.root / "logs" / "tableship.log"),
+                                     "staging_dir": str(ws.root / "staging"), "environment": "prod"},
+                           alerts={"channels": ["pager"],
+                                   "pager": {"type": "command", "argv": ["sh", "-c", ALERT_LINE, str(ws.alerts)],
+                                             "retries": {"attempts": 1, "initial_delay": 0}}})
+    ws.write_text(to_toml(ws.doc))
     return ws
 
 
@@ -318,9 +319,18 @@ def test_a_corrupt_ledger_names_the_file_the_fix_and_the_pre_migration_copy_and_
     r = aws.cli("run", "--date", RUN_DATE)
     line = assert_ledger_error(r, 74, db_path, "corrupt", "move it aside", str(copy))
     assert_alerted(aws, "corrupt", str(db_path))
-    for command in (["status"], ["history"], ["status", "--json"], ["ls"]):
+    for command in (["status"], ["history"], ["status", "--json"], ["ls"], ["verify"], ["prune"],
+                    ["prune", "--dry-run"], ["restore", JOB, "--window", "2026-06-01..2026-10-31", "--to", aws.root]):
         r = aws.cli(*command)
         assert assert_ledger_error(r, 74, db_path, "corrupt") == line, str(r)
+    assert len(alerts(aws)) == 1  # only run alerts
+    # a batch of jobs stops at the ledger too (it is the same for every job): one line, exit 74
+    two = aws.doc | {"jobs": aws.doc["jobs"] | {"second": {"table": "mnaas.customer_traffic", "remote_dir": "second"}}}
+    aws.write_text(to_toml(two))
+    for command in (["verify"], ["prune"], ["ls"]):
+        r = aws.cli(*command)
+        assert assert_ledger_error(r, 74, db_path, "corrupt") == line, str(r)
+    aws.write_text(to_toml(aws.doc))
 
     # the fix the line gives works: move it aside, re-run
     db_path.rename(aws.state_dir / "state.db.broken")
