@@ -10,7 +10,7 @@ import pytest
 from tableship import ledger
 from tableship.ledger import LATEST, MIGRATIONS, Ledger, LedgerError, Migration
 from tableship.state import StateStore
-from tests.e2e.test_ledger import V010_ARCHIVES, V010_INCIDENTS, V010_STATE
+from tests.ledger_v010 import V010_ARCHIVES, V010_INCIDENTS, V010_STATE
 
 
 def make_v010(folder, runs: int = 3) -> None:
