@@ -109,31 +109,66 @@ def run(obj: Ctx, jobs, all_jobs, run_date, start, end, dry_run, wait):
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--date", "today", callback=_date, metavar="YYYY-MM-DD",
+              help="Judge the schedule as of this date (default: today).")
 @click.pass_obj
-def status(obj: Ctx, as_json):
-    """One row per job: last run, window, phase, result, rows, archive bytes, start, duration."""
-    from .report import STATUS_COLUMNS, format_table, status_rows
+def status(obj: Ctx, as_json, today):
+    """One row per job: last run, window, phase, result, rows, size, attempts, start, duration;
+    then each job's unfinished and missing windows and one monitoring line.
+
+    Exit codes (Nagios-style, so 'tableship status' can be a monitoring check): 0 OK,
+    1 WARNING (a window unfinished within gap_grace, a job never run), 2 CRITICAL (a job's
+    latest scheduled window failed, a window unfinished or missing past gap_grace, an
+    open incident). A config error also exits 2.
+    """
+    from .report import STATUS_COLUMNS, format_table, incident_line, status_exit, status_rows, status_summary
     from .state import StateStore
 
     config = obj.config
     store = StateStore(config.settings.state_dir, readonly=True)  # never creates or migrates the ledger
     try:
-        rows = status_rows(config, store)
+        rows = status_rows(config, store, today)
     finally:
         store.close()
     if as_json:
-        _json(rows)
+        _json([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows])
     else:
         click.echo(format_table(rows, STATUS_COLUMNS))
-        from .report import incident_line
-
         for r in rows:
             if r.get("error"):
                 click.echo(f"{r['job']}: last error ({r.get('failed_phase')}): {r['error']}")
+            for gap in r.get("_gaps", []):
+                click.echo(f"{r['job']}: {gap}")
             if incident_line(r):
                 click.echo(incident_line(r))
             if r.get("verification"):
                 click.echo(f"{r['job']}: last verification: {r['verification']['summary']}")
+        click.echo(status_summary(rows))
+    sys.exit(status_exit(rows))
+
+
+@cli.command()
+@click.argument("job")
+@click.option("--window", "window", required=True, metavar="START..END",
+              help="The window to give up (YYYY-MM-DD..YYYY-MM-DD), as 'status' lists it.")
+@click.option("--reason", default="given up by the user", show_default=True, help="Recorded in the ledger.")
+@click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS",
+              help="Wait up to SECONDS for the job's lock held by a run (default: exit 75 at once).")
+@click.pass_obj
+def abandon(obj: Ctx, job, window, reason, wait):
+    """Give up one unfinished or missing WINDOW of JOB for good: its unfinished run is
+    recorded as abandoned (its staged archive, remote temporaries and unverified upload
+    removed) and the window is no longer finished by later runs, listed as a gap, or
+    alerted on. Recorded in the ledger. Verified archives are never touched."""
+    from .abandon import abandon_window
+    from .window import parse_window
+
+    try:
+        w = parse_window(window)
+    except ValueError as exc:
+        raise UsageError(f"--window: {exc}", "e.g. --window 2026-10-01..2026-10-31") from None
+    for text in abandon_window(obj.config, job, w, reason, wait):
+        click.echo(text)
 
 
 @cli.command()

@@ -240,6 +240,11 @@ class JobConfig(Model):
     count_check: bool = False
     retention: RetentionSpec | None = None
     prune_after_run: bool = False
+    # never-dropped windows (docs/resume.md): days a window may stay unfinished or missing
+    # before it opens an incident; whether a run also backs up missing windows, how many
+    gap_grace: int = Field(1, ge=0, le=3660)
+    catch_up: bool = False
+    catch_up_max: int = Field(3, ge=1, le=1000)
 
     @field_validator("name")
     @classmethod

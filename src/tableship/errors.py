@@ -91,6 +91,10 @@ class DataCheckError(JobError):
     """A configured data check (empty export, column or count mismatch) failed."""
 
 
+class GapError(JobError):
+    """A window the schedule expected is unfinished or missing past ``gap_grace``."""
+
+
 class LockedError(TableshipError):
     """Another run holds the job's lock."""
 

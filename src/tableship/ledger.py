@@ -157,6 +157,22 @@ CREATE TABLE migrations (
 CREATE INDEX transitions_run ON transitions(run_id);
 """
 
+# Version 3 (issue 9): run identity and attempts; windows given up with `tableship abandon`.
+V3_RUN_IDENTITY = """
+ALTER TABLE runs ADD COLUMN fingerprint TEXT;
+ALTER TABLE runs ADD COLUMN attempt_started_at TEXT;
+CREATE TABLE abandoned_windows (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job TEXT NOT NULL,
+    window_start TEXT NOT NULL,
+    window_end TEXT NOT NULL,
+    at TEXT NOT NULL,
+    reason TEXT,
+    runs TEXT
+);
+CREATE INDEX abandoned_windows_job ON abandoned_windows(job, window_start, window_end);
+"""
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -175,6 +191,7 @@ MIGRATIONS: list[Migration] = [
     Migration(1, "tableship 0.1.0 schema: runs, transitions, verifications, pruned, incidents, alert_messages",
               V1_RUNS + V1_ARCHIVES + V1_INCIDENTS),
     Migration(2, "migrations log; index transitions by run", V2_MIGRATIONS_LOG),
+    Migration(3, "run fingerprint and attempt start; abandoned windows", V3_RUN_IDENTITY),
 ]
 
 LATEST = MIGRATIONS[-1].version

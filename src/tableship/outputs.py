@@ -39,6 +39,9 @@ class JobStatus:
     last: Run | None
     last_success: Run | None
     incident: dict | None
+    unfinished: int = 0  # windows whose newest run is unfinished
+    missing: int = 0  # windows the schedule expected with no run at all
+    overdue: int = 0  # of both, those past gap_grace
 
 
 def _epoch(value: str | None) -> float | None:
@@ -50,11 +53,17 @@ def _epoch(value: str | None) -> float | None:
     return t.timestamp()
 
 
-def snapshot(config, store: StateStore) -> list[JobStatus]:
+def snapshot(config, store: StateStore, today: dt.date | None = None) -> list[JobStatus]:
     from .alerts.incidents import open_incident_summaries
+    from .coverage import coverage
 
     incidents = open_incident_summaries(store)
-    return [JobStatus(job, store.latest(job), store.last_success(job), incidents.get(job)) for job in config.jobs]
+    out = []
+    for name, job in config.jobs.items():
+        cov = coverage(job, store, today or dt.date.today())
+        out.append(JobStatus(name, store.latest(name), store.last_success(name), incidents.get(name),
+                             len(cov.unfinished), len(cov.missing), len(cov.overdue)))
+    return out
 
 
 # ---------------------------------------------------------------- Prometheus
@@ -87,6 +96,12 @@ class _Collector:
         inc_fail = gauge("tableship_incident_failures", "Failures counted in the job's open incident (0 if none).")
         inc_alert = gauge("tableship_incident_alerted", "1 if the open incident was alerted on at least one channel.")
         inc_since = gauge("tableship_incident_opened_timestamp_seconds", "When the job's open incident opened.")
+        unfinished = gauge("tableship_unfinished_windows", "Windows of the job whose newest run is unfinished "
+                                                           "(failed, killed, interrupted; not given up).")
+        missing = gauge("tableship_missing_windows", "Windows the schedule expected since the job's first verified "
+                                                     "window that have no run at all (not given up).")
+        overdue = gauge("tableship_overdue_windows", "Unfinished or missing windows older than gap_grace (each "
+                                                     "opens an incident).")
         for s in self.jobs:
             lab = [s.job]
             if s.last_success and s.last_success.finished_at:
@@ -108,8 +123,11 @@ class _Collector:
             inc_alert.add_metric(lab, 1.0 if inc and inc["alerted"] else 0.0)
             if inc:
                 inc_since.add_metric(lab, _epoch(inc["opened_at"]))
+            unfinished.add_metric(lab, s.unfinished)
+            missing.add_metric(lab, s.missing)
+            overdue.add_metric(lab, s.overdue)
         yield from (last_success, last_run, success, result, duration, rows, size, inc_open, inc_fail, inc_alert,
-                    inc_since)
+                    inc_since, unfinished, missing, overdue)
         msgs = CounterMetricFamily("tableship_alert_messages", "Alert messages by channel and outcome "
                                    "(sent, failed, rate_limited, would_send, ...).", labels=["channel", "state"])
         for channel, state, n in self.alert_counts:
@@ -172,6 +190,9 @@ def status_text(jobs: list[JobStatus], now: str) -> str:
             "incident_id": inc["id"] if inc else None,
             "incident_failures": inc["failures"] if inc else 0,
             "incident_opened_at": inc["opened_at"] if inc else None,
+            "unfinished_windows": s.unfinished,
+            "missing_windows": s.missing,
+            "overdue_windows": s.overdue,
         }
         lines += [f"{s.job}.{k}={_value(v)}" for k, v in values.items()]
     return "\n".join(lines) + "\n"
@@ -191,7 +212,7 @@ def _locked(state_dir: Path):
         os.close(fd)
 
 
-def write_outputs(config, store) -> None:
+def write_outputs(config, store, today: dt.date | None = None) -> None:
     """Write ``settings.metrics_file`` and ``settings.status_file`` atomically, when configured."""
     s = config.settings
     if s.metrics_file is None and s.status_file is None:
@@ -199,7 +220,7 @@ def write_outputs(config, store) -> None:
     from .alerts.incidents import IncidentStore
 
     with _locked(Path(s.state_dir)):
-        jobs = snapshot(config, store)
+        jobs = snapshot(config, store, today)
         now = dt.datetime.now(dt.timezone.utc)
         errors = []
         if s.metrics_file is not None:

@@ -22,6 +22,7 @@ from .config import Config, Retry
 from .destinations.base import Destination, open_destination
 from .errors import DataCheckError, Interrupted, JobError, SourceError, TableshipError, VerificationError
 from .export import BATCH_ROWS, file_sha256, write_archive
+from .identity import differences, dumps, fingerprint
 from .log import current_run
 from .plan import Plan, build_query
 from .redact import redact_bytes
@@ -96,19 +97,93 @@ class Pipeline:
 
     # -- the machine
     def begin(self) -> Run:
+        """Resume the window's unfinished run if it has the current config's identity;
+        otherwise abandon it (its leftovers removed) and start a fresh run."""
         w = self.plan.window
+        fp = fingerprint(self.config, self.plan)
         run = self.store.resumable(self.job.name, w.start.isoformat(), w.end.isoformat())
         if run is not None:
+            changes = self.identity_changes(run, fp)
+            if changes:
+                reason = "config changed: " + "; ".join(changes)
+                with _run_tag(run.id):
+                    log.warning("run %d of %s for %s was planned under another config (%s): abandoning it and "
+                                "starting a fresh run", run.id, self.job.name, w, "; ".join(changes))
+                self.discard(run, reason)
+                run = None
+        if run is not None:
+            if run.fingerprint is None:
+                self.store.connect().execute("UPDATE runs SET fingerprint=? WHERE id=?", (dumps(fp), run.id))
             run = self.store.resume(run)
             with _run_tag(run.id):
                 log.info("resuming run %d of %s for %s at phase %s (attempt %d)", run.id, self.job.name, w, run.phase,
                          run.attempts)
         else:
-            run = self.store.start(self.job.name, w.start.isoformat(), w.end.isoformat(), self.plan.run_date.isoformat())
+            run = self.store.start(self.job.name, w.start.isoformat(), w.end.isoformat(), self.plan.run_date.isoformat(),
+                                   dumps(fp))
             with _run_tag(run.id):
                 log.info("run %d of %s: window %s, %s", run.id, self.job.name, w, self.plan.remote_path)
         self.run_record = run
         return run
+
+    def identity_changes(self, run: Run, fp: dict) -> list[str]:
+        """How the archive ``run`` would ship differs from what the config says now ([] = same)."""
+        old = run.fingerprint_dict()
+        if old is not None:
+            return differences(old, fp)
+        # a run recorded before fingerprints existed: its remote path is all we can compare
+        if run.remote_path and run.remote_path != fp["remote_path"]:
+            return [f"remote_path: {run.remote_path} → {fp['remote_path']}"]
+        return []
+
+    def discard(self, run: Run, reason: str) -> Run:
+        """Abandon ``run``: record it with ``reason``, remove its staged archive, its remote
+        temporaries and an archive it uploaded but never verified. Remote clean-up is best
+        effort (a warning): the fresh run does not depend on it."""
+        fp = run.fingerprint_dict() or {}
+        staging = self.config.staging_dir / self.job.name
+        names = {run.staged_path} if run.staged_path else set()
+        if fp.get("file_name"):
+            names.add(str(staging / fp["file_name"]))
+        for name in names:
+            for path in (Path(name), Path(name + ".part")):
+                if path.parent.resolve() == staging.resolve() and path.is_file():
+                    path.unlink()
+                    log.info("removed staged file %s of abandoned run %d", path.name, run.id)
+        try:
+            self._discard_remote(run, fp)
+        except TableshipError as exc:
+            log.warning("could not remove the remote leftovers of abandoned run %d: %s", run.id, exc.line())
+        return self.store.abandon(run, reason)
+
+    def _discard_remote(self, run: Run, fp: dict) -> None:
+        dests = fp.get("destinations") or [{"name": self.job.destination}]
+        old_name = dests[0].get("name")
+        cfg = self.config.destinations.get(old_name)
+        if cfg is None or ("target" in dests[0] and _dest_target(cfg) != dests[0]["target"]):
+            log.warning("abandoned run %d wrote to destination %s, which is no longer configured as it was: "
+                        "its remote temporaries (if any) are left there", run.id, old_name)
+            return
+        dest = self.dest if old_name == self.job.destination else open_destination(old_name, cfg)
+        try:
+            remote = run.remote_path or fp.get("remote_path")
+            if not remote:
+                return
+            folder = remote.rpartition("/")[0]
+            for name in dest.cleanup(folder, self.job.name):
+                log.info("removed temporary %s/%s of abandoned run %d", folder, name, run.id)
+            if run.phase in (Phase.EXPORTED.value, Phase.UPLOADED.value) and run.sha256 and run.remote_path:
+                verified_elsewhere = any(
+                    r.id != run.id and r.phase == Phase.DONE.value and r.remote_path == run.remote_path
+                    and r.sha256 == run.sha256 for r in self.store.runs_of(self.job.name))
+                if not verified_elsewhere and dest.sha256(run.remote_path) == run.sha256:
+                    # uploaded by this run, never verified: not a backup anyone relies on
+                    for name in (run.remote_path + ".manifest.json", run.remote_path + ".sha256", run.remote_path):
+                        dest.delete(name)
+                    log.info("removed unverified archive %s of abandoned run %d", run.remote_path, run.id)
+        finally:
+            if dest is not self._dest:
+                dest.close()
 
     def run(self) -> Run:
         run = self.run_record or self.begin()
@@ -168,6 +243,8 @@ class Pipeline:
             "format": job.format.model_dump(exclude_none=True),
             "compression": result.compression,
             "file_name": plan.file_name,
+            "remote_path": plan.remote_path,
+            "destination": job.destination,
             "archive_bytes": result.archive_bytes,
             "sha256": result.sha256,
             "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -246,6 +323,12 @@ class Pipeline:
         except TableshipError as exc:  # a leftover temporary is not worth failing a verified backup
             log.warning("could not clean stale temporaries: %s", exc.line())
         return self.store.advance(run, Phase.DONE, "done")
+
+
+def _dest_target(cfg) -> str:
+    from .identity import destination_target
+
+    return destination_target(cfg)
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ from typing import Callable
 
 from .alerts import make_monitor
 from .config import Config
-from .errors import EXIT_JOB_FAILED, JobError, EXIT_LOCKED, EXIT_OK, Interrupted, LockedError, TableshipError, UsageError
+from .errors import EXIT_JOB_FAILED, GapError, JobError, EXIT_LOCKED, EXIT_OK, Interrupted, LockedError, TableshipError, UsageError
 from .ledger import LedgerError
 from .lock import JobLock
 from .log import current_job, current_run
@@ -18,6 +18,7 @@ from .pipeline import Pipeline
 from .plan import Plan, build_query, choose_window, make_plan
 from .sources.base import open_source
 from .state import Run, StateStore
+from .window import Window
 
 log = logging.getLogger("tableship")
 
@@ -35,11 +36,13 @@ class Outcome:
         w = f" {self.plan.window}" if self.plan else ""
         if self.status == "success" and self.run:
             return (f"{self.job}{w}: OK, {self.run.rows} rows, {_size(self.run.archive_bytes)} → "
-                    f"{self.plan.remote_path} (run {self.run.id}, {self.run.duration or 0:.1f}s)")
+                    f"{self.run.remote_path or self.plan.remote_path} (run {self.run.id}, {self.run.duration or 0:.1f}s)")
         if self.status == "locked":
             return f"{self.job}: SKIPPED, {self.error.line() if self.error else 'locked'}"
         if self.status == "planned":
             return f"{self.job}{w}: planned (dry run)"
+        if isinstance(self.error, GapError):
+            return f"{self.job}{w}: MISSING: {self.error.message}"
         phase = f" in {self.run.failed_phase}" if self.run and self.run.failed_phase else ""
         return f"{self.job}{w}: FAILED{phase}: {self.error.line() if self.error else self.detail}"
 
@@ -127,15 +130,16 @@ def run_jobs(
 
     store = StateStore(config.settings.state_dir)
     monitor = make_monitor(config, store)
+    scheduled = start is None  # an explicit --from/--to run does only the window it names
     outcomes = []
     ledger_ok = False
     try:
         try:
             store.connect()  # open (and migrate) the ledger before any job: a broken one stops the batch
             for n in jobs:
-                outcome = run_one(config, store, monitor, plans[n], wait, progress_factory)
-                outcomes.append(outcome)
-                echo(outcome.summary())
+                for outcome in run_job(config, store, monitor, plans[n], wait, progress_factory, scheduled):
+                    outcomes.append(outcome)
+                    echo(outcome.summary())
             ledger_ok = True
         except LedgerError as exc:
             # Nothing of this job or of the rest of the batch can be recorded: alert directly on
@@ -146,12 +150,55 @@ def run_jobs(
             raise
     finally:
         if ledger_ok:
-            _write_outputs(config, store)
+            _write_outputs(config, store, run_date)
         store.close()
     return outcomes
 
 
-def run_one(config, store, monitor, plan: Plan, wait: float, progress_factory) -> Outcome:
+def extra_plans(config: Config, store: StateStore, plan: Plan) -> list[Plan]:
+    """The other windows a scheduled run of the job also does, oldest first: every window
+    whose newest run is unfinished, then (``catch_up = true``) up to ``catch_up_max``
+    missing windows. Oldest first because upstream tables expire their oldest partitions
+    first: the oldest unfinished window is the one that can still be lost for good."""
+    from .coverage import coverage
+
+    job = plan.job
+    today = (plan.window.start.isoformat(), plan.window.end.isoformat())
+    plans: dict[tuple[str, str], Plan] = {}
+    for r in store.unfinished(job.name):
+        key = (r.window_start, r.window_end)
+        if key != today:
+            w = Window(dt.date.fromisoformat(r.window_start), dt.date.fromisoformat(r.window_end))
+            plans[key] = make_plan(config, job, dt.date.fromisoformat(r.run_date), w)
+    if job.catch_up:
+        missing = [g for g in coverage(job, store, plan.run_date).missing
+                   if (g.window.start.isoformat(), g.window.end.isoformat()) != today]
+        for g in missing[:job.catch_up_max]:
+            plans[(g.window.start.isoformat(), g.window.end.isoformat())] = make_plan(config, job, g.due, g.window)
+        if len(missing) > job.catch_up_max:
+            log.info("catch_up: %d more missing windows of %s are left for the next runs (catch_up_max = %d)",
+                     len(missing) - job.catch_up_max, job.name, job.catch_up_max)
+    return [plans[k] for k in sorted(plans)]
+
+
+def gap_error(job, gaps) -> GapError:
+    first = gaps[0]
+    listing = ", ".join(f"{g.window} ({g.kind} since {g.due})" for g in gaps[:3])
+    more = f" and {len(gaps) - 3} more" if len(gaps) > 3 else ""
+    s, e = first.window.start.isoformat(), first.window.end.isoformat()
+    return GapError(
+        f"{len(gaps)} window{'s' if len(gaps) != 1 else ''} without a verified archive past gap_grace "
+        f"({job.gap_grace} day{'s' if job.gap_grace != 1 else ''}): {listing}{more}",
+        f"back it up with 'tableship run {job.name} --from {s} --to {e}' (or set catch_up = true), "
+        f"or give it up with 'tableship abandon {job.name} --window {s}..{e}'")
+
+
+def run_job(config, store, monitor, plan: Plan, wait: float, progress_factory, scheduled: bool = True) -> list[Outcome]:
+    """Every window a run of this job does, under one lock: older unfinished (and, with
+    catch_up, missing) windows first, then the requested one. The monitor sees one
+    outcome per job: the first failure, else an overdue window, else success."""
+    from .coverage import coverage
+
     job = plan.job
     token_job = current_job.set(job.name)
     try:
@@ -159,37 +206,36 @@ def run_one(config, store, monitor, plan: Plan, wait: float, progress_factory) -
             lock = JobLock(config.settings.state_dir, job.name).acquire(wait)
         except LockedError as exc:
             log.warning("%s", exc.line())
-            return Outcome(job.name, "locked", plan, error=exc)
+            return [Outcome(job.name, "locked", plan, error=exc)]
         with lock:
-            pipeline = Pipeline(config, plan, store, progress_factory(job.name) if progress_factory else None)
-            run = pipeline.begin()
-            token_run = current_run.set(run.id)
-            try:
-                monitor.job_started(job, plan)
-                try:
-                    run = pipeline.run()
-                except Interrupted:  # a signal ends the whole command (exit 128+N), not just this job
-                    log.error("interrupted; the run is recorded as failed and resumes on the next run")
-                    raise
-                except LedgerError:
-                    raise  # nothing can be recorded: the batch stops (run_jobs alerts)
-                except TableshipError as exc:
-                    log.error("%s", exc.line())
-                    log.debug("details", exc_info=True)
-                    monitor.job_failed(job, plan, pipeline.run_record, exc)
-                    return Outcome(job.name, "failed", plan, pipeline.run_record, exc)
-                except Exception as exc:  # a bug must not stop the other jobs of the batch
-                    log.error("unexpected error: %r", exc)
-                    log.debug("traceback", exc_info=True)
-                    err = JobError(f"unexpected error: {exc!r}", "re-run with --debug and report it")
-                    monitor.job_failed(job, plan, pipeline.run_record, err)
-                    return Outcome(job.name, "failed", plan, pipeline.run_record, err)
-                monitor.job_succeeded(job, plan, run)
-                if job.prune_after_run:  # under the job's lock; a failure is logged, the backup stays OK
-                    _prune_after_run(config, store, job)
-                return Outcome(job.name, "success", plan, run)
-            finally:
-                current_run.reset(token_run)
+            plans = extra_plans(config, store, plan) if scheduled else []
+            if plans:
+                log.info("%s: also finishing %d older window%s first: %s", job.name, len(plans),
+                         "s" if len(plans) != 1 else "", ", ".join(str(p.window) for p in plans))
+            monitor.job_started(job, plan)
+            outcomes = [run_window(config, store, p, progress_factory) for p in plans + [plan]]
+            failed = [o for o in outcomes if o.status == "failed"]
+            gaps = [] if failed else coverage(job, store, plan.run_date).overdue
+            if failed:
+                monitor.job_failed(job, failed[0].plan, failed[0].run, failed[0].error)
+            elif gaps and not scheduled:
+                # a --from/--to run answers for its own window; the schedule is judged (and
+                # alerted on) by scheduled runs, so an open gap incident stays as it is
+                log.warning("%s: %d window%s still overdue (see 'tableship status'); the next scheduled run "
+                            "reports %s", job.name, len(gaps), "s" if len(gaps) != 1 else "",
+                            "them" if len(gaps) != 1 else "it")
+            elif gaps:
+                err = gap_error(job, gaps)
+                gap_plan = make_plan(config, job, gaps[0].due, gaps[0].window)
+                log.error("%s", err.line())
+                monitor.job_failed(job, gap_plan, gaps[0].run, err)
+                outcomes.append(Outcome(job.name, "failed", gap_plan, gaps[0].run, err))
+            else:
+                monitor.job_succeeded(job, plan, outcomes[-1].run)
+            if outcomes[-1].status == "success" and job.prune_after_run:
+                # under the job's lock; a failure is logged, the backup stays OK
+                _prune_after_run(config, store, job)
+            return outcomes
     finally:
         current_job.reset(token_job)
 
@@ -206,12 +252,41 @@ def _prune_after_run(config: Config, store: StateStore, job) -> None:
         log.debug("traceback", exc_info=True)
 
 
-def _write_outputs(config: Config, store: StateStore) -> None:
+def run_window(config, store, plan: Plan, progress_factory) -> Outcome:
+    """One window's run (resumed or fresh); a TableshipError or a bug becomes a failed
+    Outcome, a signal ends the whole command."""
+    job = plan.job
+    pipeline = Pipeline(config, plan, store, progress_factory(job.name) if progress_factory else None)
+    run = pipeline.begin()
+    token_run = current_run.set(run.id)
+    try:
+        try:
+            run = pipeline.run()
+        except Interrupted:  # a signal ends the whole command (exit 128+N), not just this job
+            log.error("interrupted; the run is recorded as failed and resumes on the next run")
+            raise
+        except LedgerError:
+            raise  # nothing can be recorded: the batch stops (run_jobs alerts)
+        except TableshipError as exc:
+            log.error("%s", exc.line())
+            log.debug("details", exc_info=True)
+            return Outcome(job.name, "failed", plan, pipeline.run_record, exc)
+        except Exception as exc:  # a bug must not stop the other jobs of the batch
+            log.error("unexpected error: %r", exc)
+            log.debug("traceback", exc_info=True)
+            err = JobError(f"unexpected error: {exc!r}", "re-run with --debug and report it")
+            return Outcome(job.name, "failed", plan, pipeline.run_record, err)
+        return Outcome(job.name, "success", plan, run)
+    finally:
+        current_run.reset(token_run)
+
+
+def _write_outputs(config: Config, store: StateStore, today: dt.date | None = None) -> None:
     try:
         from .outputs import write_outputs
     except ImportError:
         return
     try:
-        write_outputs(config, store)
+        write_outputs(config, store, today)
     except Exception as exc:  # status outputs must not change the run's outcome
         log.warning("could not write status outputs: %s", exc)

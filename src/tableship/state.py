@@ -53,6 +53,7 @@ class Result(str, enum.Enum):
     FAILED = "failed"
     #: never stored: how :meth:`StateStore.history` shows a ``running`` run whose process is gone
     INTERRUPTED = "interrupted"
+    ABANDONED = "abandoned"  # given up: its config changed (identity) or `tableship abandon`
 
 
 def allowed(current: Phase, target: Phase) -> bool:
@@ -89,6 +90,9 @@ class Run:
     started_at: str
     updated_at: str
     finished_at: str | None
+    # run identity and attempts (issue 9; ledger migration 3)
+    fingerprint: str | None = None
+    attempt_started_at: str | None = None
 
     @property
     def window(self) -> str:
@@ -96,10 +100,27 @@ class Run:
 
     @property
     def duration(self) -> float | None:
+        """This attempt's own duration (a resumed run: from its resumption to its end)."""
+        if not self.finished_at:
+            return None
+        a = dt.datetime.fromisoformat(self.attempt_started_at or self.started_at)
+        return (dt.datetime.fromisoformat(self.finished_at) - a).total_seconds()
+
+    @property
+    def elapsed(self) -> float | None:
+        """From the first attempt's start to the end of the last one."""
         if not self.finished_at:
             return None
         a, b = dt.datetime.fromisoformat(self.started_at), dt.datetime.fromisoformat(self.finished_at)
         return (b - a).total_seconds()
+
+    @property
+    def unfinished(self) -> bool:
+        """Work is left: not done, and not given up."""
+        return self.phase != Phase.DONE.value and self.result != Result.ABANDONED.value
+
+    def fingerprint_dict(self) -> dict | None:
+        return json.loads(self.fingerprint) if self.fingerprint else None
 
     def manifest_dict(self) -> dict | None:
         return json.loads(self.manifest) if self.manifest else None
@@ -108,6 +129,8 @@ class Run:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "manifest"}
         d["window"] = self.window
         d["duration"] = self.duration
+        d["elapsed"] = self.elapsed
+        d.pop("fingerprint", None)
         return d
 
 
@@ -132,9 +155,41 @@ class StateStore(Ledger):
             "ORDER BY id DESC LIMIT 1",
             (job, start, end),
         ).fetchone()
-        if row is None or row["phase"] == Phase.DONE.value:
+        if row is None:
             return None
-        return Run(**dict(row))
+        run = Run(**dict(row))
+        return run if run.unfinished else None
+
+    def runs_of(self, job: str) -> list[Run]:
+        """Every run of ``job``, oldest first."""
+        return [Run(**dict(r)) for r in self.connect().execute(
+            f"SELECT {', '.join(_COLS)} FROM runs WHERE job=? ORDER BY id", (job,))]
+
+    def unfinished(self, job: str) -> list[Run]:
+        """The newest run of each window of ``job`` whose newest run is unfinished, oldest window first."""
+        newest: dict[tuple[str, str], Run] = {}
+        for r in self.runs_of(job):
+            newest[(r.window_start, r.window_end)] = r
+        return sorted((r for r in newest.values() if r.unfinished), key=lambda r: (r.window_start, r.window_end))
+
+    def abandoned_windows(self, job: str) -> set[tuple[str, str]]:
+        rows = self.connect().execute("SELECT window_start, window_end FROM abandoned_windows WHERE job=?", (job,))
+        return {(r[0], r[1]) for r in rows}
+
+    def abandon_window(self, job: str, start: str, end: str, reason: str, run_ids: list[int]) -> None:
+        """Record that the user gave up a window (``tableship abandon``): it is no gap any more."""
+        self.connect().execute(
+            "INSERT INTO abandoned_windows (job, window_start, window_end, at, reason, runs) VALUES (?,?,?,?,?,?)",
+            (job, start, end, now(), reason, json.dumps(run_ids)))
+
+    def abandon(self, run: Run, reason: str) -> Run:
+        """Give up an unfinished run: it keeps its phase, ``result = abandoned``, the reason as its error."""
+        t = now()
+        db = self.connect()
+        db.execute("UPDATE runs SET result=?, error=?, finished_at=COALESCE(finished_at, ?), updated_at=? WHERE id=?",
+                   (Result.ABANDONED.value, reason, t, t, run.id))
+        self._log(run.id, Phase(run.phase), Phase(run.phase), f"abandoned: {reason}")
+        return self.get(run.id)
 
     def history(self, job: str | None = None, limit: int = 20) -> list[Run]:
         """Runs, newest first; a ``running`` run whose process is gone shows as ``interrupted``."""
@@ -169,12 +224,13 @@ class StateStore(Ledger):
         return Run(**dict(row)) if row else None
 
     # -- transitions
-    def start(self, job: str, start: str, end: str, run_date: str) -> Run:
+    def start(self, job: str, start: str, end: str, run_date: str, fingerprint: str | None = None) -> Run:
         t = now()
         cur = self.connect().execute(
-            "INSERT INTO runs (job, window_start, window_end, run_date, phase, result, pid, host, started_at, updated_at) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (job, start, end, run_date, Phase.PLANNED.value, Result.RUNNING.value, os.getpid(), socket.gethostname(), t, t),
+            "INSERT INTO runs (job, window_start, window_end, run_date, phase, result, pid, host, started_at, updated_at, "
+            "fingerprint, attempt_started_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (job, start, end, run_date, Phase.PLANNED.value, Result.RUNNING.value, os.getpid(), socket.gethostname(), t, t,
+             fingerprint, t),
         )
         self._log(cur.lastrowid, None, Phase.PLANNED, "planned")
         return self.get(cur.lastrowid)
@@ -182,8 +238,8 @@ class StateStore(Ledger):
     def resume(self, run: Run) -> Run:
         self.connect().execute(
             "UPDATE runs SET result=?, attempts=attempts+1, pid=?, host=?, error=NULL, failed_phase=NULL, "
-            "finished_at=NULL, updated_at=? WHERE id=?",
-            (Result.RUNNING.value, os.getpid(), socket.gethostname(), now(), run.id),
+            "finished_at=NULL, updated_at=?, attempt_started_at=? WHERE id=?",
+            (Result.RUNNING.value, os.getpid(), socket.gethostname(), t := now(), t, run.id),
         )
         self._log(run.id, Phase(run.phase), Phase(run.phase), "resumed")
         return self.get(run.id)

@@ -223,20 +223,22 @@ def test_single_day_backfill(ws):
 
 
 def test_status_and_history(ws):
-    assert ws.cli("status").rc == 0
+    assert ws.cli("status").rc == 1  # WARNING: never run
     r = ws.cli("status", "--json")
-    assert r.rc == 0, str(r)
+    assert r.rc == 1, str(r)
     assert json.loads(r.stdout)[0]["result"] == "never run"
 
     run_ok(ws, "--date", RUN_DATE)
     run_ok(ws, "--from", "2026-01-01", "--to", "2026-01-31")
-    r = ws.cli("status")
+    r = ws.cli("status", "--date", RUN_DATE)
     assert r.rc == 0, str(r)
     header, line = r.stdout.splitlines()[:2]
-    assert header.split() == ["JOB", "RUN", "WINDOW", "PHASE", "RESULT", "ROWS", "BYTES", "STARTED", "DURATION"]
+    assert header.split() == ["JOB", "RUN", "WINDOW", "PHASE", "RESULT", "ROWS", "SIZE", "ATTEMPTS", "STARTED",
+                              "DURATION"]
     assert line.split()[:5] == [JOB, "2", "2026-01-01..2026-01-31", "done", "success"]
+    assert r.stdout.splitlines()[-1] == "OK: 1 job, all windows verified"
 
-    rows = json.loads(ws.cli("status", "--json").stdout)
+    rows = json.loads(ws.cli("status", "--json", "--date", RUN_DATE).stdout)
     assert len(rows) == 1
     s = rows[0]
     runs = ws.runs()
@@ -324,15 +326,16 @@ def test_changed_staged_archive_is_exported_again(ws):
     assert sorted(rows[1:], key=lambda row: int(row[0])) == expected
 
 
-def test_a_different_window_starts_fresh(ws):
+def test_a_different_window_starts_fresh_and_finishes_the_old_one(ws):
     ws.write_config(destinations={"backup": {"type": "local", "path": "missing-folder"}})
-    assert ws.cli("run", "--date", RUN_DATE).rc == 1  # run 1 fails in upload for June..October
+    assert ws.cli("run", "--date", RUN_DATE).rc == 1  # run 1 fails for June..October
     (ws.root / "missing-folder").mkdir()
-    r = run_ok(ws, "--date", "2026-12-01")  # July..November: a new run, run 1 is left alone
+    r = run_ok(ws, "--date", "2026-12-01")  # July..November: a new run, and run 1 is finished first
     runs = ws.runs()
     assert [(x["id"], x["window_start"], x["phase"]) for x in runs] == [
-        (1, "2026-06-01", "exported"), (2, "2026-07-01", "done")]
-    assert "resuming" not in r.stderr
+        (1, "2026-06-01", "done"), (2, "2026-07-01", "done")]
+    assert "resuming run 1" in r.stderr
+    assert r.stderr.index("resuming run 1") < r.stderr.index("run 2 of")  # oldest window first
 
 
 # ---------------------------------------------------------------- codecs

@@ -591,7 +591,7 @@ def test_prometheus_file_parses_and_carries_the_job_metrics(tmp_path, warehouse)
 READER = r"""
 import os, sys, time
 path, stop, report = sys.argv[1], sys.argv[2], sys.argv[3]
-KEYS = 20
+KEYS = 23  # keys per job in the status file (outputs.status_text)
 reads = bad = 0
 problems = []
 while not os.path.exists(stop):
