@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import collections
 import io
+import logging
 import os
 import struct
 import threading
@@ -52,6 +53,7 @@ _DEFLATE_END = b"\x03\x00"  # an empty final fixed-Huffman block
 
 
 _local = threading.local()
+log = logging.getLogger(__name__)
 
 
 def _gzip_compressor(level: int):
@@ -139,76 +141,83 @@ def cpu_wait_probe() -> Callable[[], tuple[float, float]] | None:
 class LevelController:
     """Chooses each block's level from how far the compressor is behind the reader.
 
-    Two signals, read when a block is handed over:
+    Evaluated once per ``interval`` seconds, when a block is handed over:
 
-    * backlog — blocks handed over and not yet written. When the reader had to wait
-      for a free slot (the pool is saturated), the level steps down at once.
-    * CPU contention — over each ``interval`` seconds, the time this process's threads
-      spent *waiting for a CPU* (Linux schedstat), as a share of the interval. A
-      higher level is free only if it runs on a CPU nobody else wanted: above
-      ``busy_wait`` the level steps down (compression is taking CPU from the source,
-      e.g. DuckDB scanning on the same cores); below ``idle_wait``, with no block
-      queued behind the ones being compressed, it steps up one rung.
+    * reader wait — the share of the interval the reader spent waiting for a free slot
+      in the pool (``threads + 6`` blocks in flight). Above ``max_wait`` the compressor
+      is behind: one rung down. Short waits are tolerated: the sources fetch one batch
+      ahead, so a wait shorter than a fetch costs nothing.
+    * CPU demand — how many of this process's threads were on a CPU or waiting for one,
+      on average (Linux schedstat: run time plus run-queue delay, all threads). Near the
+      number of usable CPUs the process is CPU-bound (e.g. DuckDB scanning and the
+      renderer on the same cores) and a higher level would slow it down: above
+      ``busy`` × CPUs, one rung down. Below ``idle`` × CPUs the threads mostly sleep
+      waiting for the source (a remote HiveServer2, PostgreSQL): if the reader waited
+      less than half of ``max_wait`` and no block is queued behind the ones being
+      compressed, one rung up.
 
-    Starts on the floor: a run that is compressor-bound from its first byte never pays
-    for a probe upward. ``clock`` and ``probe`` are injectable for tests.
+    Starts on the floor: a run that is CPU-bound from its first byte never pays for a
+    probe upward. ``clock``, ``probe`` and ``cpus`` are injectable for tests.
     """
 
-    def __init__(self, ladder: tuple[int, ...], threads: int, *, interval: float = 0.25,
-                 busy_wait: float = 0.10, idle_wait: float = 0.03,
+    def __init__(self, ladder: tuple[int, ...], threads: int, *, interval: float = 0.1,
+                 busy: float = 0.9, idle: float = 0.7, max_wait: float = 0.05,
                  clock: Callable[[], float] = time.monotonic,
-                 probe: Callable[[], tuple[float, float]] | None = None):
+                 probe: Callable[[], tuple[float, float]] | None = None, cpus: int | None = None):
         self.ladder = ladder
         self.threads = threads
         self.interval = interval
-        self.busy_wait = busy_wait
-        self.idle_wait = idle_wait
+        self.cpus = cpus or _usable_cpus()
+        self.busy = busy * self.cpus
+        self.idle = idle * self.cpus
+        self.max_wait = max_wait
         self._clock = clock
         self._probe = probe
         self._i = 0
         self._t0 = clock()
-        self._w0 = probe()[1] if probe else 0.0
+        self._d0 = sum(probe()) if probe else 0.0
+        self._waited = 0.0
+        self.demand: list[float] = []  # measured per interval (for the log and tests)
 
     @property
     def level(self) -> int:
         return self.ladder[self._i]
 
-    def _down(self) -> None:
-        self._i = max(0, self._i - 1)
-
-    def choose(self, backlog: int, waited: bool) -> int:
-        """The level for the next block. backlog: blocks in flight; waited: the reader
-        had to wait for the pool before this block."""
-        if waited:
-            self._down()
-            self._restart()
-            return self.level
+    def choose(self, backlog: int, waited: float = 0.0) -> int:
+        """The level for the next block. backlog: blocks in flight; waited: seconds the
+        reader just waited for the pool before handing this block over."""
+        self._waited += waited
         now = self._clock()
         span = now - self._t0
-        if span >= self.interval:
-            if self._probe is None:
-                share = 0.0  # no contention signal: the backlog alone decides
-            else:
-                wait = self._probe()[1]
-                share = (wait - self._w0) / span
-                self._w0 = wait
-            self._t0 = now
-            if share > self.busy_wait:
-                self._down()
-            elif share < self.idle_wait and backlog < self.threads:
-                self._i = min(len(self.ladder) - 1, self._i + 1)
+        if span < self.interval:
+            return self.level
+        if self._probe is None:
+            demand = 0.0  # no demand signal: the reader's wait alone decides
+        else:
+            total = sum(self._probe())
+            demand = max(0.0, total - self._d0) / span  # (max: a thread that ended drops out)
+            self._d0 = total
+            self.demand.append(round(demand, 2))
+        wait_share = self._waited / span
+        self._t0, self._waited = now, 0.0
+        if wait_share > self.max_wait or demand > self.busy:
+            self._i = max(0, self._i - 1)
+        elif demand < self.idle and wait_share < self.max_wait / 2 and backlog < self.threads:
+            self._i = min(len(self.ladder) - 1, self._i + 1)
         return self.level
 
-    def _restart(self) -> None:
-        self._t0 = self._clock()
-        if self._probe is not None:
-            self._w0 = self._probe()[1]
+
+def _usable_cpus() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 class BlockCompressor(io.BufferedIOBase):
     """write() CSV bytes; close() finishes the stream. Never closes ``sink``.
 
-    At most ``threads + 2`` blocks are in flight (handed over and not yet written), so
+    At most ``threads + 6`` blocks are in flight (handed over and not yet written), so
     memory stays at a few blocks whatever the table size.
     """
 
@@ -229,7 +238,7 @@ class BlockCompressor(io.BufferedIOBase):
         self._prev = b""
         self._crc = 0
         self._pending: collections.deque[tuple[Future, int]] = collections.deque()  # (future, block length)
-        self._max_pending = self.threads + 2
+        self._max_pending = self.threads + 6
         self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="tableship-compress")
         if codec == "gzip":
             self._write_out(_GZIP_HEADER)
@@ -257,10 +266,11 @@ class BlockCompressor(io.BufferedIOBase):
 
     def _submit(self, block: bytes) -> None:
         self._collect_done()
-        waited = False
+        waited = 0.0
         if len(self._pending) >= self._max_pending:
-            waited = True
+            t0 = time.monotonic()
             self._write_next()
+            waited = time.monotonic() - t0
         level = self.controller.choose(len(self._pending), waited)
         self.levels_used[level] += 1
         zdict = memoryview(self._prev)[-_WINDOW:] if self.codec == "gzip" else b""
@@ -309,6 +319,9 @@ class BlockCompressor(io.BufferedIOBase):
                 self._submit(tail)
             while self._pending:
                 self._write_next()
+            c = self.controller
+            log.debug("adaptive %s: blocks per level %s; CPU demand per interval (of %d CPUs): %s", self.codec,
+                      dict(sorted(self.levels_used.items())), getattr(c, "cpus", 0), getattr(c, "demand", [])[:200])
             if self.codec == "gzip":
                 self._write_out(_DEFLATE_END + struct.pack("<II", self._crc, self.bytes_in & 0xFFFFFFFF))
             self.flush()

@@ -48,7 +48,7 @@ class Walk(LevelController):
         super().__init__(ladder, threads)
         self.n = 0
 
-    def choose(self, backlog, waited):
+    def choose(self, backlog, waited=0.0):
         self.n += 1
         return self.ladder[(self.n - 1) % len(self.ladder)]
 
@@ -151,27 +151,39 @@ def test_spark_csv_reader(archive, hs2):
     assert (n, s) == (ROWS, ID_SUM)
 
 
-def test_controller_follows_backlog_and_contention():
-    """The controller with an injected clock and contention probe (no real time)."""
+def test_controller_follows_backlog_and_cpu_demand():
+    """The controller with an injected clock, schedstat probe and CPU count (no real time)."""
     now = [0.0]
-    waits = [0.0]
-    c = LevelController((2, 4, 6), threads=2, interval=1.0, clock=lambda: now[0], probe=lambda: (0.0, waits[0]))
+    busy = [0.0]  # seconds our threads were on a CPU or waiting for one
+
+    def tick(demand: float, dt: float = 1.0) -> None:
+        now[0] += dt
+        busy[0] += demand * dt
+
+    c = LevelController((2, 4, 6), threads=2, interval=1.0, clock=lambda: now[0],
+                        probe=lambda: (busy[0], 0.0), cpus=2)
     assert c.choose(0, False) == 2  # starts on the floor
-    now[0] += 1.0
-    assert c.choose(1, False) == 4  # idle CPU, nothing queued: one rung up
-    now[0] += 1.0
+    tick(0.5)
+    assert c.choose(1, False) == 4  # threads mostly asleep waiting for the source: one rung up
+    tick(0.5)
     assert c.choose(2, False) == 4  # a block queued behind the busy workers: hold
-    now[0] += 1.0
+    tick(0.5)
     assert c.choose(0, False) == 6
-    now[0] += 1.0
+    tick(0.5)
     assert c.choose(0, False) == 6  # top rung
-    now[0] += 1.0
-    waits[0] += 0.5  # our threads waited half the interval for a CPU: compression competes
-    assert c.choose(0, False) == 4
-    assert c.choose(0, True) == 2  # the reader waited for the pool: down at once
-    assert c.choose(0, True) == 2  # floor
-    now[0] += 0.5
-    assert c.choose(0, False) == 2  # no decision within an interval
+    tick(1.6)
+    assert c.choose(0, False) == 6  # between idle (1.4) and busy (1.8): hold
+    tick(1.95)
+    assert c.choose(0, False) == 4  # CPU-bound: a higher level would slow the source down
+    tick(0.5, dt=0.5)
+    assert c.choose(0, 0.01) == 4  # within an interval: no decision
+    tick(0.5, dt=0.5)
+    assert c.choose(0, 0.02) == 4  # the reader waited 3 % of the interval: tolerated, but no step up
+    tick(0.5)
+    assert c.choose(0, 0.2) == 2  # the reader lost 20 % of its time to the compressor: down
+    tick(0.5)
+    assert c.choose(0, 0.2) == 2  # floor
+    assert c.demand == [0.5, 0.5, 0.5, 0.5, 1.6, 1.95, 0.5, 0.5, 0.5]
 
 
 def test_auto_output_is_complete_with_real_controller():
