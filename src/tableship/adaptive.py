@@ -45,6 +45,10 @@ BLOCK_BYTES = {"gzip": 1 << 20, "zstd": 4 << 20}
 # default did. gzip stops at 6: zlib-ng 7–9 cost 2–4× the CPU of 6 for < 1 % smaller
 # archives; zstd stops at 9, whose context (~20 MiB per thread) still fits the memory
 # budget in docs/performance.md.
+# Blocks handed over and not yet written are bounded by bytes (at least threads + 1
+# blocks): with 1 MiB gzip blocks, 6 in flight absorb a 20,000-row fetch (~2.6 MB of
+# CSV) without making the reader wait, for ~8 MiB of memory.
+IN_FLIGHT_BYTES = 6 << 20
 LADDERS = {"gzip": (2, 3, 4, 5, 6), "zstd": (3, 5, 7, 9)}
 _WINDOW = 32 * 1024
 _ISAL_MAX_LEVEL = 3
@@ -63,6 +67,7 @@ def _gzip_compressor(level: int):
         cache = _local.gzip = {}
     comp = cache.get(level)
     if comp is None:
+        cache.clear()  # one compressor (state + 1.1 MiB buffer) per thread: the level changes rarely
         if level <= _ISAL_MAX_LEVEL:
             from isal import isal_zlib as lib
         else:
@@ -72,14 +77,20 @@ def _gzip_compressor(level: int):
             # The C helper behind isal.igzip_threaded / zlib_ng.gzip_ng_threaded: one
             # call compresses with a dictionary, sync-flushes and computes the CRC
             # without holding the GIL.
-            par = lib._ParallelCompress(buffersize=bufsize, level=level)
-            comp = par.compress_and_crc
-        else:  # public API fallback (same bytes, GIL held in between calls)
-            def comp(data, zdict, _lib=lib, _level=level):
-                c = _lib.compressobj(_level, _lib.DEFLATED, -15, zdict=bytes(zdict)) if len(zdict) else \
-                    _lib.compressobj(_level, _lib.DEFLATED, -15)
-                return c.compress(data) + c.flush(_lib.Z_SYNC_FLUSH), _lib.crc32(data)
+            comp = lib._ParallelCompress(buffersize=bufsize, level=level).compress_and_crc
+        else:
+            comp = _public_api_compressor(lib, level)
         cache[level] = comp
+    return comp
+
+
+def _public_api_compressor(lib, level: int):
+    """The same deflate runs through the libraries' public zlib-style API (used if the
+    helper above ever disappears): primed, sync-flushed, CRC computed separately."""
+    def comp(data, zdict):
+        c = lib.compressobj(level, lib.DEFLATED, -15, zdict=bytes(zdict)) if len(zdict) else \
+            lib.compressobj(level, lib.DEFLATED, -15)
+        return c.compress(data) + c.flush(lib.Z_SYNC_FLUSH), lib.crc32(data)
     return comp
 
 
@@ -91,6 +102,7 @@ def _zstd_compressor(level: int):
     if cctx is None:
         import zstandard
 
+        cache.clear()
         cctx = cache[level] = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
     return cctx
 
@@ -144,7 +156,7 @@ class LevelController:
     Evaluated once per ``interval`` seconds, when a block is handed over:
 
     * reader wait — the share of the interval the reader spent waiting for a free slot
-      in the pool (``threads + 6`` blocks in flight). Above ``max_wait`` the compressor
+      in the pool (``IN_FLIGHT_BYTES`` in flight). Above ``max_wait`` the compressor
       is behind: one rung down. Short waits are tolerated: the sources fetch one batch
       ahead, so a wait shorter than a fetch costs nothing.
     * CPU demand — how many of this process's threads were on a CPU or waiting for one,
@@ -217,8 +229,8 @@ def _usable_cpus() -> int:
 class BlockCompressor(io.BufferedIOBase):
     """write() CSV bytes; close() finishes the stream. Never closes ``sink``.
 
-    At most ``threads + 6`` blocks are in flight (handed over and not yet written), so
-    memory stays at a few blocks whatever the table size.
+    At most ``IN_FLIGHT_BYTES`` (and at least ``threads + 1`` blocks) are in flight
+    (handed over and not yet written), so memory stays flat whatever the table size.
     """
 
     def __init__(self, sink: BinaryIO, codec: str, threads: int = 2, *,
@@ -230,6 +242,8 @@ class BlockCompressor(io.BufferedIOBase):
         self.level = "auto"
         self.threads = max(1, int(threads or 1))
         self.block_bytes = block_bytes or BLOCK_BYTES[codec]
+        if codec == "gzip" and not 0 < self.block_bytes <= BLOCK_BYTES["gzip"]:
+            raise ValueError(f"gzip blocks are at most {BLOCK_BYTES['gzip']} bytes (the compressors' buffer)")
         self.controller = controller or LevelController(LADDERS[codec], self.threads, probe=cpu_wait_probe())
         self.levels_used: collections.Counter[int] = collections.Counter()
         self.bytes_in = 0
@@ -238,7 +252,7 @@ class BlockCompressor(io.BufferedIOBase):
         self._prev = b""
         self._crc = 0
         self._pending: collections.deque[tuple[Future, int]] = collections.deque()  # (future, block length)
-        self._max_pending = self.threads + 6
+        self._max_pending = max(self.threads + 1, IN_FLIGHT_BYTES // self.block_bytes)
         self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="tableship-compress")
         if codec == "gzip":
             self._write_out(_GZIP_HEADER)
@@ -253,15 +267,21 @@ class BlockCompressor(io.BufferedIOBase):
         n = view.nbytes
         if not n:
             return 0
-        self._buf += view
         self.bytes_in += n
         bs = self.block_bytes
-        if len(self._buf) >= bs:
-            cut = len(self._buf) - len(self._buf) % bs
-            whole = bytes(self._buf[:cut])
-            del self._buf[:cut]
-            for off in range(0, cut, bs):
-                self._submit(whole[off:off + bs] if cut > bs else whole)
+        off = 0
+        if self._buf:  # top up the partial block first
+            off = min(n, bs - len(self._buf))
+            self._buf += view[:off]
+            if len(self._buf) < bs:
+                return n
+            self._submit(bytes(self._buf))
+            self._buf.clear()
+        # whole blocks straight from the caller's buffer: one copy each, no staging
+        while n - off >= bs:
+            self._submit(bytes(view[off:off + bs]))
+            off += bs
+        self._buf += view[off:]
         return n
 
     def _submit(self, block: bytes) -> None:

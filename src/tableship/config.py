@@ -71,8 +71,8 @@ class Settings(Model):
 class DuckDBSource(Model):
     type: Literal["duckdb"]
     path: ConfigPath
-    threads: int | None = Field(None, ge=1)
-    memory_limit: str = "64MB"
+    threads: int | None = Field(None, ge=1)  # None: 1 (see sources/duckdb.py)
+    memory_limit: str = "32MB"
 
 
 class HS2Source(Model):

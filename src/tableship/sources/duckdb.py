@@ -40,9 +40,11 @@ class DuckDBSource:
             # with the table); an export is one streaming scan, so a small pool costs nothing.
             # (enable_progress_bar cannot be passed in the connect config: DuckDB refuses it
             # as a global option; it is SET on the connection below.)
-            config = {"memory_limit": self.cfg.memory_limit}
-            if self.cfg.threads:
-                config["threads"] = self.cfg.threads
+            # One scan thread by default: the renderer and the compressors need the other
+            # cores, and a second scan thread doubles DuckDB's working memory (pinned blocks
+            # ≈ threads × columns × 256 KiB: 32MB on one thread reads 150 columns, as 64MB did on two) —
+            # docs/performance.md has the memory budget.
+            config = {"memory_limit": self.cfg.memory_limit, "threads": self.cfg.threads or 1}
             try:
                 self._con = duckdb.connect(str(path), read_only=True, config=config)
                 self._con.execute("SET enable_progress_bar = false")
