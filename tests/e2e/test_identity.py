@@ -4,6 +4,8 @@ leftovers removed) and a fresh run ships what the config says now."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 
 from tests.e2e.helpers import ARCHIVE, JOB, REMOTE_DIR, RUN_DATE, WINDOW, Workspace, decompress, query_rows
@@ -82,10 +84,30 @@ def test_resume_after_config_change_from_uploaded(ws):
 
 def test_unchanged_config_still_resumes(ws):
     leave_exported(ws)
+    st = ws.cli("status", "--date", RUN_DATE)
+    assert st.rc == 2, str(st)  # CRITICAL: the latest scheduled window failed
+    assert "latest window 2026-06-01..2026-10-31 failed" in st.stdout.splitlines()[-1]
     r = ws.cli("run", "--date", RUN_DATE)
     assert r.rc == 0, str(r)
     assert "resuming run 1" in r.stderr and "abandoning" not in r.stderr
     assert [x["result"] for x in ws.runs()] == ["success"]
+
+    # status: rows with thousands separators, size with units, the resumed attempt's own duration
+    st = ws.cli("status", "--date", RUN_DATE)
+    assert st.rc == 0, str(st)
+    run = ws.runs()[0]
+    header, line = st.stdout.splitlines()[:2]
+    names = header.split()
+    starts = [header.index(n) for n in names] + [None]
+    cells = {n: line[starts[i]:starts[i + 1]].strip() for i, n in enumerate(names)}
+    assert cells["ROWS"] == f"{run['rows']:,}" and "," in cells["ROWS"]
+    assert cells["ATTEMPTS"] == "2"
+    assert re.fullmatch(r"\d+\.\d (KiB|MiB)", cells["SIZE"]), line
+    js = json.loads(ws.cli("status", "--json", "--date", RUN_DATE).stdout)[0]
+    assert js["attempts"] == 2 and js["bytes"] == run["archive_bytes"]
+    assert js["remote_path"] == f"{REMOTE_DIR}/{ARCHIVE}"
+    assert 0 <= js["duration"] < js["elapsed"]  # its own attempt, not since the first start
+    assert "fingerprint" not in js
 
 
 def test_table_changed_to_a_missing_table_fails(ws):
@@ -98,3 +120,14 @@ def test_table_changed_to_a_missing_table_fails(ws):
     assert ws.files(ws.dest) == []  # the old rows never ship
     assert ws.files(ws.staging) == []
     assert [(x["id"], x["result"]) for x in ws.runs()] == [(1, "abandoned"), (2, "failed")]
+    assert ws.cli("status", "--date", RUN_DATE).rc == 2
+
+
+def test_fingerprint_names_no_secret():
+    from tableship.config import SQLAlchemySource, SFTPDestination
+    from tableship.identity import destination_target, source_target
+
+    src = SQLAlchemySource(type="sqlalchemy", url="postgresql://backup:s3cr3t@db.example:5432/dwh?password=x2")
+    assert source_target(src) == "postgresql://db.example:5432/dwh"
+    dst = SFTPDestination(type="sftp", host="bk", user="ship", password="hunter2", path="/srv/backup")
+    assert destination_target(dst) == "ship@bk:22/srv/backup"

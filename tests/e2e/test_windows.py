@@ -59,6 +59,9 @@ def test_killed_window_is_finished_by_the_next_days_run(big_ws, tmp_path, spec, 
     ws = big_ws
     ws.write_config(defaults={"window": spec, "file_name": PLAIN, "compression": {"codec": "none"}})
     kill_during_export(ws, killed, name(*old))
+    st = ws.cli("status", "--date", killed)
+    assert st.rc == 1, str(st)  # WARNING: unfinished (interrupted), within gap_grace
+    assert f"{old[0]}..{old[1]} unfinished: run 1 interrupted at phase planned" in st.stdout, st.stdout
 
     r = ws.cli("run", "--date", next_day)
     assert r.rc == 0, str(r)
