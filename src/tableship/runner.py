@@ -97,6 +97,23 @@ def describe_plan(config: Config, plan: Plan) -> list[str]:
     ]
 
 
+def describe_extra(config: Config, plan: Plan) -> list[str]:
+    """The dry-run lines for the older windows a scheduled run would do first (the ledger
+    is only read: a dry run creates or changes nothing)."""
+    store = StateStore(config.settings.state_dir, readonly=True)
+    try:
+        extra = extra_plans(config, store, plan)
+        runs = {(r.window_start, r.window_end): r for r in store.unfinished(plan.job.name)}
+    finally:
+        store.close()
+    lines = []
+    for p in extra:
+        r = runs.get((p.window.start.isoformat(), p.window.end.isoformat()))
+        why = f"unfinished run {r.id} at phase {r.phase}" if r else "missing (catch_up)"
+        lines.append(f"  first:       window {p.window} ({why}) → {p.remote_path}")
+    return lines
+
+
 def run_jobs(
     config: Config,
     names=None,
@@ -120,6 +137,9 @@ def run_jobs(
             try:
                 for line in describe_plan(config, plans[n]):
                     echo(line)
+                if start is None:
+                    for line in describe_extra(config, plans[n]):
+                        echo(line)
                 outcomes.append(Outcome(n, "planned", plans[n]))
             except Interrupted:
                 raise

@@ -63,6 +63,9 @@ def test_killed_window_is_finished_by_the_next_days_run(big_ws, tmp_path, spec, 
     assert st.rc == 1, str(st)  # WARNING: unfinished (interrupted), within gap_grace
     assert f"{old[0]}..{old[1]} unfinished: run 1 interrupted at phase planned" in st.stdout, st.stdout
 
+    r = ws.cli("run", "--date", next_day, "--dry-run")
+    assert r.rc == 0, str(r)
+    assert f"  first:       window {old[0]}..{old[1]} (unfinished run 1 at phase planned)" in r.stdout, r.stdout
     r = ws.cli("run", "--date", next_day)
     assert r.rc == 0, str(r)
     assert "also finishing 1 older window first" in r.stderr and "resuming run 1" in r.stderr, r.stderr
