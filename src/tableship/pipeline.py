@@ -88,12 +88,17 @@ class Pipeline:
         return retrying(getattr(self.config.sources[self.job.source], "retries", None), what)
 
     def close(self) -> None:
+        stop: BaseException | None = None
         for r in (self._source, self._dest):
             if r is not None:
                 try:
                     r.close()
                 except Exception:  # closing must never hide the run's own outcome
                     log.debug("close failed", exc_info=True)
+                except BaseException as exc:  # a signal while closing: close the other one, then stop
+                    stop = stop or exc
+        if stop is not None:
+            raise stop
 
     # -- the machine
     def begin(self) -> Run:

@@ -680,6 +680,7 @@ def test_sigterm_mid_upload_stops_the_openssh_client_too(tmp_path, sshd_fresh, b
     assert proc.returncode == 128 + 15, out + err
     assert "Traceback" not in err
     assert not (folder / BIG_ARCHIVE).exists()
+    assert not [p.name for p in folder.iterdir() if TMP_RE.match(p.name)]  # removed while the connection was up
     # no orphaned sftp/ssh client keeps uploading (the deadline is against hanging, not a limit)
     wait_for(lambda: all(map(ended, children)), 10, f"the OpenSSH children {children} to end")
     ok(site.run("run", "--date", RUN_DATE))
