@@ -292,6 +292,9 @@ def _no_space(folder: Path) -> bool:
     return st.f_bavail * st.f_frsize < 64 * 1024
 
 
+_BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+
+
 class _Connection(sqlite3.Connection):
     """A connection whose errors name the ledger file and the fix (see :func:`ledger_error`)."""
 
@@ -300,12 +303,16 @@ class _Connection(sqlite3.Connection):
     def execute(self, *args, **kwargs):
         try:
             return super().execute(*args, **kwargs)
+        except _BUGS:
+            raise  # a wrong query or a constraint broken by the code: a bug, not the file's fault
         except sqlite3.Error as exc:
             raise ledger_error(exc, self.ledger_path) from exc
 
     def executemany(self, *args, **kwargs):
         try:
             return super().executemany(*args, **kwargs)
+        except _BUGS:
+            raise
         except sqlite3.Error as exc:
             raise ledger_error(exc, self.ledger_path) from exc
 
