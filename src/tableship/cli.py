@@ -50,7 +50,7 @@ def _date(ctx, param, value):
     from .window import parse_date
 
     try:
-        return parse_date(value, f"--{param.name.replace('_', '-').removesuffix('-date')}")
+        return parse_date(value, param.opts[0])  # the option as the user typed it: --date, --from, --to
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -99,7 +99,7 @@ def run(obj: Ctx, jobs, all_jobs, run_date, start, end, dry_run, wait):
     config = obj.load(log_file=not dry_run)
     outcomes = run_jobs(config, list(jobs), all_jobs=all_jobs, run_date=run_date, start=start, end=end,
                         dry_run=dry_run, wait=wait, progress_factory=progress_factory(obj.verbosity),
-                        echo=click.echo)
+                        echo=click.echo, quiet=obj.verbosity < 0)
     for o in outcomes:  # each failed job also ends in one "Error:" line on stderr (cron mails, scripts)
         if o.status == "failed" and o.error is not None:
             hint = "" if o.error.hint else " — fix the cause, then re-run the same command"
@@ -205,13 +205,21 @@ def config_group():
 @config_group.command("validate")
 @click.pass_obj
 def config_validate(obj: Ctx):
-    """Validate the config file and print every problem found (exit 2 if any)."""
+    """Validate the config file and print every problem found (exit 2 if any): also the
+    optional drivers its sources and destinations need, and its local destination folders."""
     try:
         config = load_config(obj.config_arg)
     except ConfigError as exc:
         for problem in exc.problems:
             click.echo(f"Error: {problem}", err=True)
         sys.exit(exc.exit_code)
+    from .validate import environment_problems
+
+    missing = environment_problems(config)  # this machine, not the file: drivers, local folders
+    if missing:
+        for problem in missing:
+            click.echo(f"Error: {config.path}: {problem}", err=True)
+        sys.exit(EXIT_USAGE)
     from .plan import choose_window
 
     today = dt.date.today()

@@ -31,6 +31,7 @@ from pydantic import (
 
 from . import redact
 from .errors import ConfigError
+from .window import MAX_REACH, MAX_REACH_YEARS
 from .names import TemplateValues, check_identifier, check_job_name, check_template, render_relative, split_table
 
 DEFAULT_CONFIG = "tableship.toml"
@@ -158,9 +159,31 @@ PRESETS = {
 
 
 class WindowSpec(Model):
+    """``count`` whole units ending ``lag`` units before the run date's unit; together they
+    reach back at most :data:`window.MAX_REACH` units (100 years), so that every window
+    of a supported run date (1100..9999) starts in a four-digit year."""
+
     unit: Literal["month", "day"] = "month"
     count: int = Field(5, ge=1)
     lag: int = Field(0, ge=0)
+
+    @field_validator("count")
+    @classmethod
+    def _count(cls, v: int, info: ValidationInfo) -> int:
+        limit = MAX_REACH.get(info.data.get("unit", "month"))
+        if limit is not None and v > limit:
+            raise ValueError(f"{v} {info.data['unit']}s is more than the supported {limit} ({MAX_REACH_YEARS} years)")
+        return v
+
+    @field_validator("lag")
+    @classmethod
+    def _lag(cls, v: int, info: ValidationInfo) -> int:
+        limit = MAX_REACH.get(info.data.get("unit", "month"))
+        count = info.data.get("count")
+        if limit is not None and isinstance(count, int) and count <= limit and count + v > limit:
+            raise ValueError(f"count + lag = {count + v} {info.data['unit']}s reaches back more than the supported "
+                             f"{limit} ({MAX_REACH_YEARS} years)")
+        return v
 
 
 class FormatSpec(Model):
@@ -184,6 +207,18 @@ class FormatSpec(Model):
             raise ValueError("delimiter must be exactly one character")
         if v in "\"\r\n":
             raise ValueError("delimiter cannot be a double quote, CR or LF")
+        return v
+
+    @field_validator("null")
+    @classmethod
+    def _null(cls, v: str, info: ValidationInfo) -> str:
+        # a NULL marker a reader cannot tell from a value or a row boundary makes the file ambiguous
+        delimiter = info.data.get("delimiter")
+        for char, what in ((delimiter, "the delimiter"), ('"', "the quote character"), ("\r", "a carriage return"),
+                           ("\n", "a line feed")):
+            if char and char in v:
+                raise ValueError(f"null {v!r} contains {what} {char!r}: readers would split or misread it; "
+                                 "choose a marker without it (e.g. \"\" or \"NULL\")")
         return v
 
 
@@ -573,6 +608,13 @@ def parse_config(raw: dict, path: Path) -> Config:
         if job is None:
             continue
         jobs[name] = job
+
+    from .validate import collision_problems, job_problems
+
+    staging = settings.staging_dir or settings.state_dir / "staging"
+    for job in jobs.values():
+        problems += job_problems(job, dests.get(job.destination), staging)
+    problems += collision_problems(jobs, dests)
 
     alerts_raw = table("alerts")
     scalars = {k: v for k, v in alerts_raw.items() if k in _ALERT_KEYS}

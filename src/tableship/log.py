@@ -26,6 +26,14 @@ class ContextFilter(logging.Filter):
         return True
 
 
+# extra= of a log record the run's summary and "Error:" line repeat: -q keeps it out of stderr
+IN_SUMMARY = {"in_summary": True}
+
+
+def _not_in_summary(record: logging.LogRecord) -> bool:
+    return not getattr(record, "in_summary", False)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {
@@ -55,6 +63,8 @@ def setup_logging(verbosity: int = 0, log_file: Path | None = None, *, json_form
     stderr.setLevel({-1: logging.ERROR, 0: logging.INFO}.get(verbosity, logging.DEBUG))
     stderr.setFormatter(fmt)
     stderr.addFilter(ContextFilter())
+    if verbosity < 0:  # -q: a failure is printed once (the "Error:" line), not also as a log line
+        stderr.addFilter(_not_in_summary)
     logger.addHandler(stderr)
     if log_file is not None:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)

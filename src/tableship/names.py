@@ -13,6 +13,8 @@ import string
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from .templates import DATE_FIELDS, check_date_spec
+
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _JOB = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -60,7 +62,8 @@ class TemplateValues:
 
 
 def check_template(template: str) -> None:
-    """Raise ValueError if the template uses unknown fields or conversions."""
+    """Raise ValueError if the template uses unknown fields, conversions, or a date code
+    that is not portable (see templates.PORTABLE_CODES)."""
     for _, field, spec, conv in string.Formatter().parse(template):
         if field is None:
             continue
@@ -70,6 +73,8 @@ def check_template(template: str) -> None:
             )
         if conv:
             raise ValueError(f"conversions like !{conv} are not allowed in {template!r}")
+        if field in DATE_FIELDS and spec:
+            check_date_spec(spec, field, template)
 
 
 def render_relative(template: str, values: TemplateValues, what: str) -> str:

@@ -12,7 +12,7 @@ from .config import Config, JobConfig
 from .csvrender import CsvDialect
 from .errors import ConfigError, SourceError, UsageError
 from .names import render_relative
-from .sources.base import Query, Source, arrow_partition_type, window_query
+from .sources.base import Query, Source, arrow_partition_type, detected_partition_type, window_query
 from .window import Window, compute_window, partition_value
 
 
@@ -46,7 +46,10 @@ def choose_window(job: JobConfig, run_date: dt.date, start: dt.date | None, end:
             raise UsageError(f"--from {start} is after --to {end}", "swap them: the window is inclusive from..to")
         return Window(start, end)
     w = job.window
-    return compute_window(run_date, w.unit, w.count, w.lag)
+    try:
+        return compute_window(run_date, w.unit, w.count, w.lag)
+    except ValueError as exc:  # only for run dates near the start of the supported range
+        raise UsageError(f"--date {run_date}: {exc}", "pass a later --date, or --from/--to") from None
 
 
 def make_plan(config: Config, job: JobConfig, run_date: dt.date, window: Window) -> Plan:
@@ -63,28 +66,44 @@ def make_plan(config: Config, job: JobConfig, run_date: dt.date, window: Window)
 
 
 def build_query(source: Source, plan: Plan, schema: pa.Schema | None = None) -> Query:
-    """The window query, with the partition column's type detected (from ``schema``,
-    read from the source when not given) when set to auto."""
+    """The window query. The partition column's type is read from ``schema`` (from the
+    source when not given): detected when ``partition_type = "auto"``, else checked
+    against the declared one, so a mismatch is one error naming both, not a raw engine
+    error (``Binder Error``...) or a silently wrong comparison."""
     job = plan.job
+    schema = schema if schema is not None else source.schema(job.table)
+    field = schema.field(job.partition_column) if job.partition_column in schema.names else None
+    if field is None:
+        raise SourceError(
+            f"column {job.partition_column!r} not found in table {job.table} (columns: {', '.join(schema.names)})",
+            f"fix jobs.{job.name}.partition_column",
+        )
     ptype = job.partition_type
     if ptype == "auto":
-        schema = schema if schema is not None else source.schema(job.table)
-        field = schema.field(job.partition_column) if job.partition_column in schema.names else None
-        if field is None:
-            raise SourceError(
-                f"column {job.partition_column!r} not found in table {job.table} (columns: {', '.join(schema.names)})",
-                f"fix jobs.{job.name}.partition_column",
-            )
         try:
             ptype = arrow_partition_type(field.type)
         except ValueError as exc:
             raise ConfigError(f"jobs.{job.name}: {exc}", "set partition_type and partition_format explicitly") from None
+    else:
+        check_partition_type(job, field)
     try:  # identifiers and partition formats the config validation let through
         low = partition_value(plan.window.start, ptype, job.partition_format)
         high = partition_value(plan.window.end, ptype, job.partition_format)
-        if job.partition_type == "auto" and pa.types.is_timestamp(field.type):
+        if pa.types.is_timestamp(field.type):
             # a TIMESTAMP column compared with a DATE end bound would drop the last day after 00:00
             low, high = dt.datetime.combine(low, dt.time.min), dt.datetime.combine(high, dt.time.max)
         return window_query(source.dialect, job.table, job.partition_column, low, high)
     except ValueError as exc:
         raise ConfigError(f"jobs.{job.name}: {exc}", "fix the job's table, partition_column or partition_format") from None
+
+
+def check_partition_type(job: JobConfig, field: pa.Field) -> None:
+    """A declared partition_type must fit a column whose type tableship can detect; on
+    other types (DECIMAL holding YYYYMMDD...) the declared type is trusted."""
+    detected = detected_partition_type(field.type)
+    if detected is not None and detected != job.partition_type:
+        raise ConfigError(
+            f"jobs.{job.name}.partition_type = \"{job.partition_type}\" does not fit column "
+            f"{job.partition_column!r} of {job.table}: its type is {field.type}, detected as \"{detected}\"",
+            f"set partition_type = \"{detected}\" (or \"auto\") in jobs.{job.name}",
+        )

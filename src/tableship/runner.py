@@ -13,11 +13,12 @@ from .config import Config
 from .errors import EXIT_JOB_FAILED, GapError, JobError, EXIT_LOCKED, EXIT_OK, Interrupted, LockedError, TableshipError, UsageError
 from .ledger import LedgerError
 from .lock import JobLock
-from .log import current_job, current_run
+from .log import IN_SUMMARY, current_job, current_run
 from .pipeline import Pipeline
 from .plan import Plan, build_query, choose_window, make_plan
 from .sources.base import open_source
-from .state import Run, StateStore
+from .preflight import preflight
+from .state import Result, Run, StateStore
 from .window import Window
 
 log = logging.getLogger("tableship")
@@ -32,7 +33,9 @@ class Outcome:
     error: TableshipError | None = None
     detail: str = ""
 
-    def summary(self) -> str:
+    def summary(self, detail: bool = True) -> str:
+        """One line; ``detail=False`` leaves a failure's error out (``-q``: the CLI's ``Error:``
+        line already says it, and a cron mail should say it once)."""
         w = f" {self.plan.window}" if self.plan else ""
         if self.status == "success" and self.run:
             return (f"{self.job}{w}: OK, {self.run.rows} rows, {_size(self.run.archive_bytes)} → "
@@ -42,8 +45,10 @@ class Outcome:
         if self.status == "planned":
             return f"{self.job}{w}: planned (dry run)"
         if isinstance(self.error, GapError):
-            return f"{self.job}{w}: MISSING: {self.error.message}"
+            return f"{self.job}{w}: MISSING: {self.error.message}" if detail else f"{self.job}{w}: MISSING"
         phase = f" in {self.run.failed_phase}" if self.run and self.run.failed_phase else ""
+        if not detail and self.error is not None:
+            return f"{self.job}{w}: FAILED{phase}"
         return f"{self.job}{w}: FAILED{phase}: {self.error.line() if self.error else self.detail}"
 
 
@@ -126,7 +131,9 @@ def run_jobs(
     wait: float = 0,
     progress_factory: Callable[[str], Callable[[int, int], None] | None] | None = None,
     echo: Callable[[str], None] = print,
+    quiet: bool = False,
 ) -> list[Outcome]:
+    """Run the jobs; ``quiet`` (``-q``) prints a failure's error only once, in the CLI's ``Error:`` line."""
     jobs = select_jobs(config, names, all_jobs)
     run_date = run_date or dt.date.today()
     plans = {n: make_plan(config, config.jobs[n], run_date, choose_window(config.jobs[n], run_date, start, end))
@@ -156,10 +163,12 @@ def run_jobs(
     try:
         try:
             store.connect()  # open (and migrate) the ledger before any job: a broken one stops the batch
+            blocked = preflight(config, [config.jobs[n] for n in jobs])  # before any export: seconds, not hours
             for n in jobs:
-                for outcome in run_job(config, store, monitor, plans[n], wait, progress_factory, scheduled):
+                for outcome in run_job(config, store, monitor, plans[n], wait, progress_factory, scheduled,
+                                       blocked.get(n)):
                     outcomes.append(outcome)
-                    echo(outcome.summary())
+                    echo(outcome.summary(detail=not quiet))
             ledger_ok = True
         except LedgerError as exc:
             # Nothing of this job or of the rest of the batch can be recorded: alert directly on
@@ -213,10 +222,12 @@ def gap_error(job, gaps) -> GapError:
         f"or give it up with 'tableship abandon {job.name} --window {s}..{e}'")
 
 
-def run_job(config, store, monitor, plan: Plan, wait: float, progress_factory, scheduled: bool = True) -> list[Outcome]:
+def run_job(config, store, monitor, plan: Plan, wait: float, progress_factory, scheduled: bool = True,
+            blocked: tuple[str, TableshipError] | None = None) -> list[Outcome]:
     """Every window a run of this job does, under one lock: older unfinished (and, with
     catch_up, missing) windows first, then the requested one. The monitor sees one
-    outcome per job: the first failure, else an overdue window, else success."""
+    outcome per job: the first failure, else an overdue window, else success.
+    ``blocked`` is the preflight's (phase, error): each window fails at once, unexported."""
     from .coverage import coverage
 
     job = plan.job
@@ -233,7 +244,7 @@ def run_job(config, store, monitor, plan: Plan, wait: float, progress_factory, s
                 log.info("%s: also finishing %d older window%s first: %s", job.name, len(plans),
                          "s" if len(plans) != 1 else "", ", ".join(str(p.window) for p in plans))
             monitor.job_started(job, plan)
-            outcomes = [run_window(config, store, p, progress_factory) for p in plans + [plan]]
+            outcomes = [run_window(config, store, p, progress_factory, blocked) for p in plans + [plan]]
             failed = [o for o in outcomes if o.status == "failed"]
             gaps = [] if failed else coverage(job, store, plan.run_date).overdue
             if failed:
@@ -247,7 +258,7 @@ def run_job(config, store, monitor, plan: Plan, wait: float, progress_factory, s
             elif gaps:
                 err = gap_error(job, gaps)
                 gap_plan = make_plan(config, job, gaps[0].due, gaps[0].window)
-                log.error("%s", err.line())
+                log.error("%s", err.line(), extra=IN_SUMMARY)
                 monitor.job_failed(job, gap_plan, gaps[0].run, err)
                 outcomes.append(Outcome(job.name, "failed", gap_plan, gaps[0].run, err))
             else:
@@ -272,7 +283,8 @@ def _prune_after_run(config: Config, store: StateStore, job) -> None:
         log.debug("traceback", exc_info=True)
 
 
-def run_window(config, store, plan: Plan, progress_factory) -> Outcome:
+def run_window(config, store, plan: Plan, progress_factory,
+               blocked: tuple[str, TableshipError] | None = None) -> Outcome:
     """One window's run (resumed or fresh); a TableshipError or a bug becomes a failed
     Outcome, a signal ends the whole command."""
     job = plan.job
@@ -280,6 +292,8 @@ def run_window(config, store, plan: Plan, progress_factory) -> Outcome:
     run = pipeline.begin()
     token_run = current_run.set(run.id)
     try:
+        if blocked is not None:
+            return _blocked(store, pipeline, plan, blocked)
         try:
             run = pipeline.run()
         except Interrupted:  # a signal ends the whole command (exit 128+N), not just this job
@@ -288,17 +302,27 @@ def run_window(config, store, plan: Plan, progress_factory) -> Outcome:
         except LedgerError:
             raise  # nothing can be recorded: the batch stops (run_jobs alerts)
         except TableshipError as exc:
-            log.error("%s", exc.line())
+            log.error("%s", exc.line(), extra=IN_SUMMARY)
             log.debug("details", exc_info=True)
             return Outcome(job.name, "failed", plan, pipeline.run_record, exc)
         except Exception as exc:  # a bug must not stop the other jobs of the batch
-            log.error("unexpected error: %r", exc)
+            log.error("unexpected error: %r", exc, extra=IN_SUMMARY)
             log.debug("traceback", exc_info=True)
             err = JobError(f"unexpected error: {exc!r}", "re-run with --debug and report it")
             return Outcome(job.name, "failed", plan, pipeline.run_record, err)
         return Outcome(job.name, "success", plan, run)
     finally:
         current_run.reset(token_run)
+
+
+def _blocked(store, pipeline, plan: Plan, blocked: tuple[str, TableshipError]) -> Outcome:
+    """Record a run the preflight stopped as failed in the phase whose work cannot be done
+    (nothing was exported); the next run resumes it."""
+    phase, error = blocked
+    log.error("%s (checked before exporting)", error.line(), extra=IN_SUMMARY)
+    record = store.finish(pipeline.run_record, Result.FAILED, error.line(), phase)
+    pipeline.run_record = record
+    return Outcome(plan.job.name, "failed", plan, record, error)
 
 
 def _write_outputs(config: Config, store: StateStore, today: dt.date | None = None) -> None:

@@ -11,6 +11,14 @@ import datetime as dt
 from dataclasses import dataclass
 
 
+# Supported dates: years 1000..9999, so that %Y is always four digits (Python writes year
+# 474 as "474", not "0474") and file names sort and parse. A window reaches back at most
+# 100 years, so every run date from 1100 on has a window inside the range.
+MIN_DATE = dt.date(1000, 1, 1)
+MAX_REACH_YEARS = 100
+MAX_REACH = {"month": 12 * MAX_REACH_YEARS, "day": 36_525}
+
+
 @dataclass(frozen=True, order=True)
 class Window:
     start: dt.date
@@ -44,11 +52,16 @@ def compute_window(run_date: dt.date, unit: str, count: int, lag: int = 0) -> Wi
     if lag < 0:
         raise ValueError("window lag must be >= 0")
     if unit == "day":
+        back = (run_date - MIN_DATE).days
+        if lag + count > back:
+            raise ValueError(f"the window ({count} day(s), lag {lag}) would start before {MIN_DATE}")
         end = run_date - dt.timedelta(days=1 + lag)
         return Window(end - dt.timedelta(days=count - 1), end)
     if unit == "month":
         ey, em = add_months(run_date.year, run_date.month, -(1 + lag))
         sy, sm = add_months(ey, em, -(count - 1))
+        if sy < MIN_DATE.year:
+            raise ValueError(f"the window ({count} month(s), lag {lag}) would start before {MIN_DATE}")
         return Window(dt.date(sy, sm, 1), month_end(ey, em))
     raise ValueError(f"window unit must be 'month' or 'day', not {unit!r}")
 
@@ -58,9 +71,13 @@ def parse_date(text: str, what: str = "date") -> dt.date:
     try:
         if len(text) != 10:
             raise ValueError
-        return dt.date.fromisoformat(text)
+        day = dt.date.fromisoformat(text)
     except (ValueError, TypeError):
         raise ValueError(f"{what} {text!r} is not a valid date in the form YYYY-MM-DD") from None
+    if day < MIN_DATE:
+        raise ValueError(f"{what} {text!r} is before {MIN_DATE}: years before 1000 are not supported "
+                         "(file names need a four-digit year)")
+    return day
 
 
 def parse_window(text: str) -> Window:

@@ -496,3 +496,23 @@ def test_hs2_row_protocol_fallback_gives_the_same_bytes(engine, tmp_path):
         assert target.read_bytes() == GOLDEN_CSV
     finally:
         src.close()
+
+
+@pytest.mark.parametrize("column, declared, detected", [("n", "date", "int"), ("partition_date", "int", "string"),
+                                                         ("day", "string", "date")])
+def test_declared_partition_type_that_does_not_fit_names_both(source, column, declared, detected):
+    """partition_type = "date" on an INT column (etc.) is one error naming partition_type and
+    the column's detected type, for every engine: the check reads the source's own schema."""
+    from tableship.config import JobConfig
+    from tableship.errors import ConfigError
+    from tableship.plan import Plan, build_query
+    from tableship.window import Window
+
+    job = JobConfig(name="j", source="s", destination="d", table="contract.golden", partition_column=column,
+                    partition_type=declared)
+    plan = Plan(job, dt.date(2024, 2, 1), Window(dt.date(2024, 1, 1), dt.date(2024, 1, 31)), "f.csv.gz", "", Path("x"))
+    with pytest.raises(ConfigError) as exc:
+        build_query(source, plan)
+    line = exc.value.line()
+    assert f'jobs.j.partition_type = "{declared}"' in line and f'detected as "{detected}"' in line, line
+    assert f'set partition_type = "{detected}"' in line, line

@@ -289,8 +289,18 @@ def test_rerun_of_a_done_window_starts_a_new_run_with_the_same_content(ws):
     assert "already on the destination with the same sha256" in r.stderr
 
 
+def block_upload(ws):
+    """A file where the job's remote folder must go: the export succeeds, the upload fails
+    (a missing destination root is caught before exporting: see test_validation.py)."""
+    (ws.dest / REMOTE_DIR).write_text("in the way")
+
+
+def unblock_upload(ws):
+    (ws.dest / REMOTE_DIR).unlink()
+
+
 def test_failed_upload_resumes_without_exporting_again(ws):
-    ws.write_config(destinations={"backup": {"type": "local", "path": "missing-folder"}})
+    block_upload(ws)
     r = ws.cli("run", "--date", RUN_DATE)
     assert r.rc == 1, str(r)
     run = ws.runs()[0]
@@ -298,7 +308,7 @@ def test_failed_upload_resumes_without_exporting_again(ws):
     staged = ws.staging / JOB / ARCHIVE
     assert staged.is_file() and sha256_file(staged) == run["sha256"]
 
-    (ws.root / "missing-folder").mkdir()
+    unblock_upload(ws)
     r = run_ok(ws, "--date", RUN_DATE)
     assert "resuming run 1" in r.stderr and "at phase exported" in r.stderr
     runs = ws.runs()
@@ -308,21 +318,21 @@ def test_failed_upload_resumes_without_exporting_again(ws):
         ("exported", "uploaded"), ("uploaded", "verified"), ("verified", "done")]
     assert ws.transitions(1)[2][2] == "resumed"
     assert "exporting" not in r.stderr
-    archive = ws.root / "missing-folder" / REMOTE_DIR / ARCHIVE
+    archive = ws.archive()
     assert sha256_file(archive) == runs[0]["sha256"]
     assert not staged.exists()  # and the staging was cleaned
 
 
 def test_changed_staged_archive_is_exported_again(ws):
-    ws.write_config(destinations={"backup": {"type": "local", "path": "missing-folder"}})
+    block_upload(ws)
     assert ws.cli("run", "--date", RUN_DATE).rc == 1
     staged = ws.staging / JOB / ARCHIVE
     staged.write_bytes(b"corrupted")
-    (ws.root / "missing-folder").mkdir()
+    unblock_upload(ws)
     r = run_ok(ws, "--date", RUN_DATE)
     assert "does not match its recorded sha256; exporting again" in r.stderr
     names, expected = query_rows(ws.warehouse, *WINDOW)
-    rows = parse_csv_nulls(decompress(ws.root / "missing-folder" / REMOTE_DIR / ARCHIVE).decode())
+    rows = parse_csv_nulls(decompress(ws.archive()).decode())
     assert sorted(rows[1:], key=lambda row: int(row[0])) == expected
 
 

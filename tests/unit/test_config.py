@@ -140,6 +140,7 @@ def test_defaults_are_merged_and_overridden_per_job(tmp_path):
         [defaults]
         window = { unit = "day", count = 7, lag = 1 }
         compression = { codec = "zstd", level = 10 }
+        file_name = "{table}_{start:%Y%m%d}.csv.zst"
         keep_local = true
         [jobs.a]
         table = "t1"
@@ -147,6 +148,7 @@ def test_defaults_are_merged_and_overridden_per_job(tmp_path):
         table = "t2"
         window = { count = 3 }
         compression = { codec = "none", level = 0 }
+        file_name = "{table}_{start:%Y%m%d}.csv"
         keep_local = false
     """))
     a, b = cfg.job("a"), cfg.job("b")
@@ -391,7 +393,8 @@ def test_bad_values(tmp_path, job, match):
 def test_ok_levels(tmp_path):
     for comp in [{"codec": "gzip", "level": 1}, {"codec": "gzip", "level": 9}, {"codec": "zstd", "level": 22},
                  {"codec": "none"}, {"codec": "none", "level": 0}]:
-        parse_config(base(compression=comp), tmp_path / "c.toml")
+        ext = {"gzip": ".gz", "zstd": ".zst", "none": ""}[comp["codec"]]
+        parse_config(base(compression=comp, file_name="{table}_{start:%Y%m%d}.csv" + ext), tmp_path / "c.toml")
 
 
 def test_structure_problems(tmp_path):
@@ -475,6 +478,9 @@ def test_a_job_switching_codec_does_not_inherit_the_default_level(tmp_path):
         "preset": {"table": "t", "format": {"preset": "impala-shell"}},
         "delim": {"table": "t", "format": {"delimiter": "|"}},
     }
+    for name, job in raw["jobs"].items():  # one file name per job, with its codec's extension
+        codec = job.get("compression", {}).get("codec", "gzip")
+        job["file_name"] = "{job}_{start:%Y%m%d}.csv" + {"gzip": ".gz", "zstd": ".zst", "none": ""}[codec]
     cfg = parse_config(raw, tmp_path / "c.toml")
     comp = {n: (j.compression.codec, j.compression.level) for n, j in cfg.jobs.items()}
     assert comp["none"] == ("none", None) and comp["zstd"] == ("zstd", None) and comp["zstd9"] == ("zstd", 9)

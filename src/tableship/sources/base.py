@@ -75,6 +75,14 @@ def arrow_partition_type(t: pa.DataType) -> str:
     raise ValueError(f"unsupported partition column type {t}")
 
 
+def detected_partition_type(t: pa.DataType) -> str | None:
+    """:func:`arrow_partition_type`, or None for a type it cannot tell (DECIMAL, DOUBLE...)."""
+    try:
+        return arrow_partition_type(t)
+    except ValueError:
+        return None
+
+
 @runtime_checkable
 class Source(Protocol):
     """Contract every source implements (tests/contract/test_sources.py checks it).
