@@ -384,7 +384,8 @@ def test_command_channel_gets_the_event_in_its_environment(tmp_path, warehouse):
         type = "command"
         argv = ["sh", "-c", "env | grep ^TABLESHIP_ | grep -v -e ^TABLESHIP_LOG_TAIL -e ^TABLESHIP_JSON > \\"$1.env\\"; cat > \\"$1.txt\\"; printf %s \\"$TABLESHIP_JSON\\" > \\"$1.json\\"", "open-ticket", "{out}"]""",
                 jobs='[jobs.customer_traffic]\ntable = "mnaas.customer_traffic"\n[jobs.dropped]\ntable = "mnaas.dropped_upstream"\n')
-    site.fail("dropped")
+    site.backup.mkdir()  # the destination is fine (else the run stops before exporting): the table is gone
+    assert site.run("run", "dropped").returncode == 1
     env = dict(line.split("=", 1) for line in Path(f"{out}.env").read_text().splitlines() if "=" in line)
     assert env["TABLESHIP_EVENT"] == "failed"
     assert env["TABLESHIP_JOB"] == "dropped"
@@ -470,7 +471,9 @@ def test_max_per_hour_caps_messages_across_20_failing_jobs(tmp_path, warehouse, 
         max_per_hour = 5
         {email_channel(server)}""", jobs=jobs)
     at = alert_clock(site, "2026-01-05T02:00:00Z")
-    proc = site.fail()
+    site.backup.mkdir()  # the destination is fine: every job fails in its export
+    proc = site.run("run")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
     assert proc.stdout.count("FAILED in export") == 20
     assert len(server.messages) == 5  # delivery is synchronous: all there once the run returned
     assert sorted(m.message["X-Tableship-Job"] for m in server.messages) == ["t00", "t01", "t02", "t03", "t04"]
@@ -561,7 +564,7 @@ def test_status_shows_open_incidents(tmp_path, warehouse):
 def test_prometheus_file_parses_and_carries_the_job_metrics(tmp_path, warehouse):
     site = Site(tmp_path, warehouse, '[alerts]\nchannels = []\n',
                 jobs='[jobs.customer_traffic]\ntable = "mnaas.customer_traffic"\n'
-                     '[jobs.never]\ntable = "mnaas.customer_traffic"\n')
+                     '[jobs.never]\ntable = "mnaas.customer_traffic"\nremote_dir = "never"\n')
     site.fail("customer_traffic")
     v = site.metric_values()
     job = (("tableship_job", "customer_traffic"),)
@@ -626,7 +629,7 @@ with open(report, "w") as f:
 
 def test_status_file_is_never_seen_half_written(tmp_path, warehouse):
     site = Site(tmp_path, warehouse, '[alerts]\nchannels = []\n',
-                jobs="".join(f'[jobs.j{i}]\ntable = "mnaas.customer_traffic"\n' for i in range(3)))
+                jobs="".join(f'[jobs.j{i}]\ntable = "mnaas.customer_traffic"\nremote_dir = "j{i}"\n' for i in range(3)))
     site.fail()
     stop, report = tmp_path / "stop", tmp_path / "report"
     reader = subprocess.Popen([sys.executable, "-c", READER, str(site.status), str(stop), str(report)])

@@ -38,7 +38,9 @@ TODAY = dt.date(2026, 6, 15)
 RUN_DATE = TODAY.isoformat()
 REMOTE_DIR = "customer_traffic"
 ARCHIVE = "customer_traffic_20260501_20260531.csv.gz"  # window: month × 1 before RUN_DATE
-BIG_ARCHIVE = "customer_traffic_20250601_20260531.csv.gz"  # month × 12, uncompressed: ~14 MB
+BIG_ARCHIVE = "customer_traffic_20250601_20260531.csv"  # month × 12, uncompressed: ~14 MB
+# an uncompressed archive has a name without a compression extension (config validation)
+UNCOMPRESSED = 'compression = { codec = "none" }\nfile_name = "{table}_{start:%Y%m%d}_{end:%Y%m%d}.csv"'
 FAST_RETRIES = "{ attempts = 2, initial_delay = 0.2, max_delay = 0.5 }"
 
 
@@ -360,7 +362,7 @@ def test_connection_cut_mid_upload(tmp_path, sshd_fresh, big_warehouse, remote, 
         "{ attempts = 1, initial_delay = 0.2, max_delay = 0.5 }"
     site = make_site(tmp_path, sshd, big_warehouse, remote, port=slow_proxy.port, known_hosts=slow_proxy.known_hosts,
                      retries=retries, window='{ unit = "month", count = 12 }',
-                     defaults_extra='compression = { codec = "none" }')
+                     defaults_extra=UNCOMPRESSED)
     folder = site.remote / REMOTE_DIR
     final = folder / BIG_ARCHIVE
     proc = site.popen("run", "--date", RUN_DATE)
@@ -509,7 +511,7 @@ def test_login_without_key_file(tmp_path, sshd, big_warehouse, remote, how):
         (home / ".ssh" / "id_ed25519").chmod(0o600)
     try:
         site = make_site(tmp_path, sshd, big_warehouse, remote, key="none", window='{ unit = "month", count = 12 }',
-                         defaults_extra='compression = { codec = "none" }')
+                         defaults_extra=UNCOMPRESSED)
         proc = ok(site.run("-v", "run", "--date", RUN_DATE, env=env))
         if how == "agent":
             assert "via openssh sftp" in proc.stderr, proc.stderr  # the bulk upload logged in the same way
@@ -552,7 +554,7 @@ def tiny_remote(sshd) -> Path:
 @pytest.mark.parametrize("codec", ["none", "gzip"])  # ~14 MB through OpenSSH's sftp, ~3 MB through asyncssh
 def test_remote_disk_full(tmp_path, sshd, big_warehouse, tiny_remote, codec):
     site = make_site(tmp_path, sshd, big_warehouse, tiny_remote, window='{ unit = "month", count = 12 }',
-                     defaults_extra=f'compression = {{ codec = "{codec}" }}')
+                     defaults_extra=UNCOMPRESSED if codec == "none" else f'compression = {{ codec = "{codec}" }}')
     _assert_terminal(site, site.run("run", "--date", RUN_DATE), "remote disk full", "free space on the backup host")
     assert staged_files(site), "the staged archive is kept for the next run"
 
@@ -664,7 +666,7 @@ def test_openssh_client_that_cannot_log_in_falls_back_to_asyncssh(sshd, remote, 
 def test_sigterm_mid_upload_stops_the_openssh_client_too(tmp_path, sshd_fresh, big_warehouse, remote, slow_proxy):
     sshd = sshd_fresh
     site = make_site(tmp_path, sshd, big_warehouse, remote, port=slow_proxy.port, known_hosts=slow_proxy.known_hosts,
-                     window='{ unit = "month", count = 12 }', defaults_extra='compression = { codec = "none" }')
+                     window='{ unit = "month", count = 12 }', defaults_extra=UNCOMPRESSED)
     folder = site.remote / REMOTE_DIR
     proc = site.popen("run", "--date", RUN_DATE)
     try:
