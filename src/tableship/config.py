@@ -31,6 +31,7 @@ from pydantic import (
 
 from . import redact
 from .errors import ConfigError
+from .templates import check_date_spec
 from .window import MAX_REACH, MAX_REACH_YEARS
 from .names import TemplateValues, check_identifier, check_job_name, check_template, render_relative, split_table
 
@@ -285,6 +286,13 @@ class JobConfig(Model):
     @classmethod
     def _name(cls, v: str) -> str:
         return check_job_name(v)
+
+    @field_validator("partition_format")
+    @classmethod
+    def _partition_format(cls, v: str | None) -> str | None:
+        if v is not None:  # a code strftime does not know would be compared as literal text
+            check_date_spec(v, f"partition_format {v!r}")
+        return v
 
     @property
     def database(self) -> str | None:

@@ -417,8 +417,10 @@ destination = "backup"
 partition_column = "partition_date"
 # The rolling window: the `count` whole units before the current one.
 # {{ unit = "month", count = 5 }} = the 5 whole calendar months before the
-# current month, one file per month (the current month is never shipped
-# while it is still incomplete).
+# current month, in ONE file (e.g. run in November: June..October in one
+# archive; the current month is never shipped while it is still incomplete).
+# Every run date of a month gives the same window: a daily cron exports it
+# again every day (docs/scheduling.md); schedule month windows monthly.
 window = {{ unit = "month", count = 5 }}
 # Name of each backup file.  Placeholders:
 #   {{job}}            the job name (the NAME in [jobs.NAME])
@@ -427,7 +429,8 @@ window = {{ unit = "month", count = 5 }}
 #   {{start:FMT}}      first day of the slice (strftime format, e.g. %Y%m%d)
 #   {{end:FMT}}        last day of the slice (inclusive)
 #   {{run_date:FMT}}   the day tableship runs
-# The extension should match the compression codec (.csv.gz / .csv.zst / .csv).
+# The extension must match the compression codec (.csv.gz / .csv.zst / .csv):
+# `tableship config validate` refuses a mismatch.
 file_name = "{{table}}_{{start:%Y%m%d}}_{{end:%Y%m%d}}.csv.gz"
 # Directory below the destination path; same placeholders as file_name.
 remote_dir = "{{table}}"
@@ -451,6 +454,7 @@ keep_local = false
 [jobs.customer_traffic]
 # Fully qualified table (database/schema.table) in the source.
 table = "mnaas.customer_traffic"
-# e.g. keep 12 months for this table only:
+# e.g. back up the 12 whole months before the current one, in one file, for
+# this table only:
 # window = {{ unit = "month", count = 12 }}
 '''

@@ -74,7 +74,7 @@ def check_template(template: str) -> None:
         if conv:
             raise ValueError(f"conversions like !{conv} are not allowed in {template!r}")
         if field in DATE_FIELDS and spec:
-            check_date_spec(spec, field, template)
+            check_date_spec(spec, f"{{{field}:{spec}}} of {template!r}")
 
 
 def render_relative(template: str, values: TemplateValues, what: str) -> str:

@@ -66,11 +66,12 @@ CODES: dict[str, list[Pos]] = {
 PORTABLE_CODES = "".join(CODES)
 
 
-def check_date_spec(spec: str, field: str, template: str) -> None:
+def check_date_spec(spec: str, where: str) -> None:
     """Refuse a date format spec with a code outside :data:`PORTABLE_CODES` (``%Q``,
-    glibc's ``%-d``, locale-dependent ``%c``, time codes like ``%H`` on a date...)."""
+    glibc's ``%-d``, locale-dependent ``%c``, time codes like ``%H`` on a date...);
+    ``where`` names it in the message."""
     if "{" in spec or "}" in spec:
-        raise ValueError(f"nested placeholders in the format of {{{field}}} are not allowed in {template!r}")
+        raise ValueError(f"nested placeholders are not allowed in {where}")
     i = 0
     while i < len(spec):
         if spec[i] == "%":
@@ -78,7 +79,7 @@ def check_date_spec(spec: str, field: str, template: str) -> None:
             if code not in CODES:
                 shown = f"%{code}" if code else "a lone '%' at the end"
                 raise ValueError(
-                    f"{shown} in {{{field}:{spec}}} of {template!r} is not a portable date code "
+                    f"{shown} in {where} is not a portable date code "
                     f"(allowed: {' '.join('%' + c for c in CODES)}; write %% for a literal %)"
                 )
             i += 2

@@ -393,3 +393,8 @@ def test_quiet_prints_a_preflight_error_once(ws):
     r = ws.cli("-q", "run", "--date", RUN_DATE)
     assert_clean_error(r, 1, "no-such-folder")
     assert (r.stdout + r.stderr).count("does not exist") == 1, str(r)
+
+
+def test_partition_format_codes_are_checked_too(ws):
+    ws.write_config({JOB: {"table": TABLE, "partition_type": "string", "partition_format": "%Y-%m-%Q"}})
+    assert_refused(ws, f"jobs.{JOB}.partition_format", "%Q", "not a portable date code")

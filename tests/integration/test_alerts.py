@@ -471,10 +471,8 @@ def test_max_per_hour_caps_messages_across_20_failing_jobs(tmp_path, warehouse, 
         max_per_hour = 5
         {email_channel(server)}""", jobs=jobs)
     at = alert_clock(site, "2026-01-05T02:00:00Z")
-    site.backup.mkdir()  # the destination is fine: every job fails in its export
-    proc = site.run("run")
-    assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert proc.stdout.count("FAILED in export") == 20
+    proc = site.fail()
+    assert proc.stdout.count("FAILED in upload") == 20  # the missing destination, found before exporting
     assert len(server.messages) == 5  # delivery is synchronous: all there once the run returned
     assert sorted(m.message["X-Tableship-Job"] for m in server.messages) == ["t00", "t01", "t02", "t03", "t04"]
     assert proc.stderr.count("rate limit reached") == 15
