@@ -420,7 +420,8 @@ partition_column = "partition_date"
 # current month, in ONE file (e.g. run in November: June..October in one
 # archive; the current month is never shipped while it is still incomplete).
 # Every run date of a month gives the same window: a daily cron exports it
-# again every day (docs/scheduling.md); schedule month windows monthly.
+# again every day, and skips the upload when nothing changed
+# (docs/scheduling.md).
 window = {{ unit = "month", count = 5 }}
 # Name of each backup file.  Placeholders:
 #   {{job}}            the job name (the NAME in [jobs.NAME])
