@@ -163,7 +163,8 @@ class LevelController:
       on average (Linux schedstat: run time plus run-queue delay, all threads). Near the
       number of usable CPUs the process is CPU-bound (e.g. DuckDB scanning and the
       renderer on the same cores) and a higher level would slow it down: above
-      ``busy`` × CPUs, one rung down. Below ``idle`` × CPUs the threads mostly sleep
+      ``busy`` × CPUs, one rung down. Below ``idle`` × CPUs (half: one CPU-bound reader
+      thread plus the compressors on 2 CPUs is not below it) the threads mostly sleep
       waiting for the source (a remote HiveServer2, PostgreSQL): if the reader waited
       less than half of ``max_wait`` and no block is queued behind the ones being
       compressed, one rung up.
@@ -173,7 +174,7 @@ class LevelController:
     """
 
     def __init__(self, ladder: tuple[int, ...], threads: int, *, interval: float = 0.1,
-                 busy: float = 0.9, idle: float = 0.7, max_wait: float = 0.05,
+                 busy: float = 0.9, idle: float = 0.5, max_wait: float = 0.05,
                  clock: Callable[[], float] = time.monotonic,
                  probe: Callable[[], tuple[float, float]] | None = None, cpus: int | None = None):
         self.ladder = ladder
