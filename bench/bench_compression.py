@@ -295,6 +295,7 @@ def main() -> int:
             work = Path(tempfile.mkdtemp(prefix="bench-cmp-hs2-"))
             cfg = hs2_config(work, host, port, args.hs2_rows, args.fetch_size)
             # one unmeasured pass: the server's JIT compiles its serialization code first
+            (work / "backup").mkdir(exist_ok=True)
             run_measured([sys.executable, "-m", "tableship", "-q", "--config", str(cfg), "run", "level2",
                           "--from", bench_hs2.START, "--to", bench_hs2.END], work)
             shutil.rmtree(work / "state", ignore_errors=True)
