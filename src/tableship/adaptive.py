@@ -114,18 +114,20 @@ def compress_block(codec: str, level: int, data: bytes, zdict: bytes | memoryvie
     return _zstd_compressor(level).compress(data), 0
 
 
-def cpu_wait_probe() -> Callable[[], tuple[float, float]] | None:
-    """A probe of this process's threads: (seconds on a CPU, seconds waiting for one).
+def cpu_wait_probe(reader_tid: int | None = None) -> Callable[[], tuple[float, float]] | None:
+    """A probe of this process's threads: (seconds all threads were on a CPU or waiting
+    for one, the same for the reader thread ``reader_tid`` alone).
 
     Linux ``/proc/self/task/*/schedstat``; None where it does not exist (then only
-    the backlog steers the level).
+    the reader's waits steer the level).
     """
     base = "/proc/self/task"
     if not os.path.isdir(base):
         return None
+    reader = str(reader_tid if reader_tid is not None else threading.get_native_id())
 
     def probe() -> tuple[float, float]:
-        run = wait = 0
+        total = mine = 0
         try:
             tids = os.listdir(base)
         except OSError:
@@ -134,18 +136,19 @@ def cpu_wait_probe() -> Callable[[], tuple[float, float]] | None:
             try:
                 with open(f"{base}/{tid}/schedstat", "rb") as f:
                     fields = f.read().split()
-                run += int(fields[0])
-                wait += int(fields[1])
+                busy = int(fields[0]) + int(fields[1])
             except (OSError, IndexError, ValueError):
                 continue  # the thread ended meanwhile
-        return run / 1e9, wait / 1e9
+            total += busy
+            if tid == reader:
+                mine = busy
+        return total / 1e9, mine / 1e9
 
     try:
-        probe()
-        with open(f"{base}/{os.listdir(base)[0]}/schedstat", "rb") as f:
+        with open(f"{base}/{reader}/schedstat", "rb") as f:
             if len(f.read().split()) < 2:
                 return None
-    except (OSError, IndexError):
+    except OSError:
         return None
     return probe
 
@@ -159,22 +162,24 @@ class LevelController:
       in the pool (``IN_FLIGHT_BYTES`` in flight). Above ``max_wait`` the compressor
       is behind: one rung down. Short waits are tolerated: the sources fetch one batch
       ahead, so a wait shorter than a fetch costs nothing.
-    * CPU demand — how many of this process's threads were on a CPU or waiting for one,
-      on average (Linux schedstat: run time plus run-queue delay, all threads). Near the
-      number of usable CPUs the process is CPU-bound (e.g. DuckDB scanning and the
-      renderer on the same cores) and a higher level would slow it down: above
-      ``busy`` × CPUs, one rung down. Below ``idle`` × CPUs (half: one CPU-bound reader
-      thread plus the compressors on 2 CPUs is not below it) the threads mostly sleep
-      waiting for the source (a remote HiveServer2, PostgreSQL): if the reader waited
-      less than half of ``max_wait`` and no block is queued behind the ones being
-      compressed, one rung up.
+    * reader busy — the share of the interval the reader thread was on a CPU or waiting
+      for one (Linux schedstat). A reader that is busy most of the time is CPU-bound
+      (DuckDB scanning and the renderer run in it): a higher level would only compete
+      with it. A reader that mostly sleeps is waiting for the source (a remote
+      HiveServer2, PostgreSQL): compression has slack.
+    * CPU demand — the same for all of this process's threads, on average: above
+      ``busy`` × CPUs the process is CPU-bound as a whole (e.g. DuckDB scan threads):
+      one rung down.
 
-    Starts on the floor: a run that is CPU-bound from its first byte never pays for a
-    probe upward. ``clock``, ``probe`` and ``cpus`` are injectable for tests.
+    One rung up when the reader was busy less than ``reader_idle`` of the interval,
+    demand is below ``idle`` × CPUs, the reader waited less than half of ``max_wait``
+    and no block is queued behind the ones being compressed. Starts on the floor: a
+    run that is CPU-bound from its first byte never pays for a probe upward.
+    ``clock``, ``probe`` and ``cpus`` are injectable for tests.
     """
 
     def __init__(self, ladder: tuple[int, ...], threads: int, *, interval: float = 0.1,
-                 busy: float = 0.9, idle: float = 0.5, max_wait: float = 0.05,
+                 busy: float = 0.9, idle: float = 0.7, reader_idle: float = 0.6, max_wait: float = 0.05,
                  clock: Callable[[], float] = time.monotonic,
                  probe: Callable[[], tuple[float, float]] | None = None, cpus: int | None = None):
         self.ladder = ladder
@@ -183,14 +188,15 @@ class LevelController:
         self.cpus = cpus or _usable_cpus()
         self.busy = busy * self.cpus
         self.idle = idle * self.cpus
+        self.reader_idle = reader_idle
         self.max_wait = max_wait
         self._clock = clock
         self._probe = probe
         self._i = 0
         self._t0 = clock()
-        self._d0 = sum(probe()) if probe else 0.0
+        self._p0 = probe() if probe else (0.0, 0.0)
         self._waited = 0.0
-        self.demand: list[float] = []  # measured per interval (for the log and tests)
+        self.demand: list[tuple[float, float]] = []  # (process, reader) per interval, for the log and tests
 
     @property
     def level(self) -> int:
@@ -205,17 +211,20 @@ class LevelController:
         if span < self.interval:
             return self.level
         if self._probe is None:
-            demand = 0.0  # no demand signal: the reader's wait alone decides
+            demand = reader = 0.0  # no CPU signal: the reader's wait alone decides
         else:
-            total = sum(self._probe())
-            demand = max(0.0, total - self._d0) / span  # (max: a thread that ended drops out)
-            self._d0 = total
-            self.demand.append(round(demand, 2))
+            p = self._probe()
+            # (max: a thread that ended drops out of the sum)
+            demand = max(0.0, p[0] - self._p0[0]) / span
+            reader = max(0.0, p[1] - self._p0[1]) / span
+            self._p0 = p
+            self.demand.append((round(demand, 2), round(reader, 2)))
         wait_share = self._waited / span
         self._t0, self._waited = now, 0.0
         if wait_share > self.max_wait or demand > self.busy:
             self._i = max(0, self._i - 1)
-        elif demand < self.idle and wait_share < self.max_wait / 2 and backlog < self.threads:
+        elif (reader < self.reader_idle and demand < self.idle and wait_share < self.max_wait / 2
+              and backlog < self.threads):
             self._i = min(len(self.ladder) - 1, self._i + 1)
         return self.level
 
@@ -245,7 +254,7 @@ class BlockCompressor(io.BufferedIOBase):
         self.block_bytes = block_bytes or BLOCK_BYTES[codec]
         if codec == "gzip" and not 0 < self.block_bytes <= BLOCK_BYTES["gzip"]:
             raise ValueError(f"gzip blocks are at most {BLOCK_BYTES['gzip']} bytes (the compressors' buffer)")
-        self.controller = controller or LevelController(LADDERS[codec], self.threads, probe=cpu_wait_probe())
+        self.controller = controller or LevelController(LADDERS[codec], self.threads, probe=cpu_wait_probe())  # the caller's thread is the reader
         self.levels_used: collections.Counter[int] = collections.Counter()
         self.bytes_in = 0
         self._sink = sink

@@ -151,30 +151,33 @@ def test_spark_csv_reader(archive, hs2):
     assert (n, s) == (ROWS, ID_SUM)
 
 
-def test_controller_follows_backlog_and_cpu_demand():
+def test_controller_follows_reader_and_cpu_demand():
     """The controller with an injected clock, schedstat probe and CPU count (no real time)."""
     now = [0.0]
-    busy = [0.0]  # seconds our threads were on a CPU or waiting for one
+    busy = [0.0, 0.0]  # seconds all threads / the reader thread were on a CPU or waiting for one
 
-    def tick(demand: float, dt: float = 1.0) -> None:
+    def tick(demand: float, reader: float = 0.2, dt: float = 1.0) -> None:
         now[0] += dt
         busy[0] += demand * dt
+        busy[1] += reader * dt
 
     c = LevelController((2, 4, 6), threads=2, interval=1.0, clock=lambda: now[0],
-                        probe=lambda: (busy[0], 0.0), cpus=2)
-    assert c.choose(0, False) == 2  # starts on the floor
+                        probe=lambda: (busy[0], busy[1]), cpus=2)
+    assert c.choose(0) == 2  # starts on the floor
     tick(0.5)
-    assert c.choose(1, False) == 4  # threads mostly asleep waiting for the source: one rung up
+    assert c.choose(1) == 4  # the reader mostly sleeps, waiting for the source: one rung up
     tick(0.5)
-    assert c.choose(2, False) == 4  # a block queued behind the busy workers: hold
+    assert c.choose(2) == 4  # a block queued behind the busy workers: hold
     tick(0.5)
-    assert c.choose(0, False) == 6
+    assert c.choose(0) == 6
     tick(0.5)
-    assert c.choose(0, False) == 6  # top rung
+    assert c.choose(0) == 6  # top rung
     tick(1.6)
-    assert c.choose(0, False) == 6  # between idle (1.4) and busy (1.8): hold
+    assert c.choose(0) == 6  # between idle (1.4) and busy (1.8): hold
     tick(1.95)
-    assert c.choose(0, False) == 4  # CPU-bound: a higher level would slow the source down
+    assert c.choose(0) == 4  # the process is CPU-bound: a higher level would slow the source down
+    tick(1.0, reader=0.95)
+    assert c.choose(0) == 4  # the reader is CPU-bound (DuckDB in the reader's thread): no step up
     tick(0.5, dt=0.5)
     assert c.choose(0, 0.01) == 4  # within an interval: no decision
     tick(0.5, dt=0.5)
@@ -183,7 +186,21 @@ def test_controller_follows_backlog_and_cpu_demand():
     assert c.choose(0, 0.2) == 2  # the reader lost 20 % of its time to the compressor: down
     tick(0.5)
     assert c.choose(0, 0.2) == 2  # floor
-    assert c.demand == [0.5, 0.5, 0.5, 0.5, 1.6, 1.95, 0.5, 0.5, 0.5]
+    assert [d for d, _ in c.demand] == [0.5, 0.5, 0.5, 0.5, 1.6, 1.95, 1.0, 0.5, 0.5, 0.5]
+    assert c.demand[6][1] == 0.95
+
+
+def test_probe_sees_the_reader_thread():
+    from tableship.adaptive import cpu_wait_probe
+
+    probe = cpu_wait_probe()
+    assert probe is not None, "no /proc/self/task/*/schedstat on this Linux"
+    t0, r0 = probe()
+    x = 0
+    for i in range(2_000_000):  # some CPU in this (the reader) thread
+        x += i
+    t1, r1 = probe()
+    assert r1 > r0 and t1 - t0 >= r1 - r0 - 1e-6  # the reader is one of the threads
 
 
 def test_auto_output_is_complete_with_real_controller():
