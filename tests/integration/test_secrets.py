@@ -145,7 +145,9 @@ def matrix(tmp_path, pg_roles, sshd, smtp_factory):
               f"password = {toml(sshd.password)}", f"path = {toml(str(remote_pw))}", *common, ""]
     lines += ["[destinations.sftp_key]", 'type = "sftp"', 'user = "root"', f"key_file = {toml(str(key))}",
               f"key_passphrase = {toml(KEY_PASSPHRASE)}", f"path = {toml(str(remote_key))}", *common, ""]
-    lines += ["[defaults]", 'destination = "backup"', 'window = { unit = "month", count = 1 }', ""]
+    # one folder per job: jobs of one table on one destination would write the same file
+    lines += ["[defaults]", 'destination = "backup"', 'window = { unit = "month", count = 1 }',
+              'remote_dir = "{job}"', ""]
     jobs = {f"ok_{shape}": (f"pg_{shape}", "secrets_t.events", "backup") for shape in PG}
     jobs.update({"missing_at": ("pg_at", "secrets_t.nope", "backup"),
                  "missing_query": ("pg_query", "secrets_t.nope", "backup"),
