@@ -695,7 +695,7 @@ def test_kill_9_mid_upload_leaves_no_openssh_client_behind(tmp_path, sshd_fresh,
     it nor its ssh lives on uploading (within a second), and a re-run finishes the work."""
     sshd = sshd_fresh
     site = make_site(tmp_path, sshd, big_warehouse, remote, port=slow_proxy.port, known_hosts=slow_proxy.known_hosts,
-                     window='{ unit = "month", count = 12 }', defaults_extra='compression = { codec = "none" }')
+                     window='{ unit = "month", count = 12 }', defaults_extra=UNCOMPRESSED)
     folder = site.remote / REMOTE_DIR
     proc = site.popen("run", "--date", RUN_DATE)
     try:
