@@ -27,3 +27,17 @@ def pytest_configure(config):
     config.addinivalue_line(
         "filterwarnings", "ignore:Requiring AUTH while not requiring TLS:UserWarning"
     )
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_signal_left_over():
+    """A test that delivers a signal in-process must not leave it pending for the next
+    (interrupts remembers the first signal so a swallowed one still ends the command)."""
+    from tableship import interrupts
+
+    interrupts.reset()
+    yield
+    interrupts.reset()

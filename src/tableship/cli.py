@@ -391,5 +391,11 @@ def main(argv: list[str] | None = None) -> None:
             raise
         click.echo(f"Error: unexpected {type(exc).__name__}: {exc} — re-run with --debug and report it", err=True)
         code = EXIT_JOB_FAILED
+    sig = interrupts.pending()
+    if sig is not None and code != 128 + sig:
+        # a signal that a library swallowed on its way up: the command still ends as interrupted
+        interrupts.quiet()
+        click.echo(f"Error: {Interrupted(sig).line()}", err=True)
+        code = 128 + sig
     interrupts.quiet()
     sys.exit(code)

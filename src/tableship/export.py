@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 
 import pyarrow as pa
 
+from . import interrupts
 from .codecs import open_compressor
 from .csvrender import CsvDialect, CsvRenderer
 from .fsutil import fsync_dir
@@ -141,6 +142,7 @@ def write_archive(
             out = open_compressor(hashing, codec, level)
             try:
                 for batch in batches:
+                    interrupts.checkpoint()  # a signal a driver swallowed still stops the export
                     if renderer is None:
                         schema = batch.schema
                         renderer = CsvRenderer(schema, dialect)

@@ -33,16 +33,52 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 #: False to have it raised after all.
 _hook: Callable[[int], bool] | None = None
 
+#: The first termination signal received, kept after it was raised: a C extension that
+#: checks for signals itself (DuckDB, a driver) or an exception raised while Python runs
+#: a finalizer can consume the raised ``Interrupted``. ``checkpoint()`` and
+#: ``as_interrupt()`` turn the remembered signal back into ``Interrupted`` at the next
+#: safe point, so a swallowed signal can never end in a success.
+_pending: int | None = None
+
 
 def on_signal(signum: int, frame: Any = None) -> None:
+    global _pending
+    if _pending is None:
+        _pending = signum
     hook = _hook
     if hook is not None and hook(signum):
         return
     raise Interrupted(signum)
 
 
+def pending() -> int | None:
+    """The termination signal received so far, if any."""
+    return _pending
+
+
+def checkpoint() -> None:
+    """Raise ``Interrupted`` if a termination signal was received (and swallowed)."""
+    if _pending is not None:
+        raise Interrupted(_pending)
+
+
+def as_interrupt(exc: BaseException) -> BaseException:
+    """``exc``, or ``Interrupted`` when a signal was received: a library that turned the
+    signal into its own error ("query interrupted") must not make it a job failure."""
+    if _pending is not None and not isinstance(exc, Interrupted):
+        return Interrupted(_pending)
+    return exc
+
+
+def reset() -> None:
+    """Forget a received signal (tests that run several commands in one process)."""
+    global _pending
+    _pending = None
+
+
 def install() -> None:
     """SIGTERM/SIGINT/SIGHUP raise ``Interrupted`` (main thread only)."""
+    reset()
     for sig in SIGNALS:
         signal.signal(sig, on_signal)
 

@@ -17,7 +17,7 @@ from typing import Callable
 
 import tenacity
 
-from . import __version__, holds
+from . import __version__, holds, interrupts
 from .config import Config, Retry
 from .destinations.base import Destination, open_destination
 from .errors import DataCheckError, Interrupted, JobError, SourceError, TableshipError, VerificationError
@@ -47,7 +47,8 @@ def retrying(policy: Retry | None, what: str):
     return tenacity.Retrying(
         stop=tenacity.stop_after_attempt(policy.attempts),
         wait=tenacity.wait_exponential_jitter(initial=policy.initial_delay, max=policy.max_delay),
-        retry=tenacity.retry_if_exception(lambda e: isinstance(e, TableshipError) and e.transient),
+        retry=tenacity.retry_if_exception(
+            lambda e: isinstance(e, TableshipError) and e.transient and interrupts.pending() is None),
         before_sleep=before_sleep,
         reraise=True,
     )
@@ -200,15 +201,20 @@ class Pipeline:
         }
         try:
             while run.phase != Phase.DONE.value:
+                interrupts.checkpoint()
                 run = steps[Phase(run.phase)](run)
                 self.run_record = run
-        except BaseException as exc:
+            interrupts.checkpoint()
+        except BaseException as caught:
+            exc = interrupts.as_interrupt(caught)
             err = _as_job_error(exc)
             run = self.store.get(run.id)
             self.run_record = self.store.finish(run, Result.FAILED, _ledger_error(exc, err),
                                                 WORKING_ON[Phase(run.phase)])
             if err is not None and err is not exc:
                 raise err from exc
+            if exc is not caught:
+                raise exc from caught
             raise
         finally:
             self.close()

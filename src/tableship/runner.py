@@ -10,6 +10,7 @@ from typing import Callable
 
 from .alerts import make_monitor
 from .config import Config
+from . import interrupts
 from .errors import EXIT_JOB_FAILED, GapError, JobError, EXIT_LOCKED, EXIT_OK, Interrupted, LockedError, TableshipError, UsageError
 from .ledger import LedgerError
 from .lock import JobLock
@@ -165,6 +166,7 @@ def run_jobs(
             store.connect()  # open (and migrate) the ledger before any job: a broken one stops the batch
             blocked = preflight(config, [config.jobs[n] for n in jobs])  # before any export: seconds, not hours
             for n in jobs:
+                interrupts.checkpoint()  # a signal that something swallowed: the next job never starts
                 for outcome in run_job(config, store, monitor, plans[n], wait, progress_factory, scheduled,
                                        blocked.get(n)):
                     outcomes.append(outcome)
