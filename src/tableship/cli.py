@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from . import __version__, interrupts
-from .config import config_path, load_config
+from .config import load_config
 from .errors import EXIT_JOB_FAILED, EXIT_USAGE, ConfigError, Interrupted, TableshipError, UsageError
 from .log import setup_logging
 from .redact import wrap_std_streams

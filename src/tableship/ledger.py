@@ -26,16 +26,15 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import sqlite3
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import EXIT_LEDGER, EXIT_LOCKED, TableshipError
+from .lock import flock_within
 
 log = logging.getLogger("tableship")
 
@@ -523,17 +522,10 @@ def _flock(lock_path: Path, path: Path, wait: float = BUSY_TIMEOUT) -> Iterator[
     """Exclusive ``flock`` on the ledger's sibling lock file (migrations run once)."""
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise LedgerLockedError(f"the ledger {path} is being migrated by another process "
-                                            f"(lock {lock_path} held for over {wait:.0f}s)",
-                                            "wait for it to finish, then re-run", path) from None
-                time.sleep(0.05)
+        if not flock_within(fd, wait):
+            raise LedgerLockedError(f"the ledger {path} is being migrated by another process "
+                                    f"(lock {lock_path} held for over {wait:.0f}s)",
+                                    "wait for it to finish, then re-run", path)
         yield
     finally:
         os.close(fd)

@@ -41,7 +41,8 @@ def _held_flocks() -> set[tuple[int, int, int]] | None:
     return held
 
 
-def _pid_alive(pid: int | None) -> bool:
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process ``pid`` exists on this host (one we may not signal counts)."""
     if not pid:
         return False
     try:
@@ -60,13 +61,27 @@ def run_alive(state_dir: Path, job: str, pid: int | None, host: str | None) -> b
     path = JobLock(state_dir, job).path
     held = _held_flocks()
     if held is None:
-        return _pid_alive(pid)
+        return pid_alive(pid)
     try:
         st = os.stat(path)
     except OSError:
         return False  # no lock file: nobody holds it
     # held by the run's own process, or by a new run of the job about to resume it
     return (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) in held
+
+
+def flock_within(fd: int, wait: float) -> bool:
+    """Take an exclusive ``flock`` on ``fd``, trying for up to ``wait`` seconds (polling:
+    a blocking flock could not be given a deadline). False when still held by another."""
+    deadline = time.monotonic() + max(wait, 0)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(min(0.2, max(deadline - time.monotonic(), 0.01)))
 
 
 class JobLock:
@@ -84,21 +99,14 @@ class JobLock:
     def acquire(self, wait: float = 0) -> "JobLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + max(wait, 0)
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    o = self.owner()
-                    holder = f"pid {o.get('pid', '?')} on {o.get('host', '?')} since {o.get('started', '?')}"
-                    raise LockedError(
-                        f"job {self.job!r} is already running ({holder})",
-                        "wait for it to finish, or pass --wait SECONDS",
-                    ) from None
-                time.sleep(min(0.2, max(deadline - time.monotonic(), 0.01)))
+        if not flock_within(fd, wait):
+            os.close(fd)
+            o = self.owner()
+            holder = f"pid {o.get('pid', '?')} on {o.get('host', '?')} since {o.get('started', '?')}"
+            raise LockedError(
+                f"job {self.job!r} is already running ({holder})",
+                "wait for it to finish, or pass --wait SECONDS",
+            )
         info = {"pid": os.getpid(), "host": socket.gethostname(),
                 "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)

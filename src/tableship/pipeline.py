@@ -20,13 +20,13 @@ import tenacity
 from . import __version__, holds, interrupts
 from .config import Config, Retry
 from .destinations.base import Destination, open_destination
-from .errors import DataCheckError, Interrupted, JobError, SourceError, TableshipError, VerificationError
+from .errors import DataCheckError, Interrupted, JobError, TableshipError, VerificationError
 from .export import BATCH_ROWS, file_sha256, write_archive
 from .identity import differences, dumps, fingerprint
 from .log import current_run
 from .plan import Plan, build_query
 from .redact import redact_bytes
-from .sources.base import Query, Source, open_source
+from .sources.base import Source, open_source
 from .state import WORKING_ON, Phase, Result, Run, StateStore
 
 log = logging.getLogger("tableship")

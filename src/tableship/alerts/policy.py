@@ -32,6 +32,7 @@ import socket
 from typing import Callable
 
 from ..errors import Interrupted
+from ..lock import pid_alive
 from . import Monitor, logtail
 from .channels import ChannelError, send_event, send_ping
 from .event import Event, human_duration, parse_ts, resume_command
@@ -91,18 +92,6 @@ def env_clock() -> Callable[[], dt.datetime] | None:
         raise ValueError(f"{CLOCK_ENV}={value!r} is not an ISO-8601 timestamp") from None
     now = now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc)
     return lambda: now
-
-
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class AlertMonitor(Monitor):
@@ -341,7 +330,7 @@ class AlertMonitor(Monitor):
         """Finish what a crashed run left in the outbox for ``job`` (called under the job's lock)."""
         db = self.incidents
         for msg in db.unfinished(job):
-            if msg.state != "pending" and msg.host == self.host and msg.pid != os.getpid() and _alive(msg.pid):
+            if msg.state != "pending" and msg.host == self.host and msg.pid != os.getpid() and pid_alive(msg.pid):
                 continue  # still being sent by a live process
             ts = iso(self.clock())
             if msg.state == "pending":

@@ -27,7 +27,7 @@ import re
 import uuid
 from urllib.parse import quote, unquote
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
