@@ -6,7 +6,6 @@ seconds, not an export; and the messages name what the user typed."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import textwrap
 from pathlib import Path
@@ -15,6 +14,7 @@ import duckdb
 import pytest
 
 from tests.e2e.helpers import JOB, RUN_DATE, TABLE, assert_clean_error
+from tests.servers import ensure_command, missing
 
 
 def nothing_written(ws) -> None:
@@ -307,11 +307,10 @@ def test_run_checks_the_destination_before_exporting(ws):
 
 
 def test_run_checks_the_destination_root_is_writable(ws):
-    if shutil.which("chattr") is None:
-        pytest.skip("chattr not available")
-    proc = subprocess.run(["chattr", "+i", str(ws.dest)], capture_output=True, text=True)
+    chattr = ensure_command("chattr", "e2fsprogs")
+    proc = subprocess.run([chattr, "+i", str(ws.dest)], capture_output=True, text=True)
     if proc.returncode != 0:
-        pytest.skip(f"cannot make a folder immutable here: {proc.stderr.strip()}")
+        missing(f"a file system that supports chattr +i: {proc.stderr.strip()}")
     try:
         r = ws.cli("run", "--date", RUN_DATE)
     finally:
