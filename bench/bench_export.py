@@ -45,7 +45,7 @@ def warehouse(rows: int) -> Path:
         OUT.mkdir(parents=True, exist_ok=True)
         import datetime as dt
 
-        from tableship.demo import create_demo_warehouse
+        from tableship.cli.demo import create_demo_warehouse
 
         print(f"generating {rows:,} rows into {path} …", flush=True)
         create_demo_warehouse(path, rows=rows, today=dt.date.fromisoformat(TODAY), months=6)

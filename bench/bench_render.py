@@ -31,8 +31,8 @@ import pyarrow.csv as pacsv
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from tableship.codecs import DEFAULT_LEVELS, open_compressor  # noqa: E402
-from tableship.csvrender import CsvDialect, CsvRenderer  # noqa: E402
+from tableship.archive.codecs import DEFAULT_LEVELS, open_compressor  # noqa: E402
+from tableship.archive.csvrender import CsvDialect, CsvRenderer  # noqa: E402
 
 MB = 1_000_000
 
@@ -141,12 +141,12 @@ def make_table(rows: int, seed: int = 42) -> pa.Table:
 
 
 def make_demo_table(rows: int) -> pa.Table:
-    """The project's demo CDR table (tableship.demo), read back through DuckDB → Arrow."""
+    """The project's demo CDR table (tableship.cli.demo), read back through DuckDB → Arrow."""
     import datetime
 
     import duckdb
 
-    from tableship.demo import DEMO_TABLE, create_demo_warehouse
+    from tableship.cli.demo import DEMO_TABLE, create_demo_warehouse
 
     real_connect = duckdb.connect
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tableship.config import SFTPDestination as SFTPConfig  # noqa: E402
+from tableship.config.models import SFTPDestination as SFTPConfig  # noqa: E402
 import tableship.destinations.sftp as sftp_mod  # noqa: E402
 from tableship.destinations.sftp import SFTPDestination  # noqa: E402
 from tests.servers.sshd import running_sshd  # noqa: E402

@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-from tableship.adaptive import LADDERS, compress_block
+from tableship.archive.adaptive import LADDERS, compress_block
 
 
 def check_record(blob: bytes, csv: bytes, record: dict) -> dict[str, int]:

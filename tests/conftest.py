@@ -36,7 +36,7 @@ import pytest  # noqa: E402
 def _no_signal_left_over():
     """A test that delivers a signal in-process must not leave it pending for the next
     (interrupts remembers the first signal so a swallowed one still ends the command)."""
-    from tableship import interrupts
+    from tableship.core import interrupts
 
     interrupts.reset()
     yield

@@ -1,3 +1,3 @@
-from .cli import main
+from tableship.cli.commands import main
 
 main()

@@ -24,10 +24,10 @@ from typing import Callable
 
 import pytest
 
-from tableship.config import LocalDestination as LocalConfig
-from tableship.config import SFTPDestination as SFTPConfig
+from tableship.config.models import LocalDestination as LocalConfig
+from tableship.config.models import SFTPDestination as SFTPConfig
 from tableship.destinations.base import TMP_RE, Destination, is_temp, temp_name
-from tableship.errors import ConfigError, DestinationError
+from tableship.core.errors import ConfigError, DestinationError
 
 BIG = 12 * 2**20  # above sftp.OPENSSH_MIN_BYTES: the bulk path
 

@@ -11,7 +11,7 @@ sqlalchemy source). Each loads the *same logical tables* with its own SQL:
 * ``contract.dated`` — partitioned by a DATE column.
 
 The golden test exports the window of ``contract.golden`` from each engine through
-``tableship.export.write_archive`` (codec none) and compares the bytes with one
+``tableship.archive.writer.write_archive`` (codec none) and compares the bytes with one
 expected CSV: the same logical rows give the same bytes whatever the engine.
 """
 
@@ -25,10 +25,10 @@ from typing import Callable
 import pyarrow as pa
 import pytest
 
-from tableship.config import DuckDBSource, HS2Source, SQLAlchemySource
-from tableship.csvrender import CsvDialect
-from tableship.errors import SourceError, TransientSourceError
-from tableship.export import write_archive
+from tableship.config.models import DuckDBSource, HS2Source, SQLAlchemySource
+from tableship.archive.csvrender import CsvDialect
+from tableship.core.errors import SourceError, TransientSourceError
+from tableship.archive.writer import write_archive
 from tableship.sources.base import Query, Source, open_source, window_query
 
 # ---------------------------------------------------------------- the logical tables
@@ -503,10 +503,10 @@ def test_hs2_row_protocol_fallback_gives_the_same_bytes(engine, tmp_path):
 def test_declared_partition_type_that_does_not_fit_names_both(source, column, declared, detected):
     """partition_type = "date" on an INT column (etc.) is one error naming partition_type and
     the column's detected type, for every engine: the check reads the source's own schema."""
-    from tableship.config import JobConfig
-    from tableship.errors import ConfigError
-    from tableship.plan import Plan, build_query
-    from tableship.window import Window
+    from tableship.config.models import JobConfig
+    from tableship.core.errors import ConfigError
+    from tableship.backup.plan import Plan, build_query
+    from tableship.core.window import Window
 
     job = JobConfig(name="j", source="s", destination="d", table="contract.golden", partition_column=column,
                     partition_type=declared)

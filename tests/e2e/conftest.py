@@ -2,7 +2,7 @@
 on real DuckDB files, in a temporary workspace.
 
 * ``small_warehouse`` / ``big_warehouse`` (session): demo warehouses built once with
-  :func:`tableship.demo.create_demo_warehouse` for the fixed run date ``TODAY``; sources
+  :func:`tableship.cli.demo.create_demo_warehouse` for the fixed run date ``TODAY``; sources
   open them read-only, so every test can share them.
 * ``ws`` / ``big_ws``: a :class:`Workspace` (config writer, CLI runner, state and file
   inspection) over the small / big warehouse.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tableship.demo import create_demo_warehouse
+from tableship.cli.demo import create_demo_warehouse
 from tests.e2e.helpers import TODAY, Workspace
 
 # ---------------------------------------------------------------- warehouses

@@ -209,7 +209,7 @@ class Workspace:
     def config_doc(self, jobs: dict | None = None, defaults: dict | None = None, settings: dict | None = None,
                    sources: dict | None = None, destinations: dict | None = None, **more) -> dict:
         doc = {
-            "settings": {"state_dir": ".tableship", "log_file": ".tableship/tableship.log"} | (settings or {}),
+            "settings": {"state_dir": ".tableship", "log_file": ".tableship/tableship.core.log"} | (settings or {}),
             "sources": sources or {"warehouse": {"type": "duckdb", "path": str(self.warehouse)}},
             "destinations": destinations or {"backup": {"type": "local", "path": "backup-server"}},
             "defaults": {

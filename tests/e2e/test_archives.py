@@ -236,8 +236,8 @@ def test_round_trip_every_type(site, warehouse):
 
 
 def test_demo_table_round_trip(tmp_path):
-    from tableship.demo import DEMO_TABLE, create_demo_warehouse
-    from tableship.window import month_end
+    from tableship.cli.demo import DEMO_TABLE, create_demo_warehouse
+    from tableship.core.window import month_end
 
     create_demo_warehouse(tmp_path / "warehouse.duckdb", rows=30_000)
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True)

@@ -250,7 +250,7 @@ def test_debug_shows_the_traceback(ws):
     assert r.rc == 2 and "Traceback" in r.stderr and r.error_lines
 
 
-@pytest.mark.parametrize("settings", [{"state_dir": "a-file"}, {"log_file": "a-file/tableship.log"}],
+@pytest.mark.parametrize("settings", [{"state_dir": "a-file"}, {"log_file": "a-file/tableship.core.log"}],
                          ids=["state_dir", "log_file"])
 def test_local_paths_that_are_files(ws, settings):
     (ws.root / "a-file").write_text("in the way")

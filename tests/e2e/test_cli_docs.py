@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from tableship.cli import cli
+from tableship.cli.commands import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI_DOC = ROOT / "docs" / "cli.md"

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tableship.state import StateStore
+from tableship.ledger.state import StateStore
 from tests.e2e.helpers import (
     ARCHIVE,
     JOB,

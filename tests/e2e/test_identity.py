@@ -124,8 +124,8 @@ def test_table_changed_to_a_missing_table_fails(ws):
 
 
 def test_fingerprint_names_no_secret():
-    from tableship.config import SQLAlchemySource, SFTPDestination
-    from tableship.identity import destination_target, source_target
+    from tableship.config.models import SQLAlchemySource, SFTPDestination
+    from tableship.backup.identity import destination_target, source_target
 
     src = SQLAlchemySource(type="sqlalchemy", url="postgresql://backup:s3cr3t@db.example:5432/dwh?password=x2")
     assert source_target(src) == "postgresql://db.example:5432/dwh"

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tableship.ledger import LATEST
+from tableship.ledger.schema import LATEST
 from tests.e2e.helpers import JOB, RUN_DATE, Workspace, assert_clean_error, to_toml
 from tests.ledger_v010 import V010_ARCHIVES, V010_INCIDENTS, V010_STATE
 from tests.servers import ensure_command, missing
@@ -109,7 +109,7 @@ def test_a_v010_ledger_is_read_without_migrating_then_migrated_by_run_keeping_it
     assert copy.is_file()
     assert user_version(copy) == 0 and count(copy, "runs") == 2 and count(copy, "transitions") == 7
     assert f"migrating the ledger {db_path} from schema version 1 to {LATEST}" in r.stderr + \
-        (ws.state_dir / "tableship.log").read_text()
+        (ws.state_dir / "tableship.core.log").read_text()
     runs = ws.runs()
     assert [r["result"] for r in runs] == ["failed", "success", "success"]
     assert runs[0]["error"] == OLD_ERROR and runs[1]["rows"] == 11111
@@ -180,7 +180,7 @@ def aws(ws):
     """A workspace whose log and staging live outside the state dir (which the tests break), with a
     command alert channel appending ``subject|error`` lines to ``ws.alerts``."""
     ws.alerts = ws.root / "alerts.txt"
-    ws.doc = ws.config_doc(settings={"log_file": str(ws.root / "logs" / "tableship.log"),
+    ws.doc = ws.config_doc(settings={"log_file": str(ws.root / "logs" / "tableship.core.log"),
                                      "staging_dir": str(ws.root / "staging"), "environment": "prod"},
                            alerts={"channels": ["pager"],
                                    "pager": {"type": "command", "argv": ["sh", "-c", ALERT_LINE, str(ws.alerts)],

@@ -8,7 +8,7 @@ import os
 import signal
 import socket
 
-from tableship.lock import JobLock
+from tableship.ledger.lock import JobLock
 from tests.e2e.helpers import ARCHIVE, JOB, RUN_DATE, TABLE, wait_for
 
 

@@ -126,7 +126,7 @@ def test_manifest(done):
     assert m["query_params"] == ["2026-06-01", "2026-10-31"]
     assert m["file_name"] == ARCHIVE
     dt.datetime.fromisoformat(m["created_at"])
-    from tableship import __version__
+    from tableship.core.version import __version__
 
     assert m["tableship_version"] == __version__
 
@@ -145,7 +145,7 @@ def test_ledger_log_lines_and_no_progress_when_not_a_tty(done):
     assert "\r" not in r.stderr and "MiB/s" not in r.stderr
     assert "\r" not in r.stdout
     # the log file gets the same tagged lines
-    log_file = (ws.state_dir / "tableship.log").read_text()
+    log_file = (ws.state_dir / "tableship.core.log").read_text()
     assert "[customer_traffic#1] exported" in log_file
 
 

@@ -384,7 +384,7 @@ def test_quiet_prints_a_failing_job_error_once(ws):
     assert len(re.findall(r"table mnaas\.dropped_upstream not found", out)) == 1, str(r)
     assert f"{JOB} 2026-06-01..2026-10-31: FAILED in export" in r.stdout, str(r)
     # the log file still has it
-    assert "mnaas.dropped_upstream not found" in (ws.state_dir / "tableship.log").read_text()
+    assert "mnaas.dropped_upstream not found" in (ws.state_dir / "tableship.core.log").read_text()
 
 
 def test_quiet_prints_a_preflight_error_once(ws):

@@ -1,7 +1,7 @@
 """The adaptive default's output (many blocks, mixed levels) is read by every reader
 named in docs/format.md, and its ``compression`` record matches the bytes.
 
-Archives are written by the real :class:`tableship.adaptive.BlockCompressor` with a
+Archives are written by the real :class:`tableship.archive.adaptive.BlockCompressor` with a
 controller that walks the ladder (so one file mixes ISA-L and zlib-ng blocks, or zstd
 frames of several levels) and small blocks (so small files have many). Readers: the
 ``gzip``/``zcat``/``zstd`` CLIs, Python's ``gzip``, ``pyarrow.csv.read_csv``, DuckDB's
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tableship.adaptive import LADDERS, BlockCompressor, LevelController
+from tableship.archive.adaptive import LADDERS, BlockCompressor, LevelController
 from tests.adaptive_check import check_record
 
 ROWS = 40_000
@@ -191,7 +191,7 @@ def test_controller_follows_reader_and_cpu_demand():
 
 
 def test_probe_sees_the_reader_thread():
-    from tableship.adaptive import cpu_wait_probe
+    from tableship.archive.adaptive import cpu_wait_probe
 
     probe = cpu_wait_probe()
     assert probe is not None, "no /proc/self/task/*/schedstat on this Linux"
@@ -221,7 +221,7 @@ def test_public_api_fallback_gives_a_valid_stream():
     from isal import isal_zlib
     from zlib_ng import zlib_ng
 
-    from tableship.adaptive import _public_api_compressor
+    from tableship.archive.adaptive import _public_api_compressor
 
     size = 64 * 1024
     out, prev, crc = [b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"], b"", 0

@@ -25,8 +25,8 @@ from types import SimpleNamespace
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tableship.demo import create_demo_warehouse
-from tableship.window import compute_window
+from tableship.cli.demo import create_demo_warehouse
+from tableship.core.window import compute_window
 
 # the default window (5 whole months before this one), as the CLI computes it today
 _W = compute_window(datetime.date.today(), "month", 5, 0)
@@ -54,7 +54,7 @@ class Site:
         root.mkdir(parents=True, exist_ok=True)
         self.config = root / "tableship.toml"
         self.backup = root / "backup"
-        self.log_file = root / "tableship.log"
+        self.log_file = root / "tableship.core.log"
         self.metrics = root / "tableship.prom"
         self.status = root / "status.properties"
         self.env = {**os.environ, **(env or {})}
@@ -63,7 +63,7 @@ class Site:
         self.config.write_text(
             "[settings]\n"
             'state_dir = "state"\n'
-            'log_file = "tableship.log"\n'
+            'log_file = "tableship.core.log"\n'
             'metrics_file = "tableship.prom"\n'
             'status_file = "status.properties"\n'
             f"{textwrap.dedent(settings)}\n"
@@ -531,7 +531,7 @@ def test_sigterm_while_sending_stops_tableship_and_the_message_is_replayed_once(
 
 
 def test_a_job_skipped_by_its_lock_is_not_alerted(tmp_path, warehouse, smtp_factory):
-    from tableship.lock import JobLock
+    from tableship.ledger.lock import JobLock
 
     server = smtp_factory()
     site = Site(tmp_path, warehouse, f"""
@@ -654,8 +654,8 @@ def test_json_logs_carry_job_and_run_id_and_the_log_file_rotates(tmp_path, wareh
     for _ in range(4):
         proc = site.run("--log-format", "json", "run")
         assert proc.returncode == 1
-    files = sorted(p.name for p in tmp_path.glob("tableship.log*"))
-    assert files == ["tableship.log", "tableship.log.1", "tableship.log.2"]
+    files = sorted(p.name for p in tmp_path.glob("tableship.core.log*"))
+    assert files == ["tableship.core.log", "tableship.core.log.1", "tableship.core.log.2"]
     records = [json.loads(line) for name in files for line in (tmp_path / name).read_text().splitlines()]
     assert records and all({"ts", "level", "job", "run_id", "message"} <= set(r) for r in records)
     assert any(r["job"] == "customer_traffic" and r["run_id"] == 1 for r in records)

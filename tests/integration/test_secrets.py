@@ -131,7 +131,7 @@ def matrix(tmp_path, pg_roles, sshd, smtp_factory):
     smtp = smtp_factory(auth=("alerts", SMTP_PASSWORD))
     hook = HttpRecorder()
 
-    lines = ["[settings]", 'state_dir = "state"', 'log_file = "tableship.log"', 'metrics_file = "tableship.prom"',
+    lines = ["[settings]", 'state_dir = "state"', 'log_file = "tableship.core.log"', 'metrics_file = "tableship.prom"',
              'status_file = "status.properties"', ""]
     for shape in PG:
         lines += [f"[sources.pg_{shape}]", 'type = "sqlalchemy"', f"url = {toml(pg_url(pg, shape))}",
@@ -239,7 +239,7 @@ def test_no_secret_in_any_output(matrix, sshd):
     for i, remote in enumerate(remotes):
         outputs.update(text_files(remote, f"sftp remote {i}"))
     assert any(k.endswith(".manifest.json") for k in outputs) and any("sqlite dump" in k for k in outputs)
-    assert any(k.endswith("tableship.log") for k in outputs) and any("status.properties" in k for k in outputs)
+    assert any(k.endswith("tableship.core.log") for k in outputs) and any("status.properties" in k for k in outputs)
     assert any("json run" in k and '"level"' in v for k, v in outputs.items())
     # the redactor had work to do: the command channel's stderr echo was masked
     assert any("token *** was refused" in v for v in outputs.values())

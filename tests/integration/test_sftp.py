@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from tableship.demo import create_demo_warehouse
+from tableship.cli.demo import create_demo_warehouse
 from tests.servers import descendants_of, missing
 from tableship.destinations.base import TMP_RE
 
@@ -100,7 +100,7 @@ def make_site(tmp_path: Path, sshd, warehouse: Path, remote: Path, *, user: str 
     cfg.write_text(f"""
 [settings]
 state_dir = "state"
-log_file = "state/tableship.log"
+log_file = "state/tableship.core.log"
 
 [sources.wh]
 type = "duckdb"
@@ -483,7 +483,7 @@ def test_wrong_key_and_secrets_stay_out_of_every_output(tmp_path, sshd, warehous
                      dest_extra='password = "${TABLESHIP_TEST_BACKUP_PASSWORD}"')
     proc = site.run("run", "--date", RUN_DATE, env={"TABLESHIP_TEST_BACKUP_PASSWORD": secret})
     _assert_terminal(site, proc, "authentication failed for root@127.0.0.1", "authorized_keys")
-    everything = proc.stdout + proc.stderr + (site.dir / "state" / "tableship.log").read_text()
+    everything = proc.stdout + proc.stderr + (site.dir / "state" / "tableship.core.log").read_text()
     for p in (site.dir / "state").rglob("*"):
         if p.is_file():
             everything += p.read_bytes().decode("latin-1")
@@ -600,7 +600,7 @@ def test_verify_sha256sum_on_an_account_without_commands_is_a_clear_error(tmp_pa
 
 
 def _dest(sshd, root: Path, **kw):
-    from tableship.config import SFTPDestination as SFTPConfig
+    from tableship.config.models import SFTPDestination as SFTPConfig
     from tableship.destinations.sftp import SFTPDestination
 
     cfg = SFTPConfig(type="sftp", host=sshd.host, port=sshd.port, user=sshd.user, key_file=sshd.client_key,
@@ -609,7 +609,7 @@ def _dest(sshd, root: Path, **kw):
 
 
 def test_a_dropped_connection_is_transient_and_the_next_call_reconnects(sshd_fresh, remote, tmp_path):
-    from tableship.errors import TransientDestinationError
+    from tableship.core.errors import TransientDestinationError
 
     sshd = sshd_fresh
     dest = _dest(sshd, remote)
@@ -717,7 +717,7 @@ def test_kill_9_mid_upload_leaves_no_openssh_client_behind(tmp_path, sshd_fresh,
 
 
 def test_accept_new_with_an_unwritable_known_hosts_is_a_clear_error(tmp_path, sshd, remote):
-    from tableship.errors import DestinationError
+    from tableship.core.errors import DestinationError
 
     (tmp_path / "file").write_text("a file where the known_hosts folder must be")
     dest = _dest(sshd, remote, host_key_policy="accept-new")
@@ -733,9 +733,9 @@ def test_accept_new_with_an_unwritable_known_hosts_is_a_clear_error(tmp_path, ss
 
 
 def test_key_file_problems_are_terminal_and_say_which(tmp_path, sshd, remote):
-    from tableship.config import SFTPDestination as SFTPConfig
+    from tableship.config.models import SFTPDestination as SFTPConfig
     from tableship.destinations.sftp import SFTPDestination
-    from tableship.errors import DestinationError
+    from tableship.core.errors import DestinationError
 
     locked = tmp_path / "locked"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-f", str(locked)], check=True)

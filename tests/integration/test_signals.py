@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from tableship.demo import create_demo_warehouse
+from tableship.cli.demo import create_demo_warehouse
 from tableship.destinations.base import TMP_RE
 from tests.e2e.helpers import Result, decompress, to_toml
 

@@ -14,19 +14,19 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tableship.alerts import make_monitor
-from tableship.alerts.event import Event, human_duration, resume_command
-from tableship.alerts.incidents import IncidentStore, open_incident_summaries
-from tableship.alerts.ping import ping_url
-from tableship.alerts.policy import AlertMonitor, decide
-from tableship.alerts.redact import Redactor
-from tableship.config import parse_config
-from tableship.errors import SourceError
-from tableship.log import current_job
-from tableship.outputs import metrics_text, snapshot, status_text
-from tableship.plan import make_plan
-from tableship.state import Result, StateStore
-from tableship.window import Window
+from tableship.ops.alerts import make_monitor
+from tableship.ops.alerts.event import Event, human_duration, resume_command
+from tableship.ops.alerts.incidents import IncidentStore, open_incident_summaries
+from tableship.ops.alerts.ping import ping_url
+from tableship.ops.alerts.policy import AlertMonitor, decide
+from tableship.ops.alerts.redact import Redactor
+from tableship.config.models import parse_config
+from tableship.core.errors import SourceError
+from tableship.core.log import current_job
+from tableship.ops.outputs import metrics_text, snapshot, status_text
+from tableship.backup.plan import make_plan
+from tableship.ledger.state import Result, StateStore
+from tableship.core.window import Window
 
 T0 = dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.timezone.utc)
 WINDOW = Window(dt.date(2026, 6, 1), dt.date(2026, 10, 31))
@@ -435,7 +435,7 @@ def test_status_and_metrics_text(tmp_path):
 
 
 def test_the_test_clock_seam_reads_an_iso_instant(monkeypatch):
-    from tableship.alerts.policy import CLOCK_ENV, env_clock
+    from tableship.ops.alerts.policy import CLOCK_ENV, env_clock
 
     monkeypatch.delenv(CLOCK_ENV, raising=False)
     assert env_clock() is None  # the real clock

@@ -1,4 +1,4 @@
-"""Tests for tableship.codecs: compressed writers and readers."""
+"""Tests for tableship.archive.codecs: compressed writers and readers."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from tableship.codecs import (
+from tableship.archive.codecs import (
     CODECS,
     DEFAULT_LEVELS,
     LEVEL_RANGES,

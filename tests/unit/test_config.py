@@ -1,4 +1,4 @@
-"""Config loading and validation (tableship.config).
+"""Config loading and validation (tableship.config.models).
 
 Every problem is reported at once, each with the file and its key path; unknown keys are
 errors at every level; ``${VAR}`` / ``${file:...}`` are substituted (a missing variable
@@ -14,13 +14,13 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from tableship.config import config_path, load_config, parse_config
-from tableship.errors import ConfigError
+from tableship.config.models import config_path, load_config, parse_config
+from tableship.core.errors import ConfigError
 
 ISSUE_SAMPLE = """
 [settings]
 state_dir = ".tableship"          # state store, locks, staging area
-log_file = ".tableship/tableship.log"   # optional
+log_file = ".tableship/tableship.core.log"   # optional
 
 [sources.warehouse]
 type = "duckdb"
@@ -101,7 +101,7 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path, monkeypatch)
     cfg = load_config("../etc/tableship/tableship.toml")  # a relative --config, too
     root = folder.resolve()
     assert cfg.settings.state_dir == root / ".tableship"
-    assert cfg.settings.log_file == root / ".tableship" / "tableship.log"
+    assert cfg.settings.log_file == root / ".tableship" / "tableship.core.log"
     assert cfg.sources["warehouse"].path == root / "warehouse.duckdb"
     assert cfg.destinations["backup"].path == root / "backup-server"
     assert cfg.staging_dir == root / ".tableship" / "staging"

@@ -1,4 +1,4 @@
-"""Tests for tableship.csvrender: the public CSV format contract."""
+"""Tests for tableship.archive.csvrender: the public CSV format contract."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
-from tableship import csvrender
-from tableship.csvrender import CsvDialect, CsvRenderer, render_value_text
+from tableship.archive import csvrender
+from tableship.archive.csvrender import CsvDialect, CsvRenderer, render_value_text
 
 
 def render(columns: dict, dialect: CsvDialect | None = None, *, header: bool = False) -> str:

@@ -1,4 +1,4 @@
-"""Tests for tableship.demo (demo warehouse + demo config)."""
+"""Tests for tableship.cli.demo (demo warehouse + demo config)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tableship.demo import DEMO_TABLE, create_demo_warehouse, demo_config_text
+from tableship.cli.demo import DEMO_TABLE, create_demo_warehouse, demo_config_text
 
 TODAY = datetime.date(2025, 3, 17)
 ROWS = 20_000
@@ -192,7 +192,7 @@ def test_config_text_parses():
     text = demo_config_text()
     assert text.count("\n#") > 20  # commented for a new user
     cfg = tomllib.loads(text)
-    assert cfg["settings"] == {"state_dir": ".tableship", "log_file": ".tableship/tableship.log"}
+    assert cfg["settings"] == {"state_dir": ".tableship", "log_file": ".tableship/tableship.core.log"}
     assert cfg["sources"] == {"warehouse": {"type": "duckdb", "path": "warehouse.duckdb"}}
     assert cfg["destinations"] == {"backup": {"type": "local", "path": "backup-server"}}
     assert cfg["defaults"] == {

@@ -10,10 +10,10 @@ import sqlite3
 
 import pytest
 
-import tableship.pipeline as pipeline
-from tableship.config import load_config
-from tableship.demo import create_demo_warehouse
-from tableship.runner import run_jobs
+import tableship.backup.pipeline as pipeline
+from tableship.config.models import load_config
+from tableship.cli.demo import create_demo_warehouse
+from tableship.backup.runner import run_jobs
 from tests.e2e.helpers import to_toml
 
 

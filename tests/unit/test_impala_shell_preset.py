@@ -18,8 +18,8 @@ import struct
 import pyarrow as pa
 import pytest
 
-from tableship.config import FormatSpec
-from tableship.csvrender import CsvDialect, CsvRenderer
+from tableship.config.models import FormatSpec
+from tableship.archive.csvrender import CsvDialect, CsvRenderer
 
 PRESET = CsvDialect(delimiter=";", header=False, null="NULL", quoting="minimal", preset="impala-shell")
 

@@ -11,8 +11,8 @@ import signal
 
 import pytest
 
-from tableship import interrupts
-from tableship.errors import Interrupted, TableshipError
+from tableship.core import interrupts
+from tableship.core.errors import Interrupted, TableshipError
 
 
 @pytest.fixture

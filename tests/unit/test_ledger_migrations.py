@@ -7,9 +7,9 @@ import sqlite3
 
 import pytest
 
-from tableship import ledger
-from tableship.ledger import LATEST, MIGRATIONS, Ledger, LedgerError, Migration
-from tableship.state import StateStore
+from tableship.ledger import schema as ledger
+from tableship.ledger.schema import LATEST, MIGRATIONS, Ledger, LedgerError, Migration
+from tableship.ledger.state import StateStore
 from tests.ledger_v010 import V010_ARCHIVES, V010_INCIDENTS, V010_STATE
 
 

@@ -1,4 +1,4 @@
-"""Identifiers and name templates (tableship.names), and how config and plan use them.
+"""Identifiers and name templates (tableship.core.names), and how config and plan use them.
 
 Everything that reaches SQL or a file path passes through names.py: identifiers must be
 plain, templates may only use the documented placeholders, and a rendered name that is
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tableship.config import parse_config
+from tableship.config.models import parse_config
 from tableship.destinations.base import safe_name, temp_name, is_temp
-from tableship.errors import ConfigError
-from tableship.names import (
+from tableship.core.errors import ConfigError
+from tableship.core.names import (
     TEMPLATE_FIELDS,
     TemplateValues,
     check_identifier,
@@ -25,7 +25,7 @@ from tableship.names import (
     render_relative,
     split_table,
 )
-from tableship.plan import choose_window, make_plan
+from tableship.backup.plan import choose_window, make_plan
 
 D = dt.date
 VALUES = TemplateValues("daily_cdr", "customer_traffic", "mnaas", D(2026, 6, 1), D(2026, 10, 31), D(2026, 11, 26))

@@ -11,11 +11,11 @@ import sqlite3
 
 import pytest
 
-import tableship.retention as retention
-from tableship.config import load_config
-from tableship.demo import create_demo_warehouse
-from tableship.errors import Interrupted
-from tableship.runner import run_jobs
+import tableship.catalog.retention as retention
+from tableship.config.models import load_config
+from tableship.cli.demo import create_demo_warehouse
+from tableship.core.errors import Interrupted
+from tableship.backup.runner import run_jobs
 from tests.e2e.helpers import to_toml
 
 

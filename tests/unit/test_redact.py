@@ -8,8 +8,8 @@ import sqlite3
 
 import pytest
 
-from tableship import redact
-from tableship.redact import Redactor, RedactingFormatter, split_userinfo, url_secrets
+from tableship.core import redact
+from tableship.core.redact import Redactor, RedactingFormatter, split_userinfo, url_secrets
 
 
 def fragments(secret: str, n: int = 6) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tableship.archives import (
+from tableship.catalog.archives import (
     Archive,
     NamePattern,
     Status,
@@ -20,12 +20,12 @@ from tableship.archives import (
     list_archives,
     open_job_destination,
 )
-from tableship.config import RetentionSpec, load_config
-from tableship.errors import LockedError
-from tableship.lock import JobLock
-from tableship.retention import decide, prune_job, prune_jobs
-from tableship.state import StateStore
-from tableship.window import Window, month_end
+from tableship.config.models import RetentionSpec, load_config
+from tableship.core.errors import LockedError
+from tableship.ledger.lock import JobLock
+from tableship.catalog.retention import decide, prune_job, prune_jobs
+from tableship.ledger.state import StateStore
+from tableship.core.window import Window, month_end
 
 TODAY = dt.date(2026, 11, 26)
 FOLDER = "traffic"
@@ -155,7 +155,7 @@ def test_listing_reads_the_groups_of_the_job_only(site):
 
 
 def test_name_pattern_reads_windows_back():
-    from tableship.config import JobConfig
+    from tableship.config.models import JobConfig
 
     job = JobConfig(name="j", source="s", destination="d", table="db.t", file_name="{job}-{start:%Y%m%d}-{end}.csv")
     p = NamePattern(job)
@@ -168,7 +168,7 @@ def test_name_pattern_reads_windows_back():
 
 
 def test_folders_for_a_date_templated_remote_dir(tmp_path):
-    from tableship.config import JobConfig
+    from tableship.config.models import JobConfig
 
     plain = JobConfig(name="j", source="s", destination="d", table="db.t", remote_dir="{database}/{table}")
     assert archive_folders(plain, None, TODAY) == ["db/t"]

@@ -1,4 +1,4 @@
-"""The SQLite run ledger (tableship.state): phases, transitions, resume lookup, history."""
+"""The SQLite run ledger (tableship.ledger.state): phases, transitions, resume lookup, history."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from tableship.state import WORKING_ON, Phase, Result, StateStore, allowed
+from tableship.ledger.state import WORKING_ON, Phase, Result, StateStore, allowed
 
 W = ("2026-06-01", "2026-10-31")
 
@@ -193,7 +193,7 @@ def test_several_processes_write_the_same_ledger(tmp_path):
 
 
 def test_a_running_run_is_live_only_while_its_jobs_lock_is_held(store, tmp_path):
-    from tableship.lock import JobLock
+    from tableship.ledger.lock import JobLock
 
     run = store.start("job", *W, "2026-11-26")
     assert [r.result for r in store.history("job")] == ["interrupted"]  # nobody holds the lock

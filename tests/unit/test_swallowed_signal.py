@@ -7,8 +7,8 @@ import signal
 
 import pytest
 
-from tableship import interrupts
-from tableship.errors import Interrupted, SourceError
+from tableship.core import interrupts
+from tableship.core.errors import Interrupted, SourceError
 
 
 def swallow(signum: int) -> None:
@@ -49,7 +49,7 @@ def test_the_first_signal_is_kept_and_install_forgets_it():
 
 
 def test_main_never_exits_0_after_a_swallowed_signal(monkeypatch, capsys):
-    from tableship import cli
+    from tableship.cli import commands as cli
 
     def fake_main(*args, **kwargs):
         swallow(signal.SIGTERM)  # the command itself "succeeds"

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from tableship.templates import (CODES, anything_around, anything_then, check_date_spec, max_bytes, normalise_dir,
+from tableship.core.templates import (CODES, anything_around, anything_then, check_date_spec, max_bytes, normalise_dir,
                                  overlap, pattern)
 
 NAMES = {"job": "j", "table": "traffic", "database": "db"}

@@ -1,4 +1,4 @@
-"""Window arithmetic (tableship.window) and the partition filter on the three column types.
+"""Window arithmetic (tableship.core.window) and the partition filter on the three column types.
 
 The window is the ``count`` whole units that end ``lag`` units before the unit holding
 the run date, both ends inclusive. The filter ``col >= start AND col <= end`` must select
@@ -17,12 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tableship.config import parse_config
-from tableship.errors import ConfigError, SourceError
-from tableship.plan import build_query, choose_window, make_plan
+from tableship.config.models import parse_config
+from tableship.core.errors import ConfigError, SourceError
+from tableship.backup.plan import build_query, choose_window, make_plan
 from tableship.sources.base import Dialect, arrow_partition_type, window_query
 from tableship.sources.duckdb import DuckDBSource
-from tableship.window import Window, compute_window, month_end, parse_date, parse_window, partition_value
+from tableship.core.window import Window, compute_window, month_end, parse_date, parse_window, partition_value
 
 D = dt.date
 RUN = D(2026, 11, 26)

@@ -1,5 +1,5 @@
 """Destinations: one module per target behind the :class:`Destination` protocol."""
 
-from .base import Destination, open_destination
+from tableship.destinations.base import Destination, open_destination
 
 __all__ = ["Destination", "open_destination"]

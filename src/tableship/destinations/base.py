@@ -1,7 +1,7 @@
 """The Destination contract and the registry of destination types.
 
 Names are POSIX paths relative to the destination root (``remote_dir/file_name``),
-already checked by :func:`tableship.names.check_relative`; implementations check again
+already checked by :func:`tableship.core.names.check_relative`; implementations check again
 and never touch anything outside their root.
 
 Contract (tests/contract/test_destinations.py runs it against every implementation):
@@ -32,9 +32,9 @@ import secrets
 from pathlib import Path, PurePosixPath
 from typing import Protocol, runtime_checkable
 
-from ..errors import ConfigError
-from ..plugins import instantiate
-from ..names import check_relative
+from tableship.core.errors import ConfigError
+from tableship.core.plugins import instantiate
+from tableship.core.names import check_relative
 
 TMP_RE = re.compile(r"^\.(?P<base>.+)\.tableship-(?P<owner>[A-Za-z0-9_.-]+)-[0-9a-f]{8}\.part$")
 

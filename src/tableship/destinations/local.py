@@ -9,10 +9,10 @@ import shutil
 import stat
 from pathlib import Path
 
-from .. import holds
-from ..errors import DestinationError, TransientDestinationError
-from ..fsutil import atomic_copy, atomic_write_bytes, fsync_dir
-from .base import TMP_RE, is_temp, safe_name, temp_name
+from tableship.core import holds
+from tableship.core.errors import DestinationError, TransientDestinationError
+from tableship.core.fsutil import atomic_copy, atomic_write_bytes, fsync_dir
+from tableship.destinations.base import TMP_RE, is_temp, safe_name, temp_name
 
 
 class LocalDestination:

@@ -60,10 +60,11 @@ from typing import Any, Awaitable, Callable
 
 import asyncssh
 
-from .. import holds, interrupts
-from ..errors import ConfigError, DestinationError, Interrupted, TableshipError, TransientDestinationError
-from ..redact import redact
-from .base import is_temp, safe_name, temp_name
+from tableship.core import holds
+from tableship.core import interrupts
+from tableship.core.errors import ConfigError, DestinationError, Interrupted, TableshipError, TransientDestinationError
+from tableship.core.redact import redact
+from tableship.destinations.base import is_temp, safe_name, temp_name
 
 log = logging.getLogger("tableship.sftp")
 

@@ -15,8 +15,8 @@ from typing import Any, Iterator, Protocol, runtime_checkable
 
 import pyarrow as pa
 
-from ..plugins import instantiate
-from ..names import check_identifier, split_table
+from tableship.core.plugins import instantiate
+from tableship.core.names import check_identifier, split_table
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,9 @@ from typing import Iterator
 import duckdb
 import pyarrow as pa
 
-from ..errors import SourceError
-from ..redact import redact
-from .base import Dialect, Query
+from tableship.core.errors import SourceError
+from tableship.core.redact import redact
+from tableship.sources.base import Dialect, Query
 
 #: Everything DuckDB, its Arrow stream and the OS may raise while reading.
 _ERRORS = (duckdb.Error, pa.ArrowException, OSError)
@@ -72,7 +72,7 @@ class DuckDBSource:
             raise SourceError(f"source {self.name!r}: query failed: {_msg(exc)}") from None
 
     def count(self, query: Query) -> int:
-        from .base import count_query
+        from tableship.sources.base import count_query
 
         q = count_query(self.dialect, query)
         try:

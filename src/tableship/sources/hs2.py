@@ -45,10 +45,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import ConfigError, SourceError, TransientSourceError
-from ..names import check_identifier
-from ..redact import redact
-from .base import Dialect, Query, count_query
+from tableship.core.errors import ConfigError, SourceError, TransientSourceError
+from tableship.core.names import check_identifier
+from tableship.core.redact import redact
+from tableship.sources.base import Dialect, Query, count_query
 
 # impyla logs failed RPCs with log.exception (tracebacks) and thrift logs connect
 # failures at ERROR: tableship reports these itself, as one line.

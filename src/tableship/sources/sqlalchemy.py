@@ -36,10 +36,10 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import types as sat
 from sqlalchemy.pool import NullPool
 
-from ..errors import ConfigError, MissingExtraError, SourceError, TransientSourceError
-from ..names import check_identifier, split_table
-from ..redact import SECRET_QUERY_KEY, MASK, Redactor, split_userinfo
-from .base import Dialect, Query, count_query
+from tableship.core.errors import ConfigError, MissingExtraError, SourceError, TransientSourceError
+from tableship.core.names import check_identifier, split_table
+from tableship.core.redact import SECRET_QUERY_KEY, MASK, Redactor, split_userinfo
+from tableship.sources.base import Dialect, Query, count_query
 
 # (dialect, driver) → (extra, module) for the drivers tableship ships an extra for
 _EXTRAS = {("postgresql", "psycopg"): ("postgres", "psycopg")}

@@ -1,0 +1,90 @@
+"""Run identity: a fingerprint of everything that shapes a run's archive.
+
+A run records the fingerprint of the config it was planned under. Resuming it under a
+config whose fingerprint differs would ship an archive the config no longer describes
+(old format, old name, old table), so the pipeline abandons such a run and starts a
+fresh one instead (see ``Pipeline.begin``).
+
+The fingerprint names things, it never holds a secret: sources and destinations appear
+as name, type and *target* (a path, ``host:port/database``, ``user@host:port/path``);
+passwords, keys and the user-info and query parts of a SQLAlchemy URL are left out.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlsplit
+
+from tableship.config.models import Config
+from tableship.backup.plan import Plan
+
+
+def source_target(cfg) -> str:
+    """Where a source reads from, without any credential."""
+    kind = getattr(cfg, "type", "?")
+    if kind == "duckdb":
+        return str(cfg.path)
+    if kind in ("impala", "hive"):
+        return f"{cfg.host}:{cfg.effective_port}/{cfg.database or ''}"
+    if kind == "sqlalchemy":
+        try:
+            u = urlsplit(cfg.url.get_secret_value())
+            host = u.hostname or ""
+            port = f":{u.port}" if u.port else ""
+        except ValueError:
+            return "sqlalchemy"
+        return f"{u.scheme}://{host}{port}{u.path}"
+    return kind
+
+
+def destination_target(cfg) -> str:
+    """Where a destination writes to, without any credential."""
+    kind = getattr(cfg, "type", "?")
+    if kind == "local":
+        return str(cfg.path)
+    if kind == "sftp":
+        return f"{cfg.user}@{cfg.host}:{cfg.port}{cfg.path}"
+    return kind
+
+
+def fingerprint(config: Config, plan: Plan) -> dict:
+    """The identity of the archive ``plan`` produces under ``config`` (JSON-ready, no secrets).
+
+    The compression level is the *configured* one (``"auto"`` when left to the codec's
+    default), not the level a compressor may choose per block.
+    """
+    job = plan.job
+    src = config.sources[job.source]
+    dst = config.destinations[job.destination]
+    return {
+        "source": {"name": job.source, "type": src.type, "target": source_target(src)},
+        "table": job.table,
+        "partition": {"column": job.partition_column, "type": job.partition_type,
+                      "format": job.partition_format},
+        "window": str(plan.window),
+        "format": job.format.model_dump(mode="json", exclude_none=True),
+        "compression": {"codec": job.compression.codec,
+                        "level": "auto" if job.compression.level is None else job.compression.level},
+        "file_name": plan.file_name,
+        "remote_path": plan.remote_path,
+        "destinations": [{"name": job.destination, "type": dst.type, "target": destination_target(dst)}],
+    }
+
+
+def dumps(fp: dict) -> str:
+    return json.dumps(fp, sort_keys=True, separators=(",", ":"))
+
+
+def differences(old: dict, new: dict) -> list[str]:
+    """The keys whose values differ, as ``key: old → new`` (short, for one log line)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a != b:
+            out.append(f"{key}: {_short(a)} → {_short(b)}")
+    return out
+
+
+def _short(value) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,406 @@
+"""The phase machine for one run of one job: export → upload → verify → clean.
+
+Each step starts from the last phase recorded as durable in the state store and records
+its own phase only after its effect is durable, so a re-run after any failure (or
+``kill -9``) resumes at the first phase not done and ends with the same content.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import json
+import logging
+from pathlib import Path
+from typing import Callable
+
+import tenacity
+
+from tableship.core import holds
+from tableship.core import interrupts
+from tableship.core.version import __version__
+from tableship.config.models import Config, Retry
+from tableship.destinations.base import Destination, open_destination
+from tableship.core.errors import DataCheckError, Interrupted, JobError, TableshipError, VerificationError
+from tableship.archive.writer import BATCH_ROWS, file_sha256, write_archive
+from tableship.backup.identity import differences, dumps, fingerprint
+from tableship.core.log import current_run
+from tableship.backup.plan import Plan, build_query
+from tableship.core.redact import redact_bytes
+from tableship.sources.base import Source, open_source
+from tableship.ledger.state import WORKING_ON, Phase, Result, Run, StateStore
+
+log = logging.getLogger("tableship")
+
+Progress = Callable[[int, int], None]
+
+
+def retrying(policy: Retry | None, what: str):
+    """Retry transient TableshipErrors with exponential back-off and jitter."""
+    policy = policy or Retry(attempts=1)
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception()
+        log.warning("%s failed (attempt %d of %d): %s; retrying in %.1fs", what, state.attempt_number,
+                    policy.attempts, exc.line() if isinstance(exc, TableshipError) else exc,
+                    state.next_action.sleep if state.next_action else 0)
+
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(policy.attempts),
+        wait=tenacity.wait_exponential_jitter(initial=policy.initial_delay, max=policy.max_delay),
+        retry=tenacity.retry_if_exception(
+            lambda e: isinstance(e, TableshipError) and e.transient and interrupts.pending() is None),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+
+
+class Pipeline:
+    """One run: ``Pipeline(config, plan, store).run()`` returns the finished Run or raises."""
+
+    def __init__(self, config: Config, plan: Plan, store: StateStore, progress: Progress | None = None):
+        self.config = config
+        self.plan = plan
+        self.job = plan.job
+        self.store = store
+        self.progress = progress
+        self._source: Source | None = None
+        self._dest: Destination | None = None
+        self.run_record: Run | None = None
+        self._reuploads = 0
+        self._exported_here = False  # a staged archive written by this process needs no re-hash
+
+    # -- resources, opened only when a phase needs them
+    @property
+    def source(self) -> Source:
+        if self._source is None:
+            self._source = open_source(self.job.source, self.config.sources[self.job.source])
+        return self._source
+
+    @property
+    def dest(self) -> Destination:
+        if self._dest is None:
+            self._dest = open_destination(self.job.destination, self.config.destinations[self.job.destination])
+        return self._dest
+
+    def _dest_retry(self, what: str):
+        return retrying(getattr(self.config.destinations[self.job.destination], "retries", None), what)
+
+    def _source_retry(self, what: str):
+        return retrying(getattr(self.config.sources[self.job.source], "retries", None), what)
+
+    def close(self) -> None:
+        stop: BaseException | None = None
+        for r in (self._source, self._dest):
+            if r is not None:
+                try:
+                    r.close()
+                except Exception:  # closing must never hide the run's own outcome
+                    log.debug("close failed", exc_info=True)
+                except BaseException as exc:  # a signal while closing: close the other one, then stop
+                    stop = stop or exc
+        if stop is not None:
+            raise stop
+
+    # -- the machine
+    def begin(self) -> Run:
+        """Resume the window's unfinished run if it has the current config's identity;
+        otherwise abandon it (its leftovers removed) and start a fresh run."""
+        w = self.plan.window
+        fp = fingerprint(self.config, self.plan)
+        run = self.store.resumable(self.job.name, w.start.isoformat(), w.end.isoformat())
+        if run is not None:
+            changes = self.identity_changes(run, fp)
+            if changes:
+                reason = "config changed: " + "; ".join(changes)
+                with _run_tag(run.id):
+                    log.warning("run %d of %s for %s was planned under another config (%s): abandoning it and "
+                                "starting a fresh run", run.id, self.job.name, w, "; ".join(changes))
+                self.discard(run, reason)
+                run = None
+        if run is not None:
+            if run.fingerprint is None:
+                self.store.connect().execute("UPDATE runs SET fingerprint=? WHERE id=?", (dumps(fp), run.id))
+            run = self.store.resume(run)
+            with _run_tag(run.id):
+                log.info("resuming run %d of %s for %s at phase %s (attempt %d)", run.id, self.job.name, w, run.phase,
+                         run.attempts)
+        else:
+            run = self.store.start(self.job.name, w.start.isoformat(), w.end.isoformat(), self.plan.run_date.isoformat(),
+                                   dumps(fp))
+            with _run_tag(run.id):
+                log.info("run %d of %s: window %s, %s", run.id, self.job.name, w, self.plan.remote_path)
+        self.run_record = run
+        return run
+
+    def identity_changes(self, run: Run, fp: dict) -> list[str]:
+        """How the archive ``run`` would ship differs from what the config says now ([] = same)."""
+        old = run.fingerprint_dict()
+        if old is not None:
+            return differences(old, fp)
+        # a run recorded before fingerprints existed: its remote path is all we can compare
+        if run.remote_path and run.remote_path != fp["remote_path"]:
+            return [f"remote_path: {run.remote_path} → {fp['remote_path']}"]
+        return []
+
+    def discard(self, run: Run, reason: str) -> Run:
+        """Abandon ``run``: record it with ``reason``, remove its staged archive, its remote
+        temporaries and an archive it uploaded but never verified. Remote clean-up is best
+        effort (a warning): the fresh run does not depend on it."""
+        fp = run.fingerprint_dict() or {}
+        staging = self.config.staging_dir / self.job.name
+        names = {run.staged_path} if run.staged_path else set()
+        if fp.get("file_name"):
+            names.add(str(staging / fp["file_name"]))
+        for name in names:
+            for path in (Path(name), Path(name + ".part")):
+                if path.parent.resolve() == staging.resolve() and path.is_file():
+                    path.unlink()
+                    log.info("removed staged file %s of abandoned run %d", path.name, run.id)
+        try:
+            self._discard_remote(run, fp)
+        except TableshipError as exc:
+            log.warning("could not remove the remote leftovers of abandoned run %d: %s", run.id, exc.line())
+        return self.store.abandon(run, reason)
+
+    def _discard_remote(self, run: Run, fp: dict) -> None:
+        dests = fp.get("destinations") or [{"name": self.job.destination}]
+        old_name = dests[0].get("name")
+        cfg = self.config.destinations.get(old_name)
+        if cfg is None or ("target" in dests[0] and _dest_target(cfg) != dests[0]["target"]):
+            log.warning("abandoned run %d wrote to destination %s, which is no longer configured as it was: "
+                        "its remote temporaries (if any) are left there", run.id, old_name)
+            return
+        dest = self.dest if old_name == self.job.destination else open_destination(old_name, cfg)
+        try:
+            remote = run.remote_path or fp.get("remote_path")
+            if not remote:
+                return
+            folder = remote.rpartition("/")[0]
+            for name in dest.cleanup(folder, self.job.name):
+                log.info("removed temporary %s/%s of abandoned run %d", folder, name, run.id)
+            if run.phase in (Phase.EXPORTED.value, Phase.UPLOADED.value) and run.sha256 and run.remote_path:
+                verified_elsewhere = any(
+                    r.id != run.id and r.phase == Phase.DONE.value and r.remote_path == run.remote_path
+                    and r.sha256 == run.sha256 for r in self.store.runs_of(self.job.name))
+                if not verified_elsewhere and dest.sha256(run.remote_path) == run.sha256:
+                    # uploaded by this run, never verified: not a backup anyone relies on
+                    for name in (run.remote_path + ".manifest.json", run.remote_path + ".sha256", run.remote_path):
+                        dest.delete(name)
+                    log.info("removed unverified archive %s of abandoned run %d", run.remote_path, run.id)
+        finally:
+            if dest is not self._dest:
+                dest.close()
+
+    def run(self) -> Run:
+        run = self.run_record or self.begin()
+        steps = {
+            Phase.PLANNED: self.export,
+            Phase.EXPORTED: self.upload,
+            Phase.UPLOADED: self.verify,
+            Phase.VERIFIED: self.clean,
+        }
+        try:
+            while run.phase != Phase.DONE.value:
+                interrupts.checkpoint()
+                run = steps[Phase(run.phase)](run)
+                self.run_record = run
+            interrupts.checkpoint()
+        except BaseException as caught:
+            exc = interrupts.as_interrupt(caught)
+            err = _as_job_error(exc)
+            run = self.store.get(run.id)
+            self.run_record = self.store.finish(run, Result.FAILED, _ledger_error(exc, err),
+                                                WORKING_ON[Phase(run.phase)])
+            if err is not None and err is not exc:
+                raise err from exc
+            if exc is not caught:
+                raise exc from caught
+            raise
+        finally:
+            self.close()
+        self.run_record = self.store.finish(run, Result.SUCCESS)
+        return self.run_record
+
+    # -- phases
+    def export(self, run: Run) -> Run:
+        job, plan = self.job, self.plan
+        schema = self._source_retry(f"reading the columns of {job.table}")(self.source.schema, job.table)
+        query = build_query(self.source, plan, schema)
+        if job.expect_columns is not None:
+            check_columns(job.expect_columns, schema.names)
+        log.info("exporting %s: %s", job.table, query.display())
+        result = self._source_retry(f"export of {job.table}")(
+            lambda: write_archive(holds.after_first(self.source.batches(query, BATCH_ROWS), "export"), schema,
+                                  plan.staged_path, plan.dialect,
+                                  job.compression.codec, job.compression.level, self.progress)
+        )
+        log.info("exported %d rows, %d CSV bytes → %d archive bytes (sha256 %s)", result.rows, result.csv_bytes,
+                 result.archive_bytes, result.sha256[:12])
+        check_rows(job, result.rows,
+                   lambda: self._source_retry(f"COUNT(*) of {job.table}")(self.source.count, query))
+        manifest = {
+            "job": job.name,
+            "table": job.table,
+            "source": {"name": job.source, "type": self.config.sources[job.source].type},
+            "window": {"start": plan.window.start.isoformat(), "end": plan.window.end.isoformat()},
+            "run_date": plan.run_date.isoformat(),
+            "run_id": run.id,
+            "query": query.display(),
+            "query_sql": query.sql,
+            "query_params": [v.isoformat() if isinstance(v, dt.date) else v for v in query.values],
+            "rows": result.rows,
+            "csv_bytes": result.csv_bytes,
+            "columns": result.columns,
+            "format": job.format.model_dump(exclude_none=True),
+            "compression": result.compression,
+            "file_name": plan.file_name,
+            "remote_path": plan.remote_path,
+            "destination": job.destination,
+            "archive_bytes": result.archive_bytes,
+            "sha256": result.sha256,
+            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "tableship_version": __version__,
+        }
+        self._exported_here = True
+        return self.store.advance(
+            run, Phase.EXPORTED, "archive staged",
+            rows=result.rows, archive_bytes=result.archive_bytes, sha256=result.sha256,
+            file_name=plan.file_name, remote_path=plan.remote_path, staged_path=str(plan.staged_path),
+            manifest=manifest,
+        )
+
+    def _staged_ok(self, run: Run) -> bool:
+        path = Path(run.staged_path or self.plan.staged_path)
+        if not path.is_file():
+            log.warning("staged archive %s is missing; exporting again", path)
+            return False
+        if not self._exported_here and file_sha256(path) != run.sha256:
+            log.warning("staged archive %s does not match its recorded sha256; exporting again", path)
+            return False
+        return True
+
+    def upload(self, run: Run) -> Run:
+        if not self._staged_ok(run):
+            return self.store.advance(run, Phase.PLANNED, "staged archive lost or changed")
+        remote = run.remote_path
+
+        def attempt() -> str:
+            if self.dest.sha256(remote) == run.sha256:
+                return "already on the destination with the same sha256"
+            self.dest.put(Path(run.staged_path), remote, self.job.name)
+            return "uploaded"
+
+        note = self._dest_retry(f"upload of {remote}")(attempt)
+        log.info("%s: %s", remote, note)
+        return self.store.advance(run, Phase.UPLOADED, note)
+
+    def verify(self, run: Run) -> Run:
+        remote = run.remote_path
+        remote_sha = self._dest_retry(f"verification of {remote}")(self.dest.sha256, remote)
+        method = getattr(self.dest, "last_verify_method", "unknown")
+        if remote_sha != run.sha256:
+            problem = "is missing" if remote_sha is None else f"has sha256 {remote_sha[:12]}…, expected {run.sha256[:12]}…"
+            log.warning("verification of %s failed: remote file %s; uploading again", remote, problem)
+            self._reuploads += 1
+            if self._reuploads > 2:
+                raise VerificationError(f"{remote} on the destination {problem} after re-uploading twice",
+                                        "check the destination's storage, then re-run")
+            return self.store.advance(run, Phase.EXPORTED, f"remote mismatch ({method})")
+        log.info("verified %s on %s (%s)", remote, self.job.destination, method)
+        manifest = run.manifest_dict() or {}
+        manifest["verify_method"] = method
+        manifest["verified_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        sidecar = f"{run.sha256}  {run.file_name}\n".encode()
+        body = redact_bytes((json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+
+        def write_sidecars() -> None:
+            self.dest.put_bytes(sidecar, remote + ".sha256", self.job.name)
+            self.dest.put_bytes(body, remote + ".manifest.json", self.job.name)
+
+        self._dest_retry(f"writing sidecars of {remote}")(write_sidecars)
+        return self.store.advance(run, Phase.VERIFIED, method, verify_method=method, manifest=manifest)
+
+    def clean(self, run: Run) -> Run:
+        if not self.job.keep_local and run.staged_path:
+            Path(run.staged_path).unlink(missing_ok=True)
+        # partial exports left by a killed run of another window (we hold the job's lock)
+        for stale in Path(run.staged_path or self.plan.staged_path).parent.glob("*.part"):
+            stale.unlink(missing_ok=True)
+            log.info("removed stale partial export %s", stale.name)
+        try:
+            removed = self.dest.cleanup(self.plan.remote_dir, self.job.name)
+            for name in removed:
+                log.info("removed stale temporary %s/%s", self.plan.remote_dir, name)
+        except TableshipError as exc:  # a leftover temporary is not worth failing a verified backup
+            log.warning("could not clean stale temporaries: %s", exc.line())
+        return self.store.advance(run, Phase.DONE, "done")
+
+
+def _dest_target(cfg) -> str:
+    from tableship.backup.identity import destination_target
+
+    return destination_target(cfg)
+
+
+@contextlib.contextmanager
+def _run_tag(run_id: int):
+    """Tag log lines with the run id already while the run is being created (``[job#run]``)."""
+    token = current_run.set(run_id)
+    try:
+        yield
+    finally:
+        current_run.reset(token)
+
+
+def check_columns(expected: list[str], actual: list[str]) -> None:
+    missing = [c for c in expected if c not in actual]
+    extra = [c for c in actual if c not in expected]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing)}")
+        if extra:
+            parts.append(f"unexpected {', '.join(extra)}")
+        raise DataCheckError(f"column check failed: {'; '.join(parts)}",
+                             "the table's schema changed upstream: check it, then update expect_columns")
+
+
+def check_rows(job, rows: int, count: Callable[[], int]) -> None:
+    if rows == 0:
+        if job.on_empty == "fail":
+            raise DataCheckError(f"the window of {job.table} has no rows",
+                                 "check the upstream load; set on_empty = \"warn\" or \"ok\" if empty windows are expected")
+        if job.on_empty == "warn":
+            log.warning("the window of %s has no rows (on_empty = warn)", job.table)
+    if job.count_check:
+        expected = count()
+        if expected != rows:
+            raise DataCheckError(f"count check failed: exported {rows} rows but COUNT(*) says {expected}",
+                                 "the table changed during the export; re-run")
+
+
+def _as_job_error(exc: BaseException) -> TableshipError | None:
+    if isinstance(exc, TableshipError):
+        return exc
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return JobError(f"no space left on the local disk ({exc.filename or 'staging'})",
+                            "free space in the staging folder, then re-run to resume")
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return JobError(f"permission denied: {exc.filename}", "fix the permissions of state_dir / staging")
+        return JobError(f"I/O error: {exc}")
+    return None  # a signal, or a bug: the runner reports it, the ledger says what it was
+
+
+def _ledger_error(exc: BaseException, err: TableshipError | None) -> str:
+    """What ``runs.error`` records for a failed run: the error's line, the signal, or
+    "unexpected error: …" for anything unmapped (never a bug disguised as a signal)."""
+    if err is not None:
+        return err.line()
+    if isinstance(exc, Interrupted):
+        return exc.line()
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted by SIGINT — re-run the same command to resume where it stopped"
+    return f"unexpected error: {type(exc).__name__}: {exc}"

@@ -1,0 +1,72 @@
+"""Before a run exports anything: can it use everything it will need?
+
+An unusable destination (a missing mount, a missing root folder, no write permission, a
+host that does not answer, a missing ``tableship[sftp]``) must cost seconds, not a whole
+export first. :func:`preflight` checks each destination the run will use once — with the
+destination's own API (``put_bytes`` + ``delete`` of a hidden temporary in its root, so the
+errors are the same ones an upload gives) and its retry policy — and each source's
+optional driver. The runner fails the jobs that cannot work before exporting them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from tableship.destinations.base import open_destination, temp_name
+from tableship.core.errors import Interrupted, MissingExtraError, TableshipError
+from tableship.config.validate import missing_driver
+
+log = logging.getLogger("tableship")
+
+PROBE_OWNER = "preflight"
+
+
+def check_destination_usable(config, name: str) -> None:
+    """Raise the destination's own error if it cannot be written to (retrying transient ones)."""
+    from tableship.backup.pipeline import retrying
+
+    cfg = config.destinations[name]
+    missing = missing_driver("destination", cfg.type)
+    if missing:
+        raise MissingExtraError(f"destination {name!r} (type {cfg.type})", missing[1], missing[0])
+
+    def probe() -> None:
+        dest = open_destination(name, cfg)
+        try:
+            probe_name = temp_name("preflight", PROBE_OWNER)  # a hidden temporary: never listed, never an archive
+            dest.put_bytes(b"", probe_name, PROBE_OWNER)
+            dest.delete(probe_name)
+        finally:
+            try:
+                dest.close()
+            except Exception:  # closing never hides the probe's outcome
+                log.debug("close failed", exc_info=True)
+
+    retrying(getattr(cfg, "retries", None), f"checking destination {name!r}")(probe)
+
+
+def preflight(config, jobs) -> dict[str, tuple[str, TableshipError]]:
+    """``{job name: (phase, error)}`` for the jobs that cannot run, ``phase`` being the one
+    whose work cannot be done ("export" for a source, "upload" for a destination); each
+    destination is probed once."""
+    by_dest: dict[str, TableshipError | None] = {}
+    out: dict[str, tuple[str, TableshipError]] = {}
+    for job in jobs:
+        src = config.sources[job.source]
+        missing = missing_driver("source", src.type)
+        if missing:
+            out[job.name] = ("export", MissingExtraError(f"source {job.source!r} (type {src.type})", missing[1],
+                                                         missing[0]))
+            continue
+        if job.destination not in by_dest:
+            try:
+                check_destination_usable(config, job.destination)
+                by_dest[job.destination] = None
+            except Interrupted:  # a signal ends the whole command
+                raise
+            except TableshipError as exc:  # logged by the runner, once per job it stops
+                by_dest[job.destination] = exc
+        error = by_dest[job.destination]
+        if error is not None:
+            out[job.name] = ("upload", error)
+    return out

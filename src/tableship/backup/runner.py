@@ -1,0 +1,338 @@
+"""Run many jobs: one after another, one lock per job, continue past failures,
+one summary line per job, one aggregated exit code."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+from tableship.ops.alerts import make_monitor
+from tableship.config.models import Config
+from tableship.core import interrupts
+from tableship.core.errors import EXIT_JOB_FAILED, GapError, JobError, EXIT_LOCKED, EXIT_OK, Interrupted, LockedError, TableshipError, UsageError
+from tableship.ledger.schema import LedgerError
+from tableship.ledger.lock import JobLock
+from tableship.core.log import IN_SUMMARY, current_job, current_run
+from tableship.backup.pipeline import Pipeline
+from tableship.backup.plan import Plan, build_query, choose_window, make_plan
+from tableship.sources.base import open_source
+from tableship.backup.preflight import preflight
+from tableship.ledger.state import Result, Run, StateStore
+from tableship.core.window import Window
+
+log = logging.getLogger("tableship")
+
+
+@dataclass
+class Outcome:
+    job: str
+    status: str  # "success" | "failed" | "locked" | "planned"
+    plan: Plan | None = None
+    run: Run | None = None
+    error: TableshipError | None = None
+    detail: str = ""
+
+    def summary(self, detail: bool = True) -> str:
+        """One line; ``detail=False`` leaves a failure's error out (``-q``: the CLI's ``Error:``
+        line already says it, and a cron mail should say it once)."""
+        w = f" {self.plan.window}" if self.plan else ""
+        if self.status == "success" and self.run:
+            return (f"{self.job}{w}: OK, {self.run.rows} rows, {_size(self.run.archive_bytes)} → "
+                    f"{self.run.remote_path or self.plan.remote_path} (run {self.run.id}, {self.run.duration or 0:.1f}s)")
+        if self.status == "locked":
+            return f"{self.job}: SKIPPED, {self.error.line() if self.error else 'locked'}"
+        if self.status == "planned":
+            return f"{self.job}{w}: planned (dry run)"
+        if isinstance(self.error, GapError):
+            return f"{self.job}{w}: MISSING: {self.error.message}" if detail else f"{self.job}{w}: MISSING"
+        phase = f" in {self.run.failed_phase}" if self.run and self.run.failed_phase else ""
+        if not detail and self.error is not None:
+            return f"{self.job}{w}: FAILED{phase}"
+        return f"{self.job}{w}: FAILED{phase}: {self.error.line() if self.error else self.detail}"
+
+
+def _size(n: int | None) -> str:
+    n = n or 0
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def exit_code(outcomes: list[Outcome]) -> int:
+    if any(o.status == "failed" for o in outcomes):
+        return EXIT_JOB_FAILED
+    if any(o.status == "locked" for o in outcomes):
+        return EXIT_LOCKED
+    return EXIT_OK
+
+
+def select_jobs(config: Config, names: list[str] | tuple[str, ...] | None, all_jobs: bool = False) -> list[str]:
+    """Validate the job names (all when none are given); unknown names raise before anything runs."""
+    if names and all_jobs:
+        raise UsageError("pass job names or --all, not both", "e.g. 'tableship run JOB' or 'tableship run --all'")
+    if not names:
+        return list(config.jobs)
+    for n in names:
+        config.job(n)
+    return list(dict.fromkeys(names))
+
+
+def describe_plan(config: Config, plan: Plan) -> list[str]:
+    """The dry-run text of one plan (connects read-only to the source to detect the partition type)."""
+    job = plan.job
+    source = open_source(job.source, config.sources[job.source])
+    try:
+        query = build_query(source, plan)
+    finally:
+        source.close()
+    dest = config.destinations[job.destination]
+    where = getattr(dest, "path", "")
+    if dest.type == "sftp":
+        where = f"{dest.user}@{dest.host}:{dest.port}{dest.path}"
+    return [
+        f"job {job.name}: table {job.table}, window {plan.window} (run date {plan.run_date})",
+        f"  query:       {query.display()}",
+        f"  archive:     {plan.file_name} ({job.compression.codec})",
+        f"  sidecars:    {plan.file_name}.sha256, {plan.file_name}.manifest.json",
+        f"  destination: {job.destination} ({dest.type}) {where}/{plan.remote_path}",
+        f"  staging:     {plan.staged_path}",
+    ]
+
+
+def describe_extra(config: Config, plan: Plan) -> list[str]:
+    """The dry-run lines for the older windows a scheduled run would do first (the ledger
+    is only read: a dry run creates or changes nothing)."""
+    store = StateStore(config.settings.state_dir, readonly=True)
+    try:
+        extra = extra_plans(config, store, plan)
+        runs = {(r.window_start, r.window_end): r for r in store.unfinished(plan.job.name)}
+    finally:
+        store.close()
+    lines = []
+    for p in extra:
+        r = runs.get((p.window.start.isoformat(), p.window.end.isoformat()))
+        why = f"unfinished run {r.id} at phase {r.phase}" if r else "missing (catch_up)"
+        lines.append(f"  first:       window {p.window} ({why}) → {p.remote_path}")
+    return lines
+
+
+def run_jobs(
+    config: Config,
+    names=None,
+    *,
+    all_jobs: bool = False,
+    run_date: dt.date | None = None,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    dry_run: bool = False,
+    wait: float = 0,
+    progress_factory: Callable[[str], Callable[[int, int], None] | None] | None = None,
+    echo: Callable[[str], None] = print,
+    quiet: bool = False,
+) -> list[Outcome]:
+    """Run the jobs; ``quiet`` (``-q``) prints a failure's error only once, in the CLI's ``Error:`` line."""
+    jobs = select_jobs(config, names, all_jobs)
+    run_date = run_date or dt.date.today()
+    plans = {n: make_plan(config, config.jobs[n], run_date, choose_window(config.jobs[n], run_date, start, end))
+             for n in jobs}
+    if dry_run:
+        outcomes = []
+        for n in jobs:
+            try:
+                for line in describe_plan(config, plans[n]):
+                    echo(line)
+                if start is None:
+                    for line in describe_extra(config, plans[n]):
+                        echo(line)
+                outcomes.append(Outcome(n, "planned", plans[n]))
+            except Interrupted:
+                raise
+            except TableshipError as exc:
+                outcomes.append(Outcome(n, "failed", plans[n], error=exc))
+                echo(outcomes[-1].summary())
+        return outcomes
+
+    store = StateStore(config.settings.state_dir)
+    monitor = make_monitor(config, store)
+    scheduled = start is None  # an explicit --from/--to run does only the window it names
+    outcomes = []
+    ledger_ok = False
+    try:
+        try:
+            store.connect()  # open (and migrate) the ledger before any job: a broken one stops the batch
+            blocked = preflight(config, [config.jobs[n] for n in jobs])  # before any export: seconds, not hours
+            for n in jobs:
+                interrupts.checkpoint()  # a signal that something swallowed: the next job never starts
+                for outcome in run_job(config, store, monitor, plans[n], wait, progress_factory, scheduled,
+                                       blocked.get(n)):
+                    outcomes.append(outcome)
+                    echo(outcome.summary(detail=not quiet))
+            ledger_ok = True
+        except LedgerError as exc:
+            # Nothing of this job or of the rest of the batch can be recorded: alert directly on
+            # every channel (the outbox lives in the ledger), then end with the ledger's Error: line.
+            log.error("the ledger cannot be used: %s", exc.message)
+            done = {o.job for o in outcomes}
+            monitor.ledger_failed([n for n in jobs if n not in done], plans, exc)
+            raise
+    finally:
+        if ledger_ok:
+            _write_outputs(config, store, run_date)
+        store.close()
+    return outcomes
+
+
+def extra_plans(config: Config, store: StateStore, plan: Plan) -> list[Plan]:
+    """The other windows a scheduled run of the job also does, oldest first: every window
+    whose newest run is unfinished, then (``catch_up = true``) up to ``catch_up_max``
+    missing windows. Oldest first because upstream tables expire their oldest partitions
+    first: the oldest unfinished window is the one that can still be lost for good."""
+    from tableship.backup.coverage import coverage
+
+    job = plan.job
+    today = (plan.window.start.isoformat(), plan.window.end.isoformat())
+    plans: dict[tuple[str, str], Plan] = {}
+    for r in store.unfinished(job.name):
+        key = (r.window_start, r.window_end)
+        if key != today:
+            w = Window(dt.date.fromisoformat(r.window_start), dt.date.fromisoformat(r.window_end))
+            plans[key] = make_plan(config, job, dt.date.fromisoformat(r.run_date), w)
+    if job.catch_up:
+        missing = [g for g in coverage(job, store, plan.run_date).missing
+                   if (g.window.start.isoformat(), g.window.end.isoformat()) != today]
+        for g in missing[:job.catch_up_max]:
+            plans[(g.window.start.isoformat(), g.window.end.isoformat())] = make_plan(config, job, g.due, g.window)
+        if len(missing) > job.catch_up_max:
+            log.info("catch_up: %d more missing windows of %s are left for the next runs (catch_up_max = %d)",
+                     len(missing) - job.catch_up_max, job.name, job.catch_up_max)
+    return [plans[k] for k in sorted(plans)]
+
+
+def gap_error(job, gaps) -> GapError:
+    first = gaps[0]
+    listing = ", ".join(f"{g.window} ({g.kind} since {g.due})" for g in gaps[:3])
+    more = f" and {len(gaps) - 3} more" if len(gaps) > 3 else ""
+    s, e = first.window.start.isoformat(), first.window.end.isoformat()
+    return GapError(
+        f"{len(gaps)} window{'s' if len(gaps) != 1 else ''} without a verified archive past gap_grace "
+        f"({job.gap_grace} day{'s' if job.gap_grace != 1 else ''}): {listing}{more}",
+        f"back it up with 'tableship run {job.name} --from {s} --to {e}' (or set catch_up = true), "
+        f"or give it up with 'tableship abandon {job.name} --window {s}..{e}'")
+
+
+def run_job(config, store, monitor, plan: Plan, wait: float, progress_factory, scheduled: bool = True,
+            blocked: tuple[str, TableshipError] | None = None) -> list[Outcome]:
+    """Every window a run of this job does, under one lock: older unfinished (and, with
+    catch_up, missing) windows first, then the requested one. The monitor sees one
+    outcome per job: the first failure, else an overdue window, else success.
+    ``blocked`` is the preflight's (phase, error): each window fails at once, unexported."""
+    from tableship.backup.coverage import coverage
+
+    job = plan.job
+    token_job = current_job.set(job.name)
+    try:
+        try:
+            lock = JobLock(config.settings.state_dir, job.name).acquire(wait)
+        except LockedError as exc:
+            log.warning("%s", exc.line())
+            return [Outcome(job.name, "locked", plan, error=exc)]
+        with lock:
+            plans = extra_plans(config, store, plan) if scheduled else []
+            if plans:
+                log.info("%s: also finishing %d older window%s first: %s", job.name, len(plans),
+                         "s" if len(plans) != 1 else "", ", ".join(str(p.window) for p in plans))
+            monitor.job_started(job, plan)
+            outcomes = [run_window(config, store, p, progress_factory, blocked) for p in plans + [plan]]
+            failed = [o for o in outcomes if o.status == "failed"]
+            gaps = [] if failed else coverage(job, store, plan.run_date).overdue
+            if failed:
+                monitor.job_failed(job, failed[0].plan, failed[0].run, failed[0].error)
+            elif gaps and not scheduled:
+                # a --from/--to run answers for its own window; the schedule is judged (and
+                # alerted on) by scheduled runs, so an open gap incident stays as it is
+                log.warning("%s: %d window%s still overdue (see 'tableship status'); the next scheduled run "
+                            "reports %s", job.name, len(gaps), "s" if len(gaps) != 1 else "",
+                            "them" if len(gaps) != 1 else "it")
+            elif gaps:
+                err = gap_error(job, gaps)
+                gap_plan = make_plan(config, job, gaps[0].due, gaps[0].window)
+                log.error("%s", err.line(), extra=IN_SUMMARY)
+                monitor.job_failed(job, gap_plan, gaps[0].run, err)
+                outcomes.append(Outcome(job.name, "failed", gap_plan, gaps[0].run, err))
+            else:
+                monitor.job_succeeded(job, plan, outcomes[-1].run)
+            if outcomes[-1].status == "success" and job.prune_after_run:
+                # under the job's lock; a failure is logged, the backup stays OK
+                _prune_after_run(config, store, job)
+            return outcomes
+    finally:
+        current_job.reset(token_job)
+
+
+def _prune_after_run(config: Config, store: StateStore, job) -> None:
+    """Pruning after a successful run never aborts the batch nor changes the job's outcome
+    (a signal still ends the command: ``Interrupted`` is not an ``Exception``)."""
+    from tableship.catalog.retention import prune_after_run
+
+    try:
+        prune_after_run(config, store, job)
+    except Exception as exc:
+        log.error("prune after the run failed: unexpected error: %s: %s", type(exc).__name__, exc)
+        log.debug("traceback", exc_info=True)
+
+
+def run_window(config, store, plan: Plan, progress_factory,
+               blocked: tuple[str, TableshipError] | None = None) -> Outcome:
+    """One window's run (resumed or fresh); a TableshipError or a bug becomes a failed
+    Outcome, a signal ends the whole command."""
+    job = plan.job
+    pipeline = Pipeline(config, plan, store, progress_factory(job.name) if progress_factory else None)
+    run = pipeline.begin()
+    token_run = current_run.set(run.id)
+    try:
+        if blocked is not None:
+            return _blocked(store, pipeline, plan, blocked)
+        try:
+            run = pipeline.run()
+        except Interrupted:  # a signal ends the whole command (exit 128+N), not just this job
+            log.error("interrupted; the run is recorded as failed and resumes on the next run")
+            raise
+        except LedgerError:
+            raise  # nothing can be recorded: the batch stops (run_jobs alerts)
+        except TableshipError as exc:
+            log.error("%s", exc.line(), extra=IN_SUMMARY)
+            log.debug("details", exc_info=True)
+            return Outcome(job.name, "failed", plan, pipeline.run_record, exc)
+        except Exception as exc:  # a bug must not stop the other jobs of the batch
+            log.error("unexpected error: %r", exc, extra=IN_SUMMARY)
+            log.debug("traceback", exc_info=True)
+            err = JobError(f"unexpected error: {exc!r}", "re-run with --debug and report it")
+            return Outcome(job.name, "failed", plan, pipeline.run_record, err)
+        return Outcome(job.name, "success", plan, run)
+    finally:
+        current_run.reset(token_run)
+
+
+def _blocked(store, pipeline, plan: Plan, blocked: tuple[str, TableshipError]) -> Outcome:
+    """Record a run the preflight stopped as failed in the phase whose work cannot be done
+    (nothing was exported); the next run resumes it."""
+    phase, error = blocked
+    log.error("%s (checked before exporting)", error.line(), extra=IN_SUMMARY)
+    record = store.finish(pipeline.run_record, Result.FAILED, error.line(), phase)
+    pipeline.run_record = record
+    return Outcome(plan.job.name, "failed", plan, record, error)
+
+
+def _write_outputs(config: Config, store: StateStore, today: dt.date | None = None) -> None:
+    try:
+        from tableship.ops.outputs import write_outputs
+    except ImportError:
+        return
+    try:
+        write_outputs(config, store, today)
+    except Exception as exc:  # status outputs must not change the run's outcome
+        log.warning("could not write status outputs: %s", exc)

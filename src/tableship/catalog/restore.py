@@ -1,0 +1,472 @@
+"""Restore one archive: download, check, decompress, check, then leave the CSV in a
+folder and/or load it into a DuckDB table.
+
+Order of checks (nothing is left or loaded unless all pass):
+
+1. the options (``--load`` spec, target table absent unless ``--replace``, ``--to``
+   writable) — before anything is downloaded;
+2. the archive is found among the job's archives on the destination and has a manifest;
+3. the download (a temporary in the staging folder) has the manifest's sha256 (and the
+   ``.sha256`` sidecar's, when present);
+4. decompressed, its size is the manifest's ``csv_bytes`` and its header line is the
+   manifest's column names;
+5. parsed with the manifest's dialect and column types, it has the manifest's row count.
+
+``--to DIR``: the CSV (the archive's name without its compression suffix) is
+decompressed into a temporary in DIR and renamed into place only after the checks.
+
+``--load DB[:TABLE]``: one DuckDB transaction creates the table with the manifest's
+column names and types and inserts the rows read with ``read_csv`` (explicit columns,
+the dialect's delimiter, ``"`` as quote and escape, the null text as ``nullstr`` and
+``allow_quoted_nulls = false``, so a quoted ``""`` stays an empty string while the bare
+null text is NULL); a parse error or a wrong row count rolls everything back.
+BLOB columns (hex in the CSV) go through ``unhex``; TIMESTAMPTZ values (written in UTC
+without offset) are read as UTC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from tableship.catalog.archives import Archive, NoArchiveError, list_archives, open_job_destination, parse_sidecar, read_small
+from tableship.archive.codecs import open_decompressor
+from tableship.config.models import Config
+from tableship.archive.csvrender import CsvDialect, render_value_text
+from tableship.core.errors import JobError, UsageError
+from tableship.core.names import check_identifier
+from tableship.ledger.state import StateStore
+from tableship.core.window import parse_window
+
+log = logging.getLogger("tableship")
+
+_SIMPLE_TYPES = {
+    "BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
+    "FLOAT", "DOUBLE", "DATE", "TIME", "TIMESTAMP", "TIMESTAMPTZ", "VARCHAR", "BLOB", "HUGEINT",
+}
+_DECIMAL = re.compile(r"^DECIMAL\((\d{1,2}),(\d{1,2})\)$")
+_CODEC_SUFFIX = {"gzip": ".gz", "zstd": ".zst", "none": ""}
+_CHUNK = 1 << 20
+
+
+class RestoreError(JobError):
+    """The archive cannot be restored as asked (exit 1); nothing was left or loaded."""
+
+
+@dataclass
+class LoadTarget:
+    db: Path
+    schema: str | None
+    table: str
+
+    @property
+    def display(self) -> str:
+        return f"{self.db}:{self.schema + '.' if self.schema else ''}{self.table}"
+
+    @property
+    def sql_name(self) -> str:
+        return (f"{quote_ident(self.schema)}." if self.schema else "") + quote_ident(self.table)
+
+
+@dataclass
+class RestoreResult:
+    archive: Archive
+    rows: int
+    csv_path: Path | None = None
+    load: LoadTarget | None = None
+
+    def lines(self) -> list[str]:
+        a = self.archive
+        out = [f"restored {a.remote_path} (window {a.window}, {self.rows} rows, sha256 {a.sha256[:12]}… checked)"]
+        if self.csv_path:
+            out.append(f"  CSV:   {self.csv_path}")
+        if self.load:
+            out.append(f"  table: {self.load.display} ({self.rows} rows)")
+        return out
+
+
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def parse_load(spec: str, default_table: str) -> LoadTarget:
+    """``DB`` or ``DB:TABLE`` or ``DB:SCHEMA.TABLE`` (the table defaults to the source table's name)."""
+    path, table = spec, None
+    m = re.match(r"^(.*):([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)$", spec)
+    if m and m.group(1):
+        path, table = m.group(1), m.group(2)
+    elif ":" in Path(spec).name:
+        raise UsageError(f"--load {spec!r}: the table after ':' must be TABLE or SCHEMA.TABLE (letters, digits, _)",
+                         "write it as DUCKDB_PATH[:TABLE], e.g. restored.duckdb:traffic_2026")
+    if not path:
+        raise UsageError("--load needs a DuckDB file path", "write it as DUCKDB_PATH[:TABLE]")
+    schema, name = (table.split(".", 1) if table and "." in table else (None, table or default_table))
+    try:
+        check_identifier(name, "table")
+        if schema:
+            check_identifier(schema, "schema")
+    except ValueError as exc:
+        raise UsageError(f"--load: {exc}", "name the table explicitly: DUCKDB_PATH:TABLE") from None
+    return LoadTarget(Path(path).expanduser(), schema, name)
+
+
+def duckdb_type(t: str) -> str:
+    """Check a manifest column type (it goes into SQL) and return it in DuckDB's spelling."""
+    t = str(t).upper().replace(" ", "")
+    if t in _SIMPLE_TYPES:
+        return t
+    m = _DECIMAL.match(t)
+    if m and 1 <= int(m.group(1)) <= 38 and int(m.group(2)) <= int(m.group(1)):
+        return t
+    raise ValueError(t)
+
+
+def _columns(manifest: dict, strict: bool = True) -> list[tuple[str, str]]:
+    """(name, DuckDB type) per manifest column; unless ``strict``, an unknown type is read as VARCHAR."""
+    cols = manifest.get("columns")
+    if not isinstance(cols, list) or not cols:
+        raise RestoreError("the manifest lists no columns", "restore with --to DIR and read the CSV yourself")
+    out = []
+    for c in cols:
+        if not isinstance(c, dict) or not isinstance(c.get("name"), str):
+            raise RestoreError("the manifest's columns are malformed", "restore with --to DIR and read the CSV yourself")
+        try:
+            out.append((c["name"], duckdb_type(c.get("type"))))
+        except ValueError:
+            if not strict:
+                out.append((c["name"], "VARCHAR"))
+                continue
+            raise RestoreError(f"column {c['name']!r} has type {c.get('type')!r}, which --load cannot create",
+                               "restore with --to DIR and load the CSV yourself") from None
+    return out
+
+
+def _dialect(manifest: dict) -> CsvDialect:
+    f = manifest.get("format") or {}
+    try:
+        return CsvDialect(delimiter=f.get("delimiter", ";"), header=f.get("header", True), null=f.get("null", ""),
+                          quoting=f.get("quoting", "minimal"))
+    except ValueError as exc:
+        raise RestoreError(f"the manifest's format is invalid: {exc}", "restore with --to DIR") from None
+
+
+def _read_csv_sql(columns: list[tuple[str, str]], dialect: CsvDialect, max_line: int) -> tuple[str, dict]:
+    """``SELECT <converted columns> FROM read_csv($path, ...)`` and its parameters (path bound later)."""
+    read_types = {}
+    select = []
+    for i, (name, typ) in enumerate(columns):
+        q = quote_ident(name)
+        if typ == "BLOB":
+            read_types[name], expr = "VARCHAR", f"unhex({q})"
+        elif typ == "TIMESTAMPTZ":
+            read_types[name], expr = "TIMESTAMP", f"timezone('UTC', {q})"
+        else:
+            read_types[name], expr = typ, q
+        select.append(f"{expr} AS {quote_ident(name)}")
+    quote = '"' if dialect.quoting == "minimal" else ""
+    opts = ("columns = $columns, delim = $delim, quote = $quote, escape = $quote, header = $header, "
+            "nullstr = $nullstr, allow_quoted_nulls = false, auto_detect = false, strict_mode = true, "
+            "new_line = '\\n', null_padding = false, ignore_errors = false")
+    params = {"columns": read_types, "delim": dialect.delimiter, "quote": quote, "header": dialect.header,
+              "nullstr": dialect.null}
+    if max_line > (1 << 20):
+        size = 2 * max_line + (1 << 20)
+        opts += f", max_line_size = {int(size)}, buffer_size = {int(4 * size)}"
+    return f"SELECT {', '.join(select)} FROM read_csv($path, {opts})", params
+
+
+def _parse_error(exc: Exception) -> RestoreError:
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    first = lines[0] if lines else type(exc).__name__
+    why = next((ln for ln in lines[1:] if ln.startswith(("Error when converting", "Could not convert", "Expected"))), "")
+    if why:
+        first = f"{first}: {why}"
+    return RestoreError(f"the archive's CSV does not parse with its manifest's format and types: {first}",
+                        "nothing was loaded; check the archive with 'tableship verify' or restore it with --to DIR")
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def find_archive(archives: list[Archive], which: str) -> Archive:
+    """``which`` is ``START..END`` (the window) or the archive's file name / remote path."""
+    if ".." in which and "/" not in which:
+        try:
+            w = parse_window(which)
+        except ValueError:
+            w = None
+        if w is not None:
+            found = [a for a in archives if a.window == w and (a.has_archive or a.has_manifest)]
+            if not found:
+                raise NoArchiveError(f"no archive for the window {w} on the destination",
+                                     "run 'tableship ls JOB' to see the windows available")
+            found.sort(key=lambda a: (a.manifest is not None and a.has_archive, a.created_at or ""))
+            if len(found) > 1:
+                log.info("%d archives for %s; restoring the newest, %s", len(found), w, found[-1].remote_path)
+            return found[-1]
+    found = [a for a in archives if which in (a.remote_path, a.file_name)]
+    if not found:
+        raise NoArchiveError(f"no archive named {which!r} on the destination",
+                             "pass the window as YYYY-MM-DD..YYYY-MM-DD or a file name shown by 'tableship ls JOB'")
+    if len(found) > 1:
+        raise UsageError(f"{len(found)} archives are named {which!r} ({', '.join(a.remote_path for a in found)})",
+                         "pass the full remote path shown by 'tableship ls JOB'")
+    return found[0]
+
+
+def _check_to(to: Path, final_name: str, replace: bool) -> Path:
+    try:
+        to.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RestoreError(f"cannot create the folder {str(to)!r} for --to: {exc.strerror}",
+                           "pick a folder you can write to") from None
+    if not to.is_dir():
+        raise RestoreError(f"--to {str(to)!r} is not a folder", "pick a folder you can write to")
+    if not os.access(to, os.W_OK | os.X_OK):
+        raise RestoreError(f"cannot write to the folder {str(to)!r} (--to)", "pick a folder you can write to")
+    target = to / final_name
+    if target.exists() and not replace:
+        raise UsageError(f"{str(target)!r} already exists", "pass --replace to overwrite it, or pick another --to")
+    return target
+
+
+def _open_duckdb(target: LoadTarget):
+    import duckdb
+
+    try:
+        target.db.parent.mkdir(parents=True, exist_ok=True)
+        return duckdb.connect(str(target.db))
+    except (OSError, duckdb.Error) as exc:
+        raise RestoreError(f"cannot open the DuckDB file {str(target.db)!r}: {str(exc).splitlines()[0]}",
+                           "check the path, its permissions, and that no other process holds it open") from None
+
+
+def _table_exists(con, target: LoadTarget) -> bool:
+    row = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = $s "
+        "AND table_name = $t", {"s": target.schema or "main", "t": target.table}).fetchone()
+    views = con.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE database_name = current_database() AND schema_name = $s "
+        "AND view_name = $t", {"s": target.schema or "main", "t": target.table}).fetchone()
+    return bool(row[0] or views[0])
+
+
+def _decompress(archive: Path, codec: str, out: Path) -> tuple[int, bytes, int]:
+    """Decompress into ``out``; (bytes, first line, longest physical line).
+
+    A read error of the codec is a RestoreError; a write error stays an OSError."""
+    import numpy as np
+
+    def bad(exc: Exception) -> RestoreError:
+        return RestoreError(f"the archive does not decompress as {codec}: {type(exc).__name__}: {exc}",
+                            "the archive is inconsistent with its manifest: restore another window")
+
+    total, longest, run = 0, 0, 0
+    head = b""
+    try:
+        src = open_decompressor(archive, codec)
+    except OSError as exc:
+        if exc.errno is not None:
+            raise
+        raise bad(exc) from None
+    with src, open(out, "wb") as dst:
+        while True:
+            try:
+                chunk = src.read(_CHUNK)
+            except (MemoryError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # gzip/isal/zlib/zstd each raise their own error types
+                raise bad(exc) from None
+            if not chunk:
+                break
+            if b"\n" not in head:
+                head = (head + chunk[:65536])[:65536]
+            total += len(chunk)
+            nl = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
+            if len(nl) == 0:
+                run += len(chunk)
+            else:
+                longest = max(longest, run + int(nl[0]) + 1)
+                if len(nl) > 1:
+                    longest = max(longest, int(np.diff(nl).max()))
+                run = len(chunk) - int(nl[-1]) - 1
+            dst.write(chunk)
+        dst.flush()
+        os.fsync(dst.fileno())
+    return total, head.split(b"\n", 1)[0], max(longest, run)
+
+
+def _unlink(p: Path | None) -> None:
+    if p is not None:
+        p.unlink(missing_ok=True)
+
+
+def restore(config: Config, job_name: str, which: str, to: str | Path | None = None, load: str | None = None,
+            replace: bool = False, echo: Callable[[str], None] | None = None) -> RestoreResult:
+    """``tableship restore``. Raises a TableshipError (nothing left or loaded) on any failed check."""
+    job = config.job(job_name)
+    say = echo or (lambda s: log.info("%s", s))
+    target = parse_load(load, job.table_name) if load else None
+    if to is None and target is None:
+        to = "."
+    con = None
+    store = StateStore(config.settings.state_dir, readonly=True)
+    staging = config.staging_dir / "restore"
+    tmpdir: Path | None = None
+    csv_tmp: Path | None = None
+    created_db = target is not None and not target.db.exists()
+    done = False
+    try:
+        # 1. options first: nothing is downloaded for a request that cannot succeed
+        if target is not None:
+            con = _open_duckdb(target)
+            if _table_exists(con, target) and not replace:
+                raise UsageError(f"table {target.display} already exists",
+                                 "pass --replace to replace it, or load into another table (DUCKDB_PATH:TABLE)")
+        dest = open_job_destination(config, job)
+        try:
+            archive = find_archive(list_archives(config, job, dest, store), which)
+            if archive.manifest is None:
+                why = archive.manifest_problem or "it has no manifest"
+                raise RestoreError(f"{archive.remote_path} cannot be checked: {why}",
+                                   "restore another window; 'tableship ls JOB' shows which are complete")
+            if not archive.has_archive:
+                raise RestoreError(f"{archive.remote_path} is missing on the destination (only its manifest remains)",
+                                   "restore another window; 'tableship verify JOB' reports what is missing")
+            m = archive.manifest
+            codec = (m.get("compression") or {}).get("codec", "gzip")
+            if codec not in _CODEC_SUFFIX:
+                raise RestoreError(f"the manifest names an unknown codec {codec!r}", "upgrade tableship")
+            dialect = _dialect(m)
+            columns = _columns(m, strict=target is not None)
+            csv_name = archive.file_name
+            if _CODEC_SUFFIX[codec] and csv_name.endswith(_CODEC_SUFFIX[codec]):
+                csv_name = csv_name[: -len(_CODEC_SUFFIX[codec])]
+            elif codec != "none":
+                csv_name += ".csv"
+            final = _check_to(Path(to).expanduser(), csv_name, replace) if to is not None else None
+
+            # 2. download into the staging folder and check the sha256 before anything else
+            try:
+                staging.mkdir(parents=True, exist_ok=True)
+                tmpdir = Path(tempfile.mkdtemp(prefix=f"{job.name}-", dir=staging))
+            except OSError as exc:
+                raise RestoreError(f"cannot create a temporary folder in {str(staging)!r}: {exc.strerror}",
+                                   "check settings.state_dir / staging_dir") from None
+            local = tmpdir / archive.file_name
+            say(f"downloading {archive.remote_path} ({archive.archive_bytes} bytes)")
+            dest.get(archive.remote_path, local)
+            got = _sha256(local)
+            if got != m["sha256"]:
+                raise RestoreError(f"{archive.remote_path}: sha256 {got[:12]}… differs from the manifest's "
+                                   f"{m['sha256'][:12]}…; refusing to restore it",
+                                   "the archive on the destination is damaged: restore another copy or re-run the backup")
+            if archive.has_sidecar:
+                side = parse_sidecar(read_small(dest, archive.sha256_path, tmpdir, 64 * 1024))
+                if side is not None and side[0] != got:
+                    raise RestoreError(f"{archive.remote_path}: the .sha256 sidecar says {side[0][:12]}…, the archive "
+                                       f"is {got[:12]}…; refusing to restore it",
+                                       "check the destination with 'tableship verify'")
+        finally:
+            dest.close()
+
+        # 3. decompress (into the --to folder when given, so the final rename is atomic)
+        if final is not None:
+            csv_tmp = final.with_name(f".{final.name}.tableship-restore-{secrets.token_hex(4)}.part")
+        else:
+            csv_tmp = tmpdir / csv_name
+        try:
+            csv_bytes, header, longest = _decompress(local, codec, csv_tmp)
+        except OSError as exc:
+            raise RestoreError(f"cannot write {str(csv_tmp)!r}: {exc.strerror}",
+                               "free space or pick another --to folder") from None
+        _unlink(local)
+        if isinstance(m.get("csv_bytes"), int) and csv_bytes != m["csv_bytes"]:
+            raise RestoreError(f"the archive decompresses to {csv_bytes} bytes, the manifest says {m['csv_bytes']}",
+                               "the archive is inconsistent with its manifest: restore another window")
+        if dialect.header and not any("\n" in n or "\r" in n for n, _ in columns):
+            expected = dialect.delimiter.join(render_value_text(n, dialect) for n, _ in columns)
+            if header.decode("utf-8", "replace") != expected:
+                raise RestoreError("the CSV header does not list the manifest's columns",
+                                   "the archive is inconsistent with its manifest: restore another window")
+
+        # 4. parse with the manifest's dialect and types; check the row count
+        sql, params = _read_csv_sql(columns, dialect, longest)
+        params["path"] = str(csv_tmp)
+        rows = _load(con, target, columns, sql, params, m["rows"], replace) if target is not None \
+            else _count(sql, params, len(columns))
+        if rows != m["rows"]:
+            raise RestoreError(f"the CSV holds {rows} rows, the manifest says {m['rows']}",
+                               "nothing was restored; the archive is inconsistent with its manifest")
+
+        # 5. publish the CSV
+        if final is not None:
+            os.replace(csv_tmp, final)
+            csv_tmp = None
+        done = True
+        return RestoreResult(archive, rows, final, target)
+    finally:
+        if con is not None:
+            con.close()
+        if created_db and not done:  # leave no empty database file behind a failed restore
+            for p in (target.db, target.db.with_name(target.db.name + ".wal")):
+                _unlink(p)
+        store.close()
+        _unlink(csv_tmp)
+        if tmpdir is not None:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _count(sql: str, params: dict, ncols: int) -> int:
+    """Parse the whole CSV (every column converted) and count its rows."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        aggs = ", ".join(f"count(#{i + 1})" for i in range(ncols))
+        return int(con.execute(f"SELECT count(*), {aggs} FROM ({sql})", params).fetchone()[0])
+    except duckdb.Error as exc:
+        raise _parse_error(exc) from None
+    finally:
+        con.close()
+
+
+def _load(con, target: LoadTarget, columns: list[tuple[str, str]], sql: str, params: dict, expected: int,
+          replace: bool) -> int:
+    """Create and fill the table in one transaction; roll back on any error or a wrong count."""
+    import duckdb
+
+    try:
+        con.execute("BEGIN TRANSACTION")
+        if target.schema:
+            con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(target.schema)}")
+        if replace:
+            con.execute(f"DROP TABLE IF EXISTS {target.sql_name}")
+        ddl = ", ".join(f"{quote_ident(n)} {t}" for n, t in columns)
+        con.execute(f"CREATE TABLE {target.sql_name} ({ddl})")
+        con.execute(f"INSERT INTO {target.sql_name} {sql}", params)
+        rows = int(con.execute(f"SELECT count(*) FROM {target.sql_name}").fetchone()[0])
+        if rows != expected:
+            con.execute("ROLLBACK")
+            return rows
+        con.execute("COMMIT")
+        return rows
+    except duckdb.Error as exc:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+        if isinstance(exc, duckdb.CatalogException) and "already exists" in str(exc):
+            raise UsageError(f"table {target.display} already exists",
+                             "pass --replace to replace it, or load into another table") from None
+        raise _parse_error(exc) from None

@@ -1,0 +1,210 @@
+"""Retention: which archives of a job to keep, and ``prune`` to delete the others.
+
+Rules (``retention = { keep_last = N, keep_days = D }`` per job, either or both):
+
+* ``keep_last = N`` keeps the N newest archives. *Newest* is by window (end, then
+  start), then by creation time: the data an archive holds, not when it was made, so
+  a backfill of an old window does not push the newest months out.
+* ``keep_days = D`` keeps every archive whose window ends on or after today − D days.
+* An archive is kept when any rule keeps it. With no rule configured nothing is pruned.
+* Whatever the rules say, the job's newest *verified* archive is kept: the newest
+  complete archive whose last ``tableship verify`` result is OK, or, if ``verify`` never
+  checked it, that the run verified on upload (its manifest has ``verified_at``).
+* Only groups whose manifest names this job are candidates. An archive without a
+  manifest (an upload in progress, or a file tableship did not write) is never touched;
+  a manifest whose archive is gone is kept (``verify`` reports it MISSING) unless it is
+  the leftover of an interrupted prune, which the next prune finishes.
+
+Deleting a group: it is recorded in the state store's ``pruned`` table first, then the
+archive, its ``.sha256`` and finally its manifest are deleted, so an interrupted prune
+leaves a manifest that still says whose the files were.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Callable
+
+from tableship.core import holds
+from tableship.catalog.archives import Archive, db, is_verified, last_status, list_archives, open_job_destination
+from tableship.config.models import Config, JobConfig, RetentionSpec
+from tableship.core.errors import EXIT_JOB_FAILED, EXIT_LOCKED, TableshipError
+from tableship.ledger.schema import LedgerError
+from tableship.ledger.lock import JobLock
+from tableship.ledger.state import StateStore, now
+
+log = logging.getLogger("tableship")
+
+
+@dataclass
+class Decision:
+    archive: Archive
+    keep: bool
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def reason(self) -> str:
+        return ", ".join(self.reasons)
+
+
+def rules_text(spec: RetentionSpec | None) -> str:
+    if spec is None or (spec.keep_last is None and spec.keep_days is None):
+        return "no retention rules"
+    parts = []
+    if spec.keep_last is not None:
+        parts.append(f"keep_last = {spec.keep_last}")
+    if spec.keep_days is not None:
+        parts.append(f"keep_days = {spec.keep_days}")
+    return ", ".join(parts)
+
+
+def decide(archives: list[Archive], spec: RetentionSpec | None, today: dt.date,
+           verified: Callable[[Archive], bool]) -> list[Decision]:
+    """One decision per archive group, newest first. Pure: no I/O."""
+    ordered = sorted(archives, key=Archive.sort_key, reverse=True)
+    has_rules = spec is not None and (spec.keep_last is not None or spec.keep_days is not None)
+    candidates = [a for a in ordered if a.manifest is not None and a.has_archive and a.window is not None]
+    protected = next((a for a in candidates if verified(a)), None)
+    rank = {id(a): i for i, a in enumerate(candidates)}
+    out = []
+    for a in ordered:
+        if a.pruning:
+            out.append(Decision(a, False, ["leftover of an interrupted prune"]))
+            continue
+        if id(a) not in rank:
+            why = "no manifest of this job: never touched" if a.manifest is None else "archive missing: kept for verify"
+            out.append(Decision(a, True, [why]))
+            continue
+        reasons = []
+        if not has_rules:
+            reasons.append("no retention rules")
+        else:
+            if spec.keep_last is not None and rank[id(a)] < spec.keep_last:
+                reasons.append(f"keep_last {rank[id(a)] + 1}/{spec.keep_last}")
+            if spec.keep_days is not None and a.window.end >= today - dt.timedelta(days=spec.keep_days):
+                reasons.append(f"keep_days {(today - a.window.end).days}d <= {spec.keep_days}d")
+        if a is protected:
+            reasons.append("newest verified archive")
+        out.append(Decision(a, bool(reasons), reasons or [f"older than the rules ({rules_text(spec)})"]))
+    return out
+
+
+@dataclass
+class PruneResult:
+    job: str
+    rules: str
+    decisions: list[Decision] = field(default_factory=list)
+    deleted: list[Decision] = field(default_factory=list)
+    dry_run: bool = False
+    error: TableshipError | None = None
+
+    @property
+    def kept(self) -> list[Decision]:
+        return [d for d in self.decisions if d.keep]
+
+    def summary(self) -> str:
+        if self.error is not None:
+            return f"{self.job}: ERROR: {self.error.line()}"
+        verb = "would delete" if self.dry_run else "deleted"
+        n = sum(1 for d in self.decisions if not d.keep)
+        return f"{self.job}: {self.rules}: kept {len(self.kept)}, {verb} {n}"
+
+
+def delete_group(dest, store: StateStore, a: Archive) -> None:
+    con = db(store)
+    con.execute(
+        "INSERT INTO pruned (job, remote_path, window_start, window_end, sha256, pruned_at) VALUES (?,?,?,?,?,?)",
+        (a.job, a.remote_path, a.window.start.isoformat() if a.window else None,
+         a.window.end.isoformat() if a.window else None, a.sha256, now()),
+    )
+    if a.has_archive:
+        dest.delete(a.remote_path)
+    dest.delete(a.sha256_path)
+    dest.delete(a.manifest_path)
+
+
+def prune_job(config: Config, job: JobConfig, store: StateStore, dry_run: bool = False,
+              today: dt.date | None = None, echo: Callable[[str], None] | None = None) -> PruneResult:
+    """Apply the job's retention on its destination (the caller holds the job's lock)."""
+    today = today or dt.date.today()
+    result = PruneResult(job.name, rules_text(job.retention), dry_run=dry_run)
+    dest = open_job_destination(config, job)
+    try:
+        archives = list_archives(config, job, dest, store, today)
+        last = last_status(store, job.name)
+        result.decisions = decide(archives, job.retention, today, lambda a: is_verified(a, last))
+        for d in result.decisions:
+            if d.keep:
+                continue
+            a = d.archive
+            w = f" (window {a.window})" if a.window else ""
+            if dry_run:
+                line = f"{job.name}: would delete {a.remote_path}{w}: {d.reason}"
+            else:
+                holds.hold("prune")
+                delete_group(dest, store, a)
+                result.deleted.append(d)
+                line = f"{job.name}: deleted {a.remote_path}{w} and its sidecars: {d.reason}"
+            if echo:
+                echo(line)
+            else:
+                log.info("%s", line)
+    finally:
+        dest.close()
+    return result
+
+
+def prune_jobs(config: Config, names: list[str], all_jobs: bool = False, dry_run: bool = False,
+               today: dt.date | None = None, echo: Callable[[str], None] | None = None) -> list[PruneResult]:
+    """``tableship prune``: each job under its lock (exit 75 if a run of it holds the lock)."""
+    from tableship.backup.runner import select_jobs
+
+    jobs = select_jobs(config, names, all_jobs)
+    store = StateStore(config.settings.state_dir, readonly=dry_run)  # a dry run never writes the ledger
+    results = []
+    try:
+        store.connect()  # a broken ledger is reported before any destination is contacted
+        for n in jobs:
+            try:
+                with JobLock(config.settings.state_dir, n).acquire(0):
+                    results.append(prune_job(config, config.jobs[n], store, dry_run, today, echo))
+            except LedgerError:
+                raise  # the same for every job: one Error: line, exit 74
+            except TableshipError as exc:  # a batch continues past a failing job
+                if len(jobs) == 1:
+                    raise
+                log.error("%s: %s", n, exc.line())
+                results.append(PruneResult(n, rules_text(config.jobs[n].retention), dry_run=dry_run, error=exc))
+    finally:
+        store.close()
+    return results
+
+
+def exit_code(results: list[PruneResult]) -> int:
+    """0, or the highest exit code of the jobs that failed (75 when only locks were in the way)."""
+    codes = [r.error.exit_code for r in results if r.error is not None]
+    if not codes:
+        return 0
+    return EXIT_JOB_FAILED if any(c != EXIT_LOCKED for c in codes) else EXIT_LOCKED
+
+
+def prune_after_run(config: Config, store: StateStore, job: JobConfig) -> PruneResult | None:
+    """Hook for the runner (under the job's lock, after a successful run): prune if asked to.
+
+    A failure is logged and does not change the outcome of the backup that just succeeded.
+    """
+    if not job.prune_after_run:
+        return None
+    try:
+        result = prune_job(config, job, store)
+    except TableshipError as exc:
+        log.error("prune after the run failed: %s", exc.line())
+        return None
+    except Exception as exc:  # a bug or an unmapped library error: still only logged
+        log.error("prune after the run failed: unexpected error: %s: %s", type(exc).__name__, exc)
+        log.debug("traceback", exc_info=True)
+        return None
+    log.info("%s", result.summary())
+    return result

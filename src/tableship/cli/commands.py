@@ -1,0 +1,402 @@
+"""Command line: parse options → call one library function → print → exit code. No logic.
+
+Every TableshipError becomes one ``Error: <what> — <what to do>`` line on stderr and its
+exit code (see errors.py); tracebacks only with --debug.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import sys
+from pathlib import Path
+
+import click
+
+from tableship.core import interrupts
+from tableship.core.version import __version__
+from tableship.config.models import load_config
+from tableship.core.errors import EXIT_JOB_FAILED, EXIT_USAGE, ConfigError, Interrupted, TableshipError, UsageError
+from tableship.core.log import setup_logging
+from tableship.core.redact import wrap_std_streams
+
+_debug = False
+
+
+class Ctx:
+    def __init__(self, config: str | None, verbose: int, quiet: bool, log_format: str):
+        self.config_arg = config
+        self.verbosity = -1 if quiet else verbose
+        self.log_format = log_format
+        self._config = None
+
+    @property
+    def config(self):
+        return self.load()
+
+    def load(self, log_file: bool = True):
+        """Load the config once and start logging (to ``log_file`` unless told not to: dry runs touch nothing)."""
+        if self._config is None:
+            self._config = load_config(self.config_arg)
+            s = self._config.settings
+            setup_logging(self.verbosity, s.log_file if log_file else None, json_format=self.log_format == "json",
+                          max_bytes=s.log_max_bytes, backups=s.log_backups)
+        return self._config
+
+
+def _date(ctx, param, value):
+    if value is None:
+        return None
+    from tableship.core.window import parse_date
+
+    try:
+        return parse_date(value, param.opts[0])  # the option as the user typed it: --date, --from, --to
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _json(data) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--config", "config", metavar="PATH", help="Config file (default: $TABLESHIP_CONFIG, else ./tableship.toml).")
+@click.option("-v", "--verbose", count=True, help="More log output (debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the summary lines.")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Log line format on stderr and in log_file.")
+@click.version_option(__version__, prog_name="tableship")
+@click.pass_context
+def cli(ctx, config, verbose, quiet, debug, log_format):
+    """tableship: back up rolling date-window slices of warehouse tables as verified,
+    compressed CSV archives on a backup host — resumable, locked, alerting."""
+    global _debug
+    _debug = debug
+    setup_logging(-1 if quiet else verbose, json_format=log_format == "json")
+    ctx.obj = Ctx(config, verbose, quiet, log_format)
+
+
+@cli.command()
+@click.argument("jobs", nargs=-1)
+@click.option("--all", "all_jobs", is_flag=True, help="Run every configured job (the default when no JOB is named).")
+@click.option("--date", "run_date", callback=_date, metavar="YYYY-MM-DD", help="Run date the window is computed from (default: today).")
+@click.option("--from", "start", callback=_date, metavar="YYYY-MM-DD", help="Explicit window start (inclusive); needs --to.")
+@click.option("--to", "end", callback=_date, metavar="YYYY-MM-DD", help="Explicit window end (inclusive); needs --from.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (window, SQL and bound values, files, destination); touch nothing.")
+@click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS",
+              help="Wait up to SECONDS for a job's lock held by another run (default: skip at once, exit 75).")
+@click.pass_obj
+def run(obj: Ctx, jobs, all_jobs, run_date, start, end, dry_run, wait):
+    """Back up the named JOBs (or all), one after another; one summary line per job.
+
+    Exit codes: 0 all succeeded, 1 a job failed, 2 usage/config error, 74 the ledger
+    (state.db) cannot be used, 75 a job was skipped because another run holds its lock.
+    """
+    from tableship.cli.progress import progress_factory
+    from tableship.backup.runner import exit_code, run_jobs
+
+    config = obj.load(log_file=not dry_run)
+    outcomes = run_jobs(config, list(jobs), all_jobs=all_jobs, run_date=run_date, start=start, end=end,
+                        dry_run=dry_run, wait=wait, progress_factory=progress_factory(obj.verbosity),
+                        echo=click.echo, quiet=obj.verbosity < 0)
+    for o in outcomes:  # each failed job also ends in one "Error:" line on stderr (cron mails, scripts)
+        if o.status == "failed" and o.error is not None:
+            hint = "" if o.error.hint else " — fix the cause, then re-run the same command"
+            click.echo(f"Error: job {o.job}: {o.error.line()}{hint}", err=True)
+    sys.exit(exit_code(outcomes))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--date", "today", callback=_date, metavar="YYYY-MM-DD",
+              help="Judge the schedule as of this date (default: today).")
+@click.pass_obj
+def status(obj: Ctx, as_json, today):
+    """One row per job: last run, window, phase, result, rows, size, attempts, start, duration;
+    then each job's unfinished and missing windows and one monitoring line.
+
+    Exit codes (Nagios-style, so 'tableship status' can be a monitoring check): 0 OK,
+    1 WARNING (a window unfinished within gap_grace, a job never run), 2 CRITICAL (a job's
+    latest scheduled window failed, a window unfinished or missing past gap_grace, an
+    open incident). A config error also exits 2.
+    """
+    from tableship.ops.report import STATUS_COLUMNS, format_table, incident_line, status_exit, status_rows, status_summary
+    from tableship.ledger.state import StateStore
+
+    config = obj.config
+    store = StateStore(config.settings.state_dir, readonly=True)  # never creates or migrates the ledger
+    try:
+        rows = status_rows(config, store, today)
+    finally:
+        store.close()
+    if as_json:
+        _json([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows])
+    else:
+        click.echo(format_table(rows, STATUS_COLUMNS))
+        for r in rows:
+            if r.get("error"):
+                click.echo(f"{r['job']}: last error ({r.get('failed_phase')}): {r['error']}")
+            for gap in r.get("_gaps", []):
+                click.echo(f"{r['job']}: {gap}")
+            if incident_line(r):
+                click.echo(incident_line(r))
+            if r.get("verification"):
+                click.echo(f"{r['job']}: last verification: {r['verification']['summary']}")
+        click.echo(status_summary(rows))
+    sys.exit(status_exit(rows))
+
+
+@cli.command()
+@click.argument("job")
+@click.option("--window", "window", required=True, metavar="START..END",
+              help="The window to give up (YYYY-MM-DD..YYYY-MM-DD), as 'status' lists it.")
+@click.option("--reason", default="given up by the user", show_default=True, help="Recorded in the ledger.")
+@click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS",
+              help="Wait up to SECONDS for the job's lock held by a run (default: exit 75 at once).")
+@click.pass_obj
+def abandon(obj: Ctx, job, window, reason, wait):
+    """Give up one unfinished or missing WINDOW of JOB for good: its unfinished run is
+    recorded as abandoned (its staged archive, remote temporaries and unverified upload
+    removed) and the window is no longer finished by later runs, listed as a gap, or
+    alerted on. Recorded in the ledger. Verified archives are never touched."""
+    from tableship.catalog.abandon import abandon_window
+    from tableship.core.window import parse_window
+
+    try:
+        w = parse_window(window)
+    except ValueError as exc:
+        raise UsageError(f"--window: {exc}", "e.g. --window 2026-10-01..2026-10-31") from None
+    for text in abandon_window(obj.config, job, w, reason, wait):
+        click.echo(text)
+
+
+@cli.command()
+@click.argument("job", required=False)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Number of runs to show.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def history(obj: Ctx, job, limit, as_json):
+    """Past runs, newest first (of one JOB, or all)."""
+    from tableship.ops.report import STATUS_COLUMNS, format_table, history_rows
+    from tableship.ledger.state import StateStore
+
+    config = obj.config
+    if job:
+        config.job(job)
+    store = StateStore(config.settings.state_dir, readonly=True)  # never creates or migrates the ledger
+    try:
+        rows = history_rows(store, job, limit)
+    finally:
+        store.close()
+    if as_json:
+        _json(rows)
+    elif not rows:
+        click.echo("no runs yet")
+    else:
+        click.echo(format_table(rows, STATUS_COLUMNS))
+
+
+@cli.group("config")
+def config_group():
+    """Inspect the configuration."""
+
+
+@config_group.command("validate")
+@click.pass_obj
+def config_validate(obj: Ctx):
+    """Validate the config file and print every problem found (exit 2 if any): also the
+    optional drivers its sources and destinations need, and its local destination folders."""
+    try:
+        config = load_config(obj.config_arg)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(f"Error: {problem}", err=True)
+        sys.exit(exc.exit_code)
+    from tableship.config.validate import environment_problems
+
+    missing = environment_problems(config)  # this machine, not the file: drivers, local folders
+    if missing:
+        for problem in missing:
+            click.echo(f"Error: {config.path}: {problem}", err=True)
+        sys.exit(EXIT_USAGE)
+    from tableship.backup.plan import choose_window
+
+    today = dt.date.today()
+    click.echo(f"OK: {config.path}: {len(config.jobs)} job(s), {len(config.sources)} source(s), "
+               f"{len(config.destinations)} destination(s)")
+    for job in config.jobs.values():
+        click.echo(f"  {job.name}: {job.table} from {job.source} to {job.destination}, "
+                   f"window today {choose_window(job, today, None, None)}")
+
+
+@cli.command()
+@click.argument("directory", default="tableship-demo", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--rows", type=click.IntRange(min=1000), default=600_000, show_default=True, help="Rows in the demo table.")
+@click.pass_obj
+def demo(obj: Ctx, directory: Path, rows: int):
+    """Create DIRECTORY with a DuckDB demo warehouse and a commented tableship.toml,
+    then back up the demo table into DIRECTORY/backup-server/."""
+    from tableship.cli.demo_run import run_demo
+
+    code = run_demo(directory, rows, echo=click.echo, verbosity=obj.verbosity)
+    sys.exit(code)
+
+
+@cli.command("ls")
+@click.argument("job", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def ls_cmd(obj: Ctx, job, as_json):
+    """The archives on the destination of JOB (or of every job), read from their manifests:
+    window, rows, archive bytes, created, sha256, and what is missing (incomplete)."""
+    from tableship.catalog.archives import LS_COLUMNS, ls_rows, ls_table_rows
+    from tableship.ops.report import format_table
+
+    rows = ls_rows(obj.config, [job] if job else [])
+    if as_json:
+        _json(rows)
+    else:
+        click.echo(format_table(ls_table_rows(rows), LS_COLUMNS))
+
+
+@cli.command()
+@click.argument("jobs", nargs=-1)
+@click.option("--all", "all_jobs", is_flag=True, help="Verify every configured job (the default when no JOB is named).")
+@click.option("--window", metavar="START..END", help="Only the archives whose window lies within START..END.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_obj
+def verify(obj: Ctx, jobs, all_jobs, window, as_json):
+    """Re-hash each archive on the destination and compare it with its manifest and .sha256
+    sidecar: OK / MISMATCH / MISSING / INCOMPLETE. Exit 0 only if all are OK, else 1.
+    Results are recorded in the state store (see 'status'); nothing is deleted or rewritten."""
+    from tableship.catalog.archives import verify_jobs
+
+    def line(v):
+        if not as_json:
+            click.echo(f"{v.status.value:<10} {v.archive.job}  {v.archive.window or '-'}  {v.archive.remote_path}"
+                       f"{'  ' + v.detail if v.detail else ''}")
+
+    results = verify_jobs(obj.config, list(jobs), all_jobs, window, echo=line)
+    if as_json:
+        _json([d for jv in results for d in jv.as_dicts()])
+    else:
+        for jv in results:
+            click.echo(jv.summary())
+    sys.exit(0 if all(jv.ok for jv in results) else EXIT_JOB_FAILED)
+
+
+@cli.command()
+@click.argument("job")
+@click.option("--window", "which", required=True, metavar="START..END|FILE_NAME",
+              help="The archive's window (YYYY-MM-DD..YYYY-MM-DD) or its file name.")
+@click.option("--to", "to", metavar="DIR", help="Leave the decompressed CSV in DIR (default: the current folder, "
+              "unless --load is given).")
+@click.option("--load", metavar="DUCKDB_PATH[:TABLE]", help="Load the rows into a DuckDB table with the manifest's "
+              "column names and types (TABLE defaults to the source table's name).")
+@click.option("--replace", is_flag=True, help="Replace an existing target table or CSV file.")
+@click.pass_obj
+def restore(obj: Ctx, job, which, to, load, replace):
+    """Download an archive of JOB, check its sha256 and row count against its manifest, and
+    leave the CSV in a folder or load it into DuckDB. Any failed check: nothing is left or loaded."""
+    from tableship.catalog.restore import restore as do_restore
+
+    result = do_restore(obj.config, job, which, to=to, load=load, replace=replace,
+                        echo=None if obj.verbosity < 0 else lambda s: click.echo(s, err=True))
+    for text in result.lines():
+        click.echo(text)
+
+
+@cli.command()
+@click.argument("jobs", nargs=-1)
+@click.option("--all", "all_jobs", is_flag=True, help="Prune every configured job (the default when no JOB is named).")
+@click.option("--dry-run", is_flag=True, help="Only print what would be deleted.")
+@click.pass_obj
+def prune(obj: Ctx, jobs, all_jobs, dry_run):
+    """Delete the archives (with their sidecars) that no retention rule of the job keeps,
+    printing each. The newest verified archive and files without a manifest of the job are
+    never deleted."""
+    from tableship.catalog.retention import exit_code, prune_jobs
+
+    results = prune_jobs(obj.config, list(jobs), all_jobs, dry_run, echo=click.echo)
+    for result in results:
+        click.echo(result.summary())
+    sys.exit(exit_code(results))
+
+
+@cli.command("check-destination")
+@click.argument("name")
+@click.pass_obj
+def check_destination(obj: Ctx, name):
+    """Connect to destination NAME and check it: host key, login, root folder, write
+    permission, free space, verification method. One OK/FAIL line per check; exit 0
+    if all are OK, else 1."""
+    from tableship.ops.doctor import all_ok, check_destination as run_checks, format_checks
+
+    results = run_checks(obj.config, name)
+    for line in format_checks(results):
+        click.echo(line)
+    sys.exit(0 if all_ok(results) else EXIT_JOB_FAILED)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: the one place errors become ``Error:`` lines."""
+    interrupts.install()
+    # everything printed — Error: lines, summaries, --debug tracebacks — is redacted (redact.py)
+    wrap_std_streams()
+    try:
+        cli.main(args=argv, prog_name="tableship", standalone_mode=False)
+        code = 0
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        msg = " ".join(exc.format_message().split())
+        click.echo(f"Error: {msg} — see 'tableship --help'", err=True)
+        code = EXIT_USAGE
+    except click.exceptions.Abort:  # click turns Ctrl-C into Abort
+        click.echo("Error: interrupted by SIGINT — re-run the same command to resume where it stopped", err=True)
+        code = 128 + signal.SIGINT
+    except KeyboardInterrupt:
+        click.echo("Error: interrupted by SIGINT — re-run the same command to resume where it stopped", err=True)
+        code = 128 + signal.SIGINT
+    except Interrupted as exc:  # a BaseException: never caught on the way up, always exit 128+N
+        interrupts.quiet()
+        if _debug:
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"Error: {exc.line()}", err=True)
+        code = exc.exit_code
+    except TableshipError as exc:
+        if _debug:
+            import traceback
+
+            traceback.print_exc()
+        hint = ""
+        if not exc.hint:  # every Error: line says what to do
+            hint = " — see 'tableship --help'" if exc.exit_code == EXIT_USAGE else " — re-run with --debug for details"
+        click.echo(f"Error: {exc.line()}{hint}", err=True)
+        code = exc.exit_code
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except OSError as exc:  # a local path that cannot be used (state_dir or log_file is a file, read-only...)
+        if _debug:
+            raise
+        where = f": {exc.filename}" if exc.filename else ""
+        click.echo(f"Error: {exc.strerror or exc}{where} — check that path (settings.state_dir, staging_dir, "
+                   "log_file) and its permissions", err=True)
+        code = EXIT_JOB_FAILED
+    except Exception as exc:  # a bug: still one line, traceback only with --debug
+        if _debug:
+            raise
+        click.echo(f"Error: unexpected {type(exc).__name__}: {exc} — re-run with --debug and report it", err=True)
+        code = EXIT_JOB_FAILED
+    sig = interrupts.pending()
+    if sig is not None and code != 128 + sig:
+        # a signal that a library swallowed on its way up: the command still ends as interrupted
+        interrupts.quiet()
+        click.echo(f"Error: {Interrupted(sig).line()}", err=True)
+        code = 128 + sig
+    interrupts.quiet()
+    sys.exit(code)

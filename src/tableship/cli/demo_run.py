@@ -1,0 +1,43 @@
+"""``tableship demo``: build the demo warehouse and config, then back it up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tableship.config.models import load_config
+from tableship.cli.demo import DEMO_TABLE, create_demo_warehouse, demo_config_text
+from tableship.core.log import setup_logging
+from tableship.cli.progress import progress_factory
+from tableship.backup.runner import exit_code, run_jobs
+
+
+def run_demo(directory: Path, rows: int, echo=print, verbosity: int = 0) -> int:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    warehouse = directory / "warehouse.duckdb"
+    config_file = directory / "tableship.toml"
+    if not warehouse.exists():
+        echo(f"Creating demo warehouse {warehouse} ({DEMO_TABLE}, {rows:,} rows)…")
+        create_demo_warehouse(warehouse, rows=rows)
+    if not config_file.exists():
+        config_file.write_text(demo_config_text(), encoding="utf-8")
+        echo(f"Wrote commented config {config_file}")
+    (directory / "backup-server").mkdir(exist_ok=True)
+    config = load_config(config_file)
+    s = config.settings
+    setup_logging(verbosity, s.log_file, max_bytes=s.log_max_bytes, backups=s.log_backups)
+    outcomes = run_jobs(config, None, progress_factory=progress_factory(verbosity), echo=echo)
+    code = exit_code(outcomes)
+    for o in outcomes:
+        if o.status != "success":
+            continue
+        folder = config.destinations[o.plan.job.destination].path / o.plan.remote_dir
+        archive = folder / o.plan.file_name
+        echo("")
+        echo(f"Archive:  {archive}")
+        echo(f"Manifest: {archive}.manifest.json")
+        echo("Inspect it:")
+        echo(f"  zcat '{archive}' | head -5")
+        echo(f"  (cd '{folder}' && sha256sum -c '{o.plan.file_name}.sha256')")
+        echo(f"  tableship --config '{config_file}' status")
+    return code

@@ -1,0 +1,652 @@
+"""TOML configuration → validated, frozen models.
+
+Parsed once, at the edge: the rest of the package only sees these typed objects.
+``${VAR}`` in any string is replaced from the environment and ``${file:/path}`` by the
+file's content (for secrets); relative paths resolve against the config file's folder;
+unknown keys are errors; every problem found is reported with its key path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from tableship.core import redact
+from tableship.core.errors import ConfigError
+from tableship.core.templates import check_date_spec
+from tableship.core.window import MAX_REACH, MAX_REACH_YEARS
+from tableship.core.names import TemplateValues, check_identifier, check_job_name, check_template, render_relative, split_table
+
+DEFAULT_CONFIG = "tableship.toml"
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    value = Path(os.path.expanduser(str(value)))
+    base = (info.context or {}).get("base")
+    if not value.is_absolute() and base is not None:
+        value = Path(base) / value
+    return value
+
+
+ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- settings
+
+
+class Settings(Model):
+    state_dir: ConfigPath = Path(".tableship")
+    log_file: ConfigPath | None = None
+    log_max_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    log_backups: int = Field(5, ge=0)
+    environment: str = "prod"
+    metrics_file: ConfigPath | None = None
+    status_file: ConfigPath | None = None
+    staging_dir: ConfigPath | None = None  # default: state_dir/staging
+
+
+# ---------------------------------------------------------------- sources
+
+
+class DuckDBSource(Model):
+    type: Literal["duckdb"]
+    path: ConfigPath
+    threads: int | None = Field(None, ge=1)  # None: 1 (see sources/duckdb.py)
+    memory_limit: str = "32MB"
+
+
+class HS2Source(Model):
+    type: Literal["impala", "hive"]
+    host: str
+    port: int | None = Field(None, ge=1, le=65535)
+    database: str | None = None
+    auth: Literal["nosasl", "plain", "ldap", "gssapi"] = "nosasl"
+    user: str | None = None
+    password: SecretStr | None = None
+    use_ssl: bool = False
+    ca_cert: ConfigPath | None = None
+    kerberos_service_name: str | None = None
+    timeout: float = Field(60, gt=0)
+    # rows per FetchResults: Spark's Thrift server spends half the CPU per row at 10-20k
+    # than at 100k (bench/bench_hs2.py); impyla and impala-shell default to 10240
+    fetch_size: int = Field(20_000, ge=1)
+    query_options: dict[str, str | int | float | bool] = {}
+    retries: "Retry" = Field(default_factory=lambda: Retry())  # servers: retried like destinations
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (21050 if self.type == "impala" else 10000)
+
+
+class SQLAlchemySource(Model):
+    type: Literal["sqlalchemy"]
+    url: SecretStr
+    fetch_size: int = Field(100_000, ge=1)
+    timeout: float = Field(60, gt=0)
+    retries: "Retry" = Field(default_factory=lambda: Retry())  # servers: retried like destinations
+
+
+class Retry(Model):
+    attempts: int = Field(5, ge=1)
+    initial_delay: float = Field(2, ge=0)
+    max_delay: float = Field(60, ge=0)
+
+
+SourceConfig = Annotated[Union[DuckDBSource, HS2Source, SQLAlchemySource], Field(discriminator="type")]
+
+
+# ---------------------------------------------------------------- destinations
+
+
+class LocalDestination(Model):
+    type: Literal["local"]
+    path: ConfigPath
+
+
+class SFTPDestination(Model):
+    type: Literal["sftp"]
+    host: str
+    port: int = Field(22, ge=1, le=65535)
+    user: str
+    key_file: ConfigPath | None = None
+    key_passphrase: SecretStr | None = None  # decrypts key_file (asyncssh; OpenSSH's sftp is not used then)
+    password: SecretStr | None = None
+    known_hosts: ConfigPath = Path("~/.ssh/known_hosts")
+    host_key_policy: Literal["strict", "accept-new"] = "strict"
+    path: str
+    connect_timeout: float = Field(15, gt=0)
+    retries: Retry = Retry()
+    verify: Literal["auto", "sha256sum", "read-back"] = "auto"
+
+    @field_validator("path")
+    @classmethod
+    def _abs(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("remote path must be absolute (start with '/')")
+        return v
+
+
+DestinationConfig = Annotated[Union[LocalDestination, SFTPDestination], Field(discriminator="type")]
+
+
+# ---------------------------------------------------------------- jobs
+
+PRESETS = {
+    # impala-shell -B quotes like csv.QUOTE_MINIMAL (see csvrender.IMPALA_SHELL_RULES)
+    "impala-shell": {"delimiter": ";", "header": False, "null": "NULL", "quoting": "minimal"},
+}
+
+
+class WindowSpec(Model):
+    """``count`` whole units ending ``lag`` units before the run date's unit; together they
+    reach back at most :data:`window.MAX_REACH` units (100 years), so that every window
+    of a supported run date (1100..9999) starts in a four-digit year."""
+
+    unit: Literal["month", "day"] = "month"
+    count: int = Field(5, ge=1)
+    lag: int = Field(0, ge=0)
+
+    @field_validator("count")
+    @classmethod
+    def _count(cls, v: int, info: ValidationInfo) -> int:
+        limit = MAX_REACH.get(info.data.get("unit", "month"))
+        if limit is not None and v > limit:
+            raise ValueError(f"{v} {info.data['unit']}s is more than the supported {limit} ({MAX_REACH_YEARS} years)")
+        return v
+
+    @field_validator("lag")
+    @classmethod
+    def _lag(cls, v: int, info: ValidationInfo) -> int:
+        limit = MAX_REACH.get(info.data.get("unit", "month"))
+        count = info.data.get("count")
+        if limit is not None and isinstance(count, int) and count <= limit and count + v > limit:
+            raise ValueError(f"count + lag = {count + v} {info.data['unit']}s reaches back more than the supported "
+                             f"{limit} ({MAX_REACH_YEARS} years)")
+        return v
+
+
+class FormatSpec(Model):
+    preset: Literal["impala-shell"] | None = None
+    delimiter: str = ";"
+    header: bool = True
+    null: str = ""
+    quoting: Literal["minimal", "none"] = "minimal"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") in PRESETS:
+            return {**PRESETS[data["preset"]], **data}
+        return data
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delim(cls, v: str) -> str:
+        if len(v) != 1:
+            raise ValueError("delimiter must be exactly one character")
+        if v in "\"\r\n":
+            raise ValueError("delimiter cannot be a double quote, CR or LF")
+        return v
+
+    @field_validator("null")
+    @classmethod
+    def _null(cls, v: str, info: ValidationInfo) -> str:
+        # a NULL marker a reader cannot tell from a value or a row boundary makes the file ambiguous
+        delimiter = info.data.get("delimiter")
+        for char, what in ((delimiter, "the delimiter"), ('"', "the quote character"), ("\r", "a carriage return"),
+                           ("\n", "a line feed")):
+            if char and char in v:
+                raise ValueError(f"null {v!r} contains {what} {char!r}: readers would split or misread it; "
+                                 "choose a marker without it (e.g. \"\" or \"NULL\")")
+        return v
+
+
+class CompressionSpec(Model):
+    codec: Literal["gzip", "zstd", "none"] = "gzip"
+    level: int | None = None
+
+    @model_validator(mode="after")
+    def _level(self) -> "CompressionSpec":
+        ranges = {"gzip": (1, 9), "zstd": (1, 22), "none": (0, 0)}
+        lo, hi = ranges[self.codec]
+        if self.level is not None and not lo <= self.level <= hi:
+            raise ValueError(f"{self.codec} level must be between {lo} and {hi}")
+        return self
+
+
+class RetentionSpec(Model):
+    keep_last: int | None = Field(None, ge=1)
+    keep_days: int | None = Field(None, ge=1)
+
+
+def _check_table(v: str) -> str:
+    split_table(v)
+    return v
+
+
+def _check_col(v: str) -> str:
+    return check_identifier(v, "column")
+
+
+def _check_tpl(v: str) -> str:
+    check_template(v)
+    return v
+
+
+class JobConfig(Model):
+    """One job, after [defaults] were merged in. ``name`` is the key under [jobs]."""
+
+    name: str
+    source: str
+    destination: str
+    table: Annotated[str, AfterValidator(_check_table)]
+    partition_column: Annotated[str, AfterValidator(_check_col)] = "partition_date"
+    partition_type: Literal["auto", "date", "string", "int"] = "auto"
+    partition_format: str | None = None
+    window: WindowSpec = WindowSpec()
+    file_name: Annotated[str, AfterValidator(_check_tpl)] = "{table}_{start:%Y%m%d}_{end:%Y%m%d}.csv.gz"
+    remote_dir: Annotated[str, AfterValidator(_check_tpl)] = "{table}"
+    format: FormatSpec = FormatSpec()
+    compression: CompressionSpec = CompressionSpec()
+    keep_local: bool = False
+    expect_columns: list[Annotated[str, AfterValidator(_check_col)]] | None = None
+    on_empty: Literal["fail", "warn", "ok"] = "fail"
+    count_check: bool = False
+    retention: RetentionSpec | None = None
+    prune_after_run: bool = False
+    # never-dropped windows (docs/resume.md): days a window may stay unfinished or missing
+    # before it opens an incident; whether a run also backs up missing windows, how many
+    gap_grace: int = Field(1, ge=0, le=3660)
+    catch_up: bool = False
+    catch_up_max: int = Field(3, ge=1, le=1000)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return check_job_name(v)
+
+    @field_validator("partition_format")
+    @classmethod
+    def _partition_format(cls, v: str | None) -> str | None:
+        if v is not None:  # a code strftime does not know would be compared as literal text
+            check_date_spec(v, f"partition_format {v!r}")
+        return v
+
+    @property
+    def database(self) -> str | None:
+        return split_table(self.table)[0]
+
+    @property
+    def table_name(self) -> str:
+        return split_table(self.table)[1]
+
+    def template_values(self, start: dt.date, end: dt.date, run_date: dt.date) -> TemplateValues:
+        return TemplateValues(self.name, self.table_name, self.database or "", start, end, run_date)
+
+    @model_validator(mode="after")
+    def _names_render(self) -> "JobConfig":
+        sample = self.template_values(dt.date(2026, 1, 1), dt.date(2026, 1, 31), dt.date(2026, 2, 1))
+        name = render_relative(self.file_name, sample, "file_name")
+        if "/" in name:
+            raise ValueError(f"file_name {self.file_name!r} must not contain '/'; use remote_dir for folders")
+        if not name:
+            raise ValueError(f"file_name {self.file_name!r} renders to an empty name")
+        render_relative(self.remote_dir, sample, "remote_dir")
+        return self
+
+
+# ---------------------------------------------------------------- alerts
+
+
+def parse_duration(value: str | int | float) -> dt.timedelta:
+    if isinstance(value, (int, float)):
+        return dt.timedelta(seconds=value)
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*", str(value))
+    if not m:
+        raise ValueError(f"duration {value!r} must look like 90s, 15m, 24h or 7d")
+    n, unit = float(m.group(1)), m.group(2) or "s"
+    return dt.timedelta(seconds=n * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit])
+
+
+Duration = Annotated[dt.timedelta, AfterValidator(lambda v: v)]
+
+
+class AlertRetry(Model):
+    """A failing alert channel is retried briefly: it must not hold up the next job."""
+
+    attempts: int = Field(3, ge=1)
+    initial_delay: float = Field(1, ge=0)
+    max_delay: float = Field(10, ge=0)
+
+
+class EmailChannel(Model):
+    type: Literal["email"]
+    host: str
+    port: int | None = None
+    security: Literal["none", "starttls", "ssl"] = "starttls"
+    user: str | None = None
+    password: SecretStr | None = None
+    from_: str = Field(alias="from")
+    to: list[str]
+    cc: list[str] = []
+    timeout: float = 30
+    ca_cert: ConfigPath | None = None
+    retries: AlertRetry = AlertRetry()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class WebhookChannel(Model):
+    type: Literal["webhook"]
+    url: SecretStr
+    headers: dict[str, SecretStr] = {}
+    timeout: float = 30
+    retries: AlertRetry = AlertRetry()
+
+
+class CommandChannel(Model):
+    type: Literal["command"]
+    argv: list[str] = Field(min_length=1)
+    timeout: float = 60
+    retries: AlertRetry = AlertRetry()
+
+
+class PingChannel(Model):
+    type: Literal["ping"]
+    url: SecretStr
+    timeout: float = 30
+    retries: AlertRetry = AlertRetry()
+
+
+ChannelConfig = Annotated[
+    Union[EmailChannel, WebhookChannel, CommandChannel, PingChannel], Field(discriminator="type")
+]
+
+
+class AlertsConfig(Model):
+    channels: list[str] = []
+    realert_after: dt.timedelta = dt.timedelta(hours=24)
+    max_per_hour: int = Field(10, ge=1)
+    log_lines: int = Field(50, ge=0)
+    send_outside_prod: bool = False
+    definitions: dict[str, ChannelConfig] = {}
+
+    @field_validator("realert_after", mode="before")
+    @classmethod
+    def _dur(cls, v):
+        return parse_duration(v) if isinstance(v, (str, int, float)) else v
+
+    @model_validator(mode="after")
+    def _known(self) -> "AlertsConfig":
+        missing = [c for c in self.channels if c not in self.definitions]
+        if missing:
+            raise ValueError(f"channels {missing} have no [alerts.<name>] table")
+        return self
+
+
+# ---------------------------------------------------------------- the whole file
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    settings: Settings
+    sources: dict[str, Any]
+    destinations: dict[str, Any]
+    jobs: dict[str, JobConfig]
+    alerts: AlertsConfig
+    secrets: frozenset[str] = frozenset()  # every secret value found while loading (redact.py)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.settings.staging_dir or self.settings.state_dir / "staging"
+
+    def job(self, name: str) -> JobConfig:
+        if name not in self.jobs:
+            known = ", ".join(sorted(self.jobs)) or "none"
+            raise ConfigError(f"unknown job {name!r} (configured jobs: {known})", "check the job name or add [jobs." + name + "] to " + str(self.path))
+        return self.jobs[name]
+
+
+_VAR = re.compile(r"\$\{([^}]*)\}")
+
+
+def _substitute(value: Any, path: str, problems: list[str], secrets: set[str] | None = None) -> Any:
+    """``${VAR}`` / ``${file:…}`` replaced; every value read from a file is added to ``secrets``."""
+    secrets = set() if secrets is None else secrets
+    if isinstance(value, dict):
+        return {k: _substitute(v, f"{path}.{k}" if path else k, problems, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, f"{path}[{i}]", problems, secrets) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def repl(m: re.Match) -> str:
+        ref = m.group(1)
+        if ref.startswith("file:"):
+            p = Path(os.path.expanduser(ref[5:]))
+            try:
+                content = p.read_text().strip()
+                secrets.add(content)
+                return content
+            except OSError as exc:
+                problems.append(f"{path}: cannot read secret file {str(p)!r}: {exc.strerror}")
+                return ""
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", ref):
+            problems.append(f"{path}: '${{{ref}}}' is not a valid environment variable reference")
+            return ""
+        if ref not in os.environ:
+            problems.append(f"{path}: environment variable {ref} is not set")
+            return ""
+        return os.environ[ref]
+
+    return _VAR.sub(repl, value)
+
+
+def _loc(prefix: str, loc: tuple, tags: set[str]) -> str:
+    parts = [prefix] if prefix else []
+    for item in loc:
+        if isinstance(item, str) and item in tags:
+            continue  # discriminator tag pydantic inserts for unions
+        parts.append(f"[{item}]" if isinstance(item, int) else str(item))
+    return ".".join(parts).replace(".[", "[")
+
+
+_TAGS = {"duckdb", "impala", "hive", "sqlalchemy", "local", "sftp", "email", "webhook", "command", "ping",
+         "function-after[_check_table(), str]", "function-after[_check_col(), str]",
+         "function-after[_check_tpl(), str]", "function-after[_resolve_path(), Path]"}
+
+
+def _validate(adapter_or_model, data, prefix: str, problems: list[str], ctx: dict):
+    try:
+        if isinstance(adapter_or_model, TypeAdapter):
+            return adapter_or_model.validate_python(data, context=ctx)
+        return adapter_or_model.model_validate(data, context=ctx)
+    except ValidationError as exc:
+        for err in exc.errors():
+            msg = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key (check the spelling)"
+            elif err["type"] == "missing":
+                msg = "required key is missing"
+            elif err["type"] == "union_tag_not_found":
+                msg = "required key 'type' is missing"
+            loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+            problems.append(f"{_loc(prefix, loc, _TAGS)}: {msg}")
+        return None
+
+
+_SOURCE = TypeAdapter(SourceConfig)
+_DEST = TypeAdapter(DestinationConfig)
+_CHANNEL = TypeAdapter(ChannelConfig)
+_TOP_KEYS = {"settings", "sources", "destinations", "defaults", "jobs", "alerts"}
+_ALERT_KEYS = set(AlertsConfig.model_fields) - {"definitions"}
+
+
+def _merge(defaults: dict, job: dict) -> dict:
+    out = dict(defaults)
+    for k, v in job.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            base = out[k]
+            if k == "compression" and "level" not in v and v.get("codec", base.get("codec")) != base.get("codec"):
+                base = {x: y for x, y in base.items() if x != "level"}  # a level belongs to its codec
+            if k == "format" and "preset" in v:
+                base = {}  # a job's preset replaces the default dialect instead of being overridden by it
+            out[k] = {**base, **v}
+        else:
+            out[k] = v
+    return out
+
+
+def _check_defaults(defaults: dict, problems: list[str]) -> dict:
+    """Unknown keys of [defaults] (and of its inline tables) are reported once, under
+    ``defaults.``, and dropped, instead of once per job under a misleading ``jobs.<name>.``."""
+    out = {}
+    for key, value in defaults.items():
+        field = JobConfig.model_fields.get(key)
+        if field is None or key == "name":
+            problems.append(f"defaults.{key}: unknown key (check the spelling)")
+            continue
+        sub = field.annotation
+        if isinstance(value, dict) and isinstance(sub, type) and issubclass(sub, BaseModel):
+            known = set(sub.model_fields) | {f.alias for f in sub.model_fields.values() if f.alias}
+            for k in [k for k in value if k not in known]:
+                problems.append(f"defaults.{key}.{k}: unknown key (check the spelling)")
+            value = {k: v for k, v in value.items() if k in known}
+        out[key] = value
+    return out
+
+
+def config_path(path: str | os.PathLike | None) -> Path:
+    """The config file to use: explicit path, else $TABLESHIP_CONFIG, else ./tableship.toml."""
+    return Path(path or os.environ.get("TABLESHIP_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_config(path: str | os.PathLike | None = None) -> Config:
+    """Read, substitute, validate. Raises ConfigError listing every problem found."""
+    path = config_path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file {str(path)!r} not found",
+            "pass --config PATH, set TABLESHIP_CONFIG, or run 'tableship demo' to see a sample",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc}", "check the path and its permissions") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}", "fix the syntax at the line shown") from None
+    return parse_config(raw, path.resolve())
+
+
+def parse_config(raw: dict, path: Path) -> Config:
+    problems: list[str] = []
+    file_values: set[str] = set()
+    raw = _substitute(raw, "", problems, file_values)
+    # every output of this process is redacted with these from now on (see redact.py)
+    secrets = redact.raw_secrets(raw) | file_values
+    redact.activate(secrets)
+    ctx = {"base": path.parent}
+    for key in raw:
+        if key not in _TOP_KEYS:
+            problems.append(f"{key}: unknown section (expected one of {', '.join(sorted(_TOP_KEYS))})")
+
+    def table(key: str) -> dict:
+        value = raw.get(key, {})
+        if not isinstance(value, dict):
+            problems.append(f"{key}: must be a table")
+            return {}
+        return value
+
+    settings = _validate(Settings, table("settings"), "settings", problems, ctx) or Settings()
+    sources = {n: _validate(_SOURCE, v, f"sources.{n}", problems, ctx) for n, v in table("sources").items()}
+    dests = {n: _validate(_DEST, v, f"destinations.{n}", problems, ctx) for n, v in table("destinations").items()}
+    defaults = _check_defaults(table("defaults"), problems)
+
+    jobs_raw = table("jobs")
+    if not jobs_raw:
+        problems.append("jobs: no job defined — add a [jobs.<name>] table with at least 'table = \"db.table\"'")
+    jobs: dict[str, JobConfig] = {}
+    for name, body in jobs_raw.items():
+        if not isinstance(body, dict):
+            problems.append(f"jobs.{name}: must be a table")
+            continue
+        data = _merge(defaults, body)
+        data["name"] = name
+        if "source" not in data and len(sources) == 1:
+            data["source"] = next(iter(sources))
+        if "destination" not in data and len(dests) == 1:
+            data["destination"] = next(iter(dests))
+        # checked before the job's own validation so that they are reported even when it fails
+        if isinstance(data.get("source"), str) and data["source"] not in sources:
+            problems.append(f"jobs.{name}.source: unknown source {data['source']!r} (defined: {', '.join(sources) or 'none'})")
+        if isinstance(data.get("destination"), str) and data["destination"] not in dests:
+            problems.append(
+                f"jobs.{name}.destination: unknown destination {data['destination']!r} (defined: {', '.join(dests) or 'none'})"
+            )
+        job = _validate(JobConfig, data, f"jobs.{name}", problems, ctx)
+        if job is None:
+            continue
+        jobs[name] = job
+
+    from tableship.config.validate import collision_problems, job_problems
+
+    staging = settings.staging_dir or settings.state_dir / "staging"
+    for job in jobs.values():
+        problems += job_problems(job, dests.get(job.destination), staging)
+    problems += collision_problems(jobs, dests)
+
+    alerts_raw = table("alerts")
+    scalars = {k: v for k, v in alerts_raw.items() if k in _ALERT_KEYS}
+    defs = {}
+    for k, v in alerts_raw.items():
+        if k in _ALERT_KEYS:
+            continue
+        if not isinstance(v, dict):
+            problems.append(f"alerts.{k}: unknown key (channel definitions are tables like [alerts.{k}])")
+            continue
+        defs[k] = _validate(_CHANNEL, v, f"alerts.{k}", problems, ctx)
+    alerts = _validate(AlertsConfig, {**scalars, "definitions": {k: v for k, v in defs.items() if v}}, "alerts", problems, ctx)
+
+    secrets |= redact.model_secrets([sources, dests, defs])
+    redact.activate(secrets)
+    if problems:
+        n = len(problems)
+        raise ConfigError(
+            f"{path}: {problems[0]}" + (f" (and {n - 1} more problem{'s' if n > 2 else ''})" if n > 1 else ""),
+            "fix the config file; 'tableship config validate' lists every problem",
+            problems=[f"{path}: {p}" for p in problems],
+        )
+    return Config(path, settings, sources, dests, jobs, alerts or AlertsConfig(), frozenset(secrets))
+
+
+HS2Source.model_rebuild()
+SQLAlchemySource.model_rebuild()

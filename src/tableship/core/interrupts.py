@@ -1,0 +1,164 @@
+"""Termination signals → ``Interrupted``, and the child processes that must die with us.
+
+``install()`` (called once by the CLI) makes SIGTERM, SIGINT and SIGHUP raise
+``Interrupted`` in the main thread, wherever it is. Two places must not get an
+exception thrown into them at an arbitrary point:
+
+- a running asyncio event loop: an exception raised inside a callback is logged by
+  asyncio ("Exception in callback…", "Task exception was never retrieved") and lost.
+  ``run_until_complete(loop, coro)`` therefore turns the first signal into a
+  cancellation of the coroutine — its ``finally``/``except`` blocks run inside the loop
+  (e.g. the SFTP destination removes its remote temporary) — and raises
+  ``Interrupted`` once the loop has stopped. A second signal stops the loop at once.
+- child processes (OpenSSH ``sftp``, which runs ``ssh``): ``child_preexec()`` makes the
+  kernel send them SIGKILL when tableship dies, even by ``kill -9`` (Linux
+  ``PR_SET_PDEATHSIG``); ``ssh`` then sees its ``sftp`` parent's pipes close and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+from typing import Any, Awaitable, Callable
+
+from tableship.core.errors import Interrupted
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+#: While set, a signal is handed to this callable instead of being raised; it returns
+#: False to have it raised after all.
+_hook: Callable[[int], bool] | None = None
+
+#: The first termination signal received, kept after it was raised: a C extension that
+#: checks for signals itself (DuckDB, a driver) or an exception raised while Python runs
+#: a finalizer can consume the raised ``Interrupted``. ``checkpoint()`` and
+#: ``as_interrupt()`` turn the remembered signal back into ``Interrupted`` at the next
+#: safe point, so a swallowed signal can never end in a success.
+_pending: int | None = None
+
+
+def on_signal(signum: int, frame: Any = None) -> None:
+    global _pending
+    if _pending is None:
+        _pending = signum
+    hook = _hook
+    if hook is not None and hook(signum):
+        return
+    raise Interrupted(signum)
+
+
+def pending() -> int | None:
+    """The termination signal received so far, if any."""
+    return _pending
+
+
+def checkpoint() -> None:
+    """Raise ``Interrupted`` if a termination signal was received (and swallowed)."""
+    if _pending is not None:
+        raise Interrupted(_pending)
+
+
+def as_interrupt(exc: BaseException) -> BaseException:
+    """``exc``, or ``Interrupted`` when a signal was received: a library that turned the
+    signal into its own error ("query interrupted") must not make it a job failure."""
+    if _pending is not None and not isinstance(exc, Interrupted):
+        return Interrupted(_pending)
+    return exc
+
+
+def reset() -> None:
+    """Forget a received signal (tests that run several commands in one process)."""
+    global _pending
+    _pending = None
+
+
+def install() -> None:
+    """SIGTERM/SIGINT/SIGHUP raise ``Interrupted`` (main thread only)."""
+    reset()
+    for sig in SIGNALS:
+        signal.signal(sig, on_signal)
+
+
+def quiet() -> None:
+    """After the ``Error:`` line has been printed: further signals only end the process
+    (no second message, no traceback from interpreter shutdown)."""
+    for sig in SIGNALS:
+        try:
+            signal.signal(sig, _exit_now)
+        except (ValueError, OSError):  # not the main thread
+            pass
+
+
+def _exit_now(signum: int, frame: Any = None) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed pipe: nothing more to say anyway
+            pass
+    os._exit(128 + signum)
+
+
+def run_until_complete(loop: asyncio.AbstractEventLoop, aw: Awaitable[Any]) -> Any:
+    """``loop.run_until_complete(aw)`` where a termination signal cancels ``aw`` (its
+    cleanup runs inside the loop) and then raises ``Interrupted``."""
+    global _hook
+    task = asyncio.ensure_future(aw, loop=loop)
+    received: list[int] = []
+
+    def hook(signum: int) -> bool:
+        # Never raise inside the loop: asyncio would log and drop an exception raised in
+        # a callback. The first signal cancels the coroutine (its cleanup runs); a second
+        # one stops the loop without waiting for that cleanup.
+        received.append(signum)
+        if len(received) == 1 and not task.done():
+            task.cancel()
+        else:
+            loop.stop()
+        loop.call_soon_threadsafe(lambda: None)  # wake the loop up if it sleeps in select()
+        return True
+
+    previous, _hook = _hook, hook
+    try:
+        try:
+            result = loop.run_until_complete(task)
+        except BaseException:
+            if received:
+                raise Interrupted(received[0]) from None
+            raise
+        finally:
+            _hook = previous
+        if received:  # the coroutine swallowed the cancellation
+            raise Interrupted(received[0])
+        return result
+    finally:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: asyncio never reports it at garbage collection
+
+
+# ---------------------------------------------------------------- child processes
+
+_PR_SET_PDEATHSIG = 1
+_prctl: Callable[..., int] | None = None
+if sys.platform.startswith("linux"):
+    try:
+        _prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):  # no usable libc: children only die by their process group
+        _prctl = None
+
+
+def child_preexec() -> Callable[[], None]:
+    """A ``preexec_fn`` for child processes: the kernel sends them SIGKILL when tableship
+    dies, however it dies (Linux ``PR_SET_PDEATHSIG``; elsewhere a no-op)."""
+    parent = os.getpid()
+
+    def preexec() -> None:
+        if _prctl is not None:
+            _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:  # tableship died before prctl took effect
+                os._exit(1)
+
+    return preexec

@@ -1,0 +1,531 @@
+"""The ledger: the one SQLite database (``state_dir/state.db``) and every table in it.
+
+This module owns the schema. No other module runs DDL: the tables of the runs
+(:mod:`.state`), of incidents and the alert outbox (:mod:`.alerts.incidents`) and of
+verifications and prunes (:mod:`.archives`, :mod:`.retention`) are all created and
+changed here, by the numbered steps in :data:`MIGRATIONS`. Those modules keep their own
+queries on :meth:`Ledger.connect`'s connection.
+
+Versions. ``PRAGMA user_version`` holds the number of the last step applied. Step 1 is
+exactly tableship 0.1.0's schema (0.1.0 never set ``user_version``, so a database with
+tables and version 0 is recognised as version 1). Opening a ledger for writing applies
+the missing steps once, in order, under an exclusive ``flock`` on ``state.db.lock``,
+after copying the old file to ``state.db.v<N>.bak``; each step commits together with its
+version number, so an interrupted migration resumes at the step it stopped in.
+
+Read-only opening (``status``, ``history``, ``ls``, ``restore``) never creates,
+migrates or writes the file: a missing ledger reads as an empty one (an in-memory
+database with the current schema), an older one is copied into memory and migrated
+there.
+
+Every SQLite error leaves this module as a :class:`LedgerError` that names the file and
+the fix (corrupt, full, read-only, locked, written by a newer tableship).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from tableship.core.errors import EXIT_LEDGER, EXIT_LOCKED, TableshipError
+from tableship.ledger.lock import flock_within
+
+log = logging.getLogger("tableship")
+
+LEDGER_FILE = "state.db"
+BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
+
+
+# ---------------------------------------------------------------- migrations
+
+# Version 1: tableship 0.1.0, verbatim (state.py, archives.py, alerts/incidents.py).
+# Never edit it: old databases are recognised by it. Change the schema with a new step.
+V1_RUNS = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job TEXT NOT NULL,
+    window_start TEXT NOT NULL,
+    window_end TEXT NOT NULL,
+    run_date TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    result TEXT NOT NULL,
+    failed_phase TEXT,
+    error TEXT,
+    rows INTEGER,
+    archive_bytes INTEGER,
+    sha256 TEXT,
+    file_name TEXT,
+    remote_path TEXT,
+    staged_path TEXT,
+    manifest TEXT,
+    verify_method TEXT,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    pid INTEGER,
+    host TEXT,
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    finished_at TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_job ON runs(job, id);
+CREATE TABLE IF NOT EXISTS transitions (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    at TEXT NOT NULL,
+    from_phase TEXT,
+    to_phase TEXT NOT NULL,
+    note TEXT
+);
+"""
+
+V1_ARCHIVES = """
+CREATE TABLE IF NOT EXISTS verifications (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch TEXT NOT NULL,
+    job TEXT NOT NULL,
+    remote_path TEXT NOT NULL,
+    window_start TEXT,
+    window_end TEXT,
+    status TEXT NOT NULL,
+    detail TEXT,
+    sha256 TEXT,
+    method TEXT,
+    verified_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS verifications_job ON verifications(job, id);
+CREATE INDEX IF NOT EXISTS verifications_path ON verifications(job, remote_path, id);
+CREATE TABLE IF NOT EXISTS pruned (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job TEXT NOT NULL,
+    remote_path TEXT NOT NULL,
+    window_start TEXT,
+    window_end TEXT,
+    sha256 TEXT,
+    pruned_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pruned_job ON pruned(job, remote_path);
+"""
+
+V1_INCIDENTS = """
+CREATE TABLE IF NOT EXISTS incidents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job TEXT NOT NULL,
+    opened_at TEXT NOT NULL,
+    closed_at TEXT,
+    failures INTEGER NOT NULL DEFAULT 0,
+    first_run_id INTEGER,
+    last_run_id INTEGER,
+    last_failed_at TEXT,
+    last_phase TEXT,
+    last_error TEXT,
+    resolved_run_id INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS incidents_one_open ON incidents(job) WHERE closed_at IS NULL;
+CREATE TABLE IF NOT EXISTS alert_messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id INTEGER NOT NULL REFERENCES incidents(id),
+    job TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    failures INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    counted_at TEXT,
+    pid INTEGER,
+    host TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS alert_messages_incident ON alert_messages(incident_id, channel);
+CREATE INDEX IF NOT EXISTS alert_messages_budget ON alert_messages(counted_at);
+CREATE INDEX IF NOT EXISTS alert_messages_job_state ON alert_messages(job, state);
+"""
+
+V2_MIGRATIONS_LOG = """
+CREATE TABLE migrations (
+    version INTEGER PRIMARY KEY,
+    description TEXT NOT NULL,
+    applied_at TEXT NOT NULL,
+    tableship_version TEXT NOT NULL
+);
+CREATE INDEX transitions_run ON transitions(run_id);
+"""
+
+# Version 3 (issue 9): run identity and attempts; windows given up with `tableship abandon`.
+V3_RUN_IDENTITY = """
+ALTER TABLE runs ADD COLUMN fingerprint TEXT;
+ALTER TABLE runs ADD COLUMN attempt_started_at TEXT;
+CREATE TABLE abandoned_windows (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job TEXT NOT NULL,
+    window_start TEXT NOT NULL,
+    window_end TEXT NOT NULL,
+    at TEXT NOT NULL,
+    reason TEXT,
+    runs TEXT
+);
+CREATE INDEX abandoned_windows_job ON abandoned_windows(job, window_start, window_end);
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One forward step: SQL (a script of statements) or a function of the connection.
+
+    It runs inside the transaction that also sets ``user_version`` to ``version``; it must
+    not COMMIT itself. Steps never change once released: add a new one instead.
+    """
+
+    version: int
+    description: str
+    apply: str | Callable[[sqlite3.Connection], None]
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "tableship 0.1.0 schema: runs, transitions, verifications, pruned, incidents, alert_messages",
+              V1_RUNS + V1_ARCHIVES + V1_INCIDENTS),
+    Migration(2, "migrations log; index transitions by run", V2_MIGRATIONS_LOG),
+    Migration(3, "run fingerprint and attempt start; abandoned windows", V3_RUN_IDENTITY),
+]
+
+LATEST = MIGRATIONS[-1].version
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of an SQL script (so a step can run inside one transaction)."""
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                yield buf.strip()
+            buf = ""
+    if buf.strip():
+        yield buf.strip()
+
+
+def _check_steps() -> None:
+    assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)), "migrations must be 1, 2, 3…"
+
+
+_check_steps()
+
+
+# ---------------------------------------------------------------- errors
+
+
+class LedgerError(TableshipError):
+    """The ledger cannot be read or written (corrupt, full, read-only, newer). Exit 74."""
+
+    exit_code = EXIT_LEDGER
+
+    def __init__(self, message: str, hint: str, path: Path | None = None):
+        super().__init__(message, hint)
+        self.path = path
+
+
+class LedgerLockedError(LedgerError):
+    """Another process holds the ledger (or its migration lock) too long. Exit 75."""
+
+    exit_code = EXIT_LOCKED
+    transient = True
+
+
+def backup_path(path: Path, version: int) -> Path:
+    return path.with_name(f"{path.name}.v{version}.bak")
+
+
+def _copies(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(f"{path.name}.v*.bak"))
+
+
+def ledger_error(exc: BaseException, path: Path) -> LedgerError:
+    """The one ``Error:`` line for an SQLite or OS error on the ledger at ``path``."""
+    if isinstance(exc, LedgerError):
+        return exc
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    text = str(exc).strip() or type(exc).__name__
+    err_no = getattr(exc, "errno", None)
+    copies = _copies(path)
+    copy = f"; the pre-migration copy is {copies[-1]}" if copies else ""
+    aside = f"move it aside (mv {path} {path}.broken) and re-run — a new ledger starts empty{copy}"
+    if err_no in (errno.ENOTDIR, errno.EEXIST):
+        return LedgerError(f"the ledger {path} cannot be created: {getattr(exc, 'filename', None) or path.parent} "
+                           "is not a folder", "check that path (settings.state_dir): it must be a folder", path)
+    if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "database is locked" in text:
+        return LedgerLockedError(f"the ledger {path} is locked by another process ({text})",
+                                 "wait for the other tableship process to finish, then re-run", path)
+    if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "not a database" in text or "malformed" in text:
+        return LedgerError(f"the ledger {path} is corrupt ({text})", aside, path)
+    full = primary == sqlite3.SQLITE_FULL or err_no in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in text
+    if not full and (primary == sqlite3.SQLITE_IOERR or err_no == errno.EIO):
+        full = _no_space(path.parent)  # SQLite reports a full disk while growing -shm/-wal as an I/O error
+    if full:
+        return LedgerError(f"the ledger {path} cannot be written: the disk is full ({text})",
+                           f"free space on the file system of {path.parent} (or point settings.state_dir "
+                           "elsewhere), then re-run", path)
+    if (primary in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_AUTH)
+            or err_no in (errno.EACCES, errno.EPERM, errno.EROFS) or "readonly" in text):
+        return LedgerError(f"the ledger {path} cannot be written ({text})",
+                           f"make {path.parent} and the files in it writable by this user (check chmod, "
+                           "chattr -i and read-only mounts) or point settings.state_dir elsewhere", path)
+    if primary == sqlite3.SQLITE_IOERR or err_no == errno.EIO:
+        return LedgerError(f"the ledger {path} failed: I/O error ({text})",
+                           f"check the disk and free space under {path.parent}; if the file is damaged, {aside}",
+                           path)
+    return LedgerError(f"the ledger {path} failed: {text}",
+                       f"re-run with --debug and report it; if the file is damaged, {aside}", path)
+
+
+def _no_space(folder: Path) -> bool:
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
+_BUGS = (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+
+
+class _Connection(sqlite3.Connection):
+    """A connection whose errors name the ledger file and the fix (see :func:`ledger_error`)."""
+
+    ledger_path: Path = Path(LEDGER_FILE)
+
+    def execute(self, *args, **kwargs):
+        try:
+            return super().execute(*args, **kwargs)
+        except _BUGS:
+            raise  # a wrong query or a constraint broken by the code: a bug, not the file's fault
+        except sqlite3.Error as exc:
+            raise ledger_error(exc, self.ledger_path) from exc
+
+    def executemany(self, *args, **kwargs):
+        try:
+            return super().executemany(*args, **kwargs)
+        except _BUGS:
+            raise
+        except sqlite3.Error as exc:
+            raise ledger_error(exc, self.ledger_path) from exc
+
+
+def _connect(target: str, path: Path, uri: bool = False) -> _Connection:
+    db = sqlite3.connect(target, timeout=BUSY_TIMEOUT, isolation_level=None, uri=uri, factory=_Connection)
+    db.ledger_path = path
+    db.row_factory = sqlite3.Row
+    return db
+
+
+# ---------------------------------------------------------------- the ledger
+
+
+class Ledger:
+    """``state_dir/state.db``. Safe for several processes (WAL, busy timeout).
+
+    ``readonly=True``: never creates, migrates or writes the file (see the module docstring).
+    """
+
+    def __init__(self, state_dir: Path, readonly: bool = False):
+        self.state_dir = Path(state_dir)
+        self.path = self.state_dir / LEDGER_FILE
+        self.readonly = readonly
+        self._db: _Connection | None = None
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def connect(self) -> sqlite3.Connection:
+        if self._db is None:
+            try:
+                self._db = self._open_readonly() if self.readonly else self._open_writable()
+            except (sqlite3.Error, OSError) as exc:
+                raise ledger_error(exc, self.path) from exc
+        return self._db
+
+    def close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on any exception, signals included)."""
+        db = self.connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error, LedgerError):
+                    db.execute("ROLLBACK")
+            raise
+
+    def version(self) -> int:
+        return self.connect().execute("PRAGMA user_version").fetchone()[0]
+
+    # -- opening
+    def _open_writable(self) -> _Connection:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        db = _connect(str(self.path), self.path)
+        try:
+            if _version(db) != LATEST:  # the common case costs one PRAGMA
+                self._migrate_locked(db)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _open_readonly(self) -> _Connection:
+        if not self.path.exists():
+            return _memory(self.path)
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        db = _connect(uri, self.path, uri=True)
+        try:
+            try:
+                found = _recognise(db, self.path)
+            except LedgerError as exc:
+                # A read-only folder or an immutable file: SQLite cannot create the WAL index
+                # (-shm). Nobody can write such a file either, so reading it as immutable is safe.
+                if not isinstance(exc.__cause__, sqlite3.Error) or exc.__cause__.sqlite_errorcode & 0xFF not in (
+                        sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR):
+                    raise
+                db.close()
+                db = _connect(uri + "&immutable=1", self.path, uri=True)
+                found = _recognise(db, self.path)
+            if found == LATEST:
+                return db
+            if found == 0:  # an empty file reads as an empty ledger
+                db.close()
+                return _memory(self.path)
+            # an older ledger is read through a migrated copy in memory; the file stays as it is
+            mem = _memory(self.path, migrate=False)
+            db.backup(mem)
+            _apply(mem, found, self.path, log_steps=False)
+        except BaseException:
+            db.close()
+            raise
+        db.close()
+        return mem
+
+    def _migrate_locked(self, db: _Connection) -> None:
+        with _flock(self.lock_path, self.path):
+            found = _recognise(db, self.path)
+            if found == LATEST:
+                return  # another process migrated it while we waited
+            if found > 0:
+                copy = backup_path(self.path, found)
+                if not copy.exists():  # an earlier, interrupted migration's copy is the older one: keep it
+                    _backup(db, copy, self.path)
+                log.info("migrating the ledger %s from schema version %d to %d (copy of the old file: %s)",
+                         self.path, found, LATEST, copy)
+            _apply(db, found, self.path)
+
+
+def _version(db: sqlite3.Connection) -> int:
+    return db.execute("PRAGMA user_version").fetchone()[0]
+
+
+def _recognise(db: sqlite3.Connection, path: Path) -> int:
+    """The schema version of ``db``: ``user_version``, or 1 for tableship 0.1.0's (0 = empty)."""
+    v = _version(db)
+    if v > LATEST:
+        raise LedgerError(f"the ledger {path} has schema version {v}, newer than this tableship knows ({LATEST})",
+                          "upgrade tableship (or point settings.state_dir elsewhere)", path)
+    if v == 0:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables.discard("sqlite_sequence")
+        if not tables:
+            return 0
+        if "runs" not in tables:
+            raise LedgerError(f"{path} is not a tableship ledger (tables: {', '.join(sorted(tables))})",
+                              f"move it aside (mv {path} {path}.foreign) or point settings.state_dir elsewhere",
+                              path)
+        return 1  # 0.1.0 did not set user_version
+    return v
+
+
+def _apply(db: sqlite3.Connection, found: int, path: Path, log_steps: bool = True) -> None:
+    """Apply the steps after ``found``, each in its own transaction with its version number.
+
+    Version 1 is applied even to a recognised 0.1.0 database (``found == 1`` from version 0):
+    its ``IF NOT EXISTS`` DDL adds the tables 0.1.0 created only on first use.
+    """
+    from tableship.core.version import __version__
+    from tableship.ledger.state import now
+
+    first = 1 if _version(db) == 0 else found + 1
+    for step in MIGRATIONS[first - 1:]:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if callable(step.apply):
+                step.apply(db)
+            else:
+                for stmt in _statements(step.apply):
+                    db.execute(stmt)
+            if log_steps and step.version >= 2:  # the log itself arrives in step 2
+                db.execute("INSERT INTO migrations VALUES (?,?,?,?)",
+                           (step.version, step.description, now(), __version__))
+            db.execute(f"PRAGMA user_version = {int(step.version)}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error, LedgerError):
+                    db.execute("ROLLBACK")
+            raise
+
+
+def _memory(path: Path, migrate: bool = True) -> _Connection:
+    db = _connect(":memory:", path)
+    if migrate:
+        _apply(db, 0, path, log_steps=False)
+    return db
+
+
+def _backup(db: sqlite3.Connection, copy: Path, path: Path) -> None:
+    """A consistent copy of the ledger (SQLite's online backup), written under a temporary name."""
+    tmp = copy.with_name(copy.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        out = sqlite3.connect(tmp)
+        try:
+            db.backup(out)
+        finally:
+            out.close()
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, copy)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def _flock(lock_path: Path, path: Path, wait: float = BUSY_TIMEOUT) -> Iterator[None]:
+    """Exclusive ``flock`` on the ledger's sibling lock file (migrations run once)."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if not flock_within(fd, wait):
+            raise LedgerLockedError(f"the ledger {path} is being migrated by another process "
+                                    f"(lock {lock_path} held for over {wait:.0f}s)",
+                                    "wait for it to finish, then re-run", path)
+        yield
+    finally:
+        os.close(fd)

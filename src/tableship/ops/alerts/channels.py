@@ -1,0 +1,86 @@
+"""Channel dispatch: one module per channel type, each with ``send(name, cfg, event)``.
+
+A channel raises :class:`ChannelError` when delivery failed; ``transient`` says whether
+trying again may help (connection refused, timeout, HTTP 5xx/429, SMTP 4xx) — those are
+retried briefly with ``retries`` (tenacity, exponential back-off with jitter). Nothing
+here is ever allowed to escape the monitor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import tenacity
+
+from tableship.core.errors import Interrupted
+from tableship.core.redact import redact
+
+log = logging.getLogger("tableship")
+
+
+class ChannelError(Exception):
+    def __init__(self, message: str, transient: bool = True):
+        super().__init__(message)
+        self.transient = transient
+
+
+def _sender(kind: str):
+    if kind == "email":
+        from tableship.ops.alerts.email import send
+    elif kind == "webhook":
+        from tableship.ops.alerts.webhook import send
+    elif kind == "command":
+        from tableship.ops.alerts.command import send
+    else:  # pragma: no cover - config validation rejects other types
+        raise ChannelError(f"unknown channel type {kind!r}", transient=False)
+    return send
+
+
+def deliver(name: str, cfg, what: str, call) -> None:
+    """Run ``call()`` with the channel's retry policy; raise ChannelError after the last try."""
+    policy = cfg.retries
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception()
+        log.warning("alert channel %s: %s failed (attempt %d of %d): %s; retrying in %.1fs", name, what,
+                    state.attempt_number, policy.attempts, exc,
+                    state.next_action.sleep if state.next_action else 0)
+
+    retrying = tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(policy.attempts),
+        wait=tenacity.wait_exponential(multiplier=policy.initial_delay, max=policy.max_delay)
+        + tenacity.wait_random(0, policy.initial_delay / 2),
+        retry=tenacity.retry_if_exception(lambda e: isinstance(e, ChannelError) and e.transient),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    try:
+        retrying(call)
+    except (ChannelError, Interrupted):
+        raise  # a SIGTERM while sending stops tableship; the outbox replays the message once
+    except Exception as exc:  # a bug or an unexpected library error: still only a channel failure
+        raise ChannelError(f"{type(exc).__name__}: {exc}", transient=False) from exc
+
+
+def _redacted(event):
+    """A copy of ``event`` whose texts went through the redactor (bodies, subject, env)."""
+    changes = {f.name: redact(getattr(event, f.name)) for f in dataclasses.fields(event)
+               if isinstance(getattr(event, f.name), str)}
+    changes["log_tail"] = [redact(line) for line in event.log_tail]
+    return dataclasses.replace(event, **changes)
+
+
+def send_event(name: str, cfg, event) -> None:
+    """Deliver one alert event on channel ``name`` (email, webhook or command)."""
+    send = _sender(cfg.type)
+    event = _redacted(event)
+    deliver(name, cfg, f"sending {event.kind} alert for {event.job}", lambda: send(name, cfg, event))
+
+
+def send_ping(name: str, cfg, job: str, signal: str, body: str = "") -> None:
+    """Ping channel: ``signal`` is "start", "success" or "fail"."""
+    from tableship.ops.alerts.ping import ping
+
+    body = redact(body)
+    deliver(name, cfg, f"ping {signal} for {job}", lambda: ping(cfg, job, signal, body))

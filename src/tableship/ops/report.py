@@ -1,0 +1,113 @@
+"""Read-only views of the state store: ``status`` and ``history`` rows and their text form."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from tableship.config.models import Config
+from tableship.ledger.state import Run, StateStore
+
+STATUS_COLUMNS = ["job", "run", "window", "phase", "result", "rows", "size", "attempts", "started", "duration"]
+
+
+def human_size(n: int | None) -> str | None:
+    """``12.3 MiB``: binary units, one decimal (bytes as a whole number)."""
+    if n is None:
+        return None
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
+def run_row(job: str, run: Run | None) -> dict:
+    if run is None:
+        return {"job": job, "run": None, "window": None, "phase": None, "result": "never run", "rows": None,
+                "bytes": None, "started": None, "duration": None, "error": None}
+    return {
+        "job": job, "run": run.id, "window": run.window, "phase": run.phase, "result": run.result,
+        "rows": run.rows, "bytes": run.archive_bytes, "size": human_size(run.archive_bytes),
+        "started": run.started_at, "duration": run.duration, "elapsed": run.elapsed,
+        "failed_phase": run.failed_phase, "error": run.error, "attempts": run.attempts,
+        "remote_path": run.remote_path, "sha256": run.sha256, "finished": run.finished_at,
+    }
+
+
+def status_rows(config: Config, store: StateStore, today: dt.date | None = None) -> list[dict]:
+    """One row per configured job: its newest run, its unfinished and missing windows
+    (docs/resume.md) and its monitoring ``level`` (0 OK, 1 WARNING, 2 CRITICAL)."""
+    from tableship.ops.alerts.incidents import open_incident_summaries
+    from tableship.catalog.archives import last_verification
+    from tableship.backup.coverage import LEVEL_NAMES, coverage, level
+
+    incidents = open_incident_summaries(store)
+    today = today or dt.date.today()
+    rows = []
+    for job in config.jobs:
+        row = run_row(job, store.latest(job))
+        last_ok = store.last_success(job)
+        row["last_success"] = last_ok.finished_at if last_ok else None
+        row["incident"] = incidents.get(job)
+        row["verification"] = last_verification(store, job)
+        cov = coverage(config.jobs[job], store, today)
+        row["latest_window"] = str(cov.latest)
+        row["latest_window_state"] = cov.latest_state
+        row["unfinished_windows"] = [g.as_dict() for g in cov.unfinished]
+        row["missing_windows"] = [g.as_dict() for g in cov.missing]
+        code, reasons = level(cov, bool(row["incident"]))
+        row["level"], row["level_name"], row["level_reasons"] = code, LEVEL_NAMES[code], reasons
+        row["_gaps"] = [g.describe() for g in cov.unfinished + cov.missing]
+        rows.append(row)
+    return rows
+
+
+def status_exit(rows: list[dict]) -> int:
+    """The worst level over every job: 0 OK, 1 WARNING, 2 CRITICAL (docs/monitoring.md)."""
+    return max((r.get("level", 0) for r in rows), default=0)
+
+
+def status_summary(rows: list[dict]) -> str:
+    """``OK: 2 jobs`` / ``CRITICAL: job: reason; reason | other: reason`` (the monitoring line)."""
+    from tableship.backup.coverage import LEVEL_NAMES
+
+    code = status_exit(rows)
+    bad = [f"{r['job']}: {'; '.join(r['level_reasons'])}" for r in rows if r.get("level_reasons")]
+    n = len(rows)
+    return f"{LEVEL_NAMES[code]}: " + (" | ".join(bad) if bad else f"{n} job{'s' if n != 1 else ''}, all windows verified")
+
+
+def incident_line(row: dict) -> str | None:
+    """``job: INCIDENT #4 open since …, 3 failures, alerted (ops-mail)`` for an open incident."""
+    inc = row.get("incident")
+    if not inc:
+        return None
+    since = str(inc["opened_at"])[:19].replace("T", " ") + "Z"
+    alerted = f"alerted ({', '.join(inc['alerted_channels'])})" if inc["alerted"] else "not alerted"
+    n = inc["failures"]
+    return f"{row['job']}: INCIDENT #{inc['id']} open since {since}, {n} failure{'s' if n != 1 else ''}, {alerted}"
+
+
+def history_rows(store: StateStore, job: str | None, limit: int) -> list[dict]:
+    return [run_row(r.job, r) for r in store.history(job, limit)]
+
+
+def _cell(key: str, value) -> str:
+    if value is None:
+        return "-"
+    if key == "duration":
+        return f"{value:.1f}s"
+    if key == "rows":
+        return f"{value:,}"
+    if key == "started":
+        return str(value).replace("T", " ").replace("+00:00", "Z")
+    return str(value)
+
+
+def format_table(rows: list[dict], columns: list[str]) -> str:
+    cells = [[_cell(c, r.get(c)) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines)
