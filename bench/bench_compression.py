@@ -58,7 +58,7 @@ def _tree_rss_kib(root: int) -> int:
         try:
             with open(f"/proc/{name}/stat", "rb") as f:
                 stat = f.read()
-            ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+            ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
             with open(f"/proc/{name}/statm", "rb") as f:
                 pages = int(f.read().split()[1])
         except (OSError, ValueError, IndexError):
@@ -101,7 +101,9 @@ def run_measured(argv: list[str], cwd: Path) -> tuple[float, float, str]:
 
 
 def _sh(cmd: str) -> str:
-    return subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, check=True).stdout
+    return subprocess.run(
+        ["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, check=True
+    ).stdout
 
 
 # ---------------------------------------------------------------- configs
@@ -112,8 +114,10 @@ def jobs_toml(table: str) -> str:
     for case, level in CASES.items():
         job = case.replace(" ", "")
         comp = '{ codec = "gzip" }' if level is None else f'{{ codec = "gzip", level = {level} }}'
-        out.append(f'[jobs.{job}]\ntable = "{table}"\ncompression = {comp}\nfile_name = "{job}.csv.gz"\n'
-                   f'remote_dir = "{job}"\n')
+        out.append(
+            f'[jobs.{job}]\ntable = "{table}"\ncompression = {comp}\nfile_name = "{job}.csv.gz"\n'
+            f'remote_dir = "{job}"\n'
+        )
     return "\n".join(out)
 
 
@@ -147,7 +151,8 @@ window = {{ unit = "month", count = 1 }}
 
 
 def duckdb_config(work: Path, warehouse: Path) -> Path:
-    text = textwrap.dedent(f"""\
+    text = (
+        textwrap.dedent(f"""\
         [settings]
         state_dir = "state"
         [sources.wh]
@@ -159,7 +164,10 @@ def duckdb_config(work: Path, warehouse: Path) -> Path:
         [defaults]
         source = "wh"
         destination = "backup"
-        """) + "\n" + jobs_toml("mnaas.customer_traffic")
+        """)
+        + "\n"
+        + jobs_toml("mnaas.customer_traffic")
+    )
     cfg = work / "tableship.toml"
     cfg.write_text(text)
     return cfg
@@ -174,13 +182,28 @@ def run_cases(name: str, cfg: Path, lo: str, hi: str, rounds: int) -> dict:
     csv_digest: dict[str, str] = {}
     order = list(CASES)
     for rnd in range(1, rounds + 1):
-        for case in order[rnd - 1:] + order[:rnd - 1]:
+        for case in order[rnd - 1 :] + order[: rnd - 1]:
             job = case.replace(" ", "")
             shutil.rmtree(work / "state", ignore_errors=True)
             shutil.rmtree(work / "backup", ignore_errors=True)
             (work / "backup").mkdir()
-            wall, rss, _ = run_measured([sys.executable, "-m", "tableship", "-q", "--config", str(cfg), "run", job,
-                                         "--from", lo, "--to", hi], work)
+            wall, rss, _ = run_measured(
+                [
+                    sys.executable,
+                    "-m",
+                    "tableship",
+                    "-q",
+                    "--config",
+                    str(cfg),
+                    "run",
+                    job,
+                    "--from",
+                    lo,
+                    "--to",
+                    hi,
+                ],
+                work,
+            )
             archive = work / "backup" / job / f"{job}.csv.gz"
             meta = json.loads((work / "backup" / job / f"{job}.csv.gz.manifest.json").read_text())
             r = res[case]
@@ -196,9 +219,12 @@ def run_cases(name: str, cfg: Path, lo: str, hi: str, rounds: int) -> dict:
                 csv_digest[case] = _sh(f"gzip -dc '{archive}' | sha256sum").split()[0]
                 if case == order[0]:
                     res["_gzip6"] = int(_sh(f"gzip -dc '{archive}' | gzip -6 -c | wc -c"))
-            print(f"{name} round {rnd} {case:8}: {wall:7.2f} s  peak RSS {rss:5.0f} MiB  "
-                  f"archive {r['size'] / 1e6:7.2f} MB"
-                  + (f"  levels {r['levels']}" if CASES[case] is None else ""), flush=True)
+            print(
+                f"{name} round {rnd} {case:8}: {wall:7.2f} s  peak RSS {rss:5.0f} MiB  "
+                f"archive {r['size'] / 1e6:7.2f} MB"
+                + (f"  levels {r['levels']}" if CASES[case] is None else ""),
+                flush=True,
+            )
     if len(set(csv_digest.values())) != 1:
         raise SystemExit(f"{name}: the cases' CSV bytes differ: {csv_digest}")
     return res
@@ -209,34 +235,48 @@ def report(name: str, res: dict, rounds: int) -> list[str]:
     cases = {c: res[c] for c in CASES}
     med = {c: statistics.median(r["wall"]) for c, r in cases.items()}
     first = cases["auto"]
-    print(f"\n### {name}: {first['rows']:,} rows, {first['csv_bytes'] / 1e6:.1f} MB of CSV; "
-          f"gzip -6 of it: {g6 / 1e6:.2f} MB; medians of {rounds} round(s)\n")
+    print(
+        f"\n### {name}: {first['rows']:,} rows, {first['csv_bytes'] / 1e6:.1f} MB of CSV; "
+        f"gzip -6 of it: {g6 / 1e6:.2f} MB; medians of {rounds} round(s)\n"
+    )
     print("| case | wall s (rounds) | archive MB | × gzip -6 | peak RSS MiB (max) |")
     print("|---|---|---|---|---|")
     for c, r in cases.items():
         rounds_txt = ", ".join(f"{w:.2f}" for w in r["wall"])
-        print(f"| {c} | {med[c]:.2f} ({rounds_txt}) | {r['size'] / 1e6:.2f} | {r['size'] / g6:.3f} | "
-              f"{statistics.median(r['rss']):.0f} ({max(r['rss']):.0f}) |")
+        print(
+            f"| {c} | {med[c]:.2f} ({rounds_txt}) | {r['size'] / 1e6:.2f} | {r['size'] / g6:.3f} | "
+            f"{statistics.median(r['rss']):.0f} ({max(r['rss']):.0f}) |"
+        )
     print(f"\nauto's blocks per level, by round: {first.get('levels_rounds')}")
     verdicts = []
     size_ratio = first["size"] / g6
     if name == "hs2":
         fastest = min((c for c in CASES if c != "auto"), key=lambda c: med[c])
         wall_ratio = med["auto"] / med[fastest]
-        verdicts.append(f"(a) size auto / gzip -6 = {size_ratio:.3f} (goal ≤ 1.03): "
-                        f"{'MET' if size_ratio <= 1.03 else 'NOT MET'}")
-        verdicts.append(f"(a) wall auto / fastest fixed ({fastest}) = {wall_ratio:.3f} (goal ≤ 1.05): "
-                        f"{'MET' if wall_ratio <= 1.05 else 'NOT MET'}")
+        verdicts.append(
+            f"(a) size auto / gzip -6 = {size_ratio:.3f} (goal ≤ 1.03): "
+            f"{'MET' if size_ratio <= 1.03 else 'NOT MET'}"
+        )
+        verdicts.append(
+            f"(a) wall auto / fastest fixed ({fastest}) = {wall_ratio:.3f} (goal ≤ 1.05): "
+            f"{'MET' if wall_ratio <= 1.05 else 'NOT MET'}"
+        )
     else:
         wall_ratio = med["auto"] / med["level 2"]
         size_vs_2 = first["size"] / cases["level 2"]["size"]
-        verdicts.append(f"(b) wall auto / level 2 = {wall_ratio:.3f} (goal ≤ 1.05): "
-                        f"{'MET' if wall_ratio <= 1.05 else 'NOT MET'}")
-        verdicts.append(f"(b) size auto / level 2 = {size_vs_2:.4f} (goal ≤ 1): {'MET' if size_vs_2 <= 1 else 'NOT MET'}"
-                        f"; auto / gzip -6 = {size_ratio:.3f}")
+        verdicts.append(
+            f"(b) wall auto / level 2 = {wall_ratio:.3f} (goal ≤ 1.05): "
+            f"{'MET' if wall_ratio <= 1.05 else 'NOT MET'}"
+        )
+        verdicts.append(
+            f"(b) size auto / level 2 = {size_vs_2:.4f} (goal ≤ 1): {'MET' if size_vs_2 <= 1 else 'NOT MET'}"
+            f"; auto / gzip -6 = {size_ratio:.3f}"
+        )
     peak = max(max(r["rss"]) for r in cases.values())
-    verdicts.append(f"peak RSS, any case, any round: {peak:.0f} MiB (goal ≤ {RSS_GOAL[name]}): "
-                    f"{'MET' if peak <= RSS_GOAL[name] else 'NOT MET'}")
+    verdicts.append(
+        f"peak RSS, any case, any round: {peak:.0f} MiB (goal ≤ {RSS_GOAL[name]}): "
+        f"{'MET' if peak <= RSS_GOAL[name] else 'NOT MET'}"
+    )
     print()
     for v in verdicts:
         print(v)
@@ -253,8 +293,11 @@ def main() -> int:
     ap.add_argument("--hs2", help="HOST:PORT of a running NOSASL HiveServer2 (default: start one)")
     ap.add_argument("--skip-create", action="store_true", help="reuse the bench.cdr_<rows> table")
     args = ap.parse_args()
-    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; "
-          f"{args.rounds} round(s)", flush=True)
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start; "
+        f"{args.rounds} round(s)",
+        flush=True,
+    )
     verdicts: list[str] = []
 
     if args.only in (None, "duckdb"):
@@ -296,8 +339,23 @@ def main() -> int:
             cfg = hs2_config(work, host, port, args.hs2_rows, args.fetch_size)
             # one unmeasured pass: the server's JIT compiles its serialization code first
             (work / "backup").mkdir(exist_ok=True)
-            run_measured([sys.executable, "-m", "tableship", "-q", "--config", str(cfg), "run", "level2",
-                          "--from", bench_hs2.START, "--to", bench_hs2.END], work)
+            run_measured(
+                [
+                    sys.executable,
+                    "-m",
+                    "tableship",
+                    "-q",
+                    "--config",
+                    str(cfg),
+                    "run",
+                    "level2",
+                    "--from",
+                    bench_hs2.START,
+                    "--to",
+                    bench_hs2.END,
+                ],
+                work,
+            )
             shutil.rmtree(work / "state", ignore_errors=True)
             res = run_cases("hs2", cfg, bench_hs2.START, bench_hs2.END, args.rounds)
             verdicts += report("hs2", res, args.rounds)

@@ -57,7 +57,8 @@ def window_of(path: Path) -> tuple[str, str, int]:
 
     con = duckdb.connect(str(path), read_only=True)
     lo, hi, n = con.execute(
-        "SELECT min(partition_date), max(partition_date), count(*) FROM mnaas.customer_traffic").fetchone()
+        "SELECT min(partition_date), max(partition_date), count(*) FROM mnaas.customer_traffic"
+    ).fetchone()
     con.close()
     return lo.isoformat(), hi.isoformat(), n
 
@@ -65,7 +66,8 @@ def window_of(path: Path) -> tuple[str, str, int]:
 def config_for(path: Path, work: Path) -> Path:
     (work / "backup").mkdir(parents=True, exist_ok=True)
     cfg = work / "tableship.toml"
-    cfg.write_text(textwrap.dedent(f"""
+    cfg.write_text(
+        textwrap.dedent(f"""
         [settings]
         state_dir = "state"
         [sources.wh]
@@ -76,7 +78,8 @@ def config_for(path: Path, work: Path) -> Path:
         path = "backup"
         [jobs.traffic]
         table = "mnaas.customer_traffic"
-    """))
+    """)
+    )
     return cfg
 
 
@@ -87,8 +90,22 @@ def run_tableship(cfg: Path, lo: str, hi: str) -> tuple[float, float, Path]:
     shutil.rmtree(work / "state", ignore_errors=True)
     shutil.rmtree(work / "backup", ignore_errors=True)
     (work / "backup").mkdir()
-    wall, rss = timed([sys.executable, "-m", "tableship", "-q", "--config", str(cfg), "run", "traffic",
-                       "--from", lo, "--to", hi])
+    wall, rss = timed(
+        [
+            sys.executable,
+            "-m",
+            "tableship",
+            "-q",
+            "--config",
+            str(cfg),
+            "run",
+            "traffic",
+            "--from",
+            lo,
+            "--to",
+            hi,
+        ]
+    )
     archive = next((work / "backup").rglob("*.csv.gz"))
     return wall, rss, archive
 
@@ -134,8 +151,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, nargs="+", default=[2_000_000, 8_000_000])
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--baseline-rows", type=int, default=2_000_000,
-                    help="only compare with DuckDB COPY at these row counts (it is slow)")
+    ap.add_argument(
+        "--baseline-rows",
+        type=int,
+        default=2_000_000,
+        help="only compare with DuckDB COPY at these row counts (it is slow)",
+    )
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} CPUs; medians of {args.repeat} run(s)\n")
     rows_out = []
@@ -155,21 +176,36 @@ def main() -> None:
         arch = archive.stat().st_size
         t_wall = statistics.median(w for w, _ in ts)
         t_rss = max(r for _, r in ts)
-        line = {"rows": n, "csv_mb": csv_bytes / 1e6, "tableship_s": t_wall, "tableship_rss_mb": t_rss,
-                "archive_mb": arch / 1e6, "gzip6_mb": g6 / 1e6}
+        line = {
+            "rows": n,
+            "csv_mb": csv_bytes / 1e6,
+            "tableship_s": t_wall,
+            "tableship_rss_mb": t_rss,
+            "archive_mb": arch / 1e6,
+            "gzip6_mb": g6 / 1e6,
+        }
         if base:
             line["duckdb_s"] = statistics.median(w for w, _ in base)
             line["duckdb_rss_mb"] = max(r for _, r in base)
             line["duckdb_archive_mb"] = (work / "duckdb_copy.csv.gz").stat().st_size / 1e6
         rows_out.append(line)
-        print(f"{n:>10,} rows, {csv_bytes / 1e6:7.1f} MB CSV: tableship {t_wall:6.2f} s "
-              f"({csv_bytes / 1e6 / t_wall:5.1f} MB/s), peak RSS {t_rss:5.0f} MiB; archive {arch / 1e6:6.1f} MB "
-              f"vs gzip -6 {g6 / 1e6:6.1f} MB ({arch / g6:.3f}×)", flush=True)
+        print(
+            f"{n:>10,} rows, {csv_bytes / 1e6:7.1f} MB CSV: tableship {t_wall:6.2f} s "
+            f"({csv_bytes / 1e6 / t_wall:5.1f} MB/s), peak RSS {t_rss:5.0f} MiB; archive {arch / 1e6:6.1f} MB "
+            f"vs gzip -6 {g6 / 1e6:6.1f} MB ({arch / g6:.3f}×)",
+            flush=True,
+        )
         if base:
-            print(f"{'':>10}  DuckDB COPY gzip threads=1: {line['duckdb_s']:6.2f} s, peak RSS "
-                  f"{line['duckdb_rss_mb']:5.0f} MiB, archive {line['duckdb_archive_mb']:6.1f} MB  →  "
-                  f"tableship / DuckDB = {t_wall / line['duckdb_s']:.3f} (goal ≤ 0.25)", flush=True)
-    print("\nRSS goal: < 400 MiB at every size:", "MET" if all(r["tableship_rss_mb"] < 400 for r in rows_out) else "NOT MET")
+            print(
+                f"{'':>10}  DuckDB COPY gzip threads=1: {line['duckdb_s']:6.2f} s, peak RSS "
+                f"{line['duckdb_rss_mb']:5.0f} MiB, archive {line['duckdb_archive_mb']:6.1f} MB  →  "
+                f"tableship / DuckDB = {t_wall / line['duckdb_s']:.3f} (goal ≤ 0.25)",
+                flush=True,
+            )
+    print(
+        "\nRSS goal: < 400 MiB at every size:",
+        "MET" if all(r["tableship_rss_mb"] < 400 for r in rows_out) else "NOT MET",
+    )
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ SELECT
 FROM range({rows})
 """
 
-BASELINE = r'''
+BASELINE = r"""
 import csv, gzip, sys
 from impala.dbapi import connect
 host, port, sql, out, fetch = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
@@ -81,7 +81,7 @@ with gzip.open(out, "wt", compresslevel=6, encoding="utf-8", newline="") as f:
         w.writerows(batch)
         rows += len(batch)
 print(rows)
-'''
+"""
 
 
 def run_with_rss(argv: list[str], cwd: Path) -> tuple[float, float, str, str, int]:
@@ -151,8 +151,12 @@ def main() -> int:
     ap.add_argument("--fetch-size", type=int, default=20_000)
     ap.add_argument("--hs2", help="HOST:PORT of a running NOSASL HiveServer2 (default: start one)")
     ap.add_argument("--skip-create", action="store_true", help="reuse bench.cdr_<rows> tables")
-    ap.add_argument("--no-warmup", dest="warmup", action="store_false",
-                    help="skip the unmeasured first pass (it warms the server's JIT for both clients)")
+    ap.add_argument(
+        "--no-warmup",
+        dest="warmup",
+        action="store_false",
+        help="skip the unmeasured first pass (it warms the server's JIT for both clients)",
+    )
     args = ap.parse_args()
 
     server_gen = None
@@ -166,8 +170,11 @@ def main() -> int:
         server_gen = _start_hs2("NOSASL")
         server = next(server_gen)
         host, port = server.host, server.port
-        print(f"# started Spark Thrift server {server.spark_version} on {host}:{port} "
-              f"in {server.startup_seconds:.0f}s", flush=True)
+        print(
+            f"# started Spark Thrift server {server.spark_version} on {host}:{port} "
+            f"in {server.startup_seconds:.0f}s",
+            flush=True,
+        )
     try:
         from impala.dbapi import connect
 
@@ -186,19 +193,26 @@ def main() -> int:
         cfg = write_config(work, host, port, args.rows, args.fetch_size)
         results: dict[tuple[int, str], list[tuple[float, float]]] = {}
         for rnd in range(0 if args.warmup else 1, args.rounds + 1):
-            for n in (args.rows[:1] if rnd == 0 else args.rows):
-                sql = (f"SELECT * FROM `bench`.`cdr_{n}` WHERE `partition_date` >= '{START}' "
-                       f"AND `partition_date` <= '{END}'")
+            for n in args.rows[:1] if rnd == 0 else args.rows:
+                sql = (
+                    f"SELECT * FROM `bench`.`cdr_{n}` WHERE `partition_date` >= '{START}' "
+                    f"AND `partition_date` <= '{END}'"
+                )
                 out = work / f"baseline_{n}.csv.gz"
                 wall, rss, stdout, stderr, rc = run_with_rss(
-                    [sys.executable, "-c", BASELINE, host, str(port), sql, str(out), str(args.fetch_size)], work)
+                    [sys.executable, "-c", BASELINE, host, str(port), sql, str(out), str(args.fetch_size)],
+                    work,
+                )
                 if rc != 0 or int(stdout.strip() or 0) != n:
                     print(f"baseline failed (rc {rc}, rows {stdout.strip()}):\n{stderr[-2000:]}")
                     return 1
                 if rnd:
                     results.setdefault((n, "baseline"), []).append((wall, rss))
-                print(f"{label(rnd)} {n:>9,} rows  baseline : {wall:7.1f}s {n / wall:10,.0f} rows/s "
-                      f"peak RSS {rss:6.0f} MiB  ({out.stat().st_size / 1e6:.1f} MB)", flush=True)
+                print(
+                    f"{label(rnd)} {n:>9,} rows  baseline : {wall:7.1f}s {n / wall:10,.0f} rows/s "
+                    f"peak RSS {rss:6.0f} MiB  ({out.stat().st_size / 1e6:.1f} MB)",
+                    flush=True,
+                )
                 out.unlink()
 
                 state = work / "state"
@@ -206,8 +220,22 @@ def main() -> int:
                     subprocess.run(["rm", "-rf", str(state), str(work / "backup")], check=True)
                     (work / "backup").mkdir()
                 wall, rss, stdout, stderr, rc = run_with_rss(
-                    [sys.executable, "-m", "tableship", "--config", str(cfg), "-q", "run", f"cdr_{n}",
-                     "--from", START, "--to", END], work)
+                    [
+                        sys.executable,
+                        "-m",
+                        "tableship",
+                        "--config",
+                        str(cfg),
+                        "-q",
+                        "run",
+                        f"cdr_{n}",
+                        "--from",
+                        START,
+                        "--to",
+                        END,
+                    ],
+                    work,
+                )
                 if rc != 0:
                     print(f"tableship failed (rc {rc}):\n{stdout}\n{stderr[-2000:]}")
                     return 1
@@ -218,10 +246,15 @@ def main() -> int:
                     return 1
                 if rnd:
                     results.setdefault((n, "tableship"), []).append((wall, rss))
-                print(f"{label(rnd)} {n:>9,} rows  tableship: {wall:7.1f}s {n / wall:10,.0f} rows/s "
-                      f"peak RSS {rss:6.0f} MiB  ({meta['archive_bytes'] / 1e6:.1f} MB)", flush=True)
+                print(
+                    f"{label(rnd)} {n:>9,} rows  tableship: {wall:7.1f}s {n / wall:10,.0f} rows/s "
+                    f"peak RSS {rss:6.0f} MiB  ({meta['archive_bytes'] / 1e6:.1f} MB)",
+                    flush=True,
+                )
 
-        print("\n| rows | baseline rows/s | tableship rows/s | ratio | baseline peak RSS | tableship peak RSS |")
+        print(
+            "\n| rows | baseline rows/s | tableship rows/s | ratio | baseline peak RSS | tableship peak RSS |"
+        )
         print("|---|---|---|---|---|---|")
         for n in args.rows:
             b = results[(n, "baseline")]
@@ -229,9 +262,11 @@ def main() -> int:
             b_rate = statistics.median(n / w for w, _ in b)
             t_rate = statistics.median(n / w for w, _ in t)
             ratios = [(n / tw) / (n / bw) for (bw, _), (tw, _) in zip(b, t)]
-            print(f"| {n:,} | {b_rate:,.0f} | {t_rate:,.0f} | {statistics.median(ratios):.2f}× "
-                  f"(rounds {', '.join(f'{r:.2f}' for r in ratios)}) | "
-                  f"{statistics.median(r for _, r in b):.0f} MiB | {statistics.median(r for _, r in t):.0f} MiB |")
+            print(
+                f"| {n:,} | {b_rate:,.0f} | {t_rate:,.0f} | {statistics.median(ratios):.2f}× "
+                f"(rounds {', '.join(f'{r:.2f}' for r in ratios)}) | "
+                f"{statistics.median(r for _, r in b):.0f} MiB | {statistics.median(r for _, r in t):.0f} MiB |"
+            )
         print(f"\nmedians of {args.rounds} round(s); fetch size {args.fetch_size:,}; window {START}..{END}")
         subprocess.run(["rm", "-rf", str(work)])
         return 0

@@ -106,7 +106,7 @@ def make_table(rows: int, seed: int = 42) -> pa.Table:
             "ok",
             "dropped call",
             "handover to cell 4512",
-            "customer said \"call me back\"",
+            'customer said "call me back"',
             "line one\nline two",
             "billing; disputed",
             "réseau saturé — retry",
@@ -114,9 +114,7 @@ def make_table(rows: int, seed: int = 42) -> pa.Table:
             "",
         ]
     )
-    note = notes.take(
-        pa.array(rng.choice(9, n, p=[0.5, 0.2, 0.15, 0.03, 0.02, 0.03, 0.04, 0.01, 0.02]))
-    )
+    note = notes.take(pa.array(rng.choice(9, n, p=[0.5, 0.2, 0.15, 0.03, 0.02, 0.03, 0.04, 0.01, 0.02])))
     note = _with_nulls(note, rng, 0.3)
     imei = pc.cast(pa.array(rng.integers(10**14, 10**15 - 1, n)), pa.string())
     imei = _with_nulls(imei, rng, 0.1)
@@ -220,9 +218,11 @@ def bench_render(args) -> None:
     table = load_table(args)
     batches = table.to_batches(max_chunksize=args.batch_rows)
     rows = table.num_rows
-    print(f"{args.source}: {rows:,} rows x {table.num_columns} columns, batches of "
-          f"{args.batch_rows:,}, built in {time.perf_counter() - t0:.1f} s; "
-          f"peak RSS after building {peak_rss_mb():.0f} MB")
+    print(
+        f"{args.source}: {rows:,} rows x {table.num_columns} columns, batches of "
+        f"{args.batch_rows:,}, built in {time.perf_counter() - t0:.1f} s; "
+        f"peak RSS after building {peak_rss_mb():.0f} MB"
+    )
     renderer = CsvRenderer(table.schema, CsvDialect())
     level = DEFAULT_LEVELS["gzip"]
     csv_size = render_only(batches, renderer)  # warm-up, and the CSV size
@@ -246,23 +246,31 @@ def bench_render(args) -> None:
             times[name].append(time.perf_counter() - t1)
             cpu[name].append(time.process_time() - c1)  # all threads of the process
             rss[name] = peak_rss_mb()
-    print(f"medians of {args.repeat} rounds; MB/s = MB of *our* CSV ({csv_size / MB:.1f} MB) per second"
-          " (pyarrow's own CSV size in parentheses)")
-    print(f"{'case':32s} {'wall s':>6s} {'MB/s':>7s} {'krows/s':>8s} {'CPU s':>6s} "
-          f"{'out MB':>8s} {'peak RSS':>9s}")
+    print(
+        f"medians of {args.repeat} rounds; MB/s = MB of *our* CSV ({csv_size / MB:.1f} MB) per second"
+        " (pyarrow's own CSV size in parentheses)"
+    )
+    print(
+        f"{'case':32s} {'wall s':>6s} {'MB/s':>7s} {'krows/s':>8s} {'CPU s':>6s} "
+        f"{'out MB':>8s} {'peak RSS':>9s}"
+    )
     for name in cases:
         s = statistics.median(times[name])
         c = statistics.median(cpu[name])
         out = sizes[name]
         out_txt = f"({out / MB:.1f})" if name.startswith("pyarrow") else f"{out / MB:.1f}"
-        print(f"{name:32s} {s:6.2f} {csv_size / MB / s:7.1f} {rows / s / 1000:8.0f} {c:6.2f} "
-              f"{out_txt:>8s} {rss[name]:7.0f}MB")
+        print(
+            f"{name:32s} {s:6.2f} {csv_size / MB / s:7.1f} {rows / s / 1000:8.0f} {c:6.2f} "
+            f"{out_txt:>8s} {rss[name]:7.0f}MB"
+        )
     for what, d in (("wall", times), ("CPU", cpu)):
         ours = statistics.median(d["render only"])
         ref = statistics.median(d["pyarrow.csv (needed), ref."])
         print(f"render only vs pyarrow.csv ({what} time): {ref / ours:.2f}x its rows per second")
-    print("note: pyarrow.csv quotes every string (quoting_style='needed') and cannot tell"
-          " NULL from an empty string; it is a speed reference, not an equivalent output")
+    print(
+        "note: pyarrow.csv quotes every string (quoting_style='needed') and cannot tell"
+        " NULL from an empty string; it is a speed reference, not an equivalent output"
+    )
 
 
 def bench_codecs(args) -> None:
@@ -285,7 +293,7 @@ def bench_codecs(args) -> None:
         sink = CountingSink()
         out = open_compressor(sink, codec, level, threads)
         for i in range(0, len(data), chunk):
-            out.write(mv[i:i + chunk])
+            out.write(mv[i : i + chunk])
         out.close()
         return sink.n
 
@@ -315,8 +323,10 @@ def bench_codecs(args) -> None:
             results.append((f"zstd 3 {threads}thr", s, n))
     print(f"{'codec':26s} {'MB/s':>8s} {'out MB':>8s} {'ratio':>6s} {'vs gzip -6':>10s}")
     for name, s, n in results:
-        print(f"{name:26s} {len(data) / MB / s:8.1f} {n / MB:8.2f} {len(data) / n:6.2f} "
-              f"{(n / ref - 1) * 100:+9.1f}%")
+        print(
+            f"{name:26s} {len(data) / MB / s:8.1f} {n / MB:8.2f} {len(data) / n:6.2f} "
+            f"{(n / ref - 1) * 100:+9.1f}%"
+        )
 
 
 def main() -> None:
@@ -324,8 +334,12 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=2_000_000)
     ap.add_argument("--batch-rows", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--source", choices=("synthetic", "demo"), default="synthetic",
-                    help="synthetic pyarrow CDR table, or the tableship demo table via DuckDB")
+    ap.add_argument(
+        "--source",
+        choices=("synthetic", "demo"),
+        default="synthetic",
+        help="synthetic pyarrow CDR table, or the tableship demo table via DuckDB",
+    )
     ap.add_argument("--codecs", action="store_true", help="codec table instead of render bench")
     ap.add_argument("--csv-mb", type=float, default=100.0, help="CSV size for --codecs")
     args = ap.parse_args()

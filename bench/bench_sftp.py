@@ -32,10 +32,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tableship.config.models import SFTPDestination as SFTPConfig  # noqa: E402
-import tableship.destinations.sftp as sftp_mod  # noqa: E402
-from tableship.destinations.sftp import SFTPDestination  # noqa: E402
 from tests.servers.sshd import running_sshd  # noqa: E402
+
+import tableship.destinations.sftp as sftp_mod  # noqa: E402
+from tableship.config.models import SFTPDestination as SFTPConfig  # noqa: E402
+from tableship.destinations.sftp import SFTPDestination  # noqa: E402
 
 
 def make_file(path: Path, size: int) -> None:
@@ -50,25 +51,61 @@ def make_file(path: Path, size: int) -> None:
 
 
 def ssh_opts(s) -> list[str]:
-    return ["-i", str(s.client_key), "-o", f"UserKnownHostsFile={s.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-F", "/dev/null"]
+    return [
+        "-i",
+        str(s.client_key),
+        "-o",
+        f"UserKnownHostsFile={s.known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-F",
+        "/dev/null",
+    ]
 
 
 def baseline(s, local: Path, remote_dir: Path) -> float:
     t0 = time.perf_counter()
-    subprocess.run(["scp", "-q", *ssh_opts(s), "-P", str(s.port), str(local), f"{s.user}@{s.host}:{remote_dir}/"],
-                   check=True)
-    out = subprocess.run(["ssh", *ssh_opts(s), "-p", str(s.port), f"{s.user}@{s.host}", "sha256sum",
-                          f"{remote_dir}/{local.name}"], check=True, capture_output=True, text=True).stdout
+    subprocess.run(
+        ["scp", "-q", *ssh_opts(s), "-P", str(s.port), str(local), f"{s.user}@{s.host}:{remote_dir}/"],
+        check=True,
+    )
+    out = subprocess.run(
+        [
+            "ssh",
+            *ssh_opts(s),
+            "-p",
+            str(s.port),
+            f"{s.user}@{s.host}",
+            "sha256sum",
+            f"{remote_dir}/{local.name}",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     dt = time.perf_counter() - t0
     assert len(out.split()[0]) == 64
     return dt
 
 
-def tableship(s, local: Path, verify: str = "auto", openssh: bool = True) -> tuple[float, float, float, str, str]:
+def tableship(
+    s, local: Path, verify: str = "auto", openssh: bool = True
+) -> tuple[float, float, float, str, str]:
     sftp_mod.OPENSSH_MIN_BYTES = 8 << 20 if openssh else 1 << 62
-    cfg = SFTPConfig(type="sftp", host=s.host, port=s.port, user=s.user, key_file=s.client_key,
-                     known_hosts=s.known_hosts, path=str(s.root_dir), verify=verify)
+    cfg = SFTPConfig(
+        type="sftp",
+        host=s.host,
+        port=s.port,
+        user=s.user,
+        key_file=s.client_key,
+        known_hosts=s.known_hosts,
+        path=str(s.root_dir),
+        verify=verify,
+    )
     dest = SFTPDestination("bench", cfg)
     try:
         t0 = time.perf_counter()
@@ -104,9 +141,14 @@ def main() -> int:
     ap.add_argument("--size-mib", type=int, default=1024)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--read-back", action="store_true", help="also time verify = read-back")
-    ap.add_argument("--asyncssh-only", action="store_true",
-                    help="also time tableship with the bulk upload on asyncssh instead of OpenSSH's sftp client")
-    ap.add_argument("--paramiko", action="store_true", help="also time a paramiko pipelined upload (no verify)")
+    ap.add_argument(
+        "--asyncssh-only",
+        action="store_true",
+        help="also time tableship with the bulk upload on asyncssh instead of OpenSSH's sftp client",
+    )
+    ap.add_argument(
+        "--paramiko", action="store_true", help="also time a paramiko pipelined upload (no verify)"
+    )
     args = ap.parse_args()
     size = args.size_mib << 20
 
@@ -116,7 +158,9 @@ def main() -> int:
         print(f"writing a {args.size_mib} MiB test file ...", flush=True)
         make_file(local, size)
         with running_sshd() as s:
-            print(f"sshd on {s.host}:{s.port}; OpenSSH: {subprocess.run(['ssh', '-V'], capture_output=True, text=True).stderr.strip()}")
+            print(
+                f"sshd on {s.host}:{s.port}; OpenSSH: {subprocess.run(['ssh', '-V'], capture_output=True, text=True).stderr.strip()}"
+            )
             base_dir = s.root_dir / "scp"
             base_dir.mkdir()
             base, ours, ups, vers, rb, pm, aso = [], [], [], [], [], [], []
@@ -129,8 +173,10 @@ def main() -> int:
                 ours.append(t)
                 ups.append(up)
                 vers.append(ver)
-                line = (f"round {r}: scp+sha256sum {b:6.2f}s   tableship {t:6.2f}s (put {up:.2f}s + {method} {ver:.2f}s,"
-                        f" {cipher})   ratio {t / b:.2f}")
+                line = (
+                    f"round {r}: scp+sha256sum {b:6.2f}s   tableship {t:6.2f}s (put {up:.2f}s + {method} {ver:.2f}s,"
+                    f" {cipher})   ratio {t / b:.2f}"
+                )
                 if args.read_back:
                     t_rb, _, v_rb, m_rb, _ = tableship(s, local, "read-back")
                     shutil.rmtree(s.root_dir / "tableship")
@@ -152,8 +198,10 @@ def main() -> int:
             print()
             print(f"file                      {args.size_mib} MiB")
             print(f"scp + sha256sum (median)  {mb:.2f} s")
-            print(f"tableship put + verify    {mo:.2f} s  (put {statistics.median(ups):.2f} s, "
-                  f"{mib_s / statistics.median(ups):.0f} MiB/s; verify {statistics.median(vers):.2f} s)")
+            print(
+                f"tableship put + verify    {mo:.2f} s  (put {statistics.median(ups):.2f} s, "
+                f"{mib_s / statistics.median(ups):.0f} MiB/s; verify {statistics.median(vers):.2f} s)"
+            )
             if rb:
                 print(f"tableship with read-back  {statistics.median(rb):.2f} s")
             if aso:
@@ -161,7 +209,9 @@ def main() -> int:
             if pm:
                 print(f"paramiko put only         {statistics.median(pm):.2f} s")
             ratio = mo / mb
-            print(f"ratio (median/median)     {ratio:.2f}   (bar: <= 1.30) {'OK' if ratio <= 1.3 else 'OVER'}")
+            print(
+                f"ratio (median/median)     {ratio:.2f}   (bar: <= 1.30) {'OK' if ratio <= 1.3 else 'OVER'}"
+            )
             return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)

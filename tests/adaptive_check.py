@@ -18,7 +18,7 @@ from tableship.archive.adaptive import LADDERS, compress_block
 
 def check_record(blob: bytes, csv: bytes, record: dict) -> dict[str, int]:
     codec, size = record["codec"], record["block_bytes"]
-    blocks = [csv[i:i + size] for i in range(0, len(csv), size)] or ([b""] if codec == "zstd" else [])
+    blocks = [csv[i : i + size] for i in range(0, len(csv), size)] or ([b""] if codec == "zstd" else [])
     pos = 10 if codec == "gzip" else 0
     if codec == "gzip":
         assert blob[:10] == b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
@@ -29,7 +29,7 @@ def check_record(blob: bytes, csv: bytes, record: dict) -> dict[str, int]:
         found, length = set(), None
         for level in LADDERS[codec]:
             data, _ = compress_block(codec, level, block, zdict)
-            if blob[pos:pos + len(data)] == data and length in (None, len(data)):
+            if blob[pos : pos + len(data)] == data and length in (None, len(data)):
                 found.add(str(level))
                 length = len(data)
         if not found:
@@ -45,7 +45,9 @@ def check_record(blob: bytes, csv: bytes, record: dict) -> dict[str, int]:
     if len(slots) != len(candidates):
         raise AssertionError(f"{len(candidates)} blocks in the archive, the record counts {len(slots)}")
     if not _assignable(candidates, slots):
-        raise AssertionError(f"the blocks' levels {candidates} do not match the record {record['levels_used']}")
+        raise AssertionError(
+            f"the blocks' levels {candidates} do not match the record {record['levels_used']}"
+        )
     return dict(record["levels_used"])
 
 

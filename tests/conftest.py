@@ -24,9 +24,7 @@ pytest_plugins = [
 
 def pytest_configure(config):
     # aiosmtpd warns on every connection to the AUTH-without-TLS test variant.
-    config.addinivalue_line(
-        "filterwarnings", "ignore:Requiring AUTH while not requiring TLS:UserWarning"
-    )
+    config.addinivalue_line("filterwarnings", "ignore:Requiring AUTH while not requiring TLS:UserWarning")
 
 
 import pytest  # noqa: E402

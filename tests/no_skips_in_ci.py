@@ -13,7 +13,6 @@ Loaded from tests/conftest.py (``pytest_plugins``).
 from __future__ import annotations
 
 import pytest
-
 from tests.servers import in_ci
 
 FIX = "install what the test needs (tests/servers fixtures, .ci/run) or delete the test"

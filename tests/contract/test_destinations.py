@@ -18,16 +18,16 @@ import os
 import shutil
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
 from tableship.config.models import LocalDestination as LocalConfig
 from tableship.config.models import SFTPDestination as SFTPConfig
-from tableship.destinations.base import TMP_RE, Destination, is_temp, temp_name
 from tableship.core.errors import ConfigError, DestinationError
+from tableship.destinations.base import TMP_RE, Destination, is_temp, temp_name
 
 BIG = 12 * 2**20  # above sftp.OPENSSH_MIN_BYTES: the bulk path
 
@@ -61,8 +61,16 @@ def backend(request, tmp_path, monkeypatch) -> Backend:
         root.mkdir()
 
         def make(path: Path) -> Destination:
-            cfg = SFTPConfig(type="sftp", host=sshd.host, port=sshd.port, user=sshd.user, key_file=sshd.client_key,
-                             known_hosts=sshd.known_hosts, path=str(path), connect_timeout=10)
+            cfg = SFTPConfig(
+                type="sftp",
+                host=sshd.host,
+                port=sshd.port,
+                user=sshd.user,
+                key_file=sshd.client_key,
+                known_hosts=sshd.known_hosts,
+                path=str(path),
+                connect_timeout=10,
+            )
             return sftp_mod.SFTPDestination("backup", cfg)
 
     dest = make(root)
@@ -224,13 +232,13 @@ def test_cleanup_removes_only_this_owners_temporaries(backend):
     folder = backend.disk / "t"
     mine = [".a.csv.gz.tableship-job1-0123abcd.part", ".a.csv.gz.sha256.tableship-job1-deadbeef.part"]
     others = [
-        ".a.csv.gz.tableship-job2-0123abcd.part",      # another job
-        ".a.csv.gz.tableship-job1-x-0123abcd.part",    # another job whose name starts like ours
-        ".a.csv.gz.tableship-JOB1-0123abcd.part",      # names are case-sensitive
-        ".a.csv.gz.part",                              # another tool's temporary
+        ".a.csv.gz.tableship-job2-0123abcd.part",  # another job
+        ".a.csv.gz.tableship-job1-x-0123abcd.part",  # another job whose name starts like ours
+        ".a.csv.gz.tableship-JOB1-0123abcd.part",  # names are case-sensitive
+        ".a.csv.gz.part",  # another tool's temporary
         "a.csv.gz.part",
-        ".a.csv.gz.tableship-job1-nothex00.part",      # not our pattern
-        "a.csv.gz",                                    # final files
+        ".a.csv.gz.tableship-job1-nothex00.part",  # not our pattern
+        "a.csv.gz",  # final files
         "a.csv.gz.sha256",
     ]
     for name in mine + others:
@@ -282,9 +290,11 @@ def test_a_missing_root_is_a_terminal_error_and_is_never_created(backend, tmp_pa
     root = backend.disk / "missing-root"
     dest = backend.make(root)
     try:
-        for call in (lambda: dest.put(write(tmp_path / "f", b"x"), "t/f", "job1"),
-                     lambda: dest.put_bytes(b"x", "f", "job1"),
-                     lambda: dest.list("t")):
+        for call in (
+            lambda: dest.put(write(tmp_path / "f", b"x"), "t/f", "job1"),
+            lambda: dest.put_bytes(b"x", "f", "job1"),
+            lambda: dest.list("t"),
+        ):
             with pytest.raises(DestinationError) as err:
                 call()
             assert not err.value.transient
@@ -305,8 +315,10 @@ def test_close_is_idempotent(backend, tmp_path):
     backend.dest.close()
 
 
-@pytest.mark.parametrize("name", ["../escape", "t/../../escape", "/etc/escape", "~/escape", "t/..", "..",
-                                  "t\\..\\escape", "t/\x00x"])
+@pytest.mark.parametrize(
+    "name",
+    ["../escape", "t/../../escape", "/etc/escape", "~/escape", "t/..", "..", "t\\..\\escape", "t/\x00x"],
+)
 def test_names_escaping_the_root_are_refused(backend, tmp_path, name):
     local = write(tmp_path / "f", b"x")
     before = sorted(os.listdir(backend.disk.parent))
@@ -347,7 +359,7 @@ def _calls(dest: Destination, local: Path, out: Path) -> dict[str, Callable[[], 
 
 
 def _outcome(call: Callable[[], object]) -> str:
-    """"ok", or "DestinationError: …"; any other exception is a contract violation."""
+    """ "ok", or "DestinationError: …"; any other exception is a contract violation."""
     try:
         call()
     except DestinationError as exc:
@@ -386,8 +398,16 @@ def _in_child_as(uid: int, gid: int, fn: Callable[[], dict[str, str]]) -> dict[s
 def _sftp_as(sshd, root: Path, user: str, key: Path) -> Destination:
     import tableship.destinations.sftp as sftp_mod
 
-    cfg = SFTPConfig(type="sftp", host=sshd.host, port=sshd.port, user=user, key_file=key,
-                     known_hosts=sshd.known_hosts, path=str(root), connect_timeout=10)
+    cfg = SFTPConfig(
+        type="sftp",
+        host=sshd.host,
+        port=sshd.port,
+        user=user,
+        key_file=key,
+        known_hosts=sshd.known_hosts,
+        path=str(root),
+        connect_timeout=10,
+    )
     return sftp_mod.SFTPDestination("backup", cfg)
 
 
@@ -424,8 +444,11 @@ def test_permission_denied_on_every_method_is_a_destination_error(backend, reque
     try:
         if backend.kind == "local":
             nobody = pwd.getpwnam("nobody")
-            outcomes = _in_child_as(nobody.pw_uid, nobody.pw_gid,
-                                    lambda: {k: _outcome(c) for k, c in _calls(dest, local, out_dir / "got").items()})
+            outcomes = _in_child_as(
+                nobody.pw_uid,
+                nobody.pw_gid,
+                lambda: {k: _outcome(c) for k, c in _calls(dest, local, out_dir / "got").items()},
+            )
         else:
             outcomes = {k: _outcome(c) for k, c in _calls(dest, local, out_dir / "got").items()}
         assert sorted(os.listdir(t)) == ["x"] and not (out_dir / "got").exists()

@@ -18,17 +18,17 @@ expected CSV: the same logical rows give the same bytes whatever the engine.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pyarrow as pa
 import pytest
 
-from tableship.config.models import DuckDBSource, HS2Source, SQLAlchemySource
 from tableship.archive.csvrender import CsvDialect
-from tableship.core.errors import SourceError, TransientSourceError
 from tableship.archive.writer import write_archive
+from tableship.config.models import DuckDBSource, HS2Source, SQLAlchemySource
+from tableship.core.errors import SourceError, TransientSourceError
 from tableship.sources.base import Query, Source, open_source, window_query
 
 # ---------------------------------------------------------------- the logical tables
@@ -51,30 +51,49 @@ N = None
 # values as the text of a CAST('…' AS type); None is NULL
 ROWS = [
     ("1", "0", "0", "0", "0.1", "true", "2024-01-01", "2024-01-01 00:00:00", "plain", "2024-01-01"),
-    ("9223372036854775807", "-2147483648", "-12345678901234.5678", "12345678901234567890.0123456789",
-     "-1.5e-07", "false", "1999-12-31", "2024-02-29 23:59:59.999999",
-     'semi;colon "quoted" line1\nline2', "2024-01-15"),
+    (
+        "9223372036854775807",
+        "-2147483648",
+        "-12345678901234.5678",
+        "12345678901234567890.0123456789",
+        "-1.5e-07",
+        "false",
+        "1999-12-31",
+        "2024-02-29 23:59:59.999999",
+        'semi;colon "quoted" line1\nline2',
+        "2024-01-15",
+    ),
     ("-1", "2147483647", "0.0001", "-0.0000000001", "468", N, N, "2024-03-01 12:30:00.5", "", "2024-01-31"),
     ("4", N, N, N, N, N, N, N, N, "2024-01-20"),
-    ("5", "42", "99999999999999.9999", N, "1e300", "true", "2024-01-31", "1970-01-01 00:00:00.000001",
-     "ünïcödé ✓ 日本 \r carriage", "2024-01-31"),
+    (
+        "5",
+        "42",
+        "99999999999999.9999",
+        N,
+        "1e300",
+        "true",
+        "2024-01-31",
+        "1970-01-01 00:00:00.000001",
+        "ünïcödé ✓ 日本 \r carriage",
+        "2024-01-31",
+    ),
     ("6", "1", "1", "1", "1", "true", "2024-02-01", "2024-02-01 00:00:00", "after the window", "2024-02-01"),
     ("7", "1", "1", "1", "1", "true", "2023-12-31", "2023-12-31 23:59:59", "before the window", "2023-12-31"),
-    ("8", "3", "-0.5", "0.5", "-0", "false", "2024-01-10", "2024-01-10 10:10:10.1", ' spaced ', "2024-01-10"),
+    ("8", "3", "-0.5", "0.5", "-0", "false", "2024-01-10", "2024-01-10 10:10:10.1", " spaced ", "2024-01-10"),
 ]
 WINDOW = ("2024-01-01", "2024-01-31")  # string partition bounds: rows 1-5 and 8
 
 GOLDEN_CSV = (
     "id;n;amount;wide;ratio;flag;day;ts;txt;partition_date\n"
-    "-1;2147483647;0.0001;-0.0000000001;468;;;2024-03-01 12:30:00.500000;\"\";2024-01-31\n"
+    '-1;2147483647;0.0001;-0.0000000001;468;;;2024-03-01 12:30:00.500000;"";2024-01-31\n'
     "1;0;0.0000;0.0000000000;0.1;true;2024-01-01;2024-01-01 00:00:00;plain;2024-01-01\n"
     "4;;;;;;;;;2024-01-20\n"
     "5;42;99999999999999.9999;;1e+300;true;2024-01-31;1970-01-01 00:00:00.000001;"
-    "\"ünïcödé ✓ 日本 \r carriage\";2024-01-31\n"
+    '"ünïcödé ✓ 日本 \r carriage";2024-01-31\n'
     "8;3;-0.5000;0.5000000000;-0;false;2024-01-10;2024-01-10 10:10:10.100000; spaced ;2024-01-10\n"
     "9223372036854775807;-2147483648;-12345678901234.5678;12345678901234567890.0123456789;-1.5e-7;"
-    "false;1999-12-31;2024-02-29 23:59:59.999999;\"semi;colon \"\"quoted\"\" line1\nline2\";2024-01-15\n"
-).encode("utf-8")
+    'false;1999-12-31;2024-02-29 23:59:59.999999;"semi;colon ""quoted"" line1\nline2";2024-01-15\n'
+).encode()
 
 EXPECTED_TYPES = {
     "id": pa.int64(),
@@ -88,13 +107,39 @@ EXPECTED_TYPES = {
 }
 
 TYPES = {
-    "duckdb": {"bigint": "BIGINT", "int": "INTEGER", "dec18": "DECIMAL(18,4)", "dec38": "DECIMAL(38,10)",
-               "double": "DOUBLE", "bool": "BOOLEAN", "date": "DATE", "timestamp": "TIMESTAMP", "text": "VARCHAR"},
-    "postgres": {"bigint": "BIGINT", "int": "INTEGER", "dec18": "NUMERIC(18,4)", "dec38": "NUMERIC(38,10)",
-                 "double": "DOUBLE PRECISION", "bool": "BOOLEAN", "date": "DATE", "timestamp": "TIMESTAMP",
-                 "text": "TEXT"},
-    "hs2": {"bigint": "BIGINT", "int": "INT", "dec18": "DECIMAL(18,4)", "dec38": "DECIMAL(38,10)",
-            "double": "DOUBLE", "bool": "BOOLEAN", "date": "DATE", "timestamp": "TIMESTAMP", "text": "STRING"},
+    "duckdb": {
+        "bigint": "BIGINT",
+        "int": "INTEGER",
+        "dec18": "DECIMAL(18,4)",
+        "dec38": "DECIMAL(38,10)",
+        "double": "DOUBLE",
+        "bool": "BOOLEAN",
+        "date": "DATE",
+        "timestamp": "TIMESTAMP",
+        "text": "VARCHAR",
+    },
+    "postgres": {
+        "bigint": "BIGINT",
+        "int": "INTEGER",
+        "dec18": "NUMERIC(18,4)",
+        "dec38": "NUMERIC(38,10)",
+        "double": "DOUBLE PRECISION",
+        "bool": "BOOLEAN",
+        "date": "DATE",
+        "timestamp": "TIMESTAMP",
+        "text": "TEXT",
+    },
+    "hs2": {
+        "bigint": "BIGINT",
+        "int": "INT",
+        "dec18": "DECIMAL(18,4)",
+        "dec38": "DECIMAL(38,10)",
+        "double": "DOUBLE",
+        "bool": "BOOLEAN",
+        "date": "DATE",
+        "timestamp": "TIMESTAMP",
+        "text": "STRING",
+    },
 }
 
 
@@ -120,8 +165,11 @@ def insert_sql(engine: str, table: str, columns: list[tuple[str, str]], rows: li
 # the DATE-partitioned table: (id, txt, part_day)
 DATED_COLUMNS = [("id", "bigint"), ("txt", "text"), ("part_day", "date")]
 DATED_ROWS = [
-    ("1", "a", "2024-05-31"), ("2", "b;c", "2024-06-01"), ("3", N, "2024-06-15"),
-    ("4", "d", "2024-06-30"), ("5", "e", "2024-07-01"),
+    ("1", "a", "2024-05-31"),
+    ("2", "b;c", "2024-06-01"),
+    ("3", N, "2024-06-15"),
+    ("4", "d", "2024-06-30"),
+    ("5", "e", "2024-07-01"),
 ]
 
 
@@ -194,11 +242,15 @@ def engine(request, tmp_path_factory) -> Engine:
         eng.dispose()
 
         def make(**kw):
-            return open_source("pg", SQLAlchemySource.model_validate({"type": "sqlalchemy", "url": pg.url, **kw}))
+            return open_source(
+                "pg", SQLAlchemySource.model_validate({"type": "sqlalchemy", "url": pg.url, **kw})
+            )
 
         def unreachable():
             url = f"postgresql+psycopg://postgres@127.0.0.1:{_closed_port()}/warehouse"
-            return open_source("pg", SQLAlchemySource.model_validate({"type": "sqlalchemy", "url": url, "timeout": 5}))
+            return open_source(
+                "pg", SQLAlchemySource.model_validate({"type": "sqlalchemy", "url": url, "timeout": 5})
+            )
 
         return Engine(name, make, execute, unreachable)
 
@@ -241,8 +293,14 @@ def rows_of(src: Source, q: Query, batch_rows: int = 100_000) -> list[dict]:
 def test_golden_csv_is_byte_identical_across_engines(source, tmp_path):
     q = ordered(source, window_query(source.dialect, "contract.golden", "partition_date", *WINDOW))
     target = tmp_path / "golden.csv"
-    result = write_archive(source.batches(q), source.schema("contract.golden"), target,
-                           CsvDialect(delimiter=";", header=True, null="", quoting="minimal"), "none", None)
+    result = write_archive(
+        source.batches(q),
+        source.schema("contract.golden"),
+        target,
+        CsvDialect(delimiter=";", header=True, null="", quoting="minimal"),
+        "none",
+        None,
+    )
     data = target.read_bytes()
     assert data == GOLDEN_CSV, "\n" + data.decode("utf-8", "replace")
     assert result.rows == 6
@@ -374,8 +432,11 @@ SERVERS = [pytest.param("hs2", marks=pytest.mark.slow), "postgres"]  # engines w
 def _calls(src: Source, table: str) -> dict[str, Callable[[], object]]:
     """Every reading method of the contract, on ``table``."""
     q = window_query(src.dialect, table, "partition_date", *WINDOW)
-    return {"schema": lambda: src.schema(table), "batches": lambda: list(src.batches(q)),
-            "count": lambda: src.count(q)}
+    return {
+        "schema": lambda: src.schema(table),
+        "batches": lambda: list(src.batches(q)),
+        "count": lambda: src.count(q),
+    }
 
 
 @pytest.mark.parametrize("engine", SERVERS, indirect=True)
@@ -449,15 +510,19 @@ def test_permission_denied_on_every_method_is_a_source_error(engine, request):
     if engine.name == "duckdb":
         src = engine.make_source()
         try:
-            outcomes = _in_child_as_nobody(lambda: {k: _outcome(c) for k, c in _calls(src, "contract.golden").items()})
+            outcomes = _in_child_as_nobody(
+                lambda: {k: _outcome(c) for k, c in _calls(src, "contract.golden").items()}
+            )
         finally:
             src.close()
     else:
         import sqlalchemy as sa
 
         pg = request.getfixturevalue("postgres")
-        engine.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'contract_noperm') "
-                       "THEN CREATE ROLE contract_noperm LOGIN; END IF; END $$")
+        engine.execute(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'contract_noperm') "
+            "THEN CREATE ROLE contract_noperm LOGIN; END IF; END $$"
+        )
         engine.execute("REVOKE ALL ON SCHEMA contract FROM PUBLIC")
         url = sa.engine.make_url(pg.url).set(username="contract_noperm").render_as_string(hide_password=False)
         src = open_source("pg", SQLAlchemySource.model_validate({"type": "sqlalchemy", "url": url}))
@@ -468,7 +533,10 @@ def test_permission_denied_on_every_method_is_a_source_error(engine, request):
         assert outcomes["schema"] == "ok" or outcomes["schema"].startswith("SourceError:"), outcomes
         del outcomes["schema"]
     for method, outcome in outcomes.items():
-        assert outcome.startswith("SourceError:") and "permission denied" in outcome.lower(), (method, outcome)
+        assert outcome.startswith("SourceError:") and "permission denied" in outcome.lower(), (
+            method,
+            outcome,
+        )
 
 
 @pytest.mark.parametrize("engine", SERVERS, indirect=True)  # DuckDB renames duplicates itself
@@ -498,19 +566,29 @@ def test_hs2_row_protocol_fallback_gives_the_same_bytes(engine, tmp_path):
         src.close()
 
 
-@pytest.mark.parametrize("column, declared, detected", [("n", "date", "int"), ("partition_date", "int", "string"),
-                                                         ("day", "string", "date")])
+@pytest.mark.parametrize(
+    "column, declared, detected",
+    [("n", "date", "int"), ("partition_date", "int", "string"), ("day", "string", "date")],
+)
 def test_declared_partition_type_that_does_not_fit_names_both(source, column, declared, detected):
     """partition_type = "date" on an INT column (etc.) is one error naming partition_type and
     the column's detected type, for every engine: the check reads the source's own schema."""
+    from tableship.backup.plan import Plan, build_query
     from tableship.config.models import JobConfig
     from tableship.core.errors import ConfigError
-    from tableship.backup.plan import Plan, build_query
     from tableship.core.window import Window
 
-    job = JobConfig(name="j", source="s", destination="d", table="contract.golden", partition_column=column,
-                    partition_type=declared)
-    plan = Plan(job, dt.date(2024, 2, 1), Window(dt.date(2024, 1, 1), dt.date(2024, 1, 31)), "f.csv.gz", "", Path("x"))
+    job = JobConfig(
+        name="j",
+        source="s",
+        destination="d",
+        table="contract.golden",
+        partition_column=column,
+        partition_type=declared,
+    )
+    plan = Plan(
+        job, dt.date(2024, 2, 1), Window(dt.date(2024, 1, 1), dt.date(2024, 1, 31)), "f.csv.gz", "", Path("x")
+    )
     with pytest.raises(ConfigError) as exc:
         build_query(source, plan)
     line = exc.value.line()

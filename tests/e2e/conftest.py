@@ -17,9 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.e2e.helpers import TODAY, Workspace
 
 from tableship.cli.demo import create_demo_warehouse
-from tests.e2e.helpers import TODAY, Workspace
 
 # ---------------------------------------------------------------- warehouses
 

@@ -145,14 +145,21 @@ def parse_csv_nulls(text: str, delimiter: str = ";") -> list[list[str | None]]:
             rows.append(row)
             row = []
             continue
-        raise AssertionError(f"unexpected {c!r} at offset {pos - 1}: {text[max(0, pos - 40):pos + 40]!r}")
+        raise AssertionError(f"unexpected {c!r} at offset {pos - 1}: {text[max(0, pos - 40) : pos + 40]!r}")
     return rows
 
 
 def parse_csv_module(text: str, delimiter: str = ";") -> list[list[str]]:
     """The same text through Python's csv module with the declared dialect."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar='"', doublequote=True,
-                        lineterminator="\n", quoting=csv.QUOTE_MINIMAL, strict=True)
+    reader = csv.reader(
+        io.StringIO(text, newline=""),
+        delimiter=delimiter,
+        quotechar='"',
+        doublequote=True,
+        lineterminator="\n",
+        quoting=csv.QUOTE_MINIMAL,
+        strict=True,
+    )
     return [row for row in reader]
 
 
@@ -171,11 +178,15 @@ def render(value) -> str | None:
     return str(value)
 
 
-def query_rows(warehouse: Path, start: dt.date, end: dt.date, table: str = TABLE) -> tuple[list[str], list[list]]:
+def query_rows(
+    warehouse: Path, start: dt.date, end: dt.date, table: str = TABLE
+) -> tuple[list[str], list[list]]:
     """Column names and rendered rows of the window, ordered by cdr_id, straight from DuckDB."""
     con = duckdb.connect(str(warehouse), read_only=True)
     try:
-        cur = con.execute(f"SELECT * FROM {table} WHERE partition_date BETWEEN ? AND ? ORDER BY cdr_id", [start, end])
+        cur = con.execute(
+            f"SELECT * FROM {table} WHERE partition_date BETWEEN ? AND ? ORDER BY cdr_id", [start, end]
+        )
         names = [d[0] for d in cur.description]
         return names, [[render(v) for v in row] for row in cur.fetchall()]
     finally:
@@ -206,10 +217,18 @@ class Workspace:
         self.logs = root / "proc-logs"
 
     # -- config
-    def config_doc(self, jobs: dict | None = None, defaults: dict | None = None, settings: dict | None = None,
-                   sources: dict | None = None, destinations: dict | None = None, **more) -> dict:
+    def config_doc(
+        self,
+        jobs: dict | None = None,
+        defaults: dict | None = None,
+        settings: dict | None = None,
+        sources: dict | None = None,
+        destinations: dict | None = None,
+        **more,
+    ) -> dict:
         doc = {
-            "settings": {"state_dir": ".tableship", "log_file": ".tableship/tableship.core.log"} | (settings or {}),
+            "settings": {"state_dir": ".tableship", "log_file": ".tableship/tableship.core.log"}
+            | (settings or {}),
             "sources": sources or {"warehouse": {"type": "duckdb", "path": str(self.warehouse)}},
             "destinations": destinations or {"backup": {"type": "local", "path": "backup-server"}},
             "defaults": {
@@ -222,7 +241,8 @@ class Workspace:
                 "format": {"delimiter": ";", "header": True, "null": "", "quoting": "minimal"},
                 "compression": {"codec": "gzip", "level": 6},
                 "keep_local": False,
-            } | (defaults or {}),
+            }
+            | (defaults or {}),
             "jobs": jobs if jobs is not None else {JOB: {"table": TABLE}},
         }
         doc.update(more)
@@ -249,21 +269,35 @@ class Workspace:
             argv += ["--config", str(config)]
         return argv + [str(a) for a in args]
 
-    def cli(self, *args, env: dict | None = None, config: bool | str | Path = True, timeout: float = 300,
-            cwd: Path | None = None) -> Result:
+    def cli(
+        self,
+        *args,
+        env: dict | None = None,
+        config: bool | str | Path = True,
+        timeout: float = 300,
+        cwd: Path | None = None,
+    ) -> Result:
         argv = self.argv(args, config)
-        proc = subprocess.run(argv, cwd=cwd or self.cwd, env=self.env(env), capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            argv,
+            cwd=cwd or self.cwd,
+            env=self.env(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         return Result(argv, proc.returncode, proc.stdout, proc.stderr)
 
-    def popen(self, *args, env: dict | None = None, name: str = "proc") -> "Proc":
+    def popen(self, *args, env: dict | None = None, name: str = "proc") -> Proc:
         """Start the CLI in the background; its output goes to files (no pipe to fill up)."""
         self.logs.mkdir(exist_ok=True)
         argv = self.argv(args)
         out = open(self.logs / f"{name}.out", "w+")
         err = open(self.logs / f"{name}.err", "w+")
-        proc = subprocess.Popen(argv, cwd=self.cwd, env=self.env(env), stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(
+            argv, cwd=self.cwd, env=self.env(env), stdout=out, stderr=err, stdin=subprocess.DEVNULL, text=True
+        )
         return Proc(proc, argv, out, err)
 
     # -- inspecting
@@ -284,8 +318,13 @@ class Workspace:
     def transitions(self, run_id: int) -> list[tuple]:
         db = sqlite3.connect(f"file:{self.state_dir / 'state.db'}?mode=ro", uri=True, timeout=30)
         try:
-            return [tuple(r) for r in db.execute(
-                "SELECT from_phase, to_phase, note FROM transitions WHERE run_id=? ORDER BY rowid", (run_id,))]
+            return [
+                tuple(r)
+                for r in db.execute(
+                    "SELECT from_phase, to_phase, note FROM transitions WHERE run_id=? ORDER BY rowid",
+                    (run_id,),
+                )
+            ]
         finally:
             db.close()
 
@@ -306,7 +345,9 @@ class Workspace:
     def manifest(self, name: str = ARCHIVE, remote_dir: str = REMOTE_DIR) -> dict:
         return json.loads((self.dest / remote_dir / f"{name}.manifest.json").read_text())
 
-    def assert_no_partial_final_files(self, expected_sha: dict[str, str] | None = None, ignore: tuple = ()) -> None:
+    def assert_no_partial_final_files(
+        self, expected_sha: dict[str, str] | None = None, ignore: tuple = ()
+    ) -> None:
         """Under staging and the destination, every file is a temporary name, a sidecar
         that is complete, or an archive that is complete (decompresses; sha256 as recorded)."""
         recorded = {r["file_name"]: r["sha256"] for r in self.runs() if r["sha256"]}
@@ -325,14 +366,23 @@ class Workspace:
                 if name.endswith(".manifest.json"):
                     manifest = json.loads(path.read_text())  # complete JSON
                     archive = path.parent / name.removesuffix(".manifest.json")
-                    assert sha256_file(archive) == manifest["sha256"], f"manifest beside a different archive: {path}"
+                    assert sha256_file(archive) == manifest["sha256"], (
+                        f"manifest beside a different archive: {path}"
+                    )
                     continue
                 assert name in recorded, f"unexpected file under a final name: {path}"
-                assert sha256_file(path) == recorded[name], f"partial or foreign archive under a final name: {path}"
+                assert sha256_file(path) == recorded[name], (
+                    f"partial or foreign archive under a final name: {path}"
+                )
                 decompress(path)  # and it is a whole gzip/zstd stream
 
     def temporaries(self) -> list[str]:
-        return [f"{b.name}/{rel}" for b in (self.staging, self.dest) for rel in self.files(b) if TEMP_RE.search(rel)]
+        return [
+            f"{b.name}/{rel}"
+            for b in (self.staging, self.dest)
+            for rel in self.files(b)
+            if TEMP_RE.search(rel)
+        ]
 
 
 @dataclass
@@ -360,7 +410,9 @@ class Proc:
             self.proc.kill()
 
 
-def wait_for(predicate, timeout: float = 120, interval: float = 0.01, proc: Proc | None = None, what: str = ""):
+def wait_for(
+    predicate, timeout: float = 120, interval: float = 0.01, proc: Proc | None = None, what: str = ""
+):
     """Poll ``predicate`` until it returns a truthy value (returned). Fails if ``proc`` ends first."""
     deadline = time.monotonic() + timeout
     while True:
@@ -372,5 +424,3 @@ def wait_for(predicate, timeout: float = 120, interval: float = 0.01, proc: Proc
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for: {what}")
         time.sleep(interval)
-
-

@@ -6,7 +6,6 @@ on mixed-level files, in tests/integration/test_adaptive_readers.py)."""
 from __future__ import annotations
 
 import pytest
-
 from tests.adaptive_check import check_record
 from tests.e2e.helpers import RUN_DATE, TABLE, decompress
 
@@ -17,8 +16,10 @@ def test_default_level_is_auto_and_recorded_honestly(ws, codec, suffix):
     import pyarrow.csv as pacsv
 
     name = f"t{suffix}"
-    ws.write_config({"t": {"table": TABLE, "file_name": name}},
-                    defaults={"remote_dir": "{job}", "compression": {"codec": codec}})  # no level anywhere
+    ws.write_config(
+        {"t": {"table": TABLE, "file_name": name}},
+        defaults={"remote_dir": "{job}", "compression": {"codec": codec}},
+    )  # no level anywhere
     r = ws.cli("run", "--date", RUN_DATE)
     assert r.rc == 0, str(r)
     m = ws.manifest(name, "t")
@@ -31,14 +32,19 @@ def test_default_level_is_auto_and_recorded_honestly(ws, codec, suffix):
     assert check_record(archive.read_bytes(), csv, rec) == rec["levels_used"]
     t = pacsv.read_csv(archive, parse_options=pacsv.ParseOptions(delimiter=";"))
     assert t.num_rows == m["rows"]
-    n = duckdb.connect().execute("SELECT count(*) FROM read_csv(?, delim=';', header=true)",
-                                 [str(archive)]).fetchone()[0]
+    n = (
+        duckdb.connect()
+        .execute("SELECT count(*) FROM read_csv(?, delim=';', header=true)", [str(archive)])
+        .fetchone()[0]
+    )
     assert n == m["rows"]
 
 
 def test_explicit_level_still_means_that_level(ws):
-    ws.write_config({"t": {"table": TABLE, "compression": {"codec": "gzip", "level": 4}, "file_name": "t.csv.gz"}},
-                    defaults={"remote_dir": "{job}"})
+    ws.write_config(
+        {"t": {"table": TABLE, "compression": {"codec": "gzip", "level": 4}, "file_name": "t.csv.gz"}},
+        defaults={"remote_dir": "{job}"},
+    )
     r = ws.cli("run", "--date", RUN_DATE)
     assert r.rc == 0, str(r)
     assert ws.manifest("t.csv.gz", "t")["compression"] == {"codec": "gzip", "level": 4}

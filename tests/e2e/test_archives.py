@@ -140,8 +140,12 @@ def compare_restored(warehouse: Path, restored: Path, table: str, start: str, en
         empties = con.execute(f"SELECT id FROM {table} WHERE txt = '' ORDER BY id").fetchall()
         assert empties == con.execute(f"SELECT id FROM {src} WHERE txt = '' ORDER BY id").fetchall()
         # floats bit for bit (sign of zero included), and the ordering of rows
-        a = con.execute(f"SELECT id, ratio::VARCHAR, small::VARCHAR, payload FROM {table} ORDER BY id").fetchall()
-        b = con.execute(f"SELECT id, ratio::VARCHAR, small::VARCHAR, payload FROM {src} ORDER BY id").fetchall()
+        a = con.execute(
+            f"SELECT id, ratio::VARCHAR, small::VARCHAR, payload FROM {table} ORDER BY id"
+        ).fetchall()
+        b = con.execute(
+            f"SELECT id, ratio::VARCHAR, small::VARCHAR, payload FROM {src} ORDER BY id"
+        ).fetchall()
         assert a == b
         return n
     finally:
@@ -149,8 +153,13 @@ def compare_restored(warehouse: Path, restored: Path, table: str, start: str, en
 
 
 def tableship(cfg: Path, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tableship", "--config", str(cfg), *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "tableship", "--config", str(cfg), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 def one_error_line(proc: subprocess.CompletedProcess, code: int, *needles: str) -> str:
@@ -198,7 +207,9 @@ def test_round_trip_every_type(site, warehouse):
     assert len(rows) == 1
     manifest = json.loads((backup / (ARCHIVE + ".manifest.json")).read_text())
     con = duckdb.connect(str(warehouse), read_only=True)
-    expected = con.execute("SELECT count(*) FROM app.events WHERE partition_date BETWEEN '2026-01-01' AND '2026-01-31'")
+    expected = con.execute(
+        "SELECT count(*) FROM app.events WHERE partition_date BETWEEN '2026-01-01' AND '2026-01-31'"
+    )
     assert rows[0]["rows"] == manifest["rows"] == expected.fetchone()[0] > 1000
     con.close()
     assert rows[0]["sha256"] == manifest["sha256"] and rows[0]["state"] == "complete"
@@ -221,7 +232,9 @@ def test_round_trip_every_type(site, warehouse):
 
     # --to leaves exactly the archive's CSV (atomically: no temporary left)
     out = tmp / "out"
-    proc = tableship(cfg, "restore", "events", "--window", "events_20260101_20260131.csv.gz", "--to", str(out))
+    proc = tableship(
+        cfg, "restore", "events", "--window", "events_20260101_20260131.csv.gz", "--to", str(out)
+    )
     assert proc.returncode == 0, proc.stderr
     csv = out / "events_20260101_20260131.csv"
     assert csv.read_bytes() == gzip.decompress((backup / ARCHIVE).read_bytes())
@@ -260,12 +273,17 @@ path = "backup"
 table = "{DEMO_TABLE}"
 """)
     assert tableship(cfg, "run", "--from", str(start), "--to", str(end)).returncode == 0
-    proc = tableship(cfg, "restore", "traffic", "--window", f"{start}..{end}", "--load", f"{tmp_path}/r.duckdb:t")
+    proc = tableship(
+        cfg, "restore", "traffic", "--window", f"{start}..{end}", "--load", f"{tmp_path}/r.duckdb:t"
+    )
     assert proc.returncode == 0, proc.stderr
     con = duckdb.connect(str(tmp_path / "r.duckdb"))
     con.execute(f"ATTACH '{tmp_path / 'warehouse.duckdb'}' AS src (READ_ONLY)")
     src = f"(SELECT * FROM src.{DEMO_TABLE} WHERE partition_date BETWEEN DATE '{start}' AND DATE '{end}')"
-    assert con.execute(f"SELECT count(*) FROM t").fetchone()[0] == con.execute(f"SELECT count(*) FROM {src}").fetchone()[0]
+    assert (
+        con.execute("SELECT count(*) FROM t").fetchone()[0]
+        == con.execute(f"SELECT count(*) FROM {src}").fetchone()[0]
+    )
     assert con.execute(f"SELECT * FROM {src} EXCEPT ALL SELECT * FROM t").fetchall() == []
     assert con.execute(f"SELECT * FROM t EXCEPT ALL SELECT * FROM {src}").fetchall() == []
     assert con.execute("SELECT count(*) FROM t WHERE customer_name = ''").fetchone()[0] > 0
@@ -291,7 +309,9 @@ def test_flipped_byte_is_a_mismatch_and_restore_refuses_it(site):
     assert "events: last verification: 1 MISMATCH of 1" in tableship(cfg, "status").stdout
     assert (backup / ARCHIVE).exists()  # verify never deletes or rewrites
     restored = tmp / "r.duckdb"
-    proc = tableship(cfg, "restore", "events", "--window", WINDOW, "--load", f"{restored}:t", "--to", str(tmp / "out"))
+    proc = tableship(
+        cfg, "restore", "events", "--window", WINDOW, "--load", f"{restored}:t", "--to", str(tmp / "out")
+    )
     one_error_line(proc, 1, "sha256", "refusing")
     assert not restored.exists()  # the database file it would have created is not left behind
     assert list((tmp / "out").iterdir()) == []
@@ -386,9 +406,15 @@ def test_parse_error_loads_nothing_and_keeps_the_old_table(site):
 # ---------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("args", [
-    ["ls", "nope"], ["verify", "nope"], ["restore", "nope", "--window", WINDOW], ["prune", "nope"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ls", "nope"],
+        ["verify", "nope"],
+        ["restore", "nope", "--window", WINDOW],
+        ["prune", "nope"],
+    ],
+)
 def test_unknown_job(site, args):
     cfg, tmp, backup = site
     one_error_line(tableship(cfg, *args), 2, "unknown job 'nope'")
@@ -430,14 +456,18 @@ def test_existing_target_table_needs_replace(site, warehouse):
     con = duckdb.connect(str(restored))
     assert con.execute("SELECT * FROM events_jan").fetchall() == [(1,)]
     con.close()
-    proc = tableship(cfg, "restore", "events", "--window", WINDOW, "--load", f"{restored}:events_jan", "--replace")
+    proc = tableship(
+        cfg, "restore", "events", "--window", WINDOW, "--load", f"{restored}:events_jan", "--replace"
+    )
     assert proc.returncode == 0, proc.stderr
     compare_restored(warehouse, restored, "events_jan", "2026-01-01", "2026-01-31")
     # an existing CSV in --to also needs --replace
     out = tmp / "out"
     assert tableship(cfg, "restore", "events", "--window", WINDOW, "--to", str(out)).returncode == 0
     one_error_line(tableship(cfg, "restore", "events", "--window", WINDOW, "--to", str(out)), 2, "--replace")
-    assert tableship(cfg, "restore", "events", "--window", WINDOW, "--to", str(out), "--replace").returncode == 0
+    assert (
+        tableship(cfg, "restore", "events", "--window", WINDOW, "--to", str(out), "--replace").returncode == 0
+    )
 
 
 def test_bad_load_spec(site):
@@ -451,19 +481,32 @@ def test_bad_load_spec(site):
 
 def test_prune_after_run_and_prune_command(tmp_path, warehouse):
     os.symlink(warehouse, tmp_path / "warehouse.duckdb")
-    cfg = write_config(tmp_path, local_destination(tmp_path),
-                       "retention = { keep_last = 2 }\nprune_after_run = true")
+    cfg = write_config(
+        tmp_path, local_destination(tmp_path), "retention = { keep_last = 2 }\nprune_after_run = true"
+    )
     folder = tmp_path / "backup" / "events"
     folder.mkdir(parents=True)
     (folder / "notes.txt").write_text("not ours")
-    for start, end in [("2025-11-01", "2025-11-30"), ("2025-12-01", "2025-12-31"), ("2026-01-01", "2026-01-31")]:
+    for start, end in [
+        ("2025-11-01", "2025-11-30"),
+        ("2025-12-01", "2025-12-31"),
+        ("2026-01-01", "2026-01-31"),
+    ]:
         proc = tableship(cfg, "run", "events", "--from", start, "--to", end)
         assert proc.returncode == 0, proc.stderr
     names = sorted(p.name for p in folder.iterdir())
-    assert names == sorted(["notes.txt"] + [f"events_{w}.csv.gz{s}" for w in ("20251201_20251231", "20260101_20260131")
-                                            for s in ("", ".sha256", ".manifest.json")])
+    assert names == sorted(
+        ["notes.txt"]
+        + [
+            f"events_{w}.csv.gz{s}"
+            for w in ("20251201_20251231", "20260101_20260131")
+            for s in ("", ".sha256", ".manifest.json")
+        ]
+    )
     # the prune command: dry run prints, deletes nothing
-    cfg.write_text(cfg.read_text().replace("keep_last = 2", "keep_last = 1").replace("prune_after_run = true", ""))
+    cfg.write_text(
+        cfg.read_text().replace("keep_last = 2", "keep_last = 1").replace("prune_after_run = true", "")
+    )
     dry = tableship(cfg, "prune", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "events: would delete events/events_20251201_20251231.csv.gz" in dry.stdout
@@ -471,31 +514,49 @@ def test_prune_after_run_and_prune_command(tmp_path, warehouse):
     real = tableship(cfg, "prune", "events")
     assert real.returncode == 0 and "deleted events/events_20251201_20251231.csv.gz" in real.stdout
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["notes.txt"] + [f"events_20260101_20260131.csv.gz{s}" for s in ("", ".sha256", ".manifest.json")])
+        ["notes.txt"] + [f"events_20260101_20260131.csv.gz{s}" for s in ("", ".sha256", ".manifest.json")]
+    )
     assert "kept 1, deleted 1" in real.stdout
 
 
 def test_help_texts():
     for cmd in ("ls", "verify", "restore", "prune"):
-        proc = subprocess.run([sys.executable, "-m", "tableship", cmd, "--help"], capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "tableship", cmd, "--help"], capture_output=True, text=True
+        )
         assert proc.returncode == 0 and len(proc.stdout.splitlines()) > 4
 
 
 # ---------------------------------------------------------------- codecs and dialects
 
 
-@pytest.mark.parametrize("extra, suffix", [
-    ('compression = { codec = "zstd", level = 3 }\nfile_name = "{table}_{start:%Y%m%d}_{end:%Y%m%d}.csv.zst"', ".zst"),
-    ('compression = { codec = "none" }\nfile_name = "{table}_{start:%Y%m%d}_{end:%Y%m%d}.csv"', ""),
-    ('format = { null = "\\\\N" }', ".gz"),
-])
+@pytest.mark.parametrize(
+    "extra, suffix",
+    [
+        (
+            'compression = { codec = "zstd", level = 3 }\nfile_name = "{table}_{start:%Y%m%d}_{end:%Y%m%d}.csv.zst"',
+            ".zst",
+        ),
+        ('compression = { codec = "none" }\nfile_name = "{table}_{start:%Y%m%d}_{end:%Y%m%d}.csv"', ""),
+        ('format = { null = "\\\\N" }', ".gz"),
+    ],
+)
 def test_other_codecs_and_null_text_round_trip(tmp_path, warehouse, extra, suffix):
     os.symlink(warehouse, tmp_path / "warehouse.duckdb")
     cfg = write_config(tmp_path, local_destination(tmp_path), extra)
     assert tableship(cfg, "run", "events", "--from", "2026-01-01", "--to", "2026-01-31").returncode == 0
     assert tableship(cfg, "verify").returncode == 0
-    proc = tableship(cfg, "restore", "events", "--window", WINDOW, "--load", f"{tmp_path}/r.duckdb:t",
-                     "--to", str(tmp_path / "out"))
+    proc = tableship(
+        cfg,
+        "restore",
+        "events",
+        "--window",
+        WINDOW,
+        "--load",
+        f"{tmp_path}/r.duckdb:t",
+        "--to",
+        str(tmp_path / "out"),
+    )
     assert proc.returncode == 0, proc.stderr
     compare_restored(warehouse, tmp_path / "r.duckdb", "t", "2026-01-01", "2026-01-31")
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["events_20260101_20260131.csv"]
@@ -504,11 +565,15 @@ def test_other_codecs_and_null_text_round_trip(tmp_path, warehouse, extra, suffi
 def test_impala_shell_preset_round_trip(tmp_path):
     """No quoting, no header, NULL written as NULL: restores exactly when the data is clean."""
     con = duckdb.connect(str(tmp_path / "warehouse.duckdb"))
-    con.execute("CREATE SCHEMA app; CREATE TABLE app.events (id BIGINT, partition_date DATE, txt VARCHAR, "
-                "amount DECIMAL(10,2), ts TIMESTAMP)")
-    con.execute("INSERT INTO app.events SELECT i, DATE '2026-01-01' + (i % 31)::INTEGER, "
-                "CASE WHEN i % 3 = 0 THEN NULL WHEN i % 3 = 1 THEN '' ELSE 'v' || i END, i / 100, "
-                "TIMESTAMP '2026-01-01 00:00:00.25' + to_seconds(i) FROM range(500) t(i)")
+    con.execute(
+        "CREATE SCHEMA app; CREATE TABLE app.events (id BIGINT, partition_date DATE, txt VARCHAR, "
+        "amount DECIMAL(10,2), ts TIMESTAMP)"
+    )
+    con.execute(
+        "INSERT INTO app.events SELECT i, DATE '2026-01-01' + (i % 31)::INTEGER, "
+        "CASE WHEN i % 3 = 0 THEN NULL WHEN i % 3 = 1 THEN '' ELSE 'v' || i END, i / 100, "
+        "TIMESTAMP '2026-01-01 00:00:00.25' + to_seconds(i) FROM range(500) t(i)"
+    )
     con.close()
     cfg = write_config(tmp_path, local_destination(tmp_path), 'format = { preset = "impala-shell" }')
     assert tableship(cfg, "run", "events", "--from", "2026-01-01", "--to", "2026-01-31").returncode == 0
@@ -532,8 +597,9 @@ def test_consistent_but_corrupt_archive_is_refused(site):
     sha = hashlib.sha256(data).hexdigest()
     tamper_manifest(backup, sha256=sha)
     (backup / (ARCHIVE + ".sha256")).write_text(f"{sha}  events_20260101_20260131.csv.gz\n")
-    proc = tableship(cfg, "restore", "events", "--window", WINDOW, "--to", str(tmp / "out"),
-                     "--load", f"{tmp}/r.duckdb:t")
+    proc = tableship(
+        cfg, "restore", "events", "--window", WINDOW, "--to", str(tmp / "out"), "--load", f"{tmp}/r.duckdb:t"
+    )
     one_error_line(proc, 1)
     assert list((tmp / "out").iterdir()) == []
     assert staging_clean(tmp)
@@ -541,9 +607,11 @@ def test_consistent_but_corrupt_archive_is_refused(site):
 
 def test_verify_all_continues_past_an_unreachable_destination(site):
     cfg, tmp, backup = site
-    text = cfg.read_text() + '\n[destinations.gone]\ntype = "local"\npath = "no-such-folder"\n' \
+    text = (
+        cfg.read_text() + '\n[destinations.gone]\ntype = "local"\npath = "no-such-folder"\n'
         '\n[jobs.lost]\ntable = "app.events"\ndestination = "gone"\n'
-    cfg.write_text(text.replace('[jobs.events]\n', '[jobs.events]\ndestination = "backup"\n'))
+    )
+    cfg.write_text(text.replace("[jobs.events]\n", '[jobs.events]\ndestination = "backup"\n'))
     proc = tableship(cfg, "verify", "--all")
     assert proc.returncode == 1
     assert "events: 1 archive(s): 1 OK" in proc.stdout and "lost: ERROR:" in proc.stdout
@@ -555,8 +623,11 @@ def test_date_templated_remote_dir_found_without_the_state_store(tmp_path, wareh
 
     os.symlink(warehouse, tmp_path / "warehouse.duckdb")
     # keep_days widens the schedule horizon the folders are derived from (whatever today is)
-    cfg = write_config(tmp_path, local_destination(tmp_path),
-                       'remote_dir = "{table}/{start:%Y}"\nretention = { keep_days = 36500 }')
+    cfg = write_config(
+        tmp_path,
+        local_destination(tmp_path),
+        'remote_dir = "{table}/{start:%Y}"\nretention = { keep_days = 36500 }',
+    )
     for start, end in [("2025-12-01", "2025-12-31"), ("2026-01-01", "2026-01-31")]:
         assert tableship(cfg, "run", "events", "--from", start, "--to", end).returncode == 0
     listed = lambda: sorted(r["remote_path"] for r in json.loads(tableship(cfg, "ls", "--json").stdout))  # noqa: E731
@@ -566,6 +637,8 @@ def test_date_templated_remote_dir_found_without_the_state_store(tmp_path, wareh
     assert listed() == expected
     ver = tableship(cfg, "verify")
     assert ver.returncode == 0 and "2 OK" in ver.stdout
-    proc = tableship(cfg, "restore", "events", "--window", "2025-12-01..2025-12-31", "--load", f"{tmp_path}/r.duckdb:t")
+    proc = tableship(
+        cfg, "restore", "events", "--window", "2025-12-01..2025-12-31", "--load", f"{tmp_path}/r.duckdb:t"
+    )
     assert proc.returncode == 0, proc.stderr
     compare_restored(warehouse, tmp_path / "r.duckdb", "t", "2025-12-01", "2025-12-31")

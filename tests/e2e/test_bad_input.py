@@ -8,9 +8,8 @@ import os
 import subprocess
 
 import pytest
-
-from tests.servers import ensure_command, missing
 from tests.e2e.helpers import ARCHIVE, JOB, RUN_DATE, TABLE, assert_clean_error
+from tests.servers import ensure_command, missing
 
 
 def nothing_written(ws) -> None:
@@ -50,7 +49,9 @@ def test_missing_config_file(ws):
 
 
 def test_config_from_the_environment_variable(ws):
-    r = ws.cli("run", "--date", RUN_DATE, "--dry-run", config=False, env={"TABLESHIP_CONFIG": str(ws.config_path)})
+    r = ws.cli(
+        "run", "--date", RUN_DATE, "--dry-run", config=False, env={"TABLESHIP_CONFIG": str(ws.config_path)}
+    )
     assert r.rc == 0, str(r)
 
 
@@ -77,12 +78,21 @@ def test_bad_value(ws):
 
 
 def test_config_validate_lists_every_problem(ws):
-    ws.write_config({JOB: {"table": TABLE, "window": {"unit": "fortnight", "count": 0}, "tabel": "x"},
-                     "other": {"table": "x; DROP TABLE y"}})
+    ws.write_config(
+        {
+            JOB: {"table": TABLE, "window": {"unit": "fortnight", "count": 0}, "tabel": "x"},
+            "other": {"table": "x; DROP TABLE y"},
+        }
+    )
     r = ws.cli("config", "validate")
     assert r.rc == 2, str(r)
     keys = sorted(line.split(": ")[2] for line in r.error_lines)
-    assert keys == [f"jobs.{JOB}.tabel", f"jobs.{JOB}.window.count", f"jobs.{JOB}.window.unit", "jobs.other.table"]
+    assert keys == [
+        f"jobs.{JOB}.tabel",
+        f"jobs.{JOB}.window.count",
+        f"jobs.{JOB}.window.unit",
+        "jobs.other.table",
+    ]
     assert "Traceback" not in r.stderr
     ws.write_config()
     r = ws.cli("config", "validate")
@@ -123,8 +133,20 @@ def test_missing_env_var_is_named(ws):
         (["--bogus"], ["--bogus"]),
         (["--all", JOB], ["--all"]),
     ],
-    ids=["feb-30", "not-leap", "dmy", "word", "bad-from", "bad-to", "from-after-to", "from-only", "to-only",
-         "negative-wait", "unknown-option", "all-and-job"],
+    ids=[
+        "feb-30",
+        "not-leap",
+        "dmy",
+        "word",
+        "bad-from",
+        "bad-to",
+        "from-after-to",
+        "from-only",
+        "to-only",
+        "negative-wait",
+        "unknown-option",
+        "all-and-job",
+    ],
 )
 def test_bad_command_line(ws, args, needles):
     r = ws.cli("run", *args)
@@ -238,7 +260,9 @@ def test_destination_not_writable(ws, immutable_dest):
 
 
 def test_one_failing_job_does_not_stop_the_others(ws):
-    ws.write_config({"broken": {"table": "mnaas.nope", "remote_dir": "b"}, "good": {"table": TABLE, "remote_dir": "g"}})
+    ws.write_config(
+        {"broken": {"table": "mnaas.nope", "remote_dir": "b"}, "good": {"table": TABLE, "remote_dir": "g"}}
+    )
     r = ws.cli("run", "--date", RUN_DATE)
     assert_clean_error(r, 1, "broken", "mnaas.nope")
     assert "good 2026-06-01..2026-10-31: OK" in r.stdout
@@ -250,8 +274,11 @@ def test_debug_shows_the_traceback(ws):
     assert r.rc == 2 and "Traceback" in r.stderr and r.error_lines
 
 
-@pytest.mark.parametrize("settings", [{"state_dir": "a-file"}, {"log_file": "a-file/tableship.core.log"}],
-                         ids=["state_dir", "log_file"])
+@pytest.mark.parametrize(
+    "settings",
+    [{"state_dir": "a-file"}, {"log_file": "a-file/tableship.core.log"}],
+    ids=["state_dir", "log_file"],
+)
 def test_local_paths_that_are_files(ws, settings):
     (ws.root / "a-file").write_text("in the way")
     ws.write_config(settings=settings)

@@ -39,8 +39,14 @@ def sections() -> dict[str, str]:
 
 def test_the_walk_finds_the_core_commands():
     names = set(IDS)
-    assert {"tableship run", "tableship status", "tableship history", "tableship config",
-            "tableship config validate", "tableship demo"} <= names
+    assert {
+        "tableship run",
+        "tableship status",
+        "tableship history",
+        "tableship config",
+        "tableship config validate",
+        "tableship demo",
+    } <= names
 
 
 @pytest.mark.parametrize("path, command", COMMANDS, ids=IDS)
@@ -56,7 +62,9 @@ def test_command_is_documented(path, command):
     name = " ".join(path)
     docs = sections()
     if isinstance(command, click.Group):  # a group is documented through its subcommands' headings
-        assert any(h == name or h.startswith(name + " ") for h in docs), f"no '## {name} ...' heading in docs/cli.md"
+        assert any(h == name or h.startswith(name + " ") for h in docs), (
+            f"no '## {name} ...' heading in docs/cli.md"
+        )
         return
     assert name in docs, f"no '## {name}' heading in docs/cli.md (headings: {sorted(docs)})"
     body = docs[name]
@@ -89,7 +97,9 @@ def test_readme_lists_the_exit_codes():
     assert m, "README.md has no 'Exit codes' section"
     section = m.group(1)
     for code in ("0", "1", "2", "75"):
-        assert re.search(rf"(^|\|)\s*`?{code}`?\s*(\||—|-|:)", section, re.M), f"exit code {code} not in README"
+        assert re.search(rf"(^|\|)\s*`?{code}`?\s*(\||—|-|:)", section, re.M), (
+            f"exit code {code} not in README"
+        )
     assert re.search(r"128\s*\+\s*N", section), "128+N (killed by signal N) not in README"
 
 

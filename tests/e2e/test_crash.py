@@ -9,8 +9,6 @@ import signal
 import subprocess
 
 import pytest
-
-from tableship.ledger.state import StateStore
 from tests.e2e.helpers import (
     ARCHIVE,
     JOB,
@@ -21,6 +19,8 @@ from tests.e2e.helpers import (
     sha256_file,
     wait_for,
 )
+
+from tableship.ledger.state import StateStore
 
 PLAIN = ARCHIVE.removesuffix(".gz")  # the archive name with codec "none"
 
@@ -63,8 +63,9 @@ def assert_finished_like_reference(ws: Workspace, reference: dict, name: str = A
     assert manifest["rows"] == reference["rows"] and manifest["sha256"] == sha256_file(archive)
     proc = subprocess.run(["sha256sum", "-c", f"{name}.sha256"], cwd=archive.parent, capture_output=True)
     assert proc.returncode == 0
-    assert ws.files(ws.dest) == sorted([f"{REMOTE_DIR}/{name}", f"{REMOTE_DIR}/{name}.manifest.json",
-                                        f"{REMOTE_DIR}/{name}.sha256"])  # no temporaries left behind
+    assert ws.files(ws.dest) == sorted(
+        [f"{REMOTE_DIR}/{name}", f"{REMOTE_DIR}/{name}.manifest.json", f"{REMOTE_DIR}/{name}.sha256"]
+    )  # no temporaries left behind
     assert ws.files(ws.staging) == []
     runs = ws.runs()
     assert len(runs) == 1 and (runs[0]["phase"], runs[0]["result"]) == ("done", "success")
@@ -98,10 +99,14 @@ def test_sigkill_during_delivery(big_ws, reference):
     """Killed while the archive is being copied to the destination (phase 'exported')."""
     ws = big_ws
     # an uncompressed archive is the biggest: its copy takes the longest, easy to hit
-    ws.write_config(defaults={"compression": {"codec": "none"}, "file_name": "{table}_{start:%Y%m%d}_{end:%Y%m%d}.csv"})
+    ws.write_config(
+        defaults={"compression": {"codec": "none"}, "file_name": "{table}_{start:%Y%m%d}_{end:%Y%m%d}.csv"}
+    )
     proc = ws.popen("run", "--date", RUN_DATE)
     try:
-        temps = wait_for(lambda: dest_temporary(ws), proc=proc, what="the upload to be under way", interval=0.002)
+        temps = wait_for(
+            lambda: dest_temporary(ws), proc=proc, what="the upload to be under way", interval=0.002
+        )
         proc.proc.send_signal(signal.SIGKILL)
         r = proc.wait()
     finally:
@@ -134,7 +139,9 @@ def test_sigterm_exits_143_with_a_resumable_state(big_ws):
     finally:
         proc.kill()
     assert r.rc == 128 + signal.SIGTERM, str(r)
-    assert r.error_lines == ["Error: interrupted by SIGTERM — re-run the same command to resume where it stopped"], str(r)
+    assert r.error_lines == [
+        "Error: interrupted by SIGTERM — re-run the same command to resume where it stopped"
+    ], str(r)
     assert "Traceback" not in r.stderr
 
     run = ws.runs()[0]
@@ -163,7 +170,9 @@ def test_other_signals_exit_128_plus_n(big_ws, sig):
         proc.kill()
     name = signal.Signals(sig).name
     assert r.rc == 128 + sig, str(r)
-    assert r.error_lines == [f"Error: interrupted by {name} — re-run the same command to resume where it stopped"], str(r)
+    assert r.error_lines == [
+        f"Error: interrupted by {name} — re-run the same command to resume where it stopped"
+    ], str(r)
     assert "Traceback" not in r.stderr
     run = ws.runs()[0]
     assert (run["phase"], run["result"], run["failed_phase"]) == ("planned", "failed", "export")

@@ -42,8 +42,13 @@ def leave_uploaded(ws: Workspace) -> dict:
 
 def assert_only_new_archive(ws: Workspace, r) -> None:
     assert r.rc == 0, str(r)
-    assert ws.files(ws.dest) == sorted([f"{REMOTE_DIR}/{NEW_ARCHIVE}", f"{REMOTE_DIR}/{NEW_ARCHIVE}.manifest.json",
-                                        f"{REMOTE_DIR}/{NEW_ARCHIVE}.sha256"])
+    assert ws.files(ws.dest) == sorted(
+        [
+            f"{REMOTE_DIR}/{NEW_ARCHIVE}",
+            f"{REMOTE_DIR}/{NEW_ARCHIVE}.manifest.json",
+            f"{REMOTE_DIR}/{NEW_ARCHIVE}.sha256",
+        ]
+    )
     assert ws.files(ws.staging) == []
     # the summary names the path that landed
     assert f"→ {REMOTE_DIR}/{NEW_ARCHIVE} (run 2," in r.stdout, r.stdout
@@ -99,7 +104,7 @@ def test_unchanged_config_still_resumes(ws):
     header, line = st.stdout.splitlines()[:2]
     names = header.split()
     starts = [header.index(n) for n in names] + [None]
-    cells = {n: line[starts[i]:starts[i + 1]].strip() for i, n in enumerate(names)}
+    cells = {n: line[starts[i] : starts[i + 1]].strip() for i, n in enumerate(names)}
     assert cells["ROWS"] == f"{run['rows']:,}" and "," in cells["ROWS"]
     assert cells["ATTEMPTS"] == "2"
     assert re.fullmatch(r"\d+\.\d (KiB|MiB)", cells["SIZE"]), line
@@ -124,10 +129,12 @@ def test_table_changed_to_a_missing_table_fails(ws):
 
 
 def test_fingerprint_names_no_secret():
-    from tableship.config.models import SQLAlchemySource, SFTPDestination
     from tableship.backup.identity import destination_target, source_target
+    from tableship.config.models import SFTPDestination, SQLAlchemySource
 
-    src = SQLAlchemySource(type="sqlalchemy", url="postgresql://backup:s3cr3t@db.example:5432/dwh?password=x2")
+    src = SQLAlchemySource(
+        type="sqlalchemy", url="postgresql://backup:s3cr3t@db.example:5432/dwh?password=x2"
+    )
     assert source_target(src) == "postgresql://db.example:5432/dwh"
     dst = SFTPDestination(type="sftp", host="bk", user="ship", password="hunter2", path="/srv/backup")
     assert destination_target(dst) == "ship@bk:22/srv/backup"

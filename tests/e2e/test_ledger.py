@@ -9,11 +9,11 @@ import sqlite3
 import subprocess
 
 import pytest
-
-from tableship.ledger.schema import LATEST
 from tests.e2e.helpers import JOB, RUN_DATE, Workspace, assert_clean_error, to_toml
 from tests.ledger_v010 import V010_ARCHIVES, V010_INCIDENTS, V010_STATE
 from tests.servers import ensure_command, missing
+
+from tableship.ledger.schema import LATEST
 
 OLD_ERROR = "the destination is unreachable (0.1.0 era)"
 
@@ -27,30 +27,96 @@ def make_v010_ledger(ws: Workspace) -> None:
     db.executescript(V010_STATE)
     db.executescript(V010_ARCHIVES)
     db.executescript(V010_INCIDENTS)
-    ins = ("INSERT INTO runs (job, window_start, window_end, run_date, phase, result, failed_phase, error, rows, "
-           "archive_bytes, sha256, file_name, remote_path, attempts, pid, host, started_at, updated_at, finished_at) "
-           "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
-    db.execute(ins, (JOB, "2026-05-01", "2026-09-30", "2026-10-26", "exported", "failed", "upload", OLD_ERROR,
-                     None, None, None, None, None, 1, 4242, "oldhost", "2026-10-26T02:00:00+00:00",
-                     "2026-10-26T02:01:00+00:00", "2026-10-26T02:01:00+00:00"))
-    db.execute(ins, (JOB, "2026-05-01", "2026-09-30", "2026-10-27", "done", "success", None, None, 11111, 2222,
-                     "ab" * 32, "customer_traffic_20260501_20260930.csv.gz",
-                     "customer_traffic/customer_traffic_20260501_20260930.csv.gz", 1, 4243, "oldhost",
-                     "2026-10-27T02:00:00+00:00", "2026-10-27T02:03:00+00:00", "2026-10-27T02:03:00+00:00"))
-    for run_id, steps in ((1, [(None, "planned"), ("planned", "exported")]),
-                          (2, [(None, "planned"), ("planned", "exported"), ("exported", "uploaded"),
-                               ("uploaded", "verified"), ("verified", "done")])):
+    ins = (
+        "INSERT INTO runs (job, window_start, window_end, run_date, phase, result, failed_phase, error, rows, "
+        "archive_bytes, sha256, file_name, remote_path, attempts, pid, host, started_at, updated_at, finished_at) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    )
+    db.execute(
+        ins,
+        (
+            JOB,
+            "2026-05-01",
+            "2026-09-30",
+            "2026-10-26",
+            "exported",
+            "failed",
+            "upload",
+            OLD_ERROR,
+            None,
+            None,
+            None,
+            None,
+            None,
+            1,
+            4242,
+            "oldhost",
+            "2026-10-26T02:00:00+00:00",
+            "2026-10-26T02:01:00+00:00",
+            "2026-10-26T02:01:00+00:00",
+        ),
+    )
+    db.execute(
+        ins,
+        (
+            JOB,
+            "2026-05-01",
+            "2026-09-30",
+            "2026-10-27",
+            "done",
+            "success",
+            None,
+            None,
+            11111,
+            2222,
+            "ab" * 32,
+            "customer_traffic_20260501_20260930.csv.gz",
+            "customer_traffic/customer_traffic_20260501_20260930.csv.gz",
+            1,
+            4243,
+            "oldhost",
+            "2026-10-27T02:00:00+00:00",
+            "2026-10-27T02:03:00+00:00",
+            "2026-10-27T02:03:00+00:00",
+        ),
+    )
+    for run_id, steps in (
+        (1, [(None, "planned"), ("planned", "exported")]),
+        (
+            2,
+            [
+                (None, "planned"),
+                ("planned", "exported"),
+                ("exported", "uploaded"),
+                ("uploaded", "verified"),
+                ("verified", "done"),
+            ],
+        ),
+    ):
         for a, b in steps:
-            db.execute("INSERT INTO transitions VALUES (?,?,?,?,?)", (run_id, "2026-10-27T02:00:00+00:00", a, b, ""))
-    db.execute("INSERT INTO incidents (job, opened_at, closed_at, failures, first_run_id, last_run_id, last_error, "
-               "resolved_run_id) VALUES (?,?,?,?,?,?,?,?)",
-               (JOB, "2026-10-26T02:01:00+00:00", "2026-10-27T02:03:00+00:00", 1, 1, 1, OLD_ERROR, 2))
-    db.execute("INSERT INTO alert_messages (incident_id, job, channel, kind, failures, state, payload, created_at, "
-               "updated_at) VALUES (1, ?, 'ops', 'failed', 1, 'sent', '{}', ?, ?)",
-               (JOB, "2026-10-26T02:01:00+00:00", "2026-10-26T02:01:01+00:00"))
-    db.execute("INSERT INTO verifications (batch, job, remote_path, status, verified_at) VALUES (?,?,?,?,?)",
-               ("b1", JOB, "customer_traffic/customer_traffic_20260501_20260930.csv.gz", "OK",
-                "2026-10-28T02:00:00+00:00"))
+            db.execute(
+                "INSERT INTO transitions VALUES (?,?,?,?,?)", (run_id, "2026-10-27T02:00:00+00:00", a, b, "")
+            )
+    db.execute(
+        "INSERT INTO incidents (job, opened_at, closed_at, failures, first_run_id, last_run_id, last_error, "
+        "resolved_run_id) VALUES (?,?,?,?,?,?,?,?)",
+        (JOB, "2026-10-26T02:01:00+00:00", "2026-10-27T02:03:00+00:00", 1, 1, 1, OLD_ERROR, 2),
+    )
+    db.execute(
+        "INSERT INTO alert_messages (incident_id, job, channel, kind, failures, state, payload, created_at, "
+        "updated_at) VALUES (1, ?, 'ops', 'failed', 1, 'sent', '{}', ?, ?)",
+        (JOB, "2026-10-26T02:01:00+00:00", "2026-10-26T02:01:01+00:00"),
+    )
+    db.execute(
+        "INSERT INTO verifications (batch, job, remote_path, status, verified_at) VALUES (?,?,?,?,?)",
+        (
+            "b1",
+            JOB,
+            "customer_traffic/customer_traffic_20260501_20260930.csv.gz",
+            "OK",
+            "2026-10-28T02:00:00+00:00",
+        ),
+    )
     db.close()
 
 
@@ -72,8 +138,11 @@ def count(path, table: str) -> int:
 
 def snapshot(folder) -> dict[str, bytes]:
     """The ledger files (SQLite's transient -wal/-shm companions and the log file aside)."""
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())
-            if p.is_file() and p.name.startswith("state.db") and not p.name.endswith(("-wal", "-shm"))}
+    return {
+        p.name: p.read_bytes()
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name.startswith("state.db") and not p.name.endswith(("-wal", "-shm"))
+    }
 
 
 # ---------------------------------------------------------------- migration
@@ -108,8 +177,10 @@ def test_a_v010_ledger_is_read_without_migrating_then_migrated_by_run_keeping_it
     copy = ws.state_dir / "state.db.v1.bak"
     assert copy.is_file()
     assert user_version(copy) == 0 and count(copy, "runs") == 2 and count(copy, "transitions") == 7
-    assert f"migrating the ledger {db_path} from schema version 1 to {LATEST}" in r.stderr + \
-        (ws.state_dir / "tableship.core.log").read_text()
+    assert (
+        f"migrating the ledger {db_path} from schema version 1 to {LATEST}"
+        in r.stderr + (ws.state_dir / "tableship.core.log").read_text()
+    )
     runs = ws.runs()
     assert [r["result"] for r in runs] == ["failed", "success", "success"]
     assert runs[0]["error"] == OLD_ERROR and runs[1]["rows"] == 11111
@@ -129,8 +200,19 @@ def test_a_v010_ledger_is_read_without_migrating_then_migrated_by_run_keeping_it
     assert copy.read_bytes() == copy_bytes
 
 
-@pytest.mark.parametrize("command", [["status"], ["status", "--json"], ["history"], ["history", JOB], ["ls"],
-                                     ["verify"], ["prune", "--dry-run"], ["config", "validate"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status"],
+        ["status", "--json"],
+        ["history"],
+        ["history", JOB],
+        ["ls"],
+        ["verify"],
+        ["prune", "--dry-run"],
+        ["config", "validate"],
+    ],
+)
 def test_read_only_commands_never_create_a_ledger(ws, command):
     r = ws.cli(*command)
     assert r.rc in (0, 1), str(r)  # verify: 1 when there is nothing on the destination? it says so
@@ -180,11 +262,21 @@ def aws(ws):
     """A workspace whose log and staging live outside the state dir (which the tests break), with a
     command alert channel appending ``subject|error`` lines to ``ws.alerts``."""
     ws.alerts = ws.root / "alerts.txt"
-    ws.doc = ws.config_doc(settings={"log_file": str(ws.root / "logs" / "tableship.core.log"),
-                                     "staging_dir": str(ws.root / "staging"), "environment": "prod"},
-                           alerts={"channels": ["pager"],
-                                   "pager": {"type": "command", "argv": ["sh", "-c", ALERT_LINE, str(ws.alerts)],
-                                             "retries": {"attempts": 1, "initial_delay": 0}}})
+    ws.doc = ws.config_doc(
+        settings={
+            "log_file": str(ws.root / "logs" / "tableship.core.log"),
+            "staging_dir": str(ws.root / "staging"),
+            "environment": "prod",
+        },
+        alerts={
+            "channels": ["pager"],
+            "pager": {
+                "type": "command",
+                "argv": ["sh", "-c", ALERT_LINE, str(ws.alerts)],
+                "retries": {"attempts": 1, "initial_delay": 0},
+            },
+        },
+    )
     ws.write_text(to_toml(ws.doc))
     return ws
 
@@ -220,13 +312,23 @@ def test_a_corrupt_ledger_names_the_file_the_fix_and_the_pre_migration_copy_and_
     r = aws.cli("run", "--date", RUN_DATE)
     line = assert_ledger_error(r, 74, db_path, "corrupt", "move it aside", str(copy))
     assert_alerted(aws, "corrupt", str(db_path))
-    for command in (["status"], ["history"], ["status", "--json"], ["ls"], ["verify"], ["prune"],
-                    ["prune", "--dry-run"], ["restore", JOB, "--window", "2026-06-01..2026-10-31", "--to", aws.root]):
+    for command in (
+        ["status"],
+        ["history"],
+        ["status", "--json"],
+        ["ls"],
+        ["verify"],
+        ["prune"],
+        ["prune", "--dry-run"],
+        ["restore", JOB, "--window", "2026-06-01..2026-10-31", "--to", aws.root],
+    ):
         r = aws.cli(*command)
         assert assert_ledger_error(r, 74, db_path, "corrupt") == line, str(r)
     assert len(alerts(aws)) == 1  # only run alerts
     # a batch of jobs stops at the ledger too (it is the same for every job): one line, exit 74
-    two = aws.doc | {"jobs": aws.doc["jobs"] | {"second": {"table": "mnaas.customer_traffic", "remote_dir": "second"}}}
+    two = aws.doc | {
+        "jobs": aws.doc["jobs"] | {"second": {"table": "mnaas.customer_traffic", "remote_dir": "second"}}
+    }
     aws.write_text(to_toml(two))
     for command in (["verify"], ["prune"], ["ls"]):
         r = aws.cli(*command)
@@ -243,8 +345,9 @@ def test_a_corrupt_ledger_names_the_file_the_fix_and_the_pre_migration_copy_and_
 def tmpfs_state(aws):
     """The state dir on a 2 MiB tmpfs (root: ``mount -t tmpfs``; never skipped under CI)."""
     aws.state_dir.mkdir(parents=True, exist_ok=True)
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(aws.state_dir)],
-                           capture_output=True, text=True)
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(aws.state_dir)], capture_output=True, text=True
+    )
     if mount.returncode != 0:
         missing(f"cannot mount a small tmpfs for the state dir: {mount.stderr.strip()}")
     yield aws

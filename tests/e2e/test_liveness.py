@@ -37,9 +37,13 @@ def test_a_killed_run_shows_as_interrupted_everywhere(big_ws):
     ws = big_ws
     metrics = ws.root / "metrics" / "tableship.prom"
     status_file = ws.root / "metrics" / "status.txt"
-    ws.write_config({JOB: {"table": TABLE}, "other": {"table": TABLE, "remote_dir": "other",
-                                                       "window": {"unit": "day", "count": 1}}},
-                    settings={"metrics_file": str(metrics), "status_file": str(status_file)})
+    ws.write_config(
+        {
+            JOB: {"table": TABLE},
+            "other": {"table": TABLE, "remote_dir": "other", "window": {"unit": "day", "count": 1}},
+        },
+        settings={"metrics_file": str(metrics), "status_file": str(status_file)},
+    )
     proc = ws.popen("run", JOB, "--date", RUN_DATE)
     try:
         wait_for(lambda: staged_part(ws), proc=proc, what="the export to be under way")

@@ -8,8 +8,9 @@ import os
 import signal
 import socket
 
-from tableship.ledger.lock import JobLock
 from tests.e2e.helpers import ARCHIVE, JOB, RUN_DATE, TABLE, wait_for
+
+from tableship.ledger.lock import JobLock
 
 
 def lock_owner(ws, job: str = JOB) -> dict:
@@ -24,7 +25,9 @@ def test_two_concurrent_runs_of_one_job(big_ws):
     first = ws.popen("run", "--date", RUN_DATE, name="first")  # ~1.3M rows: a few seconds
     try:
         # the first run holds the lock once its pid is in the lock file
-        wait_for(lambda: lock_owner(ws).get("pid") == first.pid, proc=first, what="the first run to take the lock")
+        wait_for(
+            lambda: lock_owner(ws).get("pid") == first.pid, proc=first, what="the first run to take the lock"
+        )
         second = ws.cli("run", "--date", RUN_DATE)
         assert first.proc.poll() is None, "the first run ended too early for this test"
     finally:

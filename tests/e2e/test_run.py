@@ -14,7 +14,6 @@ import subprocess
 import sys
 
 import pytest
-
 from tests.e2e.helpers import (
     ARCHIVE,
     JOB,
@@ -54,8 +53,11 @@ def done(tmp_path_factory, small_warehouse):
 def test_archive_content_equals_the_window_rows(done, tmp_path):
     ws, r = done
     archive = ws.archive()
-    assert sorted(ws.files(ws.dest)) == [f"{REMOTE_DIR}/{ARCHIVE}", f"{REMOTE_DIR}/{ARCHIVE}.manifest.json",
-                                         f"{REMOTE_DIR}/{ARCHIVE}.sha256"]
+    assert sorted(ws.files(ws.dest)) == [
+        f"{REMOTE_DIR}/{ARCHIVE}",
+        f"{REMOTE_DIR}/{ARCHIVE}.manifest.json",
+        f"{REMOTE_DIR}/{ARCHIVE}.sha256",
+    ]
 
     # the system gzip decompresses it (into a file, like a user would)
     copy = tmp_path / ARCHIVE
@@ -88,11 +90,14 @@ def test_archive_content_equals_the_window_rows(done, tmp_path):
     assert any(v and '"' in v for v in values)
     assert any(v and "\n" in v for v in values)
     assert any(v and not v.isascii() for v in values)
-    assert '""' in text and ';;' in text  # an empty string and a NULL as they are written
+    assert '""' in text and ";;" in text  # an empty string and a NULL as they are written
 
     # the summary line
-    assert re.search(rf"^{JOB} 2026-06-01..2026-10-31: OK, {len(expected)} rows, .* → {REMOTE_DIR}/{ARCHIVE} \(run 1,",
-                     r.stdout, re.M), r.stdout
+    assert re.search(
+        rf"^{JOB} 2026-06-01..2026-10-31: OK, {len(expected)} rows, .* → {REMOTE_DIR}/{ARCHIVE} \(run 1,",
+        r.stdout,
+        re.M,
+    ), r.stdout
 
 
 def test_sha256_sidecar_passes_sha256sum_c(done):
@@ -100,7 +105,9 @@ def test_sha256_sidecar_passes_sha256sum_c(done):
     folder = ws.archive().parent
     sidecar = (folder / f"{ARCHIVE}.sha256").read_text()
     assert sidecar == f"{sha256_file(ws.archive())}  {ARCHIVE}\n"
-    proc = subprocess.run(["sha256sum", "-c", f"{ARCHIVE}.sha256"], cwd=folder, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["sha256sum", "-c", f"{ARCHIVE}.sha256"], cwd=folder, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == f"{ARCHIVE}: OK"
 
@@ -137,9 +144,17 @@ def test_ledger_log_lines_and_no_progress_when_not_a_tty(done):
     assert len(runs) == 1
     run = runs[0]
     assert (run["phase"], run["result"], run["attempts"]) == ("done", "success", 1)
-    assert [t[1] for t in ws.transitions(run["id"])] == ["planned", "exported", "uploaded", "verified", "done"]
+    assert [t[1] for t in ws.transitions(run["id"])] == [
+        "planned",
+        "exported",
+        "uploaded",
+        "verified",
+        "done",
+    ]
     # every log line of the run carries [job#run]; not a terminal: plain lines, no progress display
-    log_lines = [line for line in r.stderr.splitlines() if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [A-Z]+ ", line)]
+    log_lines = [
+        line for line in r.stderr.splitlines() if re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [A-Z]+ ", line)
+    ]
     assert len(log_lines) >= 4 and log_lines == [line for line in r.stderr.splitlines() if line.strip()]
     assert all(LOG_TAG.search(line) and LOG_TAG.search(line).group(1) == "1" for line in log_lines), log_lines
     assert "\r" not in r.stderr and "MiB/s" not in r.stderr
@@ -180,7 +195,10 @@ def test_dry_run_prints_the_plan_and_touches_nothing(ws):
     r = run_ok(ws, "--date", RUN_DATE, "--dry-run")
     out = r.stdout
     assert "window 2026-06-01..2026-10-31" in out
-    assert 'SELECT * FROM "mnaas"."customer_traffic" WHERE "partition_date" >= ? AND "partition_date" <= ?' in out
+    assert (
+        'SELECT * FROM "mnaas"."customer_traffic" WHERE "partition_date" >= ? AND "partition_date" <= ?'
+        in out
+    )
     assert "'2026-06-01', '2026-10-31'" in out  # the bound values
     assert ARCHIVE in out and f"{ARCHIVE}.sha256" in out and f"{ARCHIVE}.manifest.json" in out
     assert f"{ws.dest}/{REMOTE_DIR}/{ARCHIVE}" in out
@@ -233,8 +251,18 @@ def test_status_and_history(ws):
     r = ws.cli("status", "--date", RUN_DATE)
     assert r.rc == 0, str(r)
     header, line = r.stdout.splitlines()[:2]
-    assert header.split() == ["JOB", "RUN", "WINDOW", "PHASE", "RESULT", "ROWS", "SIZE", "ATTEMPTS", "STARTED",
-                              "DURATION"]
+    assert header.split() == [
+        "JOB",
+        "RUN",
+        "WINDOW",
+        "PHASE",
+        "RESULT",
+        "ROWS",
+        "SIZE",
+        "ATTEMPTS",
+        "STARTED",
+        "DURATION",
+    ]
     assert line.split()[:5] == [JOB, "2", "2026-01-01..2026-01-31", "done", "success"]
     assert r.stdout.splitlines()[-1] == "OK: 1 job, all windows verified"
 
@@ -280,7 +308,10 @@ def test_rerun_of_a_done_window_starts_a_new_run_with_the_same_content(ws):
     sha1 = ws.manifest()["sha256"]
     r = run_ok(ws, "--date", "2026-11-30")  # same window, another day of the month
     runs = ws.runs()
-    assert [(x["id"], x["phase"], x["result"]) for x in runs] == [(1, "done", "success"), (2, "done", "success")]
+    assert [(x["id"], x["phase"], x["result"]) for x in runs] == [
+        (1, "done", "success"),
+        (2, "done", "success"),
+    ]
     assert runs[0]["window_start"] == runs[1]["window_start"]
     assert decompress(ws.archive()) == first
     assert "run 2 of customer_traffic" in r.stderr
@@ -312,10 +343,19 @@ def test_failed_upload_resumes_without_exporting_again(ws):
     r = run_ok(ws, "--date", RUN_DATE)
     assert "resuming run 1" in r.stderr and "at phase exported" in r.stderr
     runs = ws.runs()
-    assert len(runs) == 1 and (runs[0]["phase"], runs[0]["result"], runs[0]["attempts"]) == ("done", "success", 2)
+    assert len(runs) == 1 and (runs[0]["phase"], runs[0]["result"], runs[0]["attempts"]) == (
+        "done",
+        "success",
+        2,
+    )
     assert [t[:2] for t in ws.transitions(1)] == [  # not exported again
-        (None, "planned"), ("planned", "exported"), ("exported", "exported"),  # (resumed)
-        ("exported", "uploaded"), ("uploaded", "verified"), ("verified", "done")]
+        (None, "planned"),
+        ("planned", "exported"),
+        ("exported", "exported"),  # (resumed)
+        ("exported", "uploaded"),
+        ("uploaded", "verified"),
+        ("verified", "done"),
+    ]
     assert ws.transitions(1)[2][2] == "resumed"
     assert "exporting" not in r.stderr
     archive = ws.archive()
@@ -343,7 +383,9 @@ def test_a_different_window_starts_fresh_and_finishes_the_old_one(ws):
     r = run_ok(ws, "--date", "2026-12-01")  # July..November: a new run, and run 1 is finished first
     runs = ws.runs()
     assert [(x["id"], x["window_start"], x["phase"]) for x in runs] == [
-        (1, "2026-06-01", "done"), (2, "2026-07-01", "done")]
+        (1, "2026-06-01", "done"),
+        (2, "2026-07-01", "done"),
+    ]
     assert "resuming run 1" in r.stderr
     assert r.stderr.index("resuming run 1") < r.stderr.index("run 2 of")  # oldest window first
 
@@ -361,8 +403,10 @@ def test_codecs_give_identical_csv_bytes(ws):
     ws.write_config(jobs, defaults={"remote_dir": "{job}"})
     r = run_ok(ws, "--date", RUN_DATE)  # no job named: all of them
     assert r.stdout.count(": OK,") == 4
-    contents = {job: decompress(ws.dest / job / spec["file_name"].replace("{job}", job),
-                                spec["compression"]["codec"]) for job, spec in jobs.items()}
+    contents = {
+        job: decompress(ws.dest / job / spec["file_name"].replace("{job}", job), spec["compression"]["codec"])
+        for job, spec in jobs.items()
+    }
     assert len({hashlib.sha256(c).hexdigest() for c in contents.values()}) == 1
     assert ws.manifest("plain.csv", "plain")["sha256"] == hashlib.sha256(contents["plain"]).hexdigest()
     for job, spec in jobs.items():
@@ -409,10 +453,14 @@ def test_partition_column_types_through_the_cli(ws):
         con.execute(f"ATTACH '{ws.warehouse}' AS src (READ_ONLY)")
         con.execute("CREATE SCHEMA t")
         con.execute("CREATE TABLE t.as_date AS SELECT * FROM src.mnaas.customer_traffic")
-        con.execute("CREATE TABLE t.as_text AS SELECT * REPLACE (strftime(partition_date, '%Y-%m-%d') AS partition_date) "
-                    "FROM src.mnaas.customer_traffic")
-        con.execute("CREATE TABLE t.as_int AS SELECT * REPLACE (CAST(strftime(partition_date, '%Y%m%d') AS INTEGER) "
-                    "AS partition_date) FROM src.mnaas.customer_traffic")
+        con.execute(
+            "CREATE TABLE t.as_text AS SELECT * REPLACE (strftime(partition_date, '%Y-%m-%d') AS partition_date) "
+            "FROM src.mnaas.customer_traffic"
+        )
+        con.execute(
+            "CREATE TABLE t.as_int AS SELECT * REPLACE (CAST(strftime(partition_date, '%Y%m%d') AS INTEGER) "
+            "AS partition_date) FROM src.mnaas.customer_traffic"
+        )
     finally:
         con.close()
     jobs = {
@@ -422,8 +470,15 @@ def test_partition_column_types_through_the_cli(ws):
         "int_declared": {"table": "t.as_int", "partition_type": "int", "partition_format": "%Y%m%d"},
         "text_declared": {"table": "t.as_text", "partition_type": "string", "partition_format": "%Y-%m-%d"},
     }
-    ws.write_config(jobs, sources={"warehouse": {"type": "duckdb", "path": "typed.duckdb"}},
-                    defaults={"remote_dir": "{job}", "file_name": "{job}.csv.gz", "window": {"unit": "month", "count": 1}})
+    ws.write_config(
+        jobs,
+        sources={"warehouse": {"type": "duckdb", "path": "typed.duckdb"}},
+        defaults={
+            "remote_dir": "{job}",
+            "file_name": "{job}.csv.gz",
+            "window": {"unit": "month", "count": 1},
+        },
+    )
     r = run_ok(ws, "--date", "2026-03-10")  # February 2026
     assert r.stdout.count(": OK,") == 5
     _, expected = query_rows(ws.warehouse, dt.date(2026, 2, 1), dt.date(2026, 2, 28))

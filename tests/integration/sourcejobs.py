@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from tests.e2e.helpers import Result, assert_clean_error, decompress, parse_csv_nulls, to_toml  # noqa: F401
 from tests.e2e.helpers import render as rendered  # noqa: F401  (driver values render like DuckDB's)
 
@@ -39,8 +38,12 @@ class Site:
             "settings": {"state_dir": "state"},
             "sources": {"src": self.source},
             "destinations": {"backup": {"type": "local", "path": "backup"}},
-            "defaults": {"source": "src", "destination": "backup", "window": {"unit": "month", "count": 1},
-                         **self.defaults},
+            "defaults": {
+                "source": "src",
+                "destination": "backup",
+                "window": {"unit": "month", "count": 1},
+                **self.defaults,
+            },
             "jobs": self.jobs,
         }
         self.backup.mkdir(exist_ok=True)
@@ -57,7 +60,9 @@ class Site:
         return self.cli("run", job, "--from", start, "--to", end, *extra, timeout=timeout)
 
     def archives(self) -> list[Path]:
-        return sorted(p for p in self.backup.rglob("*") if p.is_file() and p.suffix in (".gz", ".zst", ".csv"))
+        return sorted(
+            p for p in self.backup.rglob("*") if p.is_file() and p.suffix in (".gz", ".zst", ".csv")
+        )
 
     def manifest(self, archive: Path) -> dict:
         return json.loads(archive.with_name(archive.name + ".manifest.json").read_text())
@@ -121,7 +126,9 @@ class DataCheckTests:
     def test_expect_columns_mismatch(self, tmp_path, server):
         site = self.site(tmp_path, server)
         cols = self.columns
-        site.jobs = {"traffic": {"table": "itest.traffic", "expect_columns": [*cols[:-2], "partition_date", "imsi"]}}
+        site.jobs = {
+            "traffic": {"table": "itest.traffic", "expect_columns": [*cols[:-2], "partition_date", "imsi"]}
+        }
         result = site.run("traffic", "2024-01-01", "2024-01-31")
         assert_clean_error(result, 1, "missing imsi", "unexpected note")
         assert site.archives() == []

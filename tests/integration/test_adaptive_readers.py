@@ -18,9 +18,9 @@ import zlib
 from pathlib import Path
 
 import pytest
+from tests.adaptive_check import check_record
 
 from tableship.archive.adaptive import LADDERS, BlockCompressor, LevelController
-from tests.adaptive_check import check_record
 
 ROWS = 40_000
 HEADER = b"id;name;amount;day\n"
@@ -55,10 +55,12 @@ class Walk(LevelController):
 
 def _write(path: Path, codec: str, threads: int = 2) -> dict:
     with open(path, "wb") as f:
-        out = BlockCompressor(f, codec, threads, controller=Walk(LADDERS[codec], threads), block_bytes=64 * 1024)
+        out = BlockCompressor(
+            f, codec, threads, controller=Walk(LADDERS[codec], threads), block_bytes=64 * 1024
+        )
         view = memoryview(CSV)
         for i in range(0, len(CSV), 100_003):
-            out.write(view[i:i + 100_003])
+            out.write(view[i : i + 100_003])
         out.close()
     return out.record()
 
@@ -130,7 +132,9 @@ def test_duckdb_read_csv(archive):
     con = duckdb.connect()
     n, s, semi = con.execute(
         "SELECT count(*), sum(id), count(*) FILTER (WHERE name = 'semi;colon') "
-        "FROM read_csv(?, delim=';', header=true, quote='\"')", [str(path)]).fetchone()
+        "FROM read_csv(?, delim=';', header=true, quote='\"')",
+        [str(path)],
+    ).fetchone()
     assert (n, s, semi) == (ROWS, ID_SUM, ROWS // len(NAMES) + (1 if ROWS % len(NAMES) > 1 else 0))
 
 
@@ -141,8 +145,10 @@ def test_spark_csv_reader(archive, hs2):
     try:
         cur = conn.cursor()
         view = f"adaptive_{codec}"
-        cur.execute(f"CREATE OR REPLACE TEMPORARY VIEW {view} USING csv "
-                    f"OPTIONS (path 'file://{path}', sep ';', header 'true', quote '\"', escape '\"')")
+        cur.execute(
+            f"CREATE OR REPLACE TEMPORARY VIEW {view} USING csv "
+            f"OPTIONS (path 'file://{path}', sep ';', header 'true', quote '\"', escape '\"')"
+        )
         cur.execute(f"SELECT count(*), sum(CAST(id AS BIGINT)), max(name) FROM {view}")
         n, s, _ = cur.fetchall()[0]
         cur.close()
@@ -161,8 +167,9 @@ def test_controller_follows_reader_and_cpu_demand():
         busy[0] += demand * dt
         busy[1] += reader * dt
 
-    c = LevelController((2, 4, 6), threads=2, interval=1.0, clock=lambda: now[0],
-                        probe=lambda: (busy[0], busy[1]), cpus=2)
+    c = LevelController(
+        (2, 4, 6), threads=2, interval=1.0, clock=lambda: now[0], probe=lambda: (busy[0], busy[1]), cpus=2
+    )
     assert c.choose(0) == 2  # starts on the floor
     tick(0.5)
     assert c.choose(1) == 4  # the reader mostly sleeps, waiting for the source: one rung up
@@ -226,7 +233,7 @@ def test_public_api_fallback_gives_a_valid_stream():
     size = 64 * 1024
     out, prev, crc = [b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"], b"", 0
     for n, i in enumerate(range(0, len(CSV), size)):
-        block = CSV[i:i + size]
+        block = CSV[i : i + size]
         lib, level = (isal_zlib, 2) if n % 2 else (zlib_ng, 6)
         data, c = _public_api_compressor(lib, level)(block, memoryview(prev)[-32768:])
         out.append(data)

@@ -9,7 +9,6 @@ tests/servers/smtp.py; webhooks and pings to an ``http.server`` in a thread.
 from __future__ import annotations
 
 import datetime
-import email.policy
 import http.server
 import json
 import os
@@ -48,8 +47,15 @@ def warehouse(tmp_path_factory) -> Path:
 class Site:
     """A config folder: ``run(...)`` runs the real CLI in a subprocess."""
 
-    def __init__(self, root: Path, warehouse: Path, alerts: str, settings: str = "", jobs: str | None = None,
-                 env: dict | None = None):
+    def __init__(
+        self,
+        root: Path,
+        warehouse: Path,
+        alerts: str,
+        settings: str = "",
+        jobs: str | None = None,
+        env: dict | None = None,
+    ):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.config = root / "tableship.toml"
@@ -74,8 +80,14 @@ class Site:
         )
 
     def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "tableship", "--config", str(self.config), *args],
-                              capture_output=True, text=True, env=self.env, timeout=timeout, cwd=self.root)
+        return subprocess.run(
+            [sys.executable, "-m", "tableship", "--config", str(self.config), *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+            cwd=self.root,
+        )
 
     def fail(self, *args: str) -> subprocess.CompletedProcess:
         assert not self.backup.exists()
@@ -91,17 +103,31 @@ class Site:
 
     def metric_values(self) -> dict:
         text = self.metrics.read_text()
-        return {(s.name, tuple(sorted(s.labels.items()))): s.value
-                for f in text_string_to_metric_families(text) for s in f.samples}
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+        }
 
     def status_values(self) -> dict[str, str]:
-        return dict(line.split("=", 1) for line in self.status.read_text().splitlines()
-                    if line and not line.startswith("#"))
+        return dict(
+            line.split("=", 1)
+            for line in self.status.read_text().splitlines()
+            if line and not line.startswith("#")
+        )
 
 
 def email_channel(server, name="mail", **extra) -> str:
-    lines = [f"[alerts.{name}]", 'type = "email"', f'host = "{server.host}"', f"port = {server.port}",
-             'from = "tableship@example.net"', 'to = ["dataops@example.net"]', 'cc = ["oncall@example.net"]', RETRIES]
+    lines = [
+        f"[alerts.{name}]",
+        'type = "email"',
+        f'host = "{server.host}"',
+        f"port = {server.port}",
+        'from = "tableship@example.net"',
+        'to = ["dataops@example.net"]',
+        'cc = ["oncall@example.net"]',
+        RETRIES,
+    ]
     extra.setdefault("security", "none")
     lines += [f"{k} = {json.dumps(str(v))}" for k, v in extra.items()]
     return "\n".join(lines) + "\n"
@@ -121,8 +147,9 @@ class HttpRecorder:
             def _handle(self):
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else b""
-                rec.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers),
-                                     "body": body})
+                rec.requests.append(
+                    {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
+                )
                 code = rec.statuses.pop(0) if rec.statuses else 200
                 self.send_response(code)
                 self.send_header("Content-Type", "text/plain")
@@ -154,8 +181,10 @@ def http_recorder():
 def alert_clock(site: Site, now: str):
     """Set the alert policy's clock for the site's next runs (``TABLESHIP_TEST_ALERT_NOW``);
     returns a setter for stepping it forward."""
+
     def at(instant: str) -> None:
         site.env["TABLESHIP_TEST_ALERT_NOW"] = instant
+
     at(now)
     return at
 
@@ -169,11 +198,15 @@ def subjects(server) -> list[str]:
 
 def test_email_once_per_incident_reminder_after_realert_then_resolved(tmp_path, warehouse, smtp_factory):
     server = smtp_factory()
-    site = Site(tmp_path, warehouse, f"""
+    site = Site(
+        tmp_path,
+        warehouse,
+        f"""
         [alerts]
         channels = ["mail"]
         realert_after = "4h"
-        {email_channel(server)}""")
+        {email_channel(server)}""",
+    )
     # The alert clock is injected (TABLESHIP_TEST_ALERT_NOW, docs/alerts.md): the first three
     # failures happen within a minute, the fourth 5 hours later, then the fix.
     at = alert_clock(site, "2026-01-05T02:00:00Z")
@@ -189,10 +222,16 @@ def test_email_once_per_incident_reminder_after_realert_then_resolved(tmp_path, 
     assert first.mail_from == "tableship@example.net"
     assert set(first.rcpt_tos) == {"dataops@example.net", "oncall@example.net"}
     body = first.message.get_content()
-    for needle in ("Job:          customer_traffic", "Table:        mnaas.customer_traffic", "Phase:        upload",
-                   "does not exist", "Run id:       1 (attempt 1)",
-                   f"tableship --config {site.config} run customer_traffic --from ", "Last ",
-                   "[customer_traffic#1]"):
+    for needle in (
+        "Job:          customer_traffic",
+        "Table:        mnaas.customer_traffic",
+        "Phase:        upload",
+        "does not exist",
+        "Run id:       1 (attempt 1)",
+        f"tableship --config {site.config} run customer_traffic --from ",
+        "Last ",
+        "[customer_traffic#1]",
+    ):
         assert needle in body, (needle, body)
 
     at("2026-01-05T05:59:59Z")  # 1 s short of realert_after since the alert: still quiet
@@ -221,11 +260,23 @@ def test_email_once_per_incident_reminder_after_realert_then_resolved(tmp_path, 
 
 def test_email_starttls_and_auth(tmp_path, warehouse, smtp_factory):
     server = smtp_factory(starttls=True, auth=("tableship", "pw-Xy9-secret"))
-    site = Site(tmp_path, warehouse, f"""
+    site = Site(
+        tmp_path,
+        warehouse,
+        f"""
         [alerts]
         channels = ["mail"]
-        {email_channel(server, security="starttls", user="tableship", password="${SMTP_PASSWORD}",
-                       ca_cert=server.cafile)}""", env={"SMTP_PASSWORD": "pw-Xy9-secret"})
+        {
+            email_channel(
+                server,
+                security="starttls",
+                user="tableship",
+                password="${SMTP_PASSWORD}",
+                ca_cert=server.cafile,
+            )
+        }""",
+        env={"SMTP_PASSWORD": "pw-Xy9-secret"},
+    )
     proc = site.fail()
     assert "alert sent on channel mail" in proc.stderr
     (msg,) = server.wait_for_messages(1)
@@ -239,13 +290,18 @@ def test_email_auth_without_tls_and_a_wrong_password(tmp_path, warehouse, smtp_f
         [alerts]
         channels = ["mail"]
         {}"""
-    site = Site(tmp_path, warehouse, alerts.format(email_channel(server, user="tableship", password="right-password")))
+    site = Site(
+        tmp_path, warehouse, alerts.format(email_channel(server, user="tableship", password="right-password"))
+    )
     site.fail()
     server.wait_for_messages(1)
 
     server = smtp_factory(auth=("tableship", "right-password"))
-    site = Site(tmp_path / "wrong", warehouse, alerts.format(email_channel(server, user="tableship",
-                                                                            password="wrong-password")))
+    site = Site(
+        tmp_path / "wrong",
+        warehouse,
+        alerts.format(email_channel(server, user="tableship", password="wrong-password")),
+    )
     proc = site.fail()
     assert "authentication failed (535)" in proc.stderr
     assert "FAILED in upload" in proc.stdout  # the job's own error is still the headline
@@ -256,7 +312,6 @@ def test_email_auth_without_tls_and_a_wrong_password(tmp_path, warehouse, smtp_f
 def test_email_implicit_tls(tmp_path, warehouse):
     """security = "ssl" (SMTPS, port 465 style): an aiosmtpd server wrapped in TLS."""
     from aiosmtpd.controller import Controller
-
     from tests.servers import free_port
     from tests.servers.smtp import _Handler, _make_cert
 
@@ -265,15 +320,20 @@ def test_email_implicit_tls(tmp_path, warehouse):
     ctx.load_cert_chain(certfile, keyfile)
     messages: list = []
     port = free_port()
-    controller = Controller(_Handler(messages, False), hostname="127.0.0.1", port=port, ssl_context=ctx,
-                            ready_timeout=10.0)
+    controller = Controller(
+        _Handler(messages, False), hostname="127.0.0.1", port=port, ssl_context=ctx, ready_timeout=10.0
+    )
     controller.start()
     try:
         S = SimpleNamespace(host="127.0.0.1", port=port)
-        site = Site(tmp_path / "site", warehouse, f"""
+        site = Site(
+            tmp_path / "site",
+            warehouse,
+            f"""
             [alerts]
             channels = ["mail"]
-            {email_channel(S, security="ssl", ca_cert=cafile)}""")
+            {email_channel(S, security="ssl", ca_cert=cafile)}""",
+        )
         proc = site.fail()
         assert "alert sent on channel mail" in proc.stderr
         assert len(messages) == 1 and messages[0].subject.startswith("[tableship] FAILED")
@@ -283,26 +343,37 @@ def test_email_implicit_tls(tmp_path, warehouse):
 
 def test_a_rejecting_smtp_server_does_not_change_the_exit_code(tmp_path, warehouse, smtp_factory):
     server = smtp_factory(reject=True)
-    site = Site(tmp_path, warehouse, f"""
+    site = Site(
+        tmp_path,
+        warehouse,
+        f"""
         [alerts]
         channels = ["mail"]
-        {email_channel(server)}""")
+        {email_channel(server)}""",
+    )
     proc = site.fail()
     assert f"customer_traffic {WINDOW}: FAILED in upload" in proc.stdout
     assert "alert channel mail: could not send the failed alert for customer_traffic: SMTP" in proc.stderr
     assert "554" in proc.stderr
     site.succeed()  # and a success stays exit 0
-    assert site.metric_values()[("tableship_alert_messages_total", (("channel", "mail"), ("state", "failed")))] == 1
+    assert (
+        site.metric_values()[("tableship_alert_messages_total", (("channel", "mail"), ("state", "failed")))]
+        == 1
+    )
 
 
 def test_an_unreachable_smtp_server_is_retried_then_logged(tmp_path, warehouse):
     from tests.servers import free_port
 
     S = SimpleNamespace(host="127.0.0.1", port=free_port())
-    site = Site(tmp_path, warehouse, f"""
+    site = Site(
+        tmp_path,
+        warehouse,
+        f"""
         [alerts]
         channels = ["mail"]
-        {email_channel(S)}""")
+        {email_channel(S)}""",
+    )
     proc = site.fail()
     assert "failed (attempt 1 of 2)" in proc.stderr and "retrying" in proc.stderr
     assert "could not send the failed alert" in proc.stderr
@@ -313,14 +384,19 @@ def test_an_unreachable_smtp_server_is_retried_then_logged(tmp_path, warehouse):
 
 
 def test_webhook_body_fields_and_headers(tmp_path, warehouse, http_recorder):
-    site = Site(tmp_path, warehouse, f"""
+    site = Site(
+        tmp_path,
+        warehouse,
+        f"""
         [alerts]
         channels = ["ticket"]
         [alerts.ticket]
         type = "webhook"
         url = "{http_recorder.url}/api/incidents"
         headers = {{ Authorization = "Bearer ${{SDP_TOKEN}}", X-Queue = "dataops" }}
-        {RETRIES}""", env={"SDP_TOKEN": "tok-0123456789abcdef"})
+        {RETRIES}""",
+        env={"SDP_TOKEN": "tok-0123456789abcdef"},
+    )
     site.fail()
     site.succeed()
     assert [r["path"] for r in http_recorder.requests] == ["/api/incidents", "/api/incidents"]
@@ -331,10 +407,33 @@ def test_webhook_body_fields_and_headers(tmp_path, warehouse, http_recorder):
     assert req["headers"]["Content-Type"] == "application/json"
     assert b"tok-0123456789abcdef" not in req["body"]
     body = json.loads(req["body"])
-    for key in ("source", "version", "event", "status", "subject", "text", "dedup_key", "incident_id", "job", "table",
-                "window", "phase", "error", "host", "environment", "run_id", "attempts", "failures",
-                "failures_since_last_alert", "opened_at", "resolved_at", "outage_seconds", "resume_command",
-                "log_tail", "created_at"):
+    for key in (
+        "source",
+        "version",
+        "event",
+        "status",
+        "subject",
+        "text",
+        "dedup_key",
+        "incident_id",
+        "job",
+        "table",
+        "window",
+        "phase",
+        "error",
+        "host",
+        "environment",
+        "run_id",
+        "attempts",
+        "failures",
+        "failures_since_last_alert",
+        "opened_at",
+        "resolved_at",
+        "outage_seconds",
+        "resume_command",
+        "log_tail",
+        "created_at",
+    ):
         assert key in body, key
     assert body["event"] == "failed" and body["status"] == "failing"
     assert body["job"] == "customer_traffic" and body["table"] == "mnaas.customer_traffic"
@@ -351,13 +450,17 @@ def test_webhook_body_fields_and_headers(tmp_path, warehouse, http_recorder):
 
 def test_webhook_500_is_retried_then_logged(tmp_path, warehouse, http_recorder):
     http_recorder.statuses = [500] * 10
-    site = Site(tmp_path, warehouse, f"""
+    site = Site(
+        tmp_path,
+        warehouse,
+        f"""
         [alerts]
         channels = ["ticket"]
         [alerts.ticket]
         type = "webhook"
         url = "{http_recorder.url}/hook"
-        retries = {{ attempts = 3, initial_delay = 0.05, max_delay = 0.1 }}""")
+        retries = {{ attempts = 3, initial_delay = 0.05, max_delay = 0.1 }}""",
+    )
     proc = site.fail()
     assert len(http_recorder.requests) == 3
     assert proc.stderr.count("failed (attempt") == 2
@@ -377,13 +480,17 @@ def test_webhook_500_is_retried_then_logged(tmp_path, warehouse, http_recorder):
 
 def test_command_channel_gets_the_event_in_its_environment(tmp_path, warehouse):
     out = tmp_path / "ticket"
-    site = Site(tmp_path, warehouse, f"""
+    site = Site(
+        tmp_path,
+        warehouse,
+        f"""
         [alerts]
         channels = ["pager"]
         [alerts.pager]
         type = "command"
         argv = ["sh", "-c", "env | grep ^TABLESHIP_ | grep -v -e ^TABLESHIP_LOG_TAIL -e ^TABLESHIP_JSON > \\"$1.env\\"; cat > \\"$1.txt\\"; printf %s \\"$TABLESHIP_JSON\\" > \\"$1.json\\"", "open-ticket", "{out}"]""",
-                jobs='[jobs.customer_traffic]\ntable = "mnaas.customer_traffic"\n[jobs.dropped]\ntable = "mnaas.dropped_upstream"\n')
+        jobs='[jobs.customer_traffic]\ntable = "mnaas.customer_traffic"\n[jobs.dropped]\ntable = "mnaas.dropped_upstream"\n',
+    )
     site.backup.mkdir()  # the destination is fine (else the run stops before exporting): the table is gone
     assert site.run("run", "dropped").returncode == 1
     env = dict(line.split("=", 1) for line in Path(f"{out}.env").read_text().splitlines() if "=" in line)
@@ -401,33 +508,47 @@ def test_command_channel_gets_the_event_in_its_environment(tmp_path, warehouse):
 
 
 def test_ping_start_then_fail_then_success(tmp_path, warehouse, http_recorder):
-    site = Site(tmp_path, warehouse, f"""
+    site = Site(
+        tmp_path,
+        warehouse,
+        f"""
         [alerts]
         channels = ["hc"]
         [alerts.hc]
         type = "ping"
         url = "{http_recorder.url}/ping/${{HC_KEY}}/{{job}}"
-        {RETRIES}""", env={"HC_KEY": "k3y"})
+        {RETRIES}""",
+        env={"HC_KEY": "k3y"},
+    )
     site.fail()
-    assert [r["path"] for r in http_recorder.requests] == ["/ping/k3y/customer_traffic/start",
-                                                           "/ping/k3y/customer_traffic/fail"]
+    assert [r["path"] for r in http_recorder.requests] == [
+        "/ping/k3y/customer_traffic/start",
+        "/ping/k3y/customer_traffic/fail",
+    ]
     assert b"does not exist" in http_recorder.requests[1]["body"]
     site.fail()  # pings are not deduplicated: a dead-man's switch hears every run
     site.succeed()
     assert [r["path"] for r in http_recorder.requests][2:] == [
-        "/ping/k3y/customer_traffic/start", "/ping/k3y/customer_traffic/fail",
-        "/ping/k3y/customer_traffic/start", "/ping/k3y/customer_traffic"]
+        "/ping/k3y/customer_traffic/start",
+        "/ping/k3y/customer_traffic/fail",
+        "/ping/k3y/customer_traffic/start",
+        "/ping/k3y/customer_traffic",
+    ]
 
 
 def test_a_dead_ping_endpoint_does_not_change_the_exit_code(tmp_path, warehouse, http_recorder):
     http_recorder.statuses = [503] * 20
-    site = Site(tmp_path, warehouse, f"""
+    site = Site(
+        tmp_path,
+        warehouse,
+        f"""
         [alerts]
         channels = ["hc"]
         [alerts.hc]
         type = "ping"
         url = "{http_recorder.url}/ping/abc"
-        {RETRIES}""")
+        {RETRIES}""",
+    )
     proc = site.succeed()
     assert "ping start for customer_traffic failed" in proc.stderr
     assert "ping success for customer_traffic failed" in proc.stderr
@@ -438,7 +559,10 @@ def test_a_dead_ping_endpoint_does_not_change_the_exit_code(tmp_path, warehouse,
 
 def test_dev_environment_sends_nothing_and_logs_would_send(tmp_path, warehouse, smtp_factory, http_recorder):
     server = smtp_factory()
-    site = Site(tmp_path, warehouse, f"""
+    site = Site(
+        tmp_path,
+        warehouse,
+        f"""
         [alerts]
         channels = ["mail", "ticket", "hc"]
         {email_channel(server)}
@@ -448,7 +572,9 @@ def test_dev_environment_sends_nothing_and_logs_would_send(tmp_path, warehouse, 
         [alerts.hc]
         type = "ping"
         url = "{http_recorder.url}/ping"
-        """, settings='environment = "dev"')
+        """,
+        settings='environment = "dev"',
+    )
     proc = site.fail()
     site.fail()
     site.succeed()
@@ -465,16 +591,27 @@ def test_dev_environment_sends_nothing_and_logs_would_send(tmp_path, warehouse, 
 def test_max_per_hour_caps_messages_across_20_failing_jobs(tmp_path, warehouse, smtp_factory):
     server = smtp_factory()
     jobs = "".join(f'[jobs.t{i:02d}]\ntable = "mnaas.missing_{i:02d}"\n' for i in range(20))
-    site = Site(tmp_path, warehouse, f"""
+    site = Site(
+        tmp_path,
+        warehouse,
+        f"""
         [alerts]
         channels = ["mail"]
         max_per_hour = 5
-        {email_channel(server)}""", jobs=jobs)
+        {email_channel(server)}""",
+        jobs=jobs,
+    )
     at = alert_clock(site, "2026-01-05T02:00:00Z")
     proc = site.fail()
     assert proc.stdout.count("FAILED in upload") == 20  # the missing destination, found before exporting
     assert len(server.messages) == 5  # delivery is synchronous: all there once the run returned
-    assert sorted(m.message["X-Tableship-Job"] for m in server.messages) == ["t00", "t01", "t02", "t03", "t04"]
+    assert sorted(m.message["X-Tableship-Job"] for m in server.messages) == [
+        "t00",
+        "t01",
+        "t02",
+        "t03",
+        "t04",
+    ]
     assert proc.stderr.count("rate limit reached") == 15
     values = site.metric_values()
     assert values[("tableship_alert_messages_total", (("channel", "mail"), ("state", "rate_limited")))] == 15
@@ -486,18 +623,28 @@ def test_max_per_hour_caps_messages_across_20_failing_jobs(tmp_path, warehouse, 
     # an hour after the first five, the jobs not yet alerted get the next five
     at("2026-01-05T03:00:01Z")
     site.fail()
-    assert sorted(m.message["X-Tableship-Job"] for m in server.messages[5:]) == ["t05", "t06", "t07", "t08", "t09"]
+    assert sorted(m.message["X-Tableship-Job"] for m in server.messages[5:]) == [
+        "t05",
+        "t06",
+        "t07",
+        "t08",
+        "t09",
+    ]
 
 
 def test_a_crash_between_sending_and_recording_repeats_the_message_once(tmp_path, warehouse):
     out = tmp_path / "tickets.txt"
     marker = tmp_path / "killed-once"
-    site = Site(tmp_path, warehouse, f"""
+    site = Site(
+        tmp_path,
+        warehouse,
+        f"""
         [alerts]
         channels = ["pager"]
         [alerts.pager]
         type = "command"
-        argv = ["sh", "-c", "echo \\"$TABLESHIP_EVENT $TABLESHIP_INCIDENT_ID\\" >> {out}; if [ ! -e {marker} ]; then touch {marker}; kill -9 $PPID; fi"]""")
+        argv = ["sh", "-c", "echo \\"$TABLESHIP_EVENT $TABLESHIP_INCIDENT_ID\\" >> {out}; if [ ! -e {marker} ]; then touch {marker}; kill -9 $PPID; fi"]""",
+    )
     proc = site.run("run")
     assert proc.returncode == -9, proc.stderr  # tableship itself was killed while sending
     assert out.read_text().splitlines() == ["failed 1"]
@@ -515,12 +662,16 @@ def test_a_crash_between_sending_and_recording_repeats_the_message_once(tmp_path
 def test_sigterm_while_sending_stops_tableship_and_the_message_is_replayed_once(tmp_path, warehouse):
     out = tmp_path / "tickets.txt"
     marker = tmp_path / "termed-once"
-    site = Site(tmp_path, warehouse, f"""
+    site = Site(
+        tmp_path,
+        warehouse,
+        f"""
         [alerts]
         channels = ["pager"]
         [alerts.pager]
         type = "command"
-        argv = ["sh", "-c", "echo \\"$TABLESHIP_EVENT\\" >> {out}; if [ ! -e {marker} ]; then touch {marker}; kill -TERM $PPID; sleep 5; fi"]""")
+        argv = ["sh", "-c", "echo \\"$TABLESHIP_EVENT\\" >> {out}; if [ ! -e {marker} ]; then touch {marker}; kill -TERM $PPID; sleep 5; fi"]""",
+    )
     proc = site.run("run")
     assert proc.returncode == 128 + 15, proc.stdout + proc.stderr  # not swallowed by the alerting code
     assert "interrupted by SIGTERM" in proc.stderr
@@ -534,10 +685,14 @@ def test_a_job_skipped_by_its_lock_is_not_alerted(tmp_path, warehouse, smtp_fact
     from tableship.ledger.lock import JobLock
 
     server = smtp_factory()
-    site = Site(tmp_path, warehouse, f"""
+    site = Site(
+        tmp_path,
+        warehouse,
+        f"""
         [alerts]
         channels = ["mail"]
-        {email_channel(server)}""")
+        {email_channel(server)}""",
+    )
     with JobLock(tmp_path / "state", "customer_traffic").acquire(0):
         proc = site.run("run")
     assert proc.returncode == 75, proc.stderr
@@ -545,7 +700,7 @@ def test_a_job_skipped_by_its_lock_is_not_alerted(tmp_path, warehouse, smtp_fact
 
 
 def test_status_shows_open_incidents(tmp_path, warehouse):
-    site = Site(tmp_path, warehouse, '[alerts]\nchannels = []\n')
+    site = Site(tmp_path, warehouse, "[alerts]\nchannels = []\n")
     site.fail()
     site.fail()
     out = site.run("status").stdout
@@ -560,9 +715,13 @@ def test_status_shows_open_incidents(tmp_path, warehouse):
 
 
 def test_prometheus_file_parses_and_carries_the_job_metrics(tmp_path, warehouse):
-    site = Site(tmp_path, warehouse, '[alerts]\nchannels = []\n',
-                jobs='[jobs.customer_traffic]\ntable = "mnaas.customer_traffic"\n'
-                     '[jobs.never]\ntable = "mnaas.customer_traffic"\nremote_dir = "never"\n')
+    site = Site(
+        tmp_path,
+        warehouse,
+        "[alerts]\nchannels = []\n",
+        jobs='[jobs.customer_traffic]\ntable = "mnaas.customer_traffic"\n'
+        '[jobs.never]\ntable = "mnaas.customer_traffic"\nremote_dir = "never"\n',
+    )
     site.fail("customer_traffic")
     v = site.metric_values()
     job = (("tableship_job", "customer_traffic"),)
@@ -626,8 +785,14 @@ with open(report, "w") as f:
 
 
 def test_status_file_is_never_seen_half_written(tmp_path, warehouse):
-    site = Site(tmp_path, warehouse, '[alerts]\nchannels = []\n',
-                jobs="".join(f'[jobs.j{i}]\ntable = "mnaas.customer_traffic"\nremote_dir = "j{i}"\n' for i in range(3)))
+    site = Site(
+        tmp_path,
+        warehouse,
+        "[alerts]\nchannels = []\n",
+        jobs="".join(
+            f'[jobs.j{i}]\ntable = "mnaas.customer_traffic"\nremote_dir = "j{i}"\n' for i in range(3)
+        ),
+    )
     site.fail()
     stop, report = tmp_path / "stop", tmp_path / "report"
     reader = subprocess.Popen([sys.executable, "-c", READER, str(site.status), str(stop), str(report)])
@@ -650,7 +815,9 @@ def test_status_file_is_never_seen_half_written(tmp_path, warehouse):
 
 
 def test_json_logs_carry_job_and_run_id_and_the_log_file_rotates(tmp_path, warehouse):
-    site = Site(tmp_path, warehouse, '[alerts]\nchannels = []\n', settings="log_max_bytes = 1024\nlog_backups = 2\n")
+    site = Site(
+        tmp_path, warehouse, "[alerts]\nchannels = []\n", settings="log_max_bytes = 1024\nlog_backups = 2\n"
+    )
     for _ in range(4):
         proc = site.run("--log-format", "json", "run")
         assert proc.returncode == 1

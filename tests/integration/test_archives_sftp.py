@@ -11,7 +11,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from tests.e2e.test_archives import (
     ARCHIVE,
     WINDOW,
@@ -70,8 +69,17 @@ def test_round_trip_over_sftp(site, warehouse):
     assert ver.returncode == 0, ver.stdout + ver.stderr
     assert ver.stdout.startswith("OK") and "(sha256sum)" in ver.stdout  # hashed on the server
     restored = tmp / "restored.duckdb"
-    proc = tableship(cfg, "restore", "events", "--window", WINDOW, "--load", f"{restored}:events_jan",
-                     "--to", str(tmp / "out"))
+    proc = tableship(
+        cfg,
+        "restore",
+        "events",
+        "--window",
+        WINDOW,
+        "--load",
+        f"{restored}:events_jan",
+        "--to",
+        str(tmp / "out"),
+    )
     assert proc.returncode == 0, proc.stderr
     compare_restored(warehouse, restored, "events_jan", "2026-01-01", "2026-01-31")
     assert [p.name for p in (tmp / "out").iterdir()] == ["events_20260101_20260131.csv"]
@@ -86,7 +94,9 @@ def test_flipped_byte_and_deleted_sidecar_over_sftp(site):
     ver = tableship(cfg, "verify", "events")
     assert ver.returncode == 1 and ver.stdout.startswith("MISMATCH"), ver.stdout + ver.stderr
     restored = tmp / "r.duckdb"
-    one_error_line(tableship(cfg, "restore", "events", "--window", WINDOW, "--load", f"{restored}:t"), 1, "refusing")
+    one_error_line(
+        tableship(cfg, "restore", "events", "--window", WINDOW, "--load", f"{restored}:t"), 1, "refusing"
+    )
     con = duckdb.connect(str(restored))
     assert con.execute("SELECT count(*) FROM duckdb_tables()").fetchone()[0] == 0
     con.close()
@@ -121,14 +131,17 @@ def test_sftp_only_account(tmp_path, warehouse, sshd):
 
 def test_prune_over_sftp(tmp_path, warehouse, sshd, remote):
     os.symlink(warehouse, tmp_path / "warehouse.duckdb")
-    cfg = write_config(tmp_path, sftp_destination(sshd, remote), "retention = { keep_last = 1 }\nprune_after_run = true")
+    cfg = write_config(
+        tmp_path, sftp_destination(sshd, remote), "retention = { keep_last = 1 }\nprune_after_run = true"
+    )
     (remote / "events").mkdir()
     (remote / "events" / "notes.txt").write_text("not ours")
     for start, end in [("2025-12-01", "2025-12-31"), ("2026-01-01", "2026-01-31")]:
         proc = tableship(cfg, "run", "events", "--from", start, "--to", end)
         assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (remote / "events").iterdir()) == sorted(
-        ["notes.txt"] + [f"events_20260101_20260131.csv.gz{s}" for s in ("", ".sha256", ".manifest.json")])
+        ["notes.txt"] + [f"events_20260101_20260131.csv.gz{s}" for s in ("", ".sha256", ".manifest.json")]
+    )
     cfg.write_text(cfg.read_text().replace("keep_last = 1", "keep_days = 1"))
     proc = tableship(cfg, "prune")
     assert proc.returncode == 0 and "kept 1, deleted 0" in proc.stdout  # the newest verified stays

@@ -19,7 +19,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from tests.e2e.test_archives import build_warehouse, one_error_line, tableship, write_config
 from tests.integration.test_archives_sftp import sftp_destination
 
@@ -94,7 +93,11 @@ def test_final_name_symlink_with_the_same_bytes_is_replaced_not_trusted(site):
     assert "already on the destination" not in proc.stderr
     assert not (root / ARCHIVE).is_symlink() and (root / ARCHIVE).read_bytes() == good[ARCHIVE]
     after = os.stat(outside / "copy.csv.gz")
-    assert (after.st_ino, after.st_mtime_ns, after.st_size) == (before.st_ino, before.st_mtime_ns, before.st_size)
+    assert (after.st_ino, after.st_mtime_ns, after.st_size) == (
+        before.st_ino,
+        before.st_mtime_ns,
+        before.st_size,
+    )
     assert sorted(p.name for p in outside.iterdir()) == ["copy.csv.gz"]
     ver = tableship(cfg, "verify", "events")
     assert ver.returncode == 0 and ver.stdout.startswith("OK"), ver.stdout + ver.stderr

@@ -13,7 +13,6 @@ import socket
 import time
 
 import pytest
-
 from tests.integration.sourcejobs import (
     DataCheckTests,
     Site,
@@ -26,7 +25,18 @@ from tests.integration.sourcejobs import (
 
 pytestmark = pytest.mark.slow
 
-COLUMNS = ["id", "cell", "amount", "wide", "ratio", "roaming", "event_day", "event_ts", "note", "partition_date"]
+COLUMNS = [
+    "id",
+    "cell",
+    "amount",
+    "wide",
+    "ratio",
+    "roaming",
+    "event_day",
+    "event_ts",
+    "note",
+    "partition_date",
+]
 FLOATS = {COLUMNS.index("ratio")}
 
 SELECT = """
@@ -44,8 +54,10 @@ SELECT id,
   CAST(DATE_ADD(DATE'2024-01-01', CAST(id % 90 AS INT)) AS STRING) AS partition_date
 FROM range(900)
 """
-DDL = ("id BIGINT, cell INT, amount DECIMAL(18,4), wide DECIMAL(38,10), ratio DOUBLE, roaming BOOLEAN, "
-       "event_day DATE, event_ts TIMESTAMP, note STRING")
+DDL = (
+    "id BIGINT, cell INT, amount DECIMAL(18,4), wide DECIMAL(38,10), ratio DOUBLE, roaming BOOLEAN, "
+    "event_day DATE, event_ts TIMESTAMP, note STRING"
+)
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +80,15 @@ def server(hs2):
 
 
 def site_for(tmp_path, hs2, **source) -> Site:
-    src = {"type": "hive", "host": hs2.host, "port": hs2.port, "auth": "nosasl", "timeout": 30,
-           "retries": {"attempts": 3, "initial_delay": 0.2, "max_delay": 0.5}, **source}
+    src = {
+        "type": "hive",
+        "host": hs2.host,
+        "port": hs2.port,
+        "auth": "nosasl",
+        "timeout": 30,
+        "retries": {"attempts": 3, "initial_delay": 0.2, "max_delay": 0.5},
+        **source,
+    }
     return Site(tmp_path / "site", src, jobs={"traffic": {"table": "itest.traffic"}})
 
 
@@ -85,7 +104,9 @@ def test_string_partition_export_matches_the_table(tmp_path, server):
     [archive] = site.archives()
     header, rows = archive_rows(archive)
     assert header == COLUMNS
-    want = expected(server, "SELECT * FROM itest.traffic WHERE partition_date BETWEEN '2024-01-01' AND '2024-01-31'")
+    want = expected(
+        server, "SELECT * FROM itest.traffic WHERE partition_date BETWEEN '2024-01-01' AND '2024-01-31'"
+    )
     assert len(rows) == len(want) == 310
     assert normalized(rows, FLOATS) == want
     manifest = site.manifest(archive)
@@ -108,16 +129,24 @@ def test_date_partition_export(tmp_path, server):
     [archive] = site.archives()
     header, rows = archive_rows(archive)
     assert header[-1] == "event_day"
-    want = expected(server, "SELECT * FROM itest.traffic_by_day "
-                            "WHERE event_day BETWEEN DATE'2024-02-01' AND DATE'2024-02-29'")
+    want = expected(
+        server,
+        "SELECT * FROM itest.traffic_by_day WHERE event_day BETWEEN DATE'2024-02-01' AND DATE'2024-02-29'",
+    )
     assert len(rows) == len(want) == 290
     assert normalized(rows, {header.index("ratio")}) == want
 
 
 def test_impala_shell_preset(tmp_path, server):
     site = site_for(tmp_path, server)
-    site.jobs = {"traffic": {"table": "itest.traffic", "format": {"preset": "impala-shell"},
-                             "compression": {"codec": "none"}, "file_name": "{table}_{start:%Y%m%d}.csv"}}
+    site.jobs = {
+        "traffic": {
+            "table": "itest.traffic",
+            "format": {"preset": "impala-shell"},
+            "compression": {"codec": "none"},
+            "file_name": "{table}_{start:%Y%m%d}.csv",
+        }
+    }
     result = site.run("traffic", "2024-01-01", "2024-01-31")
     assert result.rc == 0, str(result)
     [archive] = site.archives()
@@ -163,8 +192,13 @@ def test_silent_server_times_out_transiently(tmp_path, server):
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
     try:
-        site = site_for(tmp_path, server, port=listener.getsockname()[1], timeout=1,
-                        retries={"attempts": 2, "initial_delay": 0.1, "max_delay": 0.1})
+        site = site_for(
+            tmp_path,
+            server,
+            port=listener.getsockname()[1],
+            timeout=1,
+            retries={"attempts": 2, "initial_delay": 0.1, "max_delay": 0.1},
+        )
         result = site.run("traffic", "2024-01-01", "2024-01-31", timeout=120)
         assert_clean_error(result, 1, "timed out")
         assert "attempt 1 of 2" in result.stderr
@@ -182,11 +216,15 @@ class TestDataChecks(DataCheckTests):
 def test_count_check(tmp_path, server):
     # a view that grows by one row per millisecond: COUNT(*), run after the export, sees more rows
     t0 = int(time.time() * 1000) - 2000
-    server.execute("CREATE OR REPLACE VIEW itest.growing AS SELECT id, '2024-01-05' AS partition_date "
-                   f"FROM range(10000000) WHERE id < unix_millis(current_timestamp()) - {t0}")
+    server.execute(
+        "CREATE OR REPLACE VIEW itest.growing AS SELECT id, '2024-01-05' AS partition_date "
+        f"FROM range(10000000) WHERE id < unix_millis(current_timestamp()) - {t0}"
+    )
     site = site_for(tmp_path, server)
-    site.jobs = {"growing": {"table": "itest.growing", "count_check": True},
-                 "traffic": {"table": "itest.traffic", "count_check": True}}
+    site.jobs = {
+        "growing": {"table": "itest.growing", "count_check": True},
+        "traffic": {"table": "itest.traffic", "count_check": True},
+    }
     result = site.run("growing", "2024-01-01", "2024-01-31")
     assert_clean_error(result, 1, "count check failed")
     assert site.archives() == []
@@ -209,16 +247,27 @@ def test_sasl_plain_server(tmp_path, hs2_sasl):
         "CREATE TABLE IF NOT EXISTS itest.small (id BIGINT, txt STRING, partition_date STRING) USING parquet",
         "INSERT OVERWRITE itest.small VALUES (1, 'a;b', '2024-01-02'), (2, NULL, '2024-01-03')",
     )
-    site = Site(tmp_path / "sasl", {"type": "hive", "host": hs2_sasl.host, "port": hs2_sasl.port, "auth": "plain",
-                                    "user": "svc_backup", "password": "s3cret-Pa55", "database": "itest",
-                                    "retries": {"attempts": 3, "initial_delay": 0.2, "max_delay": 0.5}},
-                jobs={"small": {"table": "small"}})
+    site = Site(
+        tmp_path / "sasl",
+        {
+            "type": "hive",
+            "host": hs2_sasl.host,
+            "port": hs2_sasl.port,
+            "auth": "plain",
+            "user": "svc_backup",
+            "password": "s3cret-Pa55",
+            "database": "itest",
+            "retries": {"attempts": 3, "initial_delay": 0.2, "max_delay": 0.5},
+        },
+        jobs={"small": {"table": "small"}},
+    )
     result = site.run("small", "2024-01-01", "2024-01-31")
     assert result.rc == 0, str(result)
     [archive] = site.archives()
-    assert archive_rows(archive) == (["id", "txt", "partition_date"],
-                                     [["1", "a;b", "2024-01-02"], ["2", None, "2024-01-03"]]) or \
-        sorted(archive_rows(archive)[1]) == [["1", "a;b", "2024-01-02"], ["2", None, "2024-01-03"]]
+    assert archive_rows(archive) == (
+        ["id", "txt", "partition_date"],
+        [["1", "a;b", "2024-01-02"], ["2", None, "2024-01-03"]],
+    ) or sorted(archive_rows(archive)[1]) == [["1", "a;b", "2024-01-02"], ["2", None, "2024-01-03"]]
     site.source["auth"] = "nosasl"
     result = site.run("small", "2024-01-01", "2024-01-31")
     assert_clean_error(result, 1, "handshake", "nosasl")

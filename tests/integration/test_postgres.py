@@ -14,11 +14,29 @@ import datetime as dt
 import os
 
 import pytest
+from tests.integration.sourcejobs import (
+    DataCheckTests,
+    Site,
+    archive_rows,
+    assert_clean_error,
+    normalized,
+    rendered,
+)
 
-from tests.integration.sourcejobs import DataCheckTests, Site, archive_rows, assert_clean_error, normalized, rendered
-
-COLUMNS = ["id", "cell", "amount", "wide", "ratio", "score", "roaming", "event_day", "event_ts", "event_tz", "note",
-           "partition_date"]
+COLUMNS = [
+    "id",
+    "cell",
+    "amount",
+    "wide",
+    "ratio",
+    "score",
+    "roaming",
+    "event_day",
+    "event_ts",
+    "event_tz",
+    "note",
+    "partition_date",
+]
 FLOATS = {COLUMNS.index("ratio"), COLUMNS.index("score")}
 
 SELECT = r"""
@@ -53,8 +71,13 @@ def server(postgres):
 
 
 def site_for(tmp_path, pg, url: str | None = None, **source) -> Site:
-    src = {"type": "sqlalchemy", "url": url or pg.url, "timeout": 10,
-           "retries": {"attempts": 3, "initial_delay": 0.2, "max_delay": 0.5}, **source}
+    src = {
+        "type": "sqlalchemy",
+        "url": url or pg.url,
+        "timeout": 10,
+        "retries": {"attempts": 3, "initial_delay": 0.2, "max_delay": 0.5},
+        **source,
+    }
     return Site(tmp_path / "site", src, jobs={"traffic": {"table": "itest.traffic"}})
 
 
@@ -68,7 +91,7 @@ def expected(pg, sql: str) -> list[tuple]:
         cells = []
         for v in row:
             if isinstance(v, dt.datetime) and v.tzinfo is not None:
-                v = v.astimezone(dt.timezone.utc).replace(tzinfo=None)
+                v = v.astimezone(dt.UTC).replace(tzinfo=None)
             cells.append(rendered(v))
         out.append(cells)
     return normalized(out, FLOATS)
@@ -81,13 +104,19 @@ def test_string_partition_export_matches_the_table(tmp_path, server):
     [archive] = site.archives()
     header, rows = archive_rows(archive)
     assert header == COLUMNS
-    want = expected(server, "SELECT * FROM itest.traffic WHERE partition_date BETWEEN '2024-01-01' AND '2024-01-31'")
+    want = expected(
+        server, "SELECT * FROM itest.traffic WHERE partition_date BETWEEN '2024-01-01' AND '2024-01-31'"
+    )
     assert len(rows) == len(want) == 310
     assert normalized(rows, FLOATS) == want
     types = {c["name"]: c["type"] for c in site.manifest(archive)["columns"]}
     assert types["amount"] == "DECIMAL(18,4)" and types["wide"] == "DECIMAL(38,10)"
     assert types["score"] == "FLOAT" and types["ratio"] == "DOUBLE"
-    assert types["event_ts"] == "TIMESTAMP" and types["event_tz"] == "TIMESTAMPTZ" and types["event_day"] == "DATE"
+    assert (
+        types["event_ts"] == "TIMESTAMP"
+        and types["event_tz"] == "TIMESTAMPTZ"
+        and types["event_day"] == "DATE"
+    )
     # a REAL renders as its shortest float32 text, a TIMESTAMPTZ in UTC without offset
     by_id = {r[0]: r for r in rows}
     assert by_id["1"][COLUMNS.index("score")] == "0.1"
@@ -102,15 +131,28 @@ def test_date_partition_export(tmp_path, server):
     assert result.rc == 0, str(result)
     [archive] = site.archives()
     header, rows = archive_rows(archive)
-    want = expected(server, "SELECT * FROM itest.traffic_by_day WHERE event_day BETWEEN '2024-02-01' AND '2024-02-29'")
+    want = expected(
+        server, "SELECT * FROM itest.traffic_by_day WHERE event_day BETWEEN '2024-02-01' AND '2024-02-29'"
+    )
     assert len(rows) == len(want) == 290
     assert normalized(rows, FLOATS) == want
 
 
-@pytest.mark.parametrize("what, make_url, needle", [
-    ("unknown role", lambda pg: f"postgresql+psycopg://nobody:s3cret-Pa55@{pg.host}:{pg.port}/warehouse", "nobody"),
-    ("unknown database", lambda pg: f"postgresql+psycopg://postgres:s3cret-Pa55@{pg.host}:{pg.port}/nodb", "nodb"),
-])
+@pytest.mark.parametrize(
+    "what, make_url, needle",
+    [
+        (
+            "unknown role",
+            lambda pg: f"postgresql+psycopg://nobody:s3cret-Pa55@{pg.host}:{pg.port}/warehouse",
+            "nobody",
+        ),
+        (
+            "unknown database",
+            lambda pg: f"postgresql+psycopg://postgres:s3cret-Pa55@{pg.host}:{pg.port}/nodb",
+            "nodb",
+        ),
+    ],
+)
 def test_login_refused_is_terminal(tmp_path, server, what, make_url, needle):
     site = site_for(tmp_path, server, url=make_url(server))
     result = site.run("traffic", "2024-01-01", "2024-01-31")
@@ -147,8 +189,10 @@ def test_count_check(tmp_path, server):
         f"- {int(dt.datetime.now().timestamp() * 1000) - 2000}) AS g"
     )
     site = site_for(tmp_path, server)
-    site.jobs = {"growing": {"table": "itest.growing", "count_check": True},
-                 "traffic": {"table": "itest.traffic", "count_check": True}}
+    site.jobs = {
+        "growing": {"table": "itest.growing", "count_check": True},
+        "traffic": {"table": "itest.traffic", "count_check": True},
+    }
     result = site.run("growing", "2024-01-01", "2024-01-31")
     assert_clean_error(result, 1, "count check failed")
     assert site.archives() == []
@@ -160,8 +204,12 @@ def test_missing_driver_names_what_to_install(tmp_path, server, monkeypatch):
     # name first on PYTHONPATH fails its import the way a missing package does.
     shim = tmp_path / "no-pg8000" / "pg8000"
     shim.mkdir(parents=True)
-    (shim / "__init__.py").write_text('raise ModuleNotFoundError("No module named \'pg8000\'", name="pg8000")\n')
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(shim.parent), os.environ.get("PYTHONPATH")])))
+    (shim / "__init__.py").write_text(
+        'raise ModuleNotFoundError("No module named \'pg8000\'", name="pg8000")\n'
+    )
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(shim.parent), os.environ.get("PYTHONPATH")]))
+    )
     url = f"postgresql+pg8000://postgres@{server.host}:{server.port}/warehouse"
     site = site_for(tmp_path, server, url=url)
     result = site.run("traffic", "2024-01-01", "2024-01-31")

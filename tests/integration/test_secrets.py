@@ -24,7 +24,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-
 from tests.integration.test_alerts import HttpRecorder
 
 WINDOW = ("--from", "2026-01-01", "--to", "2026-01-31")
@@ -50,14 +49,21 @@ PG_GROUP = "tableship_pw"
 
 def all_secrets(sshd) -> dict[str, str]:
     out = {f"pg {shape}": pw for shape, (_, pw, _) in PG.items()}
-    out.update({"pg wrong password": WRONG_PASSWORD, "sftp password": sshd.password,
-                "key passphrase": KEY_PASSPHRASE, "smtp password": SMTP_PASSWORD,
-                "webhook header": WEBHOOK_TOKEN, "${file:} secret": FILE_SECRET})
+    out.update(
+        {
+            "pg wrong password": WRONG_PASSWORD,
+            "sftp password": sshd.password,
+            "key passphrase": KEY_PASSPHRASE,
+            "smtp password": SMTP_PASSWORD,
+            "webhook header": WEBHOOK_TOKEN,
+            "${file:} secret": FILE_SECRET,
+        }
+    )
     return out
 
 
 def fragments(secret: str, n: int = 6) -> set[str]:
-    return {secret[i:i + n] for i in range(len(secret) - n + 1)}
+    return {secret[i : i + n] for i in range(len(secret) - n + 1)}
 
 
 def toml(value: str) -> str:
@@ -70,19 +76,20 @@ def pg_roles(postgres):
     everyone else), and a small table in the warehouse database."""
     hba = postgres.data_dir / "pg_hba.conf"
     text = hba.read_text()
-    rules = (f"host all +{PG_GROUP} 127.0.0.1/32 scram-sha-256\n"
-             f"host all +{PG_GROUP} ::1/128 scram-sha-256\n")
+    rules = f"host all +{PG_GROUP} 127.0.0.1/32 scram-sha-256\nhost all +{PG_GROUP} ::1/128 scram-sha-256\n"
     if rules not in text:
         hba.write_text(rules + text)
-    sql = [f"DO $$ BEGIN CREATE ROLE {PG_GROUP} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
-           "SET password_encryption = 'scram-sha-256'",
-           "CREATE SCHEMA IF NOT EXISTS secrets_t",
-           "DROP TABLE IF EXISTS secrets_t.events",
-           "CREATE TABLE secrets_t.events (id int, partition_date date, txt text)",
-           "INSERT INTO secrets_t.events SELECT i, DATE '2026-01-01' + (i % 31), 'row ' || i "
-           "FROM generate_series(1, 500) i",
-           f"GRANT USAGE ON SCHEMA secrets_t TO {PG_GROUP}",
-           f"GRANT SELECT ON ALL TABLES IN SCHEMA secrets_t TO {PG_GROUP}"]
+    sql = [
+        f"DO $$ BEGIN CREATE ROLE {PG_GROUP} NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+        "SET password_encryption = 'scram-sha-256'",
+        "CREATE SCHEMA IF NOT EXISTS secrets_t",
+        "DROP TABLE IF EXISTS secrets_t.events",
+        "CREATE TABLE secrets_t.events (id int, partition_date date, txt text)",
+        "INSERT INTO secrets_t.events SELECT i, DATE '2026-01-01' + (i % 31), 'row ' || i "
+        "FROM generate_series(1, 500) i",
+        f"GRANT USAGE ON SCHEMA secrets_t TO {PG_GROUP}",
+        f"GRANT SELECT ON ALL TABLES IN SCHEMA secrets_t TO {PG_GROUP}",
+    ]
     for role, pw, _ in PG.values():
         literal = pw.replace("'", "''")
         sql.append(f"DO $$ BEGIN CREATE ROLE {role} LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
@@ -115,8 +122,10 @@ def matrix(tmp_path, pg_roles, sshd, smtp_factory):
     (secrets_dir / "token").write_text(FILE_SECRET + "\n")
     # an encrypted key for root on the test sshd
     key = secrets_dir / "enc_key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", KEY_PASSPHRASE, "-C", "secrets-matrix", "-f", str(key)],
-                   check=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", KEY_PASSPHRASE, "-C", "secrets-matrix", "-f", str(key)],
+        check=True,
+    )
     with open(sshd.base_dir / "authorized_keys" / "root", "a") as f:
         f.write(key.with_suffix(".pub").read_text())
     tag = uuid.uuid4().hex[:8]
@@ -131,43 +140,107 @@ def matrix(tmp_path, pg_roles, sshd, smtp_factory):
     smtp = smtp_factory(auth=("alerts", SMTP_PASSWORD))
     hook = HttpRecorder()
 
-    lines = ["[settings]", 'state_dir = "state"', 'log_file = "tableship.core.log"', 'metrics_file = "tableship.prom"',
-             'status_file = "status.properties"', ""]
+    lines = [
+        "[settings]",
+        'state_dir = "state"',
+        'log_file = "tableship.core.log"',
+        'metrics_file = "tableship.prom"',
+        'status_file = "status.properties"',
+        "",
+    ]
     for shape in PG:
-        lines += [f"[sources.pg_{shape}]", 'type = "sqlalchemy"', f"url = {toml(pg_url(pg, shape))}",
-                  "retries = { attempts = 1 }", ""]
-    lines += ["[sources.pg_wrong]", 'type = "sqlalchemy"', f"url = {toml(pg_url(pg, 'colon', WRONG_PASSWORD))}",
-              "retries = { attempts = 1 }", ""]
-    lines += ['[destinations.backup]', 'type = "local"', 'path = "backup"', ""]
-    common = [f"host = {toml(sshd.host)}", f"port = {sshd.port}", f"known_hosts = {toml(str(sshd.known_hosts))}",
-              "retries = { attempts = 1 }"]
-    lines += ["[destinations.sftp_pw]", 'type = "sftp"', f"user = {toml(sshd.password_user)}",
-              f"password = {toml(sshd.password)}", f"path = {toml(str(remote_pw))}", *common, ""]
-    lines += ["[destinations.sftp_key]", 'type = "sftp"', 'user = "root"', f"key_file = {toml(str(key))}",
-              f"key_passphrase = {toml(KEY_PASSPHRASE)}", f"path = {toml(str(remote_key))}", *common, ""]
+        lines += [
+            f"[sources.pg_{shape}]",
+            'type = "sqlalchemy"',
+            f"url = {toml(pg_url(pg, shape))}",
+            "retries = { attempts = 1 }",
+            "",
+        ]
+    lines += [
+        "[sources.pg_wrong]",
+        'type = "sqlalchemy"',
+        f"url = {toml(pg_url(pg, 'colon', WRONG_PASSWORD))}",
+        "retries = { attempts = 1 }",
+        "",
+    ]
+    lines += ["[destinations.backup]", 'type = "local"', 'path = "backup"', ""]
+    common = [
+        f"host = {toml(sshd.host)}",
+        f"port = {sshd.port}",
+        f"known_hosts = {toml(str(sshd.known_hosts))}",
+        "retries = { attempts = 1 }",
+    ]
+    lines += [
+        "[destinations.sftp_pw]",
+        'type = "sftp"',
+        f"user = {toml(sshd.password_user)}",
+        f"password = {toml(sshd.password)}",
+        f"path = {toml(str(remote_pw))}",
+        *common,
+        "",
+    ]
+    lines += [
+        "[destinations.sftp_key]",
+        'type = "sftp"',
+        'user = "root"',
+        f"key_file = {toml(str(key))}",
+        f"key_passphrase = {toml(KEY_PASSPHRASE)}",
+        f"path = {toml(str(remote_key))}",
+        *common,
+        "",
+    ]
     # one folder per job: jobs of one table on one destination would write the same file
-    lines += ["[defaults]", 'destination = "backup"', 'window = { unit = "month", count = 1 }',
-              'remote_dir = "{job}"', ""]
+    lines += [
+        "[defaults]",
+        'destination = "backup"',
+        'window = { unit = "month", count = 1 }',
+        'remote_dir = "{job}"',
+        "",
+    ]
     jobs = {f"ok_{shape}": (f"pg_{shape}", "secrets_t.events", "backup") for shape in PG}
-    jobs.update({"missing_at": ("pg_at", "secrets_t.nope", "backup"),
-                 "missing_query": ("pg_query", "secrets_t.nope", "backup"),
-                 "wrong_pw": ("pg_wrong", "secrets_t.events", "backup"),
-                 "via_sftp_pw": ("pg_colon", "secrets_t.events", "sftp_pw"),
-                 "via_sftp_key": ("pg_space", "secrets_t.events", "sftp_key")})
+    jobs.update(
+        {
+            "missing_at": ("pg_at", "secrets_t.nope", "backup"),
+            "missing_query": ("pg_query", "secrets_t.nope", "backup"),
+            "wrong_pw": ("pg_wrong", "secrets_t.events", "backup"),
+            "via_sftp_pw": ("pg_colon", "secrets_t.events", "sftp_pw"),
+            "via_sftp_key": ("pg_space", "secrets_t.events", "sftp_key"),
+        }
+    )
     for name, (source, table, dest) in jobs.items():
-        lines += [f"[jobs.{name}]", f"source = {toml(source)}", f"table = {toml(table)}",
-                  f"destination = {toml(dest)}", ""]
+        lines += [
+            f"[jobs.{name}]",
+            f"source = {toml(source)}",
+            f"table = {toml(table)}",
+            f"destination = {toml(dest)}",
+            "",
+        ]
     cmd_script = 'cat > "$1"; echo "token $2 was refused" >&2; exit 1'
-    lines += ["[alerts]", 'channels = ["mail", "hook", "cmd"]',
-              "[alerts.mail]", 'type = "email"', f"host = {toml(smtp.host)}", f"port = {smtp.port}",
-              'security = "none"', 'user = "alerts"', f'password = "${{file:{secrets_dir / "smtp"}}}"',
-              'from = "tableship@example.net"', 'to = ["ops@example.net"]', "retries = { attempts = 1 }",
-              "[alerts.hook]", 'type = "webhook"', f"url = {toml(hook.url + '/hook')}",
-              f"headers = {{ Authorization = {toml(WEBHOOK_TOKEN)} }}", "retries = { attempts = 1 }",
-              "[alerts.cmd]", 'type = "command"',
-              f'argv = ["/bin/sh", "-c", {toml(cmd_script)}, "sh", {toml(str(site / "cmd-body.txt"))}, '
-              f'"${{file:{secrets_dir / "token"}}}"]',
-              "retries = { attempts = 1 }", ""]
+    lines += [
+        "[alerts]",
+        'channels = ["mail", "hook", "cmd"]',
+        "[alerts.mail]",
+        'type = "email"',
+        f"host = {toml(smtp.host)}",
+        f"port = {smtp.port}",
+        'security = "none"',
+        'user = "alerts"',
+        f'password = "${{file:{secrets_dir / "smtp"}}}"',
+        'from = "tableship@example.net"',
+        'to = ["ops@example.net"]',
+        "retries = { attempts = 1 }",
+        "[alerts.hook]",
+        'type = "webhook"',
+        f"url = {toml(hook.url + '/hook')}",
+        f"headers = {{ Authorization = {toml(WEBHOOK_TOKEN)} }}",
+        "retries = { attempts = 1 }",
+        "[alerts.cmd]",
+        'type = "command"',
+        f'argv = ["/bin/sh", "-c", {toml(cmd_script)}, "sh", {toml(str(site / "cmd-body.txt"))}, '
+        f'"${{file:{secrets_dir / "token"}}}"]',
+        "retries = { attempts = 1 }",
+        "",
+    ]
     cfg = site / "tableship.toml"
     cfg.write_text("\n".join(lines))
     try:
@@ -178,8 +251,14 @@ def matrix(tmp_path, pg_roles, sshd, smtp_factory):
 
 def tableship(cfg: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "TABLESHIP_CONFIG"}
-    return subprocess.run([sys.executable, "-m", "tableship", "--config", str(cfg), *args], capture_output=True,
-                          text=True, timeout=600, env=env, cwd=cfg.parent)
+    return subprocess.run(
+        [sys.executable, "-m", "tableship", "--config", str(cfg), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=cfg.parent,
+    )
 
 
 def dump_databases(folder: Path) -> dict[str, str]:
@@ -195,9 +274,14 @@ def dump_databases(folder: Path) -> dict[str, str]:
 
 
 def text_files(folder: Path, label: str, skip_suffixes=(".gz", ".zst", ".db", ".duckdb")) -> dict[str, str]:
-    return {f"{label} {p.relative_to(folder)}": p.read_bytes().decode("utf-8", "replace")
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.endswith(skip_suffixes)
-            and ".db" not in p.name and p.name != "tableship.toml"}  # the config holds them, of course
+    return {
+        f"{label} {p.relative_to(folder)}": p.read_bytes().decode("utf-8", "replace")
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+        and not p.name.endswith(skip_suffixes)
+        and ".db" not in p.name
+        and p.name != "tableship.toml"
+    }  # the config holds them, of course
 
 
 def test_no_secret_in_any_output(matrix, sshd):
@@ -220,7 +304,18 @@ def test_no_secret_in_any_output(matrix, sshd):
         assert re.search(rf"^{job}\b[^:\n]*: OK,", run.stdout, re.M), (job, run.stdout, run.stderr)
     assert "wrong_pw" in run.stdout and "missing_at" in run.stdout
     cli("debug run", "--debug", "-v", "run", "missing_at", "missing_query", "wrong_pw", *WINDOW, rc=1)
-    cli("json run", "--log-format", "json", "-v", "run", "missing_at", "wrong_pw", "via_sftp_pw", *WINDOW, rc=1)
+    cli(
+        "json run",
+        "--log-format",
+        "json",
+        "-v",
+        "run",
+        "missing_at",
+        "wrong_pw",
+        "via_sftp_pw",
+        *WINDOW,
+        rc=1,
+    )
     cli("status", "status")
     cli("status --json", "status", "--json")
     cli("history", "history", "--json")
@@ -232,14 +327,18 @@ def test_no_secret_in_any_output(matrix, sshd):
     smtp.wait_for_messages(1)
     outputs.update({f"email {i}": m.raw.decode("utf-8", "replace") for i, m in enumerate(smtp.messages)})
     assert hook.requests, "the webhook got no alert"
-    outputs.update({f"webhook body {i}": r["body"].decode("utf-8", "replace") for i, r in enumerate(hook.requests)})
+    outputs.update(
+        {f"webhook body {i}": r["body"].decode("utf-8", "replace") for i, r in enumerate(hook.requests)}
+    )
     assert (site / "cmd-body.txt").is_file(), "the command channel got no alert"
     outputs.update(text_files(site, "site"))  # log file, status file, metrics, command body, manifests
     outputs.update(dump_databases(site / "state"))
     for i, remote in enumerate(remotes):
         outputs.update(text_files(remote, f"sftp remote {i}"))
     assert any(k.endswith(".manifest.json") for k in outputs) and any("sqlite dump" in k for k in outputs)
-    assert any(k.endswith("tableship.core.log") for k in outputs) and any("status.properties" in k for k in outputs)
+    assert any(k.endswith("tableship.core.log") for k in outputs) and any(
+        "status.properties" in k for k in outputs
+    )
     assert any("json run" in k and '"level"' in v for k, v in outputs.items())
     # the redactor had work to do: the command channel's stderr echo was masked
     assert any("token *** was refused" in v for v in outputs.values())
@@ -251,6 +350,6 @@ def test_no_secret_in_any_output(matrix, sshd):
             for needle in needles:
                 at = text.find(needle)
                 if at >= 0:
-                    leaks.append(f"{what} ({needle!r}) in {label}: …{text[max(0, at - 60):at + 60]!r}…")
+                    leaks.append(f"{what} ({needle!r}) in {label}: …{text[max(0, at - 60) : at + 60]!r}…")
                     break
     assert not leaks, "\n".join(leaks[:40])

@@ -9,9 +9,7 @@ import ssl
 import subprocess
 
 import pytest
-
 from tests.servers import ensure_module, wait_for
-
 
 # --------------------------------------------------------------------------
 # sshd

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.servers import descendants_of, missing
 
 from tableship.cli.demo import create_demo_warehouse
-from tests.servers import descendants_of, missing
 from tableship.destinations.base import TMP_RE
 
 TODAY = dt.date(2026, 6, 15)
@@ -83,19 +83,38 @@ class Site:
         return self.dir / "state" / "staging"
 
     def run(self, *args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "tableship", "--config", str(self.cfg), *args],
-                              capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, **(env or {})})
+        return subprocess.run(
+            [sys.executable, "-m", "tableship", "--config", str(self.cfg), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+        )
 
     def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-m", "tableship", "--config", str(self.cfg), *args],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "tableship", "--config", str(self.cfg), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
 
-def make_site(tmp_path: Path, sshd, warehouse: Path, remote: Path, *, user: str | None = None,
-              key: Path | str | None = None, known_hosts: Path | None = None, port: int | None = None,
-              dest_extra: str = "", defaults_extra: str = "", retries: str = FAST_RETRIES,
-              window: str = '{ unit = "month", count = 1 }') -> Site:
+def make_site(
+    tmp_path: Path,
+    sshd,
+    warehouse: Path,
+    remote: Path,
+    *,
+    user: str | None = None,
+    key: Path | str | None = None,
+    known_hosts: Path | None = None,
+    port: int | None = None,
+    dest_extra: str = "",
+    defaults_extra: str = "",
+    retries: str = FAST_RETRIES,
+    window: str = '{ unit = "month", count = 1 }',
+) -> Site:
     cfg = tmp_path / "tableship.toml"
     cfg.write_text(f"""
 [settings]
@@ -111,7 +130,7 @@ type = "sftp"
 host = "{sshd.host}"
 port = {port or sshd.port}
 user = "{user or sshd.user}"
-{'' if key == "none" else f'key_file = "{key or sshd.client_key}"'}
+{"" if key == "none" else f'key_file = "{key or sshd.client_key}"'}
 known_hosts = "{known_hosts or sshd.known_hosts}"
 path = "{remote}"
 connect_timeout = 5
@@ -178,7 +197,9 @@ def staged_files(site: Site) -> list[Path]:
 
 
 def keygen(path: Path) -> str:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True, capture_output=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True, capture_output=True
+    )
     return " ".join(path.with_suffix(".pub").read_text().split()[:2])
 
 
@@ -276,7 +297,9 @@ def ended(pid: int) -> bool:
 
 def test_end_to_end_delivery_through_the_cli(tmp_path, sshd, warehouse, remote):
     # a fixed level: only then is a re-export byte-identical (the adaptive default is not, docs/format.md)
-    site = make_site(tmp_path, sshd, warehouse, remote, defaults_extra='compression = { codec = "gzip", level = 2 }')
+    site = make_site(
+        tmp_path, sshd, warehouse, remote, defaults_extra='compression = { codec = "gzip", level = 2 }'
+    )
     proc = ok(site.run("run", "--date", RUN_DATE))
     assert f"{REMOTE_DIR}/{ARCHIVE}" in proc.stdout
 
@@ -285,8 +308,12 @@ def test_end_to_end_delivery_through_the_cli(tmp_path, sshd, warehouse, remote):
     assert m["window"] == {"start": "2026-05-01", "end": "2026-05-31"} and m["rows"] > 1000
     assert "sha256sum" in proc.stderr  # the log says how it verified
     # the backup host's own sha256sum -c agrees
-    check = subprocess.run([*sshd.ssh_args(), f"cd {site.remote / REMOTE_DIR} && sha256sum -c {ARCHIVE}.sha256"],
-                           capture_output=True, text=True, timeout=60)
+    check = subprocess.run(
+        [*sshd.ssh_args(), f"cd {site.remote / REMOTE_DIR} && sha256sum -c {ARCHIVE}.sha256"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert check.returncode == 0 and f"{ARCHIVE}: OK" in check.stdout, check.stdout + check.stderr
     assert staged_files(site) == []
 
@@ -294,12 +321,20 @@ def test_end_to_end_delivery_through_the_cli(tmp_path, sshd, warehouse, remote):
     doc = ok(site.run("check-destination", "edgenode2"))
     lines = doc.stdout.splitlines()
     assert lines and all(ln.startswith("OK  ") for ln in lines), doc.stdout
-    for name in ("connect", "host key", "authentication", "root folder", "write permission", "free space",
-                 "verification"):
+    for name in (
+        "connect",
+        "host key",
+        "authentication",
+        "root folder",
+        "write permission",
+        "free space",
+        "verification",
+    ):
         assert any(ln.startswith(f"OK  {name}  ") for ln in lines), (name, doc.stdout)
     assert "sha256sum" in doc.stdout
-    assert remote_files(site.remote) == [f"{REMOTE_DIR}/{n}" for n in
-                                         sorted([ARCHIVE, f"{ARCHIVE}.manifest.json", f"{ARCHIVE}.sha256"])]
+    assert remote_files(site.remote) == [
+        f"{REMOTE_DIR}/{n}" for n in sorted([ARCHIVE, f"{ARCHIVE}.manifest.json", f"{ARCHIVE}.sha256"])
+    ]
 
     # a second run of the same window finds the archive in place and does not upload it again
     again = ok(site.run("run", "--date", RUN_DATE))
@@ -323,7 +358,9 @@ def test_check_destination_reports_failures(tmp_path, sshd, warehouse, remote):
 
 def test_server_down_at_start_then_back_while_retrying(tmp_path, sshd_fresh, warehouse, remote):
     sshd = sshd_fresh
-    site = make_site(tmp_path, sshd, warehouse, remote, retries="{ attempts = 30, initial_delay = 0.3, max_delay = 0.5 }")
+    site = make_site(
+        tmp_path, sshd, warehouse, remote, retries="{ attempts = 30, initial_delay = 0.3, max_delay = 0.5 }"
+    )
     sshd.stop()
     proc = site.popen("run", "--date", RUN_DATE)
     lines: list[str] = []
@@ -359,15 +396,27 @@ def test_server_down_at_start_then_back_while_retrying(tmp_path, sshd_fresh, war
 @pytest.mark.parametrize("resume", ["retry-in-run", "next-run"])
 def test_connection_cut_mid_upload(tmp_path, sshd_fresh, big_warehouse, remote, slow_proxy, resume):
     sshd = sshd_fresh
-    retries = "{ attempts = 3, initial_delay = 0.2, max_delay = 0.5 }" if resume == "retry-in-run" else \
-        "{ attempts = 1, initial_delay = 0.2, max_delay = 0.5 }"
-    site = make_site(tmp_path, sshd, big_warehouse, remote, port=slow_proxy.port, known_hosts=slow_proxy.known_hosts,
-                     retries=retries, window='{ unit = "month", count = 12 }',
-                     defaults_extra=UNCOMPRESSED)
+    retries = (
+        "{ attempts = 3, initial_delay = 0.2, max_delay = 0.5 }"
+        if resume == "retry-in-run"
+        else "{ attempts = 1, initial_delay = 0.2, max_delay = 0.5 }"
+    )
+    site = make_site(
+        tmp_path,
+        sshd,
+        big_warehouse,
+        remote,
+        port=slow_proxy.port,
+        known_hosts=slow_proxy.known_hosts,
+        retries=retries,
+        window='{ unit = "month", count = 12 }',
+        defaults_extra=UNCOMPRESSED,
+    )
     folder = site.remote / REMOTE_DIR
     final = folder / BIG_ARCHIVE
     proc = site.popen("run", "--date", RUN_DATE)
     try:
+
         def half_uploaded() -> bool:
             parts = [p for p in folder.glob(".*.part")] if folder.is_dir() else []
             return any(p.stat().st_size > 2 * 2**20 for p in parts)
@@ -442,8 +491,9 @@ def test_unknown_host_key(tmp_path, sshd, warehouse, remote):
     known.write_text("")
     site = make_site(tmp_path, sshd, warehouse, remote, known_hosts=known)
     proc = site.run("run", "--date", RUN_DATE)
-    line = _assert_terminal(site, proc, f"host key of [127.0.0.1]:{sshd.port} is unknown", "ssh-keyscan -p",
-                            "accept-new")
+    line = _assert_terminal(
+        site, proc, f"host key of [127.0.0.1]:{sshd.port} is unknown", "ssh-keyscan -p", "accept-new"
+    )
     assert "SHA256:" in line  # the offered fingerprint, to compare with the admin's
     # no known_hosts file at all: the same
     known.unlink()
@@ -456,17 +506,22 @@ def test_changed_host_key(tmp_path, sshd, warehouse, remote):
     known = tmp_path / "known_hosts"
     known.write_text(f"[127.0.0.1]:{sshd.port} {other}\n")
     site = make_site(tmp_path, sshd, warehouse, remote, known_hosts=known)
-    _assert_terminal(site, site.run("run", "--date", RUN_DATE), "has CHANGED", "ssh-keygen -R",
-                     f"[127.0.0.1]:{sshd.port}")
+    _assert_terminal(
+        site, site.run("run", "--date", RUN_DATE), "has CHANGED", "ssh-keygen -R", f"[127.0.0.1]:{sshd.port}"
+    )
     # accept-new never accepts a changed key
-    site = make_site(tmp_path, sshd, warehouse, remote, known_hosts=known, dest_extra='host_key_policy = "accept-new"')
+    site = make_site(
+        tmp_path, sshd, warehouse, remote, known_hosts=known, dest_extra='host_key_policy = "accept-new"'
+    )
     _assert_terminal(site, site.run("run", "--date", RUN_DATE), "has CHANGED")
     assert known.read_text() == f"[127.0.0.1]:{sshd.port} {other}\n"
 
 
 def test_accept_new_records_the_first_key(tmp_path, sshd, warehouse, remote):
     known = tmp_path / "ssh" / "known_hosts"
-    site = make_site(tmp_path, sshd, warehouse, remote, known_hosts=known, dest_extra='host_key_policy = "accept-new"')
+    site = make_site(
+        tmp_path, sshd, warehouse, remote, known_hosts=known, dest_extra='host_key_policy = "accept-new"'
+    )
     proc = ok(site.run("run", "--date", RUN_DATE))
     assert known.read_text() == f"[127.0.0.1]:{sshd.port} {sshd.host_pub_key}\n"
     assert "recorded the new host key" in proc.stderr
@@ -479,8 +534,14 @@ def test_accept_new_records_the_first_key(tmp_path, sshd, warehouse, remote):
 def test_wrong_key_and_secrets_stay_out_of_every_output(tmp_path, sshd, warehouse, remote):
     keygen(tmp_path / "stranger")
     secret = "s3cr3t-" + uuid.uuid4().hex
-    site = make_site(tmp_path, sshd, warehouse, remote, key=tmp_path / "stranger",
-                     dest_extra='password = "${TABLESHIP_TEST_BACKUP_PASSWORD}"')
+    site = make_site(
+        tmp_path,
+        sshd,
+        warehouse,
+        remote,
+        key=tmp_path / "stranger",
+        dest_extra='password = "${TABLESHIP_TEST_BACKUP_PASSWORD}"',
+    )
     proc = site.run("run", "--date", RUN_DATE, env={"TABLESHIP_TEST_BACKUP_PASSWORD": secret})
     _assert_terminal(site, proc, "authentication failed for root@127.0.0.1", "authorized_keys")
     everything = proc.stdout + proc.stderr + (site.dir / "state" / "tableship.core.log").read_text()
@@ -503,16 +564,27 @@ def test_login_without_key_file(tmp_path, sshd, big_warehouse, remote, how):
     agent_pid = None
     if how == "agent":
         sock = tmp_path / "agent.sock"
-        out = subprocess.run(["ssh-agent", "-a", str(sock)], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["ssh-agent", "-a", str(sock)], capture_output=True, text=True, check=True
+        ).stdout
         agent_pid = int(re.search(r"SSH_AGENT_PID=(\d+)", out).group(1))
         env["SSH_AUTH_SOCK"] = str(sock)
-        subprocess.run(["ssh-add", str(sshd.client_key)], env={**os.environ, **env}, capture_output=True, check=True)
+        subprocess.run(
+            ["ssh-add", str(sshd.client_key)], env={**os.environ, **env}, capture_output=True, check=True
+        )
     else:
         (home / ".ssh" / "id_ed25519").write_bytes(sshd.client_key.read_bytes())
         (home / ".ssh" / "id_ed25519").chmod(0o600)
     try:
-        site = make_site(tmp_path, sshd, big_warehouse, remote, key="none", window='{ unit = "month", count = 12 }',
-                         defaults_extra=UNCOMPRESSED)
+        site = make_site(
+            tmp_path,
+            sshd,
+            big_warehouse,
+            remote,
+            key="none",
+            window='{ unit = "month", count = 12 }',
+            defaults_extra=UNCOMPRESSED,
+        )
         proc = ok(site.run("-v", "run", "--date", RUN_DATE, env=env))
         if how == "agent":
             assert "via openssh sftp" in proc.stderr, proc.stderr  # the bulk upload logged in the same way
@@ -528,15 +600,17 @@ def test_permission_denied_on_the_root(tmp_path, sshd, warehouse):
     root = sshd.sftp_root_dir / f"readonly-{uuid.uuid4().hex[:8]}"
     root.mkdir(mode=0o755)  # owned by root: the sftp-only account may not write in it
     site = make_site(tmp_path, sshd, warehouse, root, user=sshd.sftp_user, key=sshd.sftp_user_key)
-    _assert_terminal(site, site.run("run", "--date", RUN_DATE), "permission denied",
-                     f"writable by {sshd.sftp_user}")
+    _assert_terminal(
+        site, site.run("run", "--date", RUN_DATE), "permission denied", f"writable by {sshd.sftp_user}"
+    )
 
 
 def test_missing_root(tmp_path, sshd, warehouse, remote):
     root = remote / "not" / "there"
     site = make_site(tmp_path, sshd, warehouse, root)
-    _assert_terminal(site, site.run("run", "--date", RUN_DATE), f"remote folder {root} does not exist",
-                     f"mkdir -p {root}")
+    _assert_terminal(
+        site, site.run("run", "--date", RUN_DATE), f"remote folder {root} does not exist", f"mkdir -p {root}"
+    )
     assert not (remote / "not").exists()  # the root is never created
 
 
@@ -545,7 +619,9 @@ def tiny_remote(sshd) -> Path:
     """A 1 MiB tmpfs as the destination root: the remote disk fills up."""
     path = sshd.root_dir / f"tiny-{uuid.uuid4().hex[:8]}"
     path.mkdir()
-    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], capture_output=True, text=True)
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], capture_output=True, text=True
+    )
     if mount.returncode != 0:  # needs root (CAP_SYS_ADMIN), as the sshd fixture does
         missing(f"cannot mount a small tmpfs to fill up: {mount.stderr.strip()}")
     yield path
@@ -554,9 +630,17 @@ def tiny_remote(sshd) -> Path:
 
 @pytest.mark.parametrize("codec", ["none", "gzip"])  # ~14 MB through OpenSSH's sftp, ~3 MB through asyncssh
 def test_remote_disk_full(tmp_path, sshd, big_warehouse, tiny_remote, codec):
-    site = make_site(tmp_path, sshd, big_warehouse, tiny_remote, window='{ unit = "month", count = 12 }',
-                     defaults_extra=UNCOMPRESSED if codec == "none" else f'compression = {{ codec = "{codec}" }}')
-    _assert_terminal(site, site.run("run", "--date", RUN_DATE), "remote disk full", "free space on the backup host")
+    site = make_site(
+        tmp_path,
+        sshd,
+        big_warehouse,
+        tiny_remote,
+        window='{ unit = "month", count = 12 }',
+        defaults_extra=UNCOMPRESSED if codec == "none" else f'compression = {{ codec = "{codec}" }}',
+    )
+    _assert_terminal(
+        site, site.run("run", "--date", RUN_DATE), "remote disk full", "free space on the backup host"
+    )
     assert staged_files(site), "the staged archive is kept for the next run"
 
 
@@ -589,9 +673,18 @@ def test_sftp_only_account_verifies_by_read_back(tmp_path, sshd, warehouse, sftp
     assert_delivered(site)
 
 
-def test_verify_sha256sum_on_an_account_without_commands_is_a_clear_error(tmp_path, sshd, warehouse, sftp_only_root):
-    site = make_site(tmp_path, sshd, warehouse, sftp_only_root, user=sshd.sftp_user, key=sshd.sftp_user_key,
-                     dest_extra='verify = "sha256sum"')
+def test_verify_sha256sum_on_an_account_without_commands_is_a_clear_error(
+    tmp_path, sshd, warehouse, sftp_only_root
+):
+    site = make_site(
+        tmp_path,
+        sshd,
+        warehouse,
+        sftp_only_root,
+        user=sshd.sftp_user,
+        key=sshd.sftp_user_key,
+        dest_extra='verify = "sha256sum"',
+    )
     proc = site.run("run", "--date", RUN_DATE)
     one_error_line(proc, "may not run sha256sum", 'verify = "auto"')
 
@@ -603,8 +696,17 @@ def _dest(sshd, root: Path, **kw):
     from tableship.config.models import SFTPDestination as SFTPConfig
     from tableship.destinations.sftp import SFTPDestination
 
-    cfg = SFTPConfig(type="sftp", host=sshd.host, port=sshd.port, user=sshd.user, key_file=sshd.client_key,
-                     known_hosts=sshd.known_hosts, path=str(root), connect_timeout=5, **kw)
+    cfg = SFTPConfig(
+        type="sftp",
+        host=sshd.host,
+        port=sshd.port,
+        user=sshd.user,
+        key_file=sshd.client_key,
+        known_hosts=sshd.known_hosts,
+        path=str(root),
+        connect_timeout=5,
+        **kw,
+    )
     return SFTPDestination("edgenode2", cfg)
 
 
@@ -664,15 +766,29 @@ def test_openssh_client_that_cannot_log_in_falls_back_to_asyncssh(sshd, remote, 
     assert len(warnings) == 1  # tried once, then remembered
 
 
-def test_sigterm_mid_upload_stops_the_openssh_client_too(tmp_path, sshd_fresh, big_warehouse, remote, slow_proxy):
+def test_sigterm_mid_upload_stops_the_openssh_client_too(
+    tmp_path, sshd_fresh, big_warehouse, remote, slow_proxy
+):
     sshd = sshd_fresh
-    site = make_site(tmp_path, sshd, big_warehouse, remote, port=slow_proxy.port, known_hosts=slow_proxy.known_hosts,
-                     window='{ unit = "month", count = 12 }', defaults_extra=UNCOMPRESSED)
+    site = make_site(
+        tmp_path,
+        sshd,
+        big_warehouse,
+        remote,
+        port=slow_proxy.port,
+        known_hosts=slow_proxy.known_hosts,
+        window='{ unit = "month", count = 12 }',
+        defaults_extra=UNCOMPRESSED,
+    )
     folder = site.remote / REMOTE_DIR
     proc = site.popen("run", "--date", RUN_DATE)
     try:
-        wait_for(lambda: folder.is_dir() and any(p.stat().st_size > 2**20 for p in folder.glob(".*.part")), 120,
-                 "the upload", proc)
+        wait_for(
+            lambda: folder.is_dir() and any(p.stat().st_size > 2**20 for p in folder.glob(".*.part")),
+            120,
+            "the upload",
+            proc,
+        )
         children = descendants_of(proc.pid)  # OpenSSH's sftp and its ssh
         assert len(children) >= 2, children
         proc.terminate()
@@ -683,7 +799,9 @@ def test_sigterm_mid_upload_stops_the_openssh_client_too(tmp_path, sshd_fresh, b
     assert proc.returncode == 128 + 15, out + err
     assert "Traceback" not in err
     assert not (folder / BIG_ARCHIVE).exists()
-    assert not [p.name for p in folder.iterdir() if TMP_RE.match(p.name)]  # removed while the connection was up
+    assert not [
+        p.name for p in folder.iterdir() if TMP_RE.match(p.name)
+    ]  # removed while the connection was up
     # no orphaned sftp/ssh client keeps uploading (the deadline is against hanging, not a limit)
     wait_for(lambda: all(map(ended, children)), 10, f"the OpenSSH children {children} to end")
     ok(site.run("run", "--date", RUN_DATE))
@@ -691,17 +809,31 @@ def test_sigterm_mid_upload_stops_the_openssh_client_too(tmp_path, sshd_fresh, b
     assert not any(TMP_RE.match(p.name) for p in folder.iterdir())
 
 
-def test_kill_9_mid_upload_leaves_no_openssh_client_behind(tmp_path, sshd_fresh, big_warehouse, remote, slow_proxy):
+def test_kill_9_mid_upload_leaves_no_openssh_client_behind(
+    tmp_path, sshd_fresh, big_warehouse, remote, slow_proxy
+):
     """The OpenSSH sftp client gets PR_SET_PDEATHSIG: after kill -9 of tableship neither
     it nor its ssh lives on uploading (within a second), and a re-run finishes the work."""
     sshd = sshd_fresh
-    site = make_site(tmp_path, sshd, big_warehouse, remote, port=slow_proxy.port, known_hosts=slow_proxy.known_hosts,
-                     window='{ unit = "month", count = 12 }', defaults_extra=UNCOMPRESSED)
+    site = make_site(
+        tmp_path,
+        sshd,
+        big_warehouse,
+        remote,
+        port=slow_proxy.port,
+        known_hosts=slow_proxy.known_hosts,
+        window='{ unit = "month", count = 12 }',
+        defaults_extra=UNCOMPRESSED,
+    )
     folder = site.remote / REMOTE_DIR
     proc = site.popen("run", "--date", RUN_DATE)
     try:
-        wait_for(lambda: folder.is_dir() and any(p.stat().st_size > 2**20 for p in folder.glob(".*.part")), 120,
-                 "the upload", proc)
+        wait_for(
+            lambda: folder.is_dir() and any(p.stat().st_size > 2**20 for p in folder.glob(".*.part")),
+            120,
+            "the upload",
+            proc,
+        )
         children = descendants_of(proc.pid)  # OpenSSH's sftp and its ssh
         assert len(children) >= 2, children
         proc.kill()
@@ -734,17 +866,27 @@ def test_accept_new_with_an_unwritable_known_hosts_is_a_clear_error(tmp_path, ss
 
 def test_key_file_problems_are_terminal_and_say_which(tmp_path, sshd, remote):
     from tableship.config.models import SFTPDestination as SFTPConfig
-    from tableship.destinations.sftp import SFTPDestination
     from tableship.core.errors import DestinationError
+    from tableship.destinations.sftp import SFTPDestination
 
     locked = tmp_path / "locked"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "a passphrase", "-f", str(locked)], check=True)
     (tmp_path / "garbage").write_text("not a key\n")
-    cases = {tmp_path / "missing": "does not exist", locked: "protected by a passphrase",
-             tmp_path / "garbage": "not a usable private key"}
+    cases = {
+        tmp_path / "missing": "does not exist",
+        locked: "protected by a passphrase",
+        tmp_path / "garbage": "not a usable private key",
+    }
     for key, needle in cases.items():
-        cfg = SFTPConfig(type="sftp", host=sshd.host, port=sshd.port, user=sshd.user, key_file=key,
-                         known_hosts=sshd.known_hosts, path=str(remote))
+        cfg = SFTPConfig(
+            type="sftp",
+            host=sshd.host,
+            port=sshd.port,
+            user=sshd.user,
+            key_file=key,
+            known_hosts=sshd.known_hosts,
+            path=str(remote),
+        )
         dest = SFTPDestination("edgenode2", cfg)
         try:
             with pytest.raises(DestinationError) as err:

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from tests.e2e.helpers import Result, decompress, to_toml
 
 from tableship.cli.demo import create_demo_warehouse
 from tableship.destinations.base import TMP_RE
-from tests.e2e.helpers import Result, decompress, to_toml
 
 START, END = "2024-01-01", "2024-01-31"
 EARLIER = ("2023-12-01", "2023-12-31")
@@ -60,8 +60,11 @@ FROM generate_series(0, 2999) AS id
 
 @pytest.fixture(scope="module")
 def postgres_source(postgres) -> dict:
-    postgres.psql("SET client_min_messages = warning; DROP SCHEMA IF EXISTS sigtest CASCADE; CREATE SCHEMA sigtest;"
-                  + PG_TABLE + ";")
+    postgres.psql(
+        "SET client_min_messages = warning; DROP SCHEMA IF EXISTS sigtest CASCADE; CREATE SCHEMA sigtest;"
+        + PG_TABLE
+        + ";"
+    )
     return {"type": "sqlalchemy", "url": postgres.url, "timeout": 10}
 
 
@@ -129,16 +132,23 @@ class Site:
         return [sys.executable, "-m", "tableship", "--config", str(self.config), *args]
 
     def cli(self, *args: str, timeout: float = 600) -> Result:
-        proc = subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout, cwd=self.root,
-                              env=_env())
+        proc = subprocess.run(
+            self.argv(*args), capture_output=True, text=True, timeout=timeout, cwd=self.root, env=_env()
+        )
         return Result(self.argv(*args), proc.returncode, proc.stdout, proc.stderr)
 
     def start(self, *args: str, hold: str | None = None) -> subprocess.Popen:
         env = _env()
         if hold is not None:
             env.update(TABLESHIP_TEST_HOLD=hold, TABLESHIP_TEST_HOLD_DIR=str(self.holds))
-        return subprocess.Popen(self.argv(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                cwd=self.root, env=env)
+        return subprocess.Popen(
+            self.argv(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=self.root,
+            env=env,
+        )
 
     def interrupt_at(self, point: str, *args: str, sig: int = signal.SIGTERM) -> Result:
         """Run ``args`` until it waits at hold ``point``, send ``sig``, collect the result."""
@@ -209,9 +219,17 @@ def make_site(request, tmp_path):
             sshd = request.getfixturevalue("sshd")
             remote = sshd.root_dir / f"sig-{uuid.uuid4().hex[:8]}"
             remote.mkdir()
-            cfg = {"type": "sftp", "host": sshd.host, "port": sshd.port, "user": sshd.user,
-                   "key_file": str(sshd.client_key), "known_hosts": str(sshd.known_hosts), "path": str(remote),
-                   "connect_timeout": 5, "verify": verify}
+            cfg = {
+                "type": "sftp",
+                "host": sshd.host,
+                "port": sshd.port,
+                "user": sshd.user,
+                "key_file": str(sshd.client_key),
+                "known_hosts": str(sshd.known_hosts),
+                "path": str(remote),
+                "connect_timeout": 5,
+                "verify": verify,
+            }
         site = Site(root, src, table, cfg, remote, job_extra)
         site.write()
         return site
@@ -225,8 +243,9 @@ def make_site(request, tmp_path):
 def assert_interrupted(result: Result, sig: int = signal.SIGTERM) -> None:
     name = signal.Signals(sig).name
     assert result.rc == 128 + sig, str(result)
-    assert result.error_lines == [f"Error: interrupted by {name} — re-run the same command to resume where it "
-                                  "stopped"], str(result)
+    assert result.error_lines == [
+        f"Error: interrupted by {name} — re-run the same command to resume where it stopped"
+    ], str(result)
     for word in BANNED:
         assert word not in result.stderr and word not in result.stdout, str(result)
 
@@ -234,7 +253,9 @@ def assert_interrupted(result: Result, sig: int = signal.SIGTERM) -> None:
 def assert_batch_stopped(site: Site, sig: int = signal.SIGTERM) -> None:
     """The interrupted job is recorded as interrupted (resumable); the next one never started."""
     [run] = site.runs("first")
-    assert run["result"] == "failed" and f"interrupted by {signal.Signals(sig).name}" in run["error"], dict(run)
+    assert run["result"] == "failed" and f"interrupted by {signal.Signals(sig).name}" in run["error"], dict(
+        run
+    )
     assert site.runs("second") == []
     assert site.archives("second") == []
 
@@ -278,9 +299,15 @@ def test_sigterm_in_each_phase(make_site, source, phase, dest, verify, point):
     assert_resumes(site)
 
 
-@pytest.mark.parametrize("sig,point,dest", [(signal.SIGINT, "export", "local"), (signal.SIGHUP, "upload", "sftp"),
-                                            (signal.SIGINT, "sha256", "sftp")],
-                         ids=["SIGINT-export-local", "SIGHUP-upload-sftp", "SIGINT-sha256sum-sftp"])
+@pytest.mark.parametrize(
+    "sig,point,dest",
+    [
+        (signal.SIGINT, "export", "local"),
+        (signal.SIGHUP, "upload", "sftp"),
+        (signal.SIGINT, "sha256", "sftp"),
+    ],
+    ids=["SIGINT-export-local", "SIGHUP-upload-sftp", "SIGINT-sha256sum-sftp"],
+)
 def test_other_signals(make_site, sig, point, dest):
     site = make_site("duckdb", dest)
     result = site.interrupt_at(point, "run", *JOBS, "--from", START, "--to", END, sig=sig)
@@ -297,14 +324,17 @@ def test_sigterm_while_postgres_blocks_in_the_server(make_site, postgres):
     import psycopg
 
     site = make_site("postgres", "local")
-    with psycopg.connect(postgres.dsn, autocommit=False) as locker, \
-            psycopg.connect(postgres.dsn, autocommit=True) as watcher:  # a fresh stats snapshot per poll
+    with (
+        psycopg.connect(postgres.dsn, autocommit=False) as locker,
+        psycopg.connect(postgres.dsn, autocommit=True) as watcher,
+    ):  # a fresh stats snapshot per poll
         locker.execute("LOCK TABLE sigtest.traffic IN ACCESS EXCLUSIVE MODE")
 
         def query_waits() -> bool:
             row = watcher.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE %s",
-                ("%sigtest%traffic%",)).fetchone()
+                ("%sigtest%traffic%",),
+            ).fetchone()
             return row[0] > 0
 
         proc = site.start("run", *JOBS, "--from", START, "--to", END)
@@ -349,7 +379,9 @@ def test_sigterm_in_restore(make_site, dest, tmp_path):
     out = tmp_path / "restored"
     out.mkdir()
     point = "get" if dest == "local" else "read-back"
-    assert_interrupted(site.interrupt_at(point, "restore", "first", "--window", f"{START}..{END}", "--to", str(out)))
+    assert_interrupted(
+        site.interrupt_at(point, "restore", "first", "--window", f"{START}..{END}", "--to", str(out))
+    )
     assert list(out.iterdir()) == []  # no partial CSV left behind
     result = site.cli("restore", "first", "--window", f"{START}..{END}", "--to", str(out))
     assert result.rc == 0, str(result)
@@ -375,4 +407,5 @@ def test_sigterm_in_prune(make_site, dest):
     [kept] = site.archives("first")
     assert "20240101" in kept.name
     assert sorted(p.name for p in kept.parent.iterdir()) == sorted(
-        [kept.name, kept.name + ".sha256", kept.name + ".manifest.json"])
+        [kept.name, kept.name + ".sha256", kept.name + ".manifest.json"]
+    )

@@ -25,8 +25,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import pytest
 
@@ -129,7 +129,9 @@ def ensure_command(command: str, package: str) -> str:
     ok, out = apt_install(package)
     path = shutil.which(command)
     if not (ok and path):
-        missing(f"`{command}` is not installed and `apt-get install {package}` did not provide it: {out[-1500:]}")
+        missing(
+            f"`{command}` is not installed and `apt-get install {package}` did not provide it: {out[-1500:]}"
+        )
     return path  # type: ignore[return-value]
 
 

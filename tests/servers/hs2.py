@@ -24,12 +24,12 @@ import glob
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-
 from tests.servers import (
     LOCALHOST,
     apt_install,
@@ -194,8 +194,7 @@ def _start_hs2(authentication: str) -> Iterator[Hs2Server]:
         )
         env["PATH"] = f"{java_home / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         java_opts = (
-            f"-Dderby.system.home={base / 'derby'} -Djava.io.tmpdir={tmp} "
-            "-XX:-UsePerfData -XX:+UseSerialGC"
+            f"-Dderby.system.home={base / 'derby'} -Djava.io.tmpdir={tmp} -XX:-UsePerfData -XX:+UseSerialGC"
         )
         argv = [
             str(spark_home / "bin" / "spark-submit"),

@@ -16,12 +16,11 @@ import re
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import pytest
-
 from tests.servers import (
     LOCALHOST,
     apt_install,
@@ -64,9 +63,23 @@ class PostgresServer:
         """Run SQL with the cluster's own ``psql``; returns stdout."""
         proc = subprocess.run(
             [
-                str(self.bindir / "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                "-h", self.host, "-p", str(self.port), "-U", self.user,
-                "-d", dbname or self.dbname, "-c", sql,
+                str(self.bindir / "psql"),
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                dbname or self.dbname,
+                "-c",
+                sql,
             ],  # fmt: skip
             capture_output=True,
             text=True,
@@ -120,9 +133,7 @@ def _as_pg_user(argv: Sequence[str]) -> list[str]:
 
 
 def _run(argv: Sequence[str], what: str, log: Path, timeout: float = 300) -> None:
-    proc = subprocess.run(
-        argv, capture_output=True, text=True, timeout=timeout, cwd="/", env=_pg_env()
-    )
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd="/", env=_pg_env())
     if proc.returncode != 0:
         raise RuntimeError(
             f"{what} failed ({proc.returncode}): {proc.stdout}\n{proc.stderr}\n"

@@ -23,12 +23,11 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from tests.servers import (
     LOCALHOST,
     apt_install,
@@ -86,8 +85,11 @@ def _ensure_password_user() -> None:
     try:
         pwd.getpwnam(PASSWORD_USER)
     except KeyError:
-        proc = subprocess.run(["useradd", "--system", "--create-home", "--shell", "/bin/sh", PASSWORD_USER],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            ["useradd", "--system", "--create-home", "--shell", "/bin/sh", PASSWORD_USER],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode not in (0, 9):  # 9: already exists (race)
             missing(f"cannot create system user {PASSWORD_USER!r}: {proc.stderr.strip()}")
     proc = subprocess.run(["chpasswd"], input=f"{PASSWORD_USER}:{PASSWORD}\n", capture_output=True, text=True)

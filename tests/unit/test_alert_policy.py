@@ -14,25 +14,27 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tableship.backup.plan import make_plan
+from tableship.config.models import parse_config
+from tableship.core.errors import SourceError
+from tableship.core.log import current_job
+from tableship.core.window import Window
+from tableship.ledger.state import Result, StateStore
 from tableship.ops.alerts import make_monitor
 from tableship.ops.alerts.event import Event, human_duration, resume_command
 from tableship.ops.alerts.incidents import IncidentStore, open_incident_summaries
 from tableship.ops.alerts.ping import ping_url
 from tableship.ops.alerts.policy import AlertMonitor, decide
 from tableship.ops.alerts.redact import Redactor
-from tableship.config.models import parse_config
-from tableship.core.errors import SourceError
-from tableship.core.log import current_job
 from tableship.ops.outputs import metrics_text, snapshot, status_text
-from tableship.backup.plan import make_plan
-from tableship.ledger.state import Result, StateStore
-from tableship.core.window import Window
 
-T0 = dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.UTC)
 WINDOW = Window(dt.date(2026, 6, 1), dt.date(2026, 10, 31))
 
-LINE = 'printf "%s|%s|%s|%s|%s\\n" "$TABLESHIP_EVENT" "$TABLESHIP_JOB" "$TABLESHIP_FAILURES" ' \
-       '"$TABLESHIP_FAILURES_SINCE_LAST_ALERT" "$TABLESHIP_SUBJECT" >> "$0"'
+LINE = (
+    'printf "%s|%s|%s|%s|%s\\n" "$TABLESHIP_EVENT" "$TABLESHIP_JOB" "$TABLESHIP_FAILURES" '
+    '"$TABLESHIP_FAILURES_SINCE_LAST_ALERT" "$TABLESHIP_SUBJECT" >> "$0"'
+)
 
 
 class Clock:
@@ -50,8 +52,10 @@ def make_config(tmp_path: Path, *, jobs=("customer_traffic",), environment="prod
     out = tmp_path / "alerts.txt"
     raw = {
         "settings": {"state_dir": "state", "environment": environment},
-        "sources": {"wh": {"type": "duckdb", "path": "wh.duckdb"},
-                    "pg": {"type": "sqlalchemy", "url": "postgresql://backup:Sup3rS3cretPw@db.example.net/dwh"}},
+        "sources": {
+            "wh": {"type": "duckdb", "path": "wh.duckdb"},
+            "pg": {"type": "sqlalchemy", "url": "postgresql://backup:Sup3rS3cretPw@db.example.net/dwh"},
+        },
         "destinations": {"bk": {"type": "local", "path": "backup"}},
         "defaults": {"source": "wh"},
         "jobs": {j: {"table": f"mnaas.{j}"} for j in jobs},
@@ -60,8 +64,11 @@ def make_config(tmp_path: Path, *, jobs=("customer_traffic",), environment="prod
             "realert_after": "1h",
             "log_lines": 5,
             **alerts,
-            "cmd": {"type": "command", "argv": argv or ["sh", "-c", LINE, str(out)],
-                    "retries": {"attempts": 1, "initial_delay": 0}},
+            "cmd": {
+                "type": "command",
+                "argv": argv or ["sh", "-c", LINE, str(out)],
+                "retries": {"attempts": 1, "initial_delay": 0},
+            },
         },
     }
     return parse_config(raw, tmp_path / "tableship.toml")
@@ -95,7 +102,9 @@ class Harness:
     def _fail(self, job, message, phase):
         plan = self.plan(job)
         run = self.store.resumable(job, "2026-06-01", "2026-10-31")
-        run = self.store.resume(run) if run else self.store.start(job, "2026-06-01", "2026-10-31", "2026-11-26")
+        run = (
+            self.store.resume(run) if run else self.store.start(job, "2026-06-01", "2026-10-31", "2026-11-26")
+        )
         self.monitor.job_started(self.config.jobs[job], plan)
         logging.getLogger("tableship").error("the export broke: %s", message)
         run = self.store.finish(run, Result.FAILED, message, phase)
@@ -105,7 +114,9 @@ class Harness:
     def succeed(self, job="customer_traffic"):
         plan = self.plan(job)
         run = self.store.resumable(job, "2026-06-01", "2026-10-31")
-        run = self.store.resume(run) if run else self.store.start(job, "2026-06-01", "2026-10-31", "2026-11-26")
+        run = (
+            self.store.resume(run) if run else self.store.start(job, "2026-06-01", "2026-10-31", "2026-11-26")
+        )
         self.monitor.job_started(self.config.jobs[job], plan)
         run = self.store.finish(run, Result.SUCCESS)
         self.monitor.job_succeeded(self.config.jobs[job], plan, run)
@@ -113,9 +124,11 @@ class Harness:
 
     def states(self) -> list[tuple[str, str, str]]:
         db = self.store.connect()
-        return [(r["job"], r["kind"], r["state"]) for r in db.execute("SELECT * FROM alert_messages ORDER BY id")]
+        return [
+            (r["job"], r["kind"], r["state"]) for r in db.execute("SELECT * FROM alert_messages ORDER BY id")
+        ]
 
-    def reopen(self) -> "Harness":
+    def reopen(self) -> Harness:
         """A new process: new store connection, new monitor, same state directory."""
         self.store.close()
         return Harness(self.tmp_path, self.config, self.clock)
@@ -159,7 +172,13 @@ def test_one_alert_per_incident_then_reminder_then_resolved(tmp_path):
         h.fail()
         h.clock.advance(minutes=10)
     assert delivered(tmp_path) == [
-        ["failed", "customer_traffic", "1", "1", "[tableship] FAILED customer_traffic 2026-06-01..2026-10-31 (export)"]
+        [
+            "failed",
+            "customer_traffic",
+            "1",
+            "1",
+            "[tableship] FAILED customer_traffic 2026-06-01..2026-10-31 (export)",
+        ]
     ]
     h.clock.advance(hours=1)
     h.fail()
@@ -174,7 +193,9 @@ def test_one_alert_per_incident_then_reminder_then_resolved(tmp_path):
     got = delivered(tmp_path)
     assert len(got) == 3
     assert got[2][:3] == ["resolved", "customer_traffic", "5"]
-    assert got[2][4] == "[tableship] RESOLVED customer_traffic 2026-06-01..2026-10-31 after 2h00m (5 failures)"
+    assert (
+        got[2][4] == "[tableship] RESOLVED customer_traffic 2026-06-01..2026-10-31 after 2h00m (5 failures)"
+    )
 
     h.succeed()  # no incident: nothing
     h.fail()  # a new incident: a new first alert
@@ -203,19 +224,29 @@ def test_jobs_have_separate_incidents(tmp_path):
     h.fail("b")
     h.fail("a")
     h.succeed("b")
-    assert [(g[0], g[1]) for g in delivered(tmp_path)] == [("failed", "a"), ("failed", "b"), ("resolved", "b")]
+    assert [(g[0], g[1]) for g in delivered(tmp_path)] == [
+        ("failed", "a"),
+        ("failed", "b"),
+        ("resolved", "b"),
+    ]
 
 
 def test_failed_delivery_is_tried_again_on_the_next_failure(tmp_path, logs):
     flag = tmp_path / "channel-down"
     flag.touch()
-    argv = ["sh", "-c", f'test -e {flag} && {{ echo "mail relay down" >&2; exit 3; }}; ' + LINE,
-            str(tmp_path / "alerts.txt")]
+    argv = [
+        "sh",
+        "-c",
+        f'test -e {flag} && {{ echo "mail relay down" >&2; exit 3; }}; ' + LINE,
+        str(tmp_path / "alerts.txt"),
+    ]
     h = Harness(tmp_path, argv=argv)
     h.fail()
     assert delivered(tmp_path) == []
-    assert any("could not send the failed alert" in m and "exited with status 3: mail relay down" in m
-               for m in messages(logs))
+    assert any(
+        "could not send the failed alert" in m and "exited with status 3: mail relay down" in m
+        for m in messages(logs)
+    )
     assert not open_incident_summaries(h.store)["customer_traffic"]["alerted"]
     flag.unlink()
     h.fail()
@@ -251,7 +282,10 @@ def test_hourly_cap_is_global_across_jobs(tmp_path, logs):
     h.fail("job03")
     h.fail("job00")  # already alerted, within realert_after of... no: 1h passed, so a reminder
     got = delivered(tmp_path)
-    assert [(g[0], g[1], g[2]) for g in got[3:]] == [("failed", "job03", "3"), ("still_failing", "job00", "2")]
+    assert [(g[0], g[1], g[2]) for g in got[3:]] == [
+        ("failed", "job03", "3"),
+        ("still_failing", "job00", "2"),
+    ]
 
 
 def test_outside_prod_nothing_is_sent_and_would_send_is_logged_once(tmp_path, logs):
@@ -282,12 +316,24 @@ def _queue_failure(h: Harness, state: str) -> int:
     run = h.store.finish(run, Result.FAILED, "boom", "export")
     db = IncidentStore(h.store)
     inc = db.record_failure("customer_traffic", "2026-11-26T02:00:00+00:00", run.id, "export", "boom")
-    ev = h.monitor._failure_event("failed", h.config.jobs["customer_traffic"], h.plan("customer_traffic"), run,
-                                  inc, "boom", 1, [], "2026-11-26T02:00:00+00:00")
-    mid = db.add_message(inc.id, "customer_traffic", "cmd", "failed", 1, ev.to_json(), "2026-11-26T02:00:00+00:00")
+    ev = h.monitor._failure_event(
+        "failed",
+        h.config.jobs["customer_traffic"],
+        h.plan("customer_traffic"),
+        run,
+        inc,
+        "boom",
+        1,
+        [],
+        "2026-11-26T02:00:00+00:00",
+    )
+    mid = db.add_message(
+        inc.id, "customer_traffic", "cmd", "failed", 1, ev.to_json(), "2026-11-26T02:00:00+00:00"
+    )
     if state != "pending":
-        db.db.execute("UPDATE alert_messages SET state=?, pid=999999999, counted_at=created_at WHERE id=?",
-                      (state, mid))
+        db.db.execute(
+            "UPDATE alert_messages SET state=?, pid=999999999, counted_at=created_at WHERE id=?", (state, mid)
+        )
     return mid
 
 
@@ -368,15 +414,26 @@ def test_event_content_and_secrets(tmp_path):
     body = out.read_text()
     assert "Sup3rS3cretPw" not in body and "Sup3rS3cretPw" not in (tmp_path / "body.txt.env").read_text()
     assert "connect to *** failed" in body  # the configured URL is a secret: masked whole
-    for needle in ("Job:          customer_traffic", "Table:        mnaas.customer_traffic",
-                   "Window:       2026-06-01..2026-10-31", "Phase:        upload", "Run id:       1 (attempt 1)",
-                   f"tableship --config {tmp_path / 'tableship.toml'} run customer_traffic "
-                   "--from 2026-06-01 --to 2026-10-31", "Last 1 log line of this run:",
-                   "the export broke: connect to *** failed"):
+    for needle in (
+        "Job:          customer_traffic",
+        "Table:        mnaas.customer_traffic",
+        "Window:       2026-06-01..2026-10-31",
+        "Phase:        upload",
+        "Run id:       1 (attempt 1)",
+        f"tableship --config {tmp_path / 'tableship.toml'} run customer_traffic "
+        "--from 2026-06-01 --to 2026-10-31",
+        "Last 1 log line of this run:",
+        "the export broke: connect to *** failed",
+    ):
         assert needle in body, (needle, body)
-    env = dict(line.split("=", 1) for line in (tmp_path / "body.txt.env").read_text().splitlines()
-               if "=" in line and line.startswith("TABLESHIP_") and not line.startswith("TABLESHIP_LOG_TAIL")
-               and not line.startswith("TABLESHIP_JSON"))
+    env = dict(
+        line.split("=", 1)
+        for line in (tmp_path / "body.txt.env").read_text().splitlines()
+        if "=" in line
+        and line.startswith("TABLESHIP_")
+        and not line.startswith("TABLESHIP_LOG_TAIL")
+        and not line.startswith("TABLESHIP_JSON")
+    )
     assert env["TABLESHIP_EVENT"] == "failed"
     assert env["TABLESHIP_PHASE"] == "upload"
     assert env["TABLESHIP_WINDOW_START"] == "2026-06-01"
@@ -384,9 +441,20 @@ def test_event_content_and_secrets(tmp_path):
 
 
 def test_subject_format():
-    ev = Event(kind="failed", job="customer_traffic", table="mnaas.customer_traffic", window_start="2026-06-01",
-               window_end="2026-10-31", host="edge2", environment="prod", incident_id=3,
-               opened_at="2026-11-26T02:00:00+00:00", failures=1, failures_since_last_alert=1, phase="upload")
+    ev = Event(
+        kind="failed",
+        job="customer_traffic",
+        table="mnaas.customer_traffic",
+        window_start="2026-06-01",
+        window_end="2026-10-31",
+        host="edge2",
+        environment="prod",
+        incident_id=3,
+        opened_at="2026-11-26T02:00:00+00:00",
+        failures=1,
+        failures_since_last_alert=1,
+        phase="upload",
+    )
     assert ev.subject == "[tableship] FAILED customer_traffic 2026-06-01..2026-10-31 (upload)"
     assert Event.from_json(ev.to_json()) == ev
     p = ev.payload()
@@ -397,11 +465,17 @@ def test_subject_format():
 def test_helpers():
     assert human_duration(59) == "59s" and human_duration(3 * 3600 + 120) == "3h02m"
     assert human_duration(3 * 86400 + 3600) == "3d01h"
-    assert resume_command("/etc/my conf.toml", "t", "2026-01-01", "2026-01-31") == \
-        "tableship --config '/etc/my conf.toml' run t --from 2026-01-01 --to 2026-01-31"
-    assert ping_url("https://hc.example.net/ping/abc/", "j", "start") == "https://hc.example.net/ping/abc/start"
-    assert ping_url("https://hc.example.net/ping/key/{job}?x=1", "a b", "fail") == \
-        "https://hc.example.net/ping/key/a%20b/fail?x=1"
+    assert (
+        resume_command("/etc/my conf.toml", "t", "2026-01-01", "2026-01-31")
+        == "tableship --config '/etc/my conf.toml' run t --from 2026-01-01 --to 2026-01-31"
+    )
+    assert (
+        ping_url("https://hc.example.net/ping/abc/", "j", "start") == "https://hc.example.net/ping/abc/start"
+    )
+    assert (
+        ping_url("https://hc.example.net/ping/key/{job}?x=1", "a b", "fail")
+        == "https://hc.example.net/ping/key/a%20b/fail?x=1"
+    )
     assert ping_url("https://hc.example.net/ping/abc", "j", "success") == "https://hc.example.net/ping/abc"
     r = Redactor(["tok123456"])
     assert r("Bearer tok123456 at https://u:pw@h/x") == "Bearer *** at https://u:***@h/x"
@@ -418,12 +492,18 @@ def test_status_and_metrics_text(tmp_path):
     text = status_text(snap, "2026-11-26T02:00:00+00:00")
     kv = dict(line.split("=", 1) for line in text.splitlines() if not line.startswith("#"))
     assert kv["tableship.jobs"] == "a,b,never"
-    assert kv["a.result"] == "failed" and kv["a.incident_open"] == "true" and kv["a.incident_alerted"] == "true"
+    assert (
+        kv["a.result"] == "failed" and kv["a.incident_open"] == "true" and kv["a.incident_alerted"] == "true"
+    )
     assert kv["a.error"] == "table mnaas.x not found" and kv["a.failed_phase"] == "export"
     assert kv["b.result"] == "success" and kv["b.incident_open"] == "false" and kv["b.last_success"]
     assert kv["never.phase"] == "never_run"
-    fams = {f.name: f for f in text_string_to_metric_families(
-        metrics_text(snap, IncidentStore(h.store).counts(), 1.0).decode())}
+    fams = {
+        f.name: f
+        for f in text_string_to_metric_families(
+            metrics_text(snap, IncidentStore(h.store).counts(), 1.0).decode()
+        )
+    }
     val = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in fams.values() for s in f.samples}
     assert val[("tableship_incident_open", (("tableship_job", "a"),))] == 1
     assert val[("tableship_incident_open", (("tableship_job", "b"),))] == 0
@@ -440,9 +520,9 @@ def test_the_test_clock_seam_reads_an_iso_instant(monkeypatch):
     monkeypatch.delenv(CLOCK_ENV, raising=False)
     assert env_clock() is None  # the real clock
     monkeypatch.setenv(CLOCK_ENV, "2026-01-05T02:00:00Z")
-    assert env_clock()() == dt.datetime(2026, 1, 5, 2, 0, tzinfo=dt.timezone.utc)
+    assert env_clock()() == dt.datetime(2026, 1, 5, 2, 0, tzinfo=dt.UTC)
     monkeypatch.setenv(CLOCK_ENV, "2026-01-05T02:00:00")  # naive: UTC
-    assert env_clock()() == dt.datetime(2026, 1, 5, 2, 0, tzinfo=dt.timezone.utc)
+    assert env_clock()() == dt.datetime(2026, 1, 5, 2, 0, tzinfo=dt.UTC)
     monkeypatch.setenv(CLOCK_ENV, "yesterday")
     with pytest.raises(ValueError, match="TABLESHIP_TEST_ALERT_NOW='yesterday' is not an ISO-8601 timestamp"):
         env_clock()

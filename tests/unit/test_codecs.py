@@ -19,6 +19,8 @@ try:
 except ImportError:  # running from a checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 
+from tests.servers import ensure_command
+
 from tableship.archive.codecs import (
     CODECS,
     DEFAULT_LEVELS,
@@ -28,7 +30,6 @@ from tableship.archive.codecs import (
     open_decompressor,
     suffix,
 )
-from tests.servers import ensure_command
 
 
 def _csv_like(size: int, seed: int = 7) -> bytes:
@@ -37,9 +38,12 @@ def _csv_like(size: int, seed: int = 7) -> bytes:
     words = ["alpha", "beta", "Müller", "東京", "x;y", '"q"', "2024-01-01 00:00:02.123456"]
     parts, total = [], 0
     while total < size:
-        line = ";".join(
-            [str(rnd.randrange(10**12)), rnd.choice(words), f"{rnd.random():.6f}", rnd.choice(words)]
-        ) + "\n"
+        line = (
+            ";".join(
+                [str(rnd.randrange(10**12)), rnd.choice(words), f"{rnd.random():.6f}", rnd.choice(words)]
+            )
+            + "\n"
+        )
         b = line.encode()
         parts.append(b)
         total += len(b)
@@ -154,8 +158,11 @@ def test_bad_levels_and_codecs(codec):
 
 
 def test_unknown_codec():
-    for f in (lambda: open_compressor(io.BytesIO(), "bzip2"), lambda: suffix("lz4"),
-              lambda: open_decompressor(io.BytesIO(), "xz")):
+    for f in (
+        lambda: open_compressor(io.BytesIO(), "bzip2"),
+        lambda: suffix("lz4"),
+        lambda: open_decompressor(io.BytesIO(), "xz"),
+    ):
         with pytest.raises(ValueError):
             f()
 
@@ -252,8 +259,9 @@ class Failing(io.RawIOBase):
         return len(b)
 
 
-@pytest.mark.parametrize("codec,level,threads", [("gzip", 2, 1), ("gzip", 2, 2), ("gzip", 6, 2),
-                                                 ("zstd", 3, 2), ("none", 0, 1)])
+@pytest.mark.parametrize(
+    "codec,level,threads", [("gzip", 2, 1), ("gzip", 2, 2), ("gzip", 6, 2), ("zstd", 3, 2), ("none", 0, 1)]
+)
 def test_write_errors_surface(codec, level, threads):
     raw = Failing(after=100_000)
     with pytest.raises(OSError, match="disk full"):

@@ -87,7 +87,12 @@ def test_issue_sample_loads(tmp_path):
     assert (job.database, job.table_name) == ("mnaas", "customer_traffic")
     assert (job.window.unit, job.window.count, job.window.lag) == ("month", 5, 0)
     assert (job.compression.codec, job.compression.level) == ("gzip", 6)
-    assert job.format.delimiter == ";" and job.format.header and job.format.null == "" and job.format.quoting == "minimal"
+    assert (
+        job.format.delimiter == ";"
+        and job.format.header
+        and job.format.null == ""
+        and job.format.quoting == "minimal"
+    )
     assert job.keep_local is False
     assert cfg.path == (tmp_path / "tableship.toml").resolve()
 
@@ -110,7 +115,10 @@ def test_relative_paths_resolve_against_the_config_folder(tmp_path, monkeypatch)
 
 def test_absolute_and_home_paths_are_kept(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    cfg = load_config(write(tmp_path, """
+    cfg = load_config(
+        write(
+            tmp_path,
+            """
         [settings]
         state_dir = "/var/lib/tableship"
         staging_dir = "~/staging"
@@ -122,7 +130,9 @@ def test_absolute_and_home_paths_are_kept(tmp_path, monkeypatch):
         path = "../backup"
         [jobs.j]
         table = "t"
-    """))
+    """,
+        )
+    )
     assert cfg.settings.state_dir == Path("/var/lib/tableship")
     assert cfg.staging_dir == tmp_path / "home" / "staging"
     assert cfg.sources["s"].path == Path("/data/w.duckdb")
@@ -130,7 +140,10 @@ def test_absolute_and_home_paths_are_kept(tmp_path, monkeypatch):
 
 
 def test_defaults_are_merged_and_overridden_per_job(tmp_path):
-    cfg = load_config(write(tmp_path, """
+    cfg = load_config(
+        write(
+            tmp_path,
+            """
         [sources.s]
         type = "duckdb"
         path = "w.duckdb"
@@ -150,7 +163,9 @@ def test_defaults_are_merged_and_overridden_per_job(tmp_path):
         compression = { codec = "none", level = 0 }
         file_name = "{table}_{start:%Y%m%d}.csv"
         keep_local = false
-    """))
+    """,
+        )
+    )
     a, b = cfg.job("a"), cfg.job("b")
     assert (a.window.unit, a.window.count, a.window.lag) == ("day", 7, 1)
     assert (b.window.unit, b.window.count, b.window.lag) == ("day", 3, 1)  # inline tables merge key by key
@@ -175,7 +190,10 @@ def test_env_substitution_in_any_string(tmp_path, monkeypatch):
     monkeypatch.setenv("TS_DB", "warehouse")
     monkeypatch.setenv("TS_DIR", "/srv/backup")
     monkeypatch.setenv("TS_TABLE", "customer_traffic")
-    cfg = load_config(write(tmp_path, """
+    cfg = load_config(
+        write(
+            tmp_path,
+            """
         [sources.s]
         type = "duckdb"
         path = "${TS_DB}.duckdb"
@@ -185,7 +203,9 @@ def test_env_substitution_in_any_string(tmp_path, monkeypatch):
         [jobs.j]
         table = "mnaas.${TS_TABLE}"
         remote_dir = "${TS_TABLE}/{start:%Y}"
-    """))
+    """,
+        )
+    )
     assert cfg.sources["s"].path == tmp_path.resolve() / "warehouse.duckdb"  # resolved after substitution
     assert cfg.destinations["d"].path == Path("/srv/backup/cdr")
     assert cfg.job("j").table == "mnaas.customer_traffic"
@@ -195,7 +215,9 @@ def test_env_substitution_in_any_string(tmp_path, monkeypatch):
 def test_missing_env_vars_are_all_named_with_their_key_paths(tmp_path, monkeypatch):
     monkeypatch.delenv("TS_NOPE_1", raising=False)
     monkeypatch.delenv("TS_NOPE_2", raising=False)
-    problems = problems_of(tmp_path, """
+    problems = problems_of(
+        tmp_path,
+        """
         [sources.s]
         type = "duckdb"
         path = "${TS_NOPE_1}"
@@ -204,7 +226,8 @@ def test_missing_env_vars_are_all_named_with_their_key_paths(tmp_path, monkeypat
         path = "out"
         [jobs.j]
         table = "${TS_NOPE_2}"
-    """)
+    """,
+    )
     assert "sources.s.path: environment variable TS_NOPE_1 is not set" in problems
     assert "jobs.j.table: environment variable TS_NOPE_2 is not set" in problems
 
@@ -212,8 +235,13 @@ def test_missing_env_vars_are_all_named_with_their_key_paths(tmp_path, monkeypat
 def test_substitution_inside_lists_and_bad_references(tmp_path, monkeypatch):
     monkeypatch.delenv("TS_NOPE", raising=False)
     problems = parse_problems(
-        {**base(), "alerts": {"ops": {"type": "command", "argv": ["notify", "${TS_NOPE}"]},
-                              "hook": {"type": "webhook", "url": "${1BAD}"}}},
+        {
+            **base(),
+            "alerts": {
+                "ops": {"type": "command", "argv": ["notify", "${TS_NOPE}"]},
+                "hook": {"type": "webhook", "url": "${1BAD}"},
+            },
+        },
         tmp_path,
     )
     assert "alerts.ops.argv[1]: environment variable TS_NOPE is not set" in problems
@@ -245,10 +273,13 @@ def test_file_secret(tmp_path):
         ('[defaults]\nwindow = { unti = "day" }\n', "defaults.window.unti: unknown key"),
         ('[defaults]\nformat = { delim = ";" }\n', "defaults.format.delim: unknown key"),
         ('[jobs.j]\ntabel = "t"\n', "jobs.j.tabel: unknown key"),
-        ('[jobs.j]\nwindow = { unit = "day", cout = 3 }\n', "jobs.j.window.unti|jobs.j.window.cout: unknown key"),
+        (
+            '[jobs.j]\nwindow = { unit = "day", cout = 3 }\n',
+            "jobs.j.window.unti|jobs.j.window.cout: unknown key",
+        ),
         ('[jobs.j]\nformat = { quote = "\'" }\n', "jobs.j.format.quote: unknown key"),
         ('[jobs.j]\ncompression = { codec = "gzip", lvl = 3 }\n', "jobs.j.compression.lvl: unknown key"),
-        ('[jobs.j]\nretention = { keep = 3 }\n', "jobs.j.retention.keep: unknown key"),
+        ("[jobs.j]\nretention = { keep = 3 }\n", "jobs.j.retention.keep: unknown key"),
         ('[alerts]\nchanels = ["x"]\n', "alerts.chanels: unknown key"),
         ('[alerts.ops]\ntype = "command"\nargv = ["x"]\ntimeuot = 3\n', "alerts.ops.timeuot: unknown key"),
     ],
@@ -257,11 +288,20 @@ def test_unknown_keys_at_every_level(tmp_path, text, expected):
     ok = '[sources.s]\ntype = "duckdb"\npath = "w"\n[destinations.d]\ntype = "local"\npath = "o"\n[jobs.j]\ntable = "t"\n'
     # TOML forbids defining a table twice: put the tested table first and complete it
     if text.startswith("[sources.s]"):
-        doc = text + 'type = "duckdb"\npath = "w"\n[destinations.d]\ntype = "local"\npath = "o"\n[jobs.j]\ntable = "t"\n'
+        doc = (
+            text
+            + 'type = "duckdb"\npath = "w"\n[destinations.d]\ntype = "local"\npath = "o"\n[jobs.j]\ntable = "t"\n'
+        )
     elif text.startswith("[destinations.d]"):
-        doc = text + 'type = "local"\npath = "o"\n[sources.s]\ntype = "duckdb"\npath = "w"\n[jobs.j]\ntable = "t"\n'
+        doc = (
+            text
+            + 'type = "local"\npath = "o"\n[sources.s]\ntype = "duckdb"\npath = "w"\n[jobs.j]\ntable = "t"\n'
+        )
     elif text.startswith("[jobs.j]"):
-        doc = text + 'table = "t"\n[sources.s]\ntype = "duckdb"\npath = "w"\n[destinations.d]\ntype = "local"\npath = "o"\n'
+        doc = (
+            text
+            + 'table = "t"\n[sources.s]\ntype = "duckdb"\npath = "w"\n[destinations.d]\ntype = "local"\npath = "o"\n'
+        )
     else:
         doc = ok + text
     problems = problems_of(tmp_path, doc)
@@ -271,8 +311,10 @@ def test_unknown_keys_at_every_level(tmp_path, text, expected):
 
 
 def test_a_typo_in_defaults_is_reported_once_not_per_job(tmp_path):
-    problems = parse_problems({**base(), "defaults": {"keep_locl": True}, "jobs": {"a": {"table": "t"}, "b": {"table": "u"}}},
-                              tmp_path)
+    problems = parse_problems(
+        {**base(), "defaults": {"keep_locl": True}, "jobs": {"a": {"table": "t"}, "b": {"table": "u"}}},
+        tmp_path,
+    )
     assert problems == ["defaults.keep_locl: unknown key (check the spelling)"]
 
 
@@ -281,7 +323,9 @@ def test_a_typo_in_defaults_is_reported_once_not_per_job(tmp_path):
 
 def test_every_problem_is_reported_at_once_with_key_paths(tmp_path, monkeypatch):
     monkeypatch.delenv("TS_MISSING", raising=False)
-    problems = problems_of(tmp_path, """
+    problems = problems_of(
+        tmp_path,
+        """
         [settings]
         log_backups = -1
         [sources.s]
@@ -313,7 +357,8 @@ def test_every_problem_is_reported_at_once_with_key_paths(tmp_path, monkeypatch)
         table = "t"
         source = "s"
         destination = "e"
-    """)
+    """,
+    )
     expected = [
         "settings.log_backups:",
         "sources.s.path: required key is missing",
@@ -391,10 +436,17 @@ def test_bad_values(tmp_path, job, match):
 
 
 def test_ok_levels(tmp_path):
-    for comp in [{"codec": "gzip", "level": 1}, {"codec": "gzip", "level": 9}, {"codec": "zstd", "level": 22},
-                 {"codec": "none"}, {"codec": "none", "level": 0}]:
+    for comp in [
+        {"codec": "gzip", "level": 1},
+        {"codec": "gzip", "level": 9},
+        {"codec": "zstd", "level": 22},
+        {"codec": "none"},
+        {"codec": "none", "level": 0},
+    ]:
         ext = {"gzip": ".gz", "zstd": ".zst", "none": ""}[comp["codec"]]
-        parse_config(base(compression=comp, file_name="{table}_{start:%Y%m%d}.csv" + ext), tmp_path / "c.toml")
+        parse_config(
+            base(compression=comp, file_name="{table}_{start:%Y%m%d}.csv" + ext), tmp_path / "c.toml"
+        )
 
 
 def test_structure_problems(tmp_path):
@@ -412,7 +464,10 @@ def test_source_and_destination_required_when_ambiguous(tmp_path):
     raw["sources"]["s2"] = {"type": "duckdb", "path": "x"}
     raw["destinations"]["d2"] = {"type": "local", "path": "y"}
     problems = parse_problems(raw, tmp_path)
-    assert sorted(problems) == ["jobs.j.destination: required key is missing", "jobs.j.source: required key is missing"]
+    assert sorted(problems) == [
+        "jobs.j.destination: required key is missing",
+        "jobs.j.source: required key is missing",
+    ]
 
 
 # ---------------------------------------------------------------- files
@@ -469,7 +524,10 @@ def test_models_are_frozen(tmp_path):
 
 def test_a_job_switching_codec_does_not_inherit_the_default_level(tmp_path):
     raw = base()
-    raw["defaults"] = {"compression": {"codec": "gzip", "level": 6}, "format": {"delimiter": ",", "header": True}}
+    raw["defaults"] = {
+        "compression": {"codec": "gzip", "level": 6},
+        "format": {"delimiter": ",", "header": True},
+    }
     raw["jobs"] = {
         "none": {"table": "t", "compression": {"codec": "none"}},
         "zstd": {"table": "t", "compression": {"codec": "zstd"}},
@@ -486,6 +544,11 @@ def test_a_job_switching_codec_does_not_inherit_the_default_level(tmp_path):
     assert comp["none"] == ("none", None) and comp["zstd"] == ("zstd", None) and comp["zstd9"] == ("zstd", 9)
     assert comp["gzip"] == ("gzip", 1)
     f = cfg.job("preset").format
-    assert (f.delimiter, f.header, f.null, f.quoting) == (";", False, "NULL", "minimal")  # the preset, not the defaults
+    assert (f.delimiter, f.header, f.null, f.quoting) == (
+        ";",
+        False,
+        "NULL",
+        "minimal",
+    )  # the preset, not the defaults
     f = cfg.job("delim").format
     assert (f.delimiter, f.header) == ("|", True)

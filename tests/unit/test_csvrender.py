@@ -148,8 +148,13 @@ def test_header_plain_and_disabled():
 
 def test_header_needing_quotes():
     schema = pa.schema(
-        [("a;b", pa.int64()), ('say "x"', pa.int64()), ("l\nf", pa.int64()), ("", pa.int64()),
-         ("é", pa.int64())]
+        [
+            ("a;b", pa.int64()),
+            ('say "x"', pa.int64()),
+            ("l\nf", pa.int64()),
+            ("", pa.int64()),
+            ("é", pa.int64()),
+        ]
     )
     h = CsvRenderer(schema, CsvDialect()).header().decode()
     assert h == '"a;b";"say ""x""";"l\nf";"";é\n'
@@ -193,7 +198,7 @@ def test_special_characters_are_quoted():
 def test_utf8_output():
     batch = pa.record_batch({"s": ["é€漢🎉"]})
     out = CsvRenderer(batch.schema, CsvDialect(header=False)).render(batch)
-    assert out == "é€漢🎉\n".encode("utf-8")
+    assert out == "é€漢🎉\n".encode()
 
 
 def test_null_text_NULL():
@@ -210,7 +215,7 @@ def test_null_text_applies_to_rendered_text_of_any_type():
 @pytest.mark.parametrize("delim", [",", "|", "\t", ";", "§"])
 def test_other_delimiters(delim):
     d = CsvDialect(delimiter=delim, header=True)
-    vals = ["x", f"a{delim}b", None, "", "q\"", ";", ",", "|", "\t"]
+    vals = ["x", f"a{delim}b", None, "", 'q"', ";", ",", "|", "\t"]
     text = render({f"h{delim}1": vals, "n": list(range(len(vals)))}, d)
     rows = parse(text, d)
     assert rows[0] == [f"h{delim}1", "n"]
@@ -218,9 +223,15 @@ def test_other_delimiters(delim):
     # only fields with the delimiter, a quote, CR, LF, or equal to the null text are quoted
     body = text.split("\n")[1:-1]
     expected = {
-        "x": "x", f"a{delim}b": f'"a{delim}b"', None: "", "": '""', 'q"': '"q"""',
-        ";": '";"' if delim == ";" else ";", ",": '","' if delim == "," else ",",
-        "|": '"|"' if delim == "|" else "|", "\t": '"\t"' if delim == "\t" else "\t",
+        "x": "x",
+        f"a{delim}b": f'"a{delim}b"',
+        None: "",
+        "": '""',
+        'q"': '"q"""',
+        ";": '";"' if delim == ";" else ";",
+        ",": '","' if delim == "," else ",",
+        "|": '"|"' if delim == "|" else "|",
+        "\t": '"\t"' if delim == "\t" else "\t",
     }
     assert body == [f"{expected[v]}{delim}{i}" for i, v in enumerate(vals)]
 
@@ -301,12 +312,18 @@ def test_decimals_exact():
 @pytest.mark.parametrize(
     "typ,vals,expected",
     [
-        (pa.decimal128(18, 4), ["1.5", "0", "-0.0001", "12345678901234.5678"],
-         ["1.5000", "0.0000", "-0.0001", "12345678901234.5678"]),
+        (
+            pa.decimal128(18, 4),
+            ["1.5", "0", "-0.0001", "12345678901234.5678"],
+            ["1.5000", "0.0000", "-0.0001", "12345678901234.5678"],
+        ),
         (pa.decimal128(10, 0), ["42", "-7", "0"], ["42", "-7", "0"]),
         (pa.decimal128(5, -2), ["12300", "0", "-100"], ["12300", "0", "-100"]),
-        (pa.decimal256(76, 20), ["0", "1E-20", "-3.14"],
-         ["0.00000000000000000000", "0.00000000000000000001", "-3.14000000000000000000"]),
+        (
+            pa.decimal256(76, 20),
+            ["0", "1E-20", "-3.14"],
+            ["0.00000000000000000000", "0.00000000000000000001", "-3.14000000000000000000"],
+        ),
         (pa.decimal32(9, 2), ["1.5", "0"], ["1.50", "0.00"]),
         (pa.decimal64(18, 8), ["0", "1E-8"], ["0.00000000", "0.00000001"]),
     ],
@@ -323,12 +340,8 @@ def test_decimal_sliced_with_nulls():
 
 def test_floats():
     vals = [0.1, 1e300, 468.0, -0.5, float("nan"), float("inf"), float("-inf"), 1e-7, 5e-324, None]
-    assert one(pa.array(vals)) == [
-        "0.1", "1e+300", "468", "-0.5", "nan", "inf", "-inf", "1e-7", "5e-324", ""
-    ]
-    assert one(pa.array([0.1, 468.0, 3.4028234663852886e38], pa.float32())) == [
-        "0.1", "468", "3.4028235e+38"
-    ]
+    assert one(pa.array(vals)) == ["0.1", "1e+300", "468", "-0.5", "nan", "inf", "-inf", "1e-7", "5e-324", ""]
+    assert one(pa.array([0.1, 468.0, 3.4028234663852886e38], pa.float32())) == ["0.1", "468", "3.4028235e+38"]
 
 
 @settings(max_examples=50, deadline=None)
@@ -356,15 +369,14 @@ def test_dates():
 @pytest.mark.parametrize("unit", ["s", "ms", "us", "ns"])
 def test_timestamp_whole_seconds_have_no_fraction(unit):
     vals = [dt.datetime(2024, 1, 1, 0, 0, 2), dt.datetime(1969, 12, 31, 23, 59, 59), None]
-    assert one(pa.array(vals, pa.timestamp(unit))) == [
-        "2024-01-01 00:00:02", "1969-12-31 23:59:59", ""
-    ]
+    assert one(pa.array(vals, pa.timestamp(unit))) == ["2024-01-01 00:00:02", "1969-12-31 23:59:59", ""]
 
 
 def test_timestamp_fractions():
     vals = [dt.datetime(2024, 1, 1, 0, 0, 2, 500000), dt.datetime(2024, 1, 1, 0, 0, 2, 1)]
     assert one(pa.array(vals, pa.timestamp("us"))) == [
-        "2024-01-01 00:00:02.500000", "2024-01-01 00:00:02.000001"
+        "2024-01-01 00:00:02.500000",
+        "2024-01-01 00:00:02.000001",
     ]
     assert one(pa.array(vals[:1], pa.timestamp("ms"))) == ["2024-01-01 00:00:02.500000"]
     # like str(datetime)
@@ -403,7 +415,9 @@ def test_times():
     assert one(pa.array([0, 3723], pa.time32("s"))) == ["00:00:00", "01:02:03"]
     assert one(pa.array([3723000, 3723500], pa.time32("ms"))) == ["01:02:03", "01:02:03.500000"]
     assert one(pa.array([dt.time(1, 2, 3), dt.time(1, 2, 3, 4), None], pa.time64("us"))) == [
-        "01:02:03", "01:02:03.000004", ""
+        "01:02:03",
+        "01:02:03.000004",
+        "",
     ]
     assert one(pa.array([3723 * 10**9 + 5], pa.time64("ns"))) == ["01:02:03.000000005"]
 

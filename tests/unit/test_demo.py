@@ -65,7 +65,8 @@ def test_columns_and_types(con):
     cols = con.execute(
         "SELECT column_name, data_type FROM information_schema.columns "
         "WHERE table_schema = 'mnaas' AND table_name = 'customer_traffic' "
-        "ORDER BY ordinal_position").fetchall()
+        "ORDER BY ordinal_position"
+    ).fetchall()
     assert cols == EXPECTED_COLUMNS
 
 
@@ -73,13 +74,17 @@ def test_cdr_id_unique_and_insertion_order(warehouse, con):
     n = warehouse[1]
     lo, hi, distinct, bad_order = con.execute(
         f"SELECT min(cdr_id), max(cdr_id), count(DISTINCT cdr_id), "
-        f"count(*) FILTER (WHERE rowid + 1 <> cdr_id) FROM {DEMO_TABLE}").fetchone()
+        f"count(*) FILTER (WHERE rowid + 1 <> cdr_id) FROM {DEMO_TABLE}"
+    ).fetchone()
     assert (lo, hi, distinct, bad_order) == (1, n, n, 0)
     # partition_date never decreases in cdr_id order
-    assert con.execute(
-        f"SELECT count(*) FROM (SELECT partition_date, lag(partition_date) "
-        f"OVER (ORDER BY cdr_id) AS prev FROM {DEMO_TABLE}) WHERE prev > partition_date"
-    ).fetchone()[0] == 0
+    assert (
+        con.execute(
+            f"SELECT count(*) FROM (SELECT partition_date, lag(partition_date) "
+            f"OVER (ORDER BY cdr_id) AS prev FROM {DEMO_TABLE}) WHERE prev > partition_date"
+        ).fetchone()[0]
+        == 0
+    )
 
 
 def test_date_range(warehouse, con):
@@ -100,7 +105,8 @@ def test_months_parameter(tmp_path):
     n = create_demo_warehouse(path, rows=1_000, today=datetime.date(2025, 1, 1), months=2)
     with duckdb.connect(str(path), read_only=True) as c:
         first, last, count = c.execute(
-            f"SELECT min(partition_date), max(partition_date), count(*) FROM {DEMO_TABLE}").fetchone()
+            f"SELECT min(partition_date), max(partition_date), count(*) FROM {DEMO_TABLE}"
+        ).fetchone()
     assert (first, last) == (datetime.date(2024, 11, 1), datetime.date(2024, 12, 31))
     assert count == n >= 1_000
 
@@ -114,8 +120,7 @@ def test_replaces_existing_file(tmp_path):
 
 
 def test_awkward_values_present(con):
-    names = [r[0] for r in con.execute(
-        f"SELECT DISTINCT customer_name FROM {DEMO_TABLE}").fetchall()]
+    names = [r[0] for r in con.execute(f"SELECT DISTINCT customer_name FROM {DEMO_TABLE}").fetchall()]
     texts = [s for s in names if s is not None]
     assert None in names
     assert "" in names
@@ -139,12 +144,18 @@ def test_awkward_values_present(con):
 
 
 def test_column_semantics(con):
-    assert con.execute(
-        f"SELECT count(*) FROM {DEMO_TABLE} "
-        "WHERE service_type = 'sms' AND duration_sec IS NOT NULL").fetchone()[0] == 0
-    assert con.execute(
-        f"SELECT count(*) FROM {DEMO_TABLE} "
-        "WHERE service_type <> 'sms' AND duration_sec IS NULL").fetchone()[0] == 0
+    assert (
+        con.execute(
+            f"SELECT count(*) FROM {DEMO_TABLE} WHERE service_type = 'sms' AND duration_sec IS NOT NULL"
+        ).fetchone()[0]
+        == 0
+    )
+    assert (
+        con.execute(
+            f"SELECT count(*) FROM {DEMO_TABLE} WHERE service_type <> 'sms' AND duration_sec IS NULL"
+        ).fetchone()[0]
+        == 0
+    )
     services = {r[0] for r in con.execute(f"SELECT DISTINCT service_type FROM {DEMO_TABLE}").fetchall()}
     assert services == {"voice", "sms", "data", "mms", "roaming"}
     directions = {r[0] for r in con.execute(f"SELECT DISTINCT direction FROM {DEMO_TABLE}").fetchall()}
@@ -164,12 +175,11 @@ def test_column_semantics(con):
     assert bad_msisdn == 0 and bad_imsi == 0
     assert 0 < roam < total
     # exact decimals with fractional digits, never negative
-    charges = con.execute(
-        f"SELECT DISTINCT charge_amount FROM {DEMO_TABLE} LIMIT 200").fetchall()
+    charges = con.execute(f"SELECT DISTINCT charge_amount FROM {DEMO_TABLE} LIMIT 200").fetchall()
     assert any(c[0] != c[0].to_integral_value() for c in charges)
     assert con.execute(
-        f"SELECT min(charge_amount) >= 0 AND min(bytes_up) >= 0 AND min(bytes_down) >= 0 "
-        f"FROM {DEMO_TABLE}").fetchone()[0]
+        f"SELECT min(charge_amount) >= 0 AND min(bytes_up) >= 0 AND min(bytes_down) >= 0 FROM {DEMO_TABLE}"
+    ).fetchone()[0]
 
 
 def test_deterministic(tmp_path, warehouse):
@@ -184,8 +194,7 @@ def test_deterministic(tmp_path, warehouse):
 
 def test_empty_range_rejected(tmp_path):
     with pytest.raises(ValueError):
-        create_demo_warehouse(tmp_path / "w.duckdb", rows=10,
-                              today=datetime.date(2025, 3, 1), months=0)
+        create_demo_warehouse(tmp_path / "w.duckdb", rows=10, today=datetime.date(2025, 3, 1), months=0)
 
 
 def test_config_text_parses():
@@ -208,8 +217,15 @@ def test_config_text_parses():
     }
     assert cfg["jobs"] == {"customer_traffic": {"table": DEMO_TABLE}}
     # commented-out alternatives a user can switch to
-    for snippet in ('type = "sftp"', "known_hosts", "key_file",
-                    'type = "impala"', "21050", 'auth = "nosasl"', "${"):
+    for snippet in (
+        'type = "sftp"',
+        "known_hosts",
+        "key_file",
+        'type = "impala"',
+        "21050",
+        'auth = "nosasl"',
+        "${",
+    ):
         assert snippet in text, snippet
     # the commented-out example sections become valid TOML when uncommented
     lines, in_block = [], False
@@ -220,15 +236,18 @@ def test_config_text_parses():
             in_block = False
         lines.append(line[2:] if in_block else line)
     alt = tomllib.loads("\n".join(lines))
-    assert alt["sources"]["impala"] == {"type": "impala", "host": "impala-coordinator.example.com",
-                                        "port": 21050, "auth": "nosasl"}
+    assert alt["sources"]["impala"] == {
+        "type": "impala",
+        "host": "impala-coordinator.example.com",
+        "port": 21050,
+        "auth": "nosasl",
+    }
     sftp = alt["destinations"]["sftp_backup"]
     assert sftp["type"] == "sftp" and sftp["port"] == 22
     assert {"host", "user", "key_file", "known_hosts", "path"} <= sftp.keys()
 
 
 def test_config_text_custom_paths():
-    cfg = tomllib.loads(demo_config_text(warehouse='C:\\data\\my "wh".duckdb',
-                                         backup_dir="/srv/bäckup"))
+    cfg = tomllib.loads(demo_config_text(warehouse='C:\\data\\my "wh".duckdb', backup_dir="/srv/bäckup"))
     assert cfg["sources"]["warehouse"]["path"] == 'C:\\data\\my "wh".duckdb'
     assert cfg["destinations"]["backup"]["path"] == "/srv/bäckup"

@@ -9,12 +9,12 @@ import datetime as dt
 import sqlite3
 
 import pytest
+from tests.e2e.helpers import to_toml
 
 import tableship.backup.pipeline as pipeline
-from tableship.config.models import load_config
-from tableship.cli.demo import create_demo_warehouse
 from tableship.backup.runner import run_jobs
-from tests.e2e.helpers import to_toml
+from tableship.cli.demo import create_demo_warehouse
+from tableship.config.models import load_config
 
 
 @pytest.fixture
@@ -34,8 +34,11 @@ def config(tmp_path):
     return load_config(path)
 
 
-@pytest.mark.parametrize("error", [RuntimeError("boom"), ValueError("a bug, not a user mistake")],
-                         ids=["RuntimeError", "ValueError"])
+@pytest.mark.parametrize(
+    "error",
+    [RuntimeError("boom"), ValueError("a bug, not a user mistake")],
+    ids=["RuntimeError", "ValueError"],
+)
 def test_an_unmapped_exception_is_recorded_as_unexpected(config, monkeypatch, error):
     real = pipeline.write_archive
 

@@ -18,8 +18,8 @@ import struct
 import pyarrow as pa
 import pytest
 
-from tableship.config.models import FormatSpec
 from tableship.archive.csvrender import CsvDialect, CsvRenderer
+from tableship.config.models import FormatSpec
 
 PRESET = CsvDialect(delimiter=";", header=False, null="NULL", quoting="minimal", preset="impala-shell")
 
@@ -69,25 +69,61 @@ def render(table: pa.Table, dialect: CsvDialect = PRESET) -> bytes:
     return r.header() + b"".join(r.render(b) for b in table.to_batches())
 
 
-TABLE = pa.table({
-    "b": pa.array([1, -9223372036854775808, None, 0, 7, 8], pa.int64()),
-    "i": pa.array([2, None, 3, -4, 5, 6], pa.int32()),
-    "d": pa.array([decimal.Decimal("1.5"), decimal.Decimal("-0.0001"), None, decimal.Decimal("0"),
-                   decimal.Decimal("99999999999999.9999"), decimal.Decimal("12")], pa.decimal128(18, 4)),
-    "w": pa.array([decimal.Decimal("12345678901234567890.0123456789"), None, decimal.Decimal("-0.5"),
-                   decimal.Decimal("0"), decimal.Decimal("1"), decimal.Decimal("2")], pa.decimal128(38, 10)),
-    "f": pa.array([0.1, 468.0, 1e16, 1e-05, -0.0, None], pa.float64()),
-    "g": pa.array([1.5e-07, 123456789.123, float("inf"), float("nan"), 2.0**53, 5e-324], pa.float64()),
-    "r": pa.array([0.1, 1.0, None, 3.4e38, -2.5, 1e-3], pa.float32()),
-    "ok": pa.array([True, False, None, True, False, True]),
-    "day": pa.array([dt.date(2024, 1, 2), None, dt.date(1, 1, 1), dt.date(9999, 12, 31), dt.date(2000, 2, 29),
-                     dt.date(1970, 1, 1)]),
-    "ts": pa.array([dt.datetime(2024, 1, 2, 3, 4, 5), dt.datetime(2024, 1, 2, 3, 4, 5, 123456), None,
-                    dt.datetime(2024, 1, 2, 3, 4, 5, 500000), dt.datetime(1, 1, 1), dt.datetime(2024, 1, 1, 0, 0, 0, 1)],
-                   pa.timestamp("us")),
-    "s": pa.array(["a;b", 'say "hi"', "line1\nline2", "cr\ronly", "", None]),
-    "t": pa.array(["NULL", "ünïcödé ✓", " spaced ", '"', ";", "plain"]),
-})
+TABLE = pa.table(
+    {
+        "b": pa.array([1, -9223372036854775808, None, 0, 7, 8], pa.int64()),
+        "i": pa.array([2, None, 3, -4, 5, 6], pa.int32()),
+        "d": pa.array(
+            [
+                decimal.Decimal("1.5"),
+                decimal.Decimal("-0.0001"),
+                None,
+                decimal.Decimal("0"),
+                decimal.Decimal("99999999999999.9999"),
+                decimal.Decimal("12"),
+            ],
+            pa.decimal128(18, 4),
+        ),
+        "w": pa.array(
+            [
+                decimal.Decimal("12345678901234567890.0123456789"),
+                None,
+                decimal.Decimal("-0.5"),
+                decimal.Decimal("0"),
+                decimal.Decimal("1"),
+                decimal.Decimal("2"),
+            ],
+            pa.decimal128(38, 10),
+        ),
+        "f": pa.array([0.1, 468.0, 1e16, 1e-05, -0.0, None], pa.float64()),
+        "g": pa.array([1.5e-07, 123456789.123, float("inf"), float("nan"), 2.0**53, 5e-324], pa.float64()),
+        "r": pa.array([0.1, 1.0, None, 3.4e38, -2.5, 1e-3], pa.float32()),
+        "ok": pa.array([True, False, None, True, False, True]),
+        "day": pa.array(
+            [
+                dt.date(2024, 1, 2),
+                None,
+                dt.date(1, 1, 1),
+                dt.date(9999, 12, 31),
+                dt.date(2000, 2, 29),
+                dt.date(1970, 1, 1),
+            ]
+        ),
+        "ts": pa.array(
+            [
+                dt.datetime(2024, 1, 2, 3, 4, 5),
+                dt.datetime(2024, 1, 2, 3, 4, 5, 123456),
+                None,
+                dt.datetime(2024, 1, 2, 3, 4, 5, 500000),
+                dt.datetime(1, 1, 1),
+                dt.datetime(2024, 1, 1, 0, 0, 0, 1),
+            ],
+            pa.timestamp("us"),
+        ),
+        "s": pa.array(["a;b", 'say "hi"', "line1\nline2", "cr\ronly", "", None]),
+        "t": pa.array(["NULL", "ünïcödé ✓", " spaced ", '"', ";", "plain"]),
+    }
+)
 
 
 def test_preset_matches_impala_shell_output():
@@ -117,7 +153,13 @@ def test_other_delimiter_with_the_preset():
 
 def test_config_preset_builds_this_dialect():
     f = FormatSpec.model_validate({"preset": "impala-shell"})
-    assert (f.delimiter, f.header, f.null, f.quoting, f.preset) == (";", False, "NULL", "minimal", "impala-shell")
+    assert (f.delimiter, f.header, f.null, f.quoting, f.preset) == (
+        ";",
+        False,
+        "NULL",
+        "minimal",
+        "impala-shell",
+    )
 
 
 def test_unknown_preset_is_refused():

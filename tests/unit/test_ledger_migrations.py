@@ -6,11 +6,11 @@ import multiprocessing
 import sqlite3
 
 import pytest
+from tests.ledger_v010 import V010_ARCHIVES, V010_INCIDENTS, V010_STATE
 
 from tableship.ledger import schema as ledger
 from tableship.ledger.schema import LATEST, MIGRATIONS, Ledger, LedgerError, Migration
 from tableship.ledger.state import StateStore
-from tests.ledger_v010 import V010_ARCHIVES, V010_INCIDENTS, V010_STATE
 
 
 def make_v010(folder, runs: int = 3) -> None:
@@ -18,8 +18,11 @@ def make_v010(folder, runs: int = 3) -> None:
     db = sqlite3.connect(folder / "state.db", isolation_level=None)
     db.executescript(V010_STATE)  # 0.1.0 created the alert and archive tables only when first used
     for i in range(runs):
-        db.execute("INSERT INTO runs (job, window_start, window_end, run_date, phase, result, started_at, updated_at) "
-                   "VALUES ('j', ?, ?, '2026-11-26', 'done', 'success', 't', 't')", (f"2026-0{i + 1}-01", f"2026-0{i + 1}-28"))
+        db.execute(
+            "INSERT INTO runs (job, window_start, window_end, run_date, phase, result, started_at, updated_at) "
+            "VALUES ('j', ?, ?, '2026-11-26', 'done', 'success', 't', 't')",
+            (f"2026-0{i + 1}-01", f"2026-0{i + 1}-28"),
+        )
     db.close()
 
 
@@ -40,8 +43,15 @@ def test_a_new_ledger_gets_every_step(tmp_path):
     s = Ledger(tmp_path)
     assert s.version() == LATEST
     s.close()
-    assert {"runs", "transitions", "incidents", "alert_messages", "verifications", "pruned", "migrations"} <= \
-        tables(tmp_path / "state.db")
+    assert {
+        "runs",
+        "transitions",
+        "incidents",
+        "alert_messages",
+        "verifications",
+        "pruned",
+        "migrations",
+    } <= tables(tmp_path / "state.db")
     assert not list(tmp_path.glob("*.bak"))  # nothing to keep a copy of
 
 
@@ -73,8 +83,9 @@ def test_several_processes_opening_an_old_ledger_migrate_it_once(tmp_path):
     db = sqlite3.connect(tmp_path / "state.db")
     try:
         assert db.execute("PRAGMA user_version").fetchone()[0] == LATEST
-        assert [r[0] for r in db.execute("SELECT version FROM migrations ORDER BY version")] == \
-            list(range(2, LATEST + 1))  # each step once
+        assert [r[0] for r in db.execute("SELECT version FROM migrations ORDER BY version")] == list(
+            range(2, LATEST + 1)
+        )  # each step once
         assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 3
     finally:
         db.close()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tableship.backup.plan import choose_window, make_plan
 from tableship.config.models import parse_config
-from tableship.destinations.base import safe_name, temp_name, is_temp
 from tableship.core.errors import ConfigError
 from tableship.core.names import (
     TEMPLATE_FIELDS,
@@ -25,10 +25,12 @@ from tableship.core.names import (
     render_relative,
     split_table,
 )
-from tableship.backup.plan import choose_window, make_plan
+from tableship.destinations.base import is_temp, safe_name, temp_name
 
 D = dt.date
-VALUES = TemplateValues("daily_cdr", "customer_traffic", "mnaas", D(2026, 6, 1), D(2026, 10, 31), D(2026, 11, 26))
+VALUES = TemplateValues(
+    "daily_cdr", "customer_traffic", "mnaas", D(2026, 6, 1), D(2026, 10, 31), D(2026, 11, 26)
+)
 
 
 # ---------------------------------------------------------------- identifiers
@@ -41,8 +43,27 @@ def test_plain_identifiers_pass(name):
 
 @pytest.mark.parametrize(
     "name",
-    ["", "1abc", "x; DROP TABLE y", "a b", 'a"b', "a'b", "a.b", "a-b", "a/b", "..", "a\nb", "tåble", "x--",
-     "a;", "`a`", "[a]", "a)", "*", "a\0b"],
+    [
+        "",
+        "1abc",
+        "x; DROP TABLE y",
+        "a b",
+        'a"b',
+        "a'b",
+        "a.b",
+        "a-b",
+        "a/b",
+        "..",
+        "a\nb",
+        "tåble",
+        "x--",
+        "a;",
+        "`a`",
+        "[a]",
+        "a)",
+        "*",
+        "a\0b",
+    ],
 )
 def test_unsafe_identifiers_are_refused(name):
     with pytest.raises(ValueError, match="not a plain identifier"):
@@ -63,7 +84,7 @@ def test_split_table(table, expected):
 
 
 @pytest.mark.parametrize(
-    "table", ["x; DROP TABLE y", "a.b.c", ".tbl", "db.", "../etc", "db/tbl", "db.t bl", "", "db.\"t\""]
+    "table", ["x; DROP TABLE y", "a.b.c", ".tbl", "db.", "../etc", "db/tbl", "db.t bl", "", 'db."t"']
 )
 def test_split_table_refuses_anything_but_plain_parts(table):
     with pytest.raises(ValueError):
@@ -217,7 +238,7 @@ def _cfg(tmp_path: Path, **job) -> dict:
 def test_config_refuses_escaping_templates(tmp_path, key, template):
     with pytest.raises(ConfigError) as exc:
         parse_config(_cfg(tmp_path, table="db.t", **{key: template}), tmp_path / "c.toml")
-    assert any(f"jobs.j.{key}" in p or f"jobs.j: " in p for p in exc.value.problems), exc.value.problems
+    assert any(f"jobs.j.{key}" in p or "jobs.j: " in p for p in exc.value.problems), exc.value.problems
 
 
 @pytest.mark.parametrize("name", ["", ".", "./"])

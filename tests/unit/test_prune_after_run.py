@@ -10,13 +10,13 @@ import signal
 import sqlite3
 
 import pytest
+from tests.e2e.helpers import to_toml
 
 import tableship.catalog.retention as retention
-from tableship.config.models import load_config
-from tableship.cli.demo import create_demo_warehouse
-from tableship.core.errors import Interrupted
 from tableship.backup.runner import run_jobs
-from tests.e2e.helpers import to_toml
+from tableship.cli.demo import create_demo_warehouse
+from tableship.config.models import load_config
+from tableship.core.errors import Interrupted
 
 
 @pytest.fixture
@@ -30,8 +30,12 @@ def config(tmp_path):
         "destinations": {"backup": {"type": "local", "path": "backup"}},
         "defaults": {"source": "wh", "destination": "backup", "window": {"unit": "month", "count": 1}},
         "jobs": {
-            "first": {"table": "mnaas.customer_traffic", "remote_dir": "first", "prune_after_run": True,
-                      "retention": {"keep_last": 1}},
+            "first": {
+                "table": "mnaas.customer_traffic",
+                "remote_dir": "first",
+                "prune_after_run": True,
+                "retention": {"keep_last": 1},
+            },
             "second": {"table": "mnaas.customer_traffic", "remote_dir": "second"},
         },
     }
@@ -40,8 +44,15 @@ def config(tmp_path):
     return load_config(path)
 
 
-@pytest.mark.parametrize("error", [RuntimeError("boom"), sqlite3.OperationalError("disk I/O error"),
-                                   PermissionError(13, "Permission denied")], ids=["bug", "sqlite", "os"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        RuntimeError("boom"),
+        sqlite3.OperationalError("disk I/O error"),
+        PermissionError(13, "Permission denied"),
+    ],
+    ids=["bug", "sqlite", "os"],
+)
 def test_an_unexpected_error_in_prune_after_run_is_only_logged(config, monkeypatch, caplog, error):
     def failing_prune(*args, **kwargs):
         raise error

@@ -9,20 +9,23 @@ import sqlite3
 import pytest
 
 from tableship.core import redact
-from tableship.core.redact import Redactor, RedactingFormatter, split_userinfo, url_secrets
+from tableship.core.redact import RedactingFormatter, Redactor, split_userinfo, url_secrets
 
 
 def fragments(secret: str, n: int = 6) -> list[str]:
-    return [secret[i:i + n] for i in range(len(secret) - n + 1)] or [secret]
+    return [secret[i : i + n] for i in range(len(secret) - n + 1)] or [secret]
 
 
-@pytest.mark.parametrize("url, password", [
-    ("postgresql://postgres:Pa@ssTail99@127.0.0.1:5432/db", "Pa@ssTail99"),
-    ("postgresql://u:Pa%40ssTail99@h/db", "Pa%40ssTail99"),
-    ("postgresql://u:a:b:c@h:1/db?x=y@z", "a:b:c"),
-    ("postgresql://u:a/b?c#d e@h:5/db", "a/b?c#d e"),
-    ("postgresql://u@h/db", None),
-])
+@pytest.mark.parametrize(
+    "url, password",
+    [
+        ("postgresql://postgres:Pa@ssTail99@127.0.0.1:5432/db", "Pa@ssTail99"),
+        ("postgresql://u:Pa%40ssTail99@h/db", "Pa%40ssTail99"),
+        ("postgresql://u:a:b:c@h:1/db?x=y@z", "a:b:c"),
+        ("postgresql://u:a/b?c#d e@h:5/db", "a/b?c#d e"),
+        ("postgresql://u@h/db", None),
+    ],
+)
 def test_password_runs_to_the_last_at_before_the_host(url, password):
     parts = split_userinfo(url)
     assert (parts[2] if parts else None) == password
@@ -33,12 +36,15 @@ def test_query_string_password_is_a_secret():
     assert "require" not in url_secrets("postgresql://u@h/db?sslmode=require&password=Qu3ry!Secret")
 
 
-@pytest.mark.parametrize("text", [
-    'could not translate host name "ssTail99@127.0.0.1" to address',
-    "postgresql://postgres:Pa%40ssTail99@127.0.0.1:5432/db",
-    "password Pa@ssTail99 rejected",
-    json.dumps({"error": "Pa@ssTail99"}),
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        'could not translate host name "ssTail99@127.0.0.1" to address',
+        "postgresql://postgres:Pa%40ssTail99@127.0.0.1:5432/db",
+        "password Pa@ssTail99 rejected",
+        json.dumps({"error": "Pa@ssTail99"}),
+    ],
+)
 def test_no_fragment_of_a_url_password_survives(text):
     r = Redactor(["postgresql+psycopg://postgres:Pa@ssTail99@127.0.0.1:5432/db"])
     out = r(text)
@@ -62,7 +68,9 @@ def test_encoded_decoded_and_escaped_forms():
 def test_log_formatter_and_sqlite_adapter(tmp_path):
     redact.activate(["Hunter2Secret"])
     try:
-        rec = logging.LogRecord("tableship", logging.ERROR, __file__, 1, "login with %s failed", ("Hunter2Secret",), None)
+        rec = logging.LogRecord(
+            "tableship", logging.ERROR, __file__, 1, "login with %s failed", ("Hunter2Secret",), None
+        )
         assert "Hunter2Secret" not in RedactingFormatter(logging.Formatter("%(message)s")).format(rec)
         db = sqlite3.connect(tmp_path / "x.db")
         db.execute("create table t (v text)")

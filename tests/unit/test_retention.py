@@ -20,12 +20,12 @@ from tableship.catalog.archives import (
     list_archives,
     open_job_destination,
 )
+from tableship.catalog.retention import decide, prune_job, prune_jobs
 from tableship.config.models import RetentionSpec, load_config
 from tableship.core.errors import LockedError
-from tableship.ledger.lock import JobLock
-from tableship.catalog.retention import decide, prune_job, prune_jobs
-from tableship.ledger.state import StateStore
 from tableship.core.window import Window, month_end
+from tableship.ledger.lock import JobLock
+from tableship.ledger.state import StateStore
 
 TODAY = dt.date(2026, 11, 26)
 FOLDER = "traffic"
@@ -45,8 +45,17 @@ def file_name(w: Window) -> str:
     return f"traffic_{w.start:%Y%m%d}_{w.end:%Y%m%d}.csv.gz"
 
 
-def write_group(root: Path, w: Window, job: str = "traffic", *, archive=True, manifest=True, sidecar=True,
-                verified=True, folder: str = FOLDER) -> str:
+def write_group(
+    root: Path,
+    w: Window,
+    job: str = "traffic",
+    *,
+    archive=True,
+    manifest=True,
+    sidecar=True,
+    verified=True,
+    folder: str = FOLDER,
+) -> str:
     name = file_name(w)
     d = root / folder
     d.mkdir(parents=True, exist_ok=True)
@@ -57,10 +66,18 @@ def write_group(root: Path, w: Window, job: str = "traffic", *, archive=True, ma
     if sidecar:
         (d / f"{name}.sha256").write_text(f"{sha}  {name}\n")
     if manifest:
-        m = {"job": job, "table": "mnaas.traffic", "window": {"start": w.start.isoformat(), "end": w.end.isoformat()},
-             "rows": 10, "sha256": sha, "archive_bytes": len(data), "file_name": name,
-             "created_at": f"{w.end + dt.timedelta(days=1)}T02:00:00+00:00",
-             "columns": [{"name": "id", "type": "BIGINT"}], "compression": {"codec": "gzip", "level": 3}}
+        m = {
+            "job": job,
+            "table": "mnaas.traffic",
+            "window": {"start": w.start.isoformat(), "end": w.end.isoformat()},
+            "rows": 10,
+            "sha256": sha,
+            "archive_bytes": len(data),
+            "file_name": name,
+            "created_at": f"{w.end + dt.timedelta(days=1)}T02:00:00+00:00",
+            "columns": [{"name": "id", "type": "BIGINT"}],
+            "compression": {"codec": "gzip", "level": 3},
+        }
         if verified:
             m["verified_at"] = m["created_at"]
         (d / f"{name}.manifest.json").write_text(json.dumps(m))
@@ -116,9 +133,14 @@ def with_rules(config, **rules):
     return config.jobs["traffic"].model_copy(update={"retention": RetentionSpec(**rules) if rules else None})
 
 
-UNTOUCHED = {"README.txt", "traffic_notes.csv.gz", "traffic_20200101_20200131.csv.gz",
-             "traffic_20200101_20200131.csv.gz.sha256", "traffic_20200101_20200131.csv.gz.manifest.json",
-             "traffic_20210301_20210331.csv.gz"}
+UNTOUCHED = {
+    "README.txt",
+    "traffic_notes.csv.gz",
+    "traffic_20200101_20200131.csv.gz",
+    "traffic_20200101_20200131.csv.gz.sha256",
+    "traffic_20200101_20200131.csv.gz.manifest.json",
+    "traffic_20210301_20210331.csv.gz",
+}
 
 
 def group_names(w: Window) -> set[str]:
@@ -157,12 +179,16 @@ def test_listing_reads_the_groups_of_the_job_only(site):
 def test_name_pattern_reads_windows_back():
     from tableship.config.models import JobConfig
 
-    job = JobConfig(name="j", source="s", destination="d", table="db.t", file_name="{job}-{start:%Y%m%d}-{end}.csv")
+    job = JobConfig(
+        name="j", source="s", destination="d", table="db.t", file_name="{job}-{start:%Y%m%d}-{end}.csv"
+    )
     p = NamePattern(job)
     assert p.matches("j-20260101-2026-01-31.csv")
     assert not p.matches("k-20260101-2026-01-31.csv") and not p.matches("j-20260101-2026-01-31.csv.sha256")
     assert p.window("j-20260101-2026-01-31.csv") == Window(dt.date(2026, 1, 1), dt.date(2026, 1, 31))
-    monthly = JobConfig(name="j", source="s", destination="d", table="db.t", file_name="{table}_{start:%Y%m}.csv.gz")
+    monthly = JobConfig(
+        name="j", source="s", destination="d", table="db.t", file_name="{table}_{start:%Y%m}.csv.gz"
+    )
     assert NamePattern(monthly).matches("t_202601.csv.gz")
     assert NamePattern(monthly).window("t_202601.csv.gz") is None  # not to the day: unknown
 
@@ -172,8 +198,14 @@ def test_folders_for_a_date_templated_remote_dir(tmp_path):
 
     plain = JobConfig(name="j", source="s", destination="d", table="db.t", remote_dir="{database}/{table}")
     assert archive_folders(plain, None, TODAY) == ["db/t"]
-    dated = JobConfig(name="j", source="s", destination="d", table="db.t", remote_dir="{table}/{start:%Y}",
-                      window={"unit": "month", "count": 1})
+    dated = JobConfig(
+        name="j",
+        source="s",
+        destination="d",
+        table="db.t",
+        remote_dir="{table}/{start:%Y}",
+        window={"unit": "month", "count": 1},
+    )
     folders = archive_folders(dated, None, TODAY)
     assert folders[0] == "t/2026" and "t/2024" in folders and "t/2023" in folders
     assert len(folders) == len(set(folders))
@@ -185,21 +217,36 @@ def test_folders_for_a_date_templated_remote_dir(tmp_path):
 def _archives(windows, verified=True):
     out = []
     for w in windows:
-        a = Archive("traffic", FOLDER, file_name(w), has_archive=True, has_manifest=True, has_sidecar=True,
-                    manifest={"job": "traffic", "sha256": "0" * 64, "verified_at": "x" if verified else None,
-                              "created_at": f"{w.end}T00:00:00+00:00"}, window=w)
+        a = Archive(
+            "traffic",
+            FOLDER,
+            file_name(w),
+            has_archive=True,
+            has_manifest=True,
+            has_sidecar=True,
+            manifest={
+                "job": "traffic",
+                "sha256": "0" * 64,
+                "verified_at": "x" if verified else None,
+                "created_at": f"{w.end}T00:00:00+00:00",
+            },
+            window=w,
+        )
         out.append(a)
     return out
 
 
-@pytest.mark.parametrize("rules, kept", [
-    ({"keep_last": 12}, 12),
-    ({"keep_days": 400}, 13),  # windows ending on or after 2025-10-22: 2025-10 .. 2026-10
-    ({"keep_last": 3, "keep_days": 200}, 6),  # union: keep_days keeps 2026-05 .. 2026-10
-    ({"keep_last": 20, "keep_days": 100}, 20),
-    ({"keep_last": 40}, 30),
-    ({}, 30),  # no rules: nothing pruned
-])
+@pytest.mark.parametrize(
+    "rules, kept",
+    [
+        ({"keep_last": 12}, 12),
+        ({"keep_days": 400}, 13),  # windows ending on or after 2025-10-22: 2025-10 .. 2026-10
+        ({"keep_last": 3, "keep_days": 200}, 6),  # union: keep_days keeps 2026-05 .. 2026-10
+        ({"keep_last": 20, "keep_days": 100}, 20),
+        ({"keep_last": 40}, 30),
+        ({}, 30),  # no rules: nothing pruned
+    ],
+)
 def test_rule_combinations(rules, kept):
     windows = months(30)
     spec = RetentionSpec(**rules) if rules else None
@@ -224,7 +271,9 @@ def test_rules_that_would_delete_everything_keep_the_newest_verified():
 def test_newest_by_window_not_by_creation():
     windows = months(5)
     archives = _archives(windows)
-    archives[0].manifest["created_at"] = "2099-01-01T00:00:00+00:00"  # a backfill of the oldest window, made later
+    archives[0].manifest["created_at"] = (
+        "2099-01-01T00:00:00+00:00"  # a backfill of the oldest window, made later
+    )
     d = decide(archives, RetentionSpec(keep_last=2), TODAY, lambda a: True)
     assert [x.archive.window for x in d if x.keep] == windows[-2:][::-1]
 
@@ -247,11 +296,14 @@ def test_prune_keep_last_deletes_the_rest_with_their_sidecars(site):
     assert again.deleted == []
 
 
-@pytest.mark.parametrize("rules, expected", [
-    ({"keep_days": 400}, 13),
-    ({"keep_last": 3, "keep_days": 200}, 6),
-    ({"keep_last": 20, "keep_days": 100}, 20),
-])
+@pytest.mark.parametrize(
+    "rules, expected",
+    [
+        ({"keep_days": 400}, 13),
+        ({"keep_last": 3, "keep_days": 200}, 6),
+        ({"keep_last": 20, "keep_days": 100}, 20),
+    ],
+)
 def test_prune_rule_combinations_on_disk(site, rules, expected):
     config, root, windows = site
     prune_job(config, with_rules(config, **rules), state(config), today=TODAY)
@@ -265,8 +317,11 @@ def test_prune_everything_keeps_newest_verified_and_foreign_files(site):
     # verify found the newest archive damaged last time: it no longer counts as verified
     newest = f"{FOLDER}/{file_name(windows[-1])}"
     sha = json.loads((root / (newest + ".manifest.json")).read_text())["sha256"]
-    db(store).execute("INSERT INTO verifications (batch, job, remote_path, status, sha256, verified_at) "
-                      "VALUES ('b', 'traffic', ?, ?, ?, '2026-11-20T00:00:00+00:00')", (newest, Status.MISMATCH.value, sha))
+    db(store).execute(
+        "INSERT INTO verifications (batch, job, remote_path, status, sha256, verified_at) "
+        "VALUES ('b', 'traffic', ?, ?, ?, '2026-11-20T00:00:00+00:00')",
+        (newest, Status.MISMATCH.value, sha),
+    )
     # and the second newest lost its sidecar (incomplete): not verified either
     (root / FOLDER / (file_name(windows[-2]) + ".sha256")).unlink()
     result = prune_job(config, with_rules(config, keep_days=1), store, today=TODAY)
@@ -281,8 +336,9 @@ def test_dry_run_deletes_nothing(site):
     config, root, windows = site
     before = remaining(root)
     lines = []
-    result = prune_job(config, with_rules(config, keep_last=12), state(config), dry_run=True, today=TODAY,
-                       echo=lines.append)
+    result = prune_job(
+        config, with_rules(config, keep_last=12), state(config), dry_run=True, today=TODAY, echo=lines.append
+    )
     assert remaining(root) == before
     assert len(lines) == 18 and all("would delete" in ln for ln in lines)
     assert "would delete 18" in result.summary()
@@ -303,8 +359,10 @@ def test_manifest_without_archive_is_kept_unless_prune_left_it(site):
     (root / FOLDER / file_name(lost)).unlink()  # lost: verify must keep reporting it
     # an interrupted prune: recorded, archive and sidecar deleted, manifest left
     m = json.loads((root / FOLDER / (file_name(interrupted) + ".manifest.json")).read_text())
-    db(store).execute("INSERT INTO pruned (job, remote_path, sha256, pruned_at) VALUES ('traffic', ?, ?, 'x')",
-                      (f"{FOLDER}/{file_name(interrupted)}", m["sha256"]))
+    db(store).execute(
+        "INSERT INTO pruned (job, remote_path, sha256, pruned_at) VALUES ('traffic', ?, ?, 'x')",
+        (f"{FOLDER}/{file_name(interrupted)}", m["sha256"]),
+    )
     (root / FOLDER / file_name(interrupted)).unlink()
     (root / FOLDER / (file_name(interrupted) + ".sha256")).unlink()
     prune_job(config, with_rules(config, keep_last=40), store, today=TODAY)
@@ -317,13 +375,23 @@ def test_is_verified_uses_the_last_verification_of_the_same_bytes(site):
     config, root, windows = site
     store = state(config)
     dest = open_job_destination(config, config.jobs["traffic"])
-    a = [x for x in list_archives(config, config.jobs["traffic"], dest, store, TODAY) if x.window == windows[-1]][0]
+    a = [
+        x
+        for x in list_archives(config, config.jobs["traffic"], dest, store, TODAY)
+        if x.window == windows[-1]
+    ][0]
     assert is_verified(a, last_status(store, "traffic"))  # verified on upload
-    db(store).execute("INSERT INTO verifications (batch, job, remote_path, status, sha256, verified_at) "
-                      "VALUES ('b', 'traffic', ?, 'MISMATCH', ?, 'x')", (a.remote_path, a.sha256))
+    db(store).execute(
+        "INSERT INTO verifications (batch, job, remote_path, status, sha256, verified_at) "
+        "VALUES ('b', 'traffic', ?, 'MISMATCH', ?, 'x')",
+        (a.remote_path, a.sha256),
+    )
     assert not is_verified(a, last_status(store, "traffic"))
-    db(store).execute("INSERT INTO verifications (batch, job, remote_path, status, sha256, verified_at) "
-                      "VALUES ('c', 'traffic', ?, 'MISMATCH', ?, 'x')", (a.remote_path, "f" * 64))
+    db(store).execute(
+        "INSERT INTO verifications (batch, job, remote_path, status, sha256, verified_at) "
+        "VALUES ('c', 'traffic', ?, 'MISMATCH', ?, 'x')",
+        (a.remote_path, "f" * 64),
+    )
     assert is_verified(a, last_status(store, "traffic"))  # that result was about other bytes
 
 

@@ -64,9 +64,18 @@ def test_new_run_is_planned_and_running(store, tmp_path):
 
 def test_full_walk_and_finish(store):
     run = store.start("job", *W, "2026-11-26")
-    run = store.advance(run, Phase.EXPORTED, "archive staged", rows=10, archive_bytes=123, sha256="ab" * 32,
-                        file_name="f.csv.gz", remote_path="t/f.csv.gz", staged_path="/s/f.csv.gz",
-                        manifest={"rows": 10, "window": {"start": W[0]}})
+    run = store.advance(
+        run,
+        Phase.EXPORTED,
+        "archive staged",
+        rows=10,
+        archive_bytes=123,
+        sha256="ab" * 32,
+        file_name="f.csv.gz",
+        remote_path="t/f.csv.gz",
+        staged_path="/s/f.csv.gz",
+        manifest={"rows": 10, "window": {"start": W[0]}},
+    )
     assert (run.phase, run.rows, run.archive_bytes, run.file_name) == ("exported", 10, 123, "f.csv.gz")
     assert run.manifest_dict() == {"rows": 10, "window": {"start": W[0]}}
     run = walk_to(store, run, Phase.DONE)
@@ -91,7 +100,9 @@ def test_transitions_are_logged(store):
     run = walk_to(store, run, Phase.UPLOADED)
     run = store.advance(run, Phase.EXPORTED, "remote mismatch")
     db = store.connect()
-    rows = db.execute("SELECT from_phase, to_phase, note FROM transitions WHERE run_id=? ORDER BY rowid", (run.id,)).fetchall()
+    rows = db.execute(
+        "SELECT from_phase, to_phase, note FROM transitions WHERE run_id=? ORDER BY rowid", (run.id,)
+    ).fetchall()
     assert [tuple(r) for r in rows] == [
         (None, "planned", "planned"),
         ("planned", "exported", ""),
@@ -137,7 +148,9 @@ def test_resume_counts_attempts_and_clears_the_error(store):
 def test_history_latest_and_last_success(store):
     a = store.finish(walk_to(store, store.start("a", *W, "2026-11-26"), Phase.DONE), Result.SUCCESS)
     b = store.finish(store.start("b", *W, "2026-11-26"), Result.FAILED, "x", "export")
-    a2 = store.finish(store.start("a", "2026-07-01", "2026-11-30", "2026-12-01"), Result.FAILED, "y", "export")
+    a2 = store.finish(
+        store.start("a", "2026-07-01", "2026-11-30", "2026-12-01"), Result.FAILED, "y", "export"
+    )
     assert [r.id for r in store.history()] == [a2.id, b.id, a.id]  # newest first
     assert [r.id for r in store.history("a")] == [a2.id, a.id]
     assert [r.id for r in store.history(limit=1)] == [a2.id]
@@ -186,7 +199,10 @@ def test_several_processes_write_the_same_ledger(tmp_path):
         assert p.exitcode == 0
     db = sqlite3.connect(tmp_path / "state.db")
     try:
-        assert db.execute("SELECT count(*) FROM runs WHERE phase='done' AND result='success'").fetchone()[0] == 30
+        assert (
+            db.execute("SELECT count(*) FROM runs WHERE phase='done' AND result='success'").fetchone()[0]
+            == 30
+        )
         assert db.execute("SELECT count(*) FROM transitions").fetchone()[0] == 30 * 5
     finally:
         db.close()

@@ -6,8 +6,16 @@ import datetime as dt
 
 import pytest
 
-from tableship.core.templates import (CODES, anything_around, anything_then, check_date_spec, max_bytes, normalise_dir,
-                                 overlap, pattern)
+from tableship.core.templates import (
+    CODES,
+    anything_around,
+    anything_then,
+    check_date_spec,
+    max_bytes,
+    normalise_dir,
+    overlap,
+    pattern,
+)
 
 NAMES = {"job": "j", "table": "traffic", "database": "db"}
 
@@ -33,18 +41,21 @@ def test_codes_that_are_not_portable_are_refused(spec):
         check_date_spec(spec, "test")
 
 
-@pytest.mark.parametrize("a, b, expected", [
-    ("{table}_{start:%Y%m%d}.csv.gz", "{table}_{end:%Y%m%d}.csv.gz", True),
-    ("{table}_{start:%Y%m%d}.csv.gz", "{table}_{start:%Y%m}.csv.gz", False),
-    ("{job}_{start:%Y}.csv.gz", "x_{start:%Y}.csv.gz", False),
-    ("{table}_{start:%b}.csv", "{table}_{start:%m}.csv", False),  # letters never match digits
-    ("{table}_{start:%B}.csv", "traffic_May.csv", True),
-    ("{table}_{start:%B}.csv", "traffic_September.csv", True),
-    ("{table}_{start:%B}.csv", "traffic_Mo.csv", False),  # too short for a month name
-    ("{start}", "2026-01-31", True),
-    ("{start}", "{end:%Y%m%d}", False),
-    ("{table:>10}", "   traffic", True),
-])
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        ("{table}_{start:%Y%m%d}.csv.gz", "{table}_{end:%Y%m%d}.csv.gz", True),
+        ("{table}_{start:%Y%m%d}.csv.gz", "{table}_{start:%Y%m}.csv.gz", False),
+        ("{job}_{start:%Y}.csv.gz", "x_{start:%Y}.csv.gz", False),
+        ("{table}_{start:%b}.csv", "{table}_{start:%m}.csv", False),  # letters never match digits
+        ("{table}_{start:%B}.csv", "traffic_May.csv", True),
+        ("{table}_{start:%B}.csv", "traffic_September.csv", True),
+        ("{table}_{start:%B}.csv", "traffic_Mo.csv", False),  # too short for a month name
+        ("{start}", "2026-01-31", True),
+        ("{start}", "{end:%Y%m%d}", False),
+        ("{table:>10}", "   traffic", True),
+    ],
+)
 def test_overlap(a, b, expected):
     assert overlap(pat(a), pat(b)) is expected
     assert overlap(pat(b), pat(a)) is expected

@@ -31,8 +31,12 @@ def _name(node: ast.AST) -> str:
 
 
 def _is_clock_call(node: ast.AST) -> bool:
-    return isinstance(node, ast.Call) and _name(node.func) in {"time.monotonic", "time.time", "monotonic",
-                                                               "time.perf_counter"}
+    return isinstance(node, ast.Call) and _name(node.func) in {
+        "time.monotonic",
+        "time.time",
+        "monotonic",
+        "time.perf_counter",
+    }
 
 
 class _Finder(ast.NodeVisitor):
@@ -56,8 +60,14 @@ class _Finder(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         name = _name(node.func)
-        if name in {"pytest.raises", "raises"} and node.args and _name(node.args[0]) in {"Exception", "BaseException"}:
-            self.problems.append((node.lineno, f"pytest.raises({_name(node.args[0])}): name the precise type"))
+        if (
+            name in {"pytest.raises", "raises"}
+            and node.args
+            and _name(node.args[0]) in {"Exception", "BaseException"}
+        ):
+            self.problems.append(
+                (node.lineno, f"pytest.raises({_name(node.args[0])}): name the precise type")
+            )
         if name in {"time.sleep", "sleep"} and not self.loops:
             self.problems.append((node.lineno, "a sleep outside a polling loop: wait on the condition"))
         self.generic_visit(node)
@@ -75,20 +85,24 @@ class _Finder(ast.NodeVisitor):
 def test_no_vague_raises_fixed_sleeps_or_clock_thresholds(path):
     finder = _Finder()
     finder.visit(ast.parse(path.read_text(encoding="utf-8"), str(path)))
-    assert not finder.problems, "\n".join(f"{path.relative_to(TESTS)}:{n}: {what}" for n, what in finder.problems)
+    assert not finder.problems, "\n".join(
+        f"{path.relative_to(TESTS)}:{n}: {what}" for n, what in finder.problems
+    )
 
 
 def test_the_guard_sees_each_pattern():
     finder = _Finder()
-    finder.visit(ast.parse(
-        "import time, pytest\n"
-        "def t():\n"
-        "    with pytest.raises(Exception):\n"
-        "        pass\n"
-        "    time.sleep(0.5)\n"
-        "    t0 = time.monotonic()\n"
-        "    assert time.monotonic() - t0 < 60\n"
-        "    while True:\n"
-        "        time.sleep(0.1)\n"  # polling: fine
-    ))
+    finder.visit(
+        ast.parse(
+            "import time, pytest\n"
+            "def t():\n"
+            "    with pytest.raises(Exception):\n"
+            "        pass\n"
+            "    time.sleep(0.5)\n"
+            "    t0 = time.monotonic()\n"
+            "    assert time.monotonic() - t0 < 60\n"
+            "    while True:\n"
+            "        time.sleep(0.1)\n"  # polling: fine
+        )
+    )
     assert [n for n, _ in finder.problems] == [3, 5, 7]

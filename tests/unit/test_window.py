@@ -17,12 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tableship.backup.plan import build_query, choose_window, make_plan
 from tableship.config.models import parse_config
 from tableship.core.errors import ConfigError, SourceError
-from tableship.backup.plan import build_query, choose_window, make_plan
+from tableship.core.window import Window, compute_window, month_end, parse_date, parse_window, partition_value
 from tableship.sources.base import Dialect, arrow_partition_type, window_query
 from tableship.sources.duckdb import DuckDBSource
-from tableship.core.window import Window, compute_window, month_end, parse_date, parse_window, partition_value
 
 D = dt.date
 RUN = D(2026, 11, 26)
@@ -144,7 +144,9 @@ def test_run_date_position_in_month_does_not_matter():
 # ---------------------------------------------------------------- invalid specs
 
 
-@pytest.mark.parametrize("unit, count, lag", [("month", 0, 0), ("day", -1, 0), ("month", 1, -1), ("week", 1, 0)])
+@pytest.mark.parametrize(
+    "unit, count, lag", [("month", 0, 0), ("day", -1, 0), ("month", 1, -1), ("week", 1, 0)]
+)
 def test_invalid_window_specs(unit, count, lag):
     with pytest.raises(ValueError):
         compute_window(RUN, unit, count, lag)
@@ -206,8 +208,21 @@ def test_parse_date_valid(text):
 
 @pytest.mark.parametrize(
     "text",
-    ["2026-02-30", "2025-02-29", "2100-02-29", "2026-13-01", "2026-00-10", "2026-1-5", "20260105",
-     "26-01-05", "2026/01/05", "", "today", "2026-01-05T00:00", " 2026-01-05"],
+    [
+        "2026-02-30",
+        "2025-02-29",
+        "2100-02-29",
+        "2026-13-01",
+        "2026-00-10",
+        "2026-1-5",
+        "20260105",
+        "26-01-05",
+        "2026/01/05",
+        "",
+        "today",
+        "2026-01-05T00:00",
+        " 2026-01-05",
+    ],
 )
 def test_parse_date_invalid_names_the_value(text):
     with pytest.raises(ValueError, match="is not a valid date") as exc:
@@ -265,7 +280,9 @@ def typed_db(tmp_path_factory) -> Path:
     con = duckdb.connect(str(path))
     con.execute("CREATE SCHEMA wh")
     for name, typ in TABLES.items():
-        con.execute(f"CREATE TABLE wh.{name} (id INTEGER, day DATE, partition_date {typ}, note VARCHAR, ratio DOUBLE)")
+        con.execute(
+            f"CREATE TABLE wh.{name} (id INTEGER, day DATE, partition_date {typ}, note VARCHAR, ratio DOUBLE)"
+        )
         con.execute(
             f"INSERT INTO wh.{name} SELECT row_number() OVER (ORDER BY d)::INTEGER, d, {_EXPR[name]}, 'row ' || d, 0.5 "
             f"FROM (SELECT unnest(generate_series(DATE '{FIRST}', DATE '{LAST}', INTERVAL 1 DAY))::DATE AS d)"
@@ -323,8 +340,12 @@ TYPE_VARIANTS = [
     pytest.param("t_date", {}, id="date-detected"),
     pytest.param("t_date", {"partition_type": "date"}, id="date-explicit"),
     pytest.param("t_string", {}, id="string-detected"),
-    pytest.param("t_string", {"partition_type": "string", "partition_format": "%Y-%m-%d"}, id="string-explicit"),
-    pytest.param("t_compact", {"partition_type": "string", "partition_format": "%Y%m%d"}, id="compact-string-explicit"),
+    pytest.param(
+        "t_string", {"partition_type": "string", "partition_format": "%Y-%m-%d"}, id="string-explicit"
+    ),
+    pytest.param(
+        "t_compact", {"partition_type": "string", "partition_format": "%Y%m%d"}, id="compact-string-explicit"
+    ),
     pytest.param("t_int", {}, id="int-detected"),
     pytest.param("t_int", {"partition_type": "int", "partition_format": "%Y%m%d"}, id="int-explicit"),
     pytest.param("t_int", {"partition_type": "int"}, id="int-explicit-default-format"),
@@ -334,7 +355,9 @@ TYPE_VARIANTS = [
 
 @pytest.mark.parametrize("table, extra", TYPE_VARIANTS)
 @pytest.mark.parametrize("window, run_date, first, last", CASES, ids=[f"case{i}" for i in range(len(CASES))])
-def test_partition_column_types_select_exactly_the_window(typed_db, tmp_path, table, extra, window, run_date, first, last):
+def test_partition_column_types_select_exactly_the_window(
+    typed_db, tmp_path, table, extra, window, run_date, first, last
+):
     days = _window_days(typed_db, tmp_path, run_date, table=f"wh.{table}", **window, **extra)
     assert days == _days(first, last)
 
@@ -354,7 +377,12 @@ def test_timestamp_partition_column_includes_the_whole_last_day(typed_db, tmp_pa
 def test_detected_types(typed_db):
     con = duckdb.connect(str(typed_db), read_only=True)
     try:
-        for table, expected in [("t_date", "date"), ("t_string", "string"), ("t_int", "int"), ("t_bigint", "int")]:
+        for table, expected in [
+            ("t_date", "date"),
+            ("t_string", "string"),
+            ("t_int", "int"),
+            ("t_bigint", "int"),
+        ]:
             field = con.sql(f"SELECT partition_date FROM wh.{table} LIMIT 0").to_arrow_table().schema.field(0)
             assert arrow_partition_type(field.type) == expected
     finally:
@@ -377,7 +405,9 @@ def test_bound_values_match_the_column_type(typed_db, tmp_path):
         finally:
             src.close()
         assert q.values == values
-        assert q.sql == (f'SELECT * FROM "wh"."{table}" WHERE "partition_date" >= ? AND "partition_date" <= ?')
+        assert q.sql == (
+            f'SELECT * FROM "wh"."{table}" WHERE "partition_date" >= ? AND "partition_date" <= ?'
+        )
         assert "2026" not in q.sql  # values are bound, never formatted into SQL
 
 

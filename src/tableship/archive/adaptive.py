@@ -31,8 +31,9 @@ import os
 import struct
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 __all__ = ["BLOCK_BYTES", "LADDERS", "BlockCompressor", "LevelController", "compress_block", "cpu_wait_probe"]
 
@@ -87,10 +88,15 @@ def _gzip_compressor(level: int):
 def _public_api_compressor(lib, level: int):
     """The same deflate runs through the libraries' public zlib-style API (used if the
     helper above ever disappears): primed, sync-flushed, CRC computed separately."""
+
     def comp(data, zdict):
-        c = lib.compressobj(level, lib.DEFLATED, -15, zdict=bytes(zdict)) if len(zdict) else \
-            lib.compressobj(level, lib.DEFLATED, -15)
+        c = (
+            lib.compressobj(level, lib.DEFLATED, -15, zdict=bytes(zdict))
+            if len(zdict)
+            else lib.compressobj(level, lib.DEFLATED, -15)
+        )
         return c.compress(data) + c.flush(lib.Z_SYNC_FLUSH), lib.crc32(data)
+
     return comp
 
 
@@ -103,7 +109,9 @@ def _zstd_compressor(level: int):
         import zstandard
 
         cache.clear()
-        cctx = cache[level] = zstandard.ZstdCompressor(level=level, write_checksum=True, write_content_size=True)
+        cctx = cache[level] = zstandard.ZstdCompressor(
+            level=level, write_checksum=True, write_content_size=True
+        )
     return cctx
 
 
@@ -178,10 +186,20 @@ class LevelController:
     ``clock``, ``probe`` and ``cpus`` are injectable for tests.
     """
 
-    def __init__(self, ladder: tuple[int, ...], threads: int, *, interval: float = 0.1,
-                 busy: float = 0.9, idle: float = 0.7, reader_idle: float = 0.6, max_wait: float = 0.05,
-                 clock: Callable[[], float] = time.monotonic,
-                 probe: Callable[[], tuple[float, float]] | None = None, cpus: int | None = None):
+    def __init__(
+        self,
+        ladder: tuple[int, ...],
+        threads: int,
+        *,
+        interval: float = 0.1,
+        busy: float = 0.9,
+        idle: float = 0.7,
+        reader_idle: float = 0.6,
+        max_wait: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
+        probe: Callable[[], tuple[float, float]] | None = None,
+        cpus: int | None = None,
+    ):
         self.ladder = ladder
         self.threads = threads
         self.interval = interval
@@ -223,8 +241,12 @@ class LevelController:
         self._t0, self._waited = now, 0.0
         if wait_share > self.max_wait or demand > self.busy:
             self._i = max(0, self._i - 1)
-        elif (reader < self.reader_idle and demand < self.idle and wait_share < self.max_wait / 2
-              and backlog < self.threads):
+        elif (
+            reader < self.reader_idle
+            and demand < self.idle
+            and wait_share < self.max_wait / 2
+            and backlog < self.threads
+        ):
             self._i = min(len(self.ladder) - 1, self._i + 1)
         return self.level
 
@@ -243,8 +265,15 @@ class BlockCompressor(io.BufferedIOBase):
     (handed over and not yet written), so memory stays flat whatever the table size.
     """
 
-    def __init__(self, sink: BinaryIO, codec: str, threads: int = 2, *,
-                 controller: LevelController | None = None, block_bytes: int | None = None):
+    def __init__(
+        self,
+        sink: BinaryIO,
+        codec: str,
+        threads: int = 2,
+        *,
+        controller: LevelController | None = None,
+        block_bytes: int | None = None,
+    ):
         super().__init__()
         if codec not in LADDERS:
             raise ValueError(f"no adaptive level for codec {codec!r}")
@@ -254,7 +283,9 @@ class BlockCompressor(io.BufferedIOBase):
         self.block_bytes = block_bytes or BLOCK_BYTES[codec]
         if codec == "gzip" and not 0 < self.block_bytes <= BLOCK_BYTES["gzip"]:
             raise ValueError(f"gzip blocks are at most {BLOCK_BYTES['gzip']} bytes (the compressors' buffer)")
-        self.controller = controller or LevelController(LADDERS[codec], self.threads, probe=cpu_wait_probe())  # the caller's thread is the reader
+        self.controller = controller or LevelController(
+            LADDERS[codec], self.threads, probe=cpu_wait_probe()
+        )  # the caller's thread is the reader
         self.levels_used: collections.Counter[int] = collections.Counter()
         self.bytes_in = 0
         self._sink = sink
@@ -289,7 +320,7 @@ class BlockCompressor(io.BufferedIOBase):
             self._buf.clear()
         # whole blocks straight from the caller's buffer: one copy each, no staging
         while n - off >= bs:
-            self._submit(bytes(view[off:off + bs]))
+            self._submit(bytes(view[off : off + bs]))
             off += bs
         self._buf += view[off:]
         return n
@@ -350,8 +381,13 @@ class BlockCompressor(io.BufferedIOBase):
             while self._pending:
                 self._write_next()
             c = self.controller
-            log.debug("adaptive %s: blocks per level %s; CPU demand per interval (of %d CPUs): %s", self.codec,
-                      dict(sorted(self.levels_used.items())), getattr(c, "cpus", 0), getattr(c, "demand", [])[:200])
+            log.debug(
+                "adaptive %s: blocks per level %s; CPU demand per interval (of %d CPUs): %s",
+                self.codec,
+                dict(sorted(self.levels_used.items())),
+                getattr(c, "cpus", 0),
+                getattr(c, "demand", [])[:200],
+            )
             if self.codec == "gzip":
                 self._write_out(_DEFLATE_END + struct.pack("<II", self._crc, self.bytes_in & 0xFFFFFFFF))
             self.flush()
@@ -364,5 +400,9 @@ class BlockCompressor(io.BufferedIOBase):
 
     def record(self) -> dict:
         """The manifest's ``compression`` record for this stream."""
-        return {"codec": self.codec, "level": "auto", "block_bytes": self.block_bytes,
-                "levels_used": {str(k): v for k, v in sorted(self.levels_used.items())}}
+        return {
+            "codec": self.codec,
+            "level": "auto",
+            "block_bytes": self.block_bytes,
+            "levels_used": {str(k): v for k, v in sorted(self.levels_used.items())},
+        }

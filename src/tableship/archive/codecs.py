@@ -169,9 +169,7 @@ class _Compressor(io.BufferedIOBase):
                 super().close()
 
 
-def open_compressor(
-    raw: BinaryIO, codec: str, level: int | None = None, threads: int = 2
-) -> BinaryIO:
+def open_compressor(raw: BinaryIO, codec: str, level: int | None = None, threads: int = 2) -> BinaryIO:
     """Return a binary stream that compresses into raw; its close() does not close raw.
 
     ``level=None`` means the adaptive default for gzip and zstd (see the module doc).
@@ -194,9 +192,7 @@ def open_compressor(
             else:
                 from isal import igzip
 
-                inner = igzip.IGzipFile(
-                    filename="", mode="wb", compresslevel=level, fileobj=sink, mtime=0
-                )
+                inner = igzip.IGzipFile(filename="", mode="wb", compresslevel=level, fileobj=sink, mtime=0)
         else:
             if threads > 1:
                 from zlib_ng import gzip_ng_threaded
@@ -205,9 +201,7 @@ def open_compressor(
             else:
                 from zlib_ng import gzip_ng
 
-                inner = gzip_ng.GzipNGFile(
-                    filename="", mode="wb", compresslevel=level, fileobj=sink, mtime=0
-                )
+                inner = gzip_ng.GzipNGFile(filename="", mode="wb", compresslevel=level, fileobj=sink, mtime=0)
     else:  # zstd
         import zstandard
 
@@ -300,9 +294,7 @@ def open_decompressor(raw_or_path, codec: str) -> BinaryIO:
         else:
             import zstandard
 
-            inner = zstandard.ZstdDecompressor().stream_reader(
-                source, read_across_frames=True, closefd=False
-            )
+            inner = zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True, closefd=False)
     except BaseException:
         if owned is not None:
             owned.close()

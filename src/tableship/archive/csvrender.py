@@ -64,8 +64,8 @@ loop runs over rows; memory is a small multiple of one batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -88,26 +88,22 @@ class CsvDialect:
 
     def __post_init__(self) -> None:
         if self.preset not in _PRESETS:
-            raise ValueError(f"preset must be one of {', '.join(p for p in _PRESETS if p)}, got {self.preset!r}")
-        if not isinstance(self.delimiter, str) or len(self.delimiter) != 1:
             raise ValueError(
-                f"delimiter must be exactly one character, got {self.delimiter!r}"
+                f"preset must be one of {', '.join(p for p in _PRESETS if p)}, got {self.preset!r}"
             )
+        if not isinstance(self.delimiter, str) or len(self.delimiter) != 1:
+            raise ValueError(f"delimiter must be exactly one character, got {self.delimiter!r}")
         if self.delimiter in ('"', "\r", "\n"):
             raise ValueError(f"delimiter {self.delimiter!r} is not allowed")
         if self.quoting not in _QUOTINGS:
-            raise ValueError(
-                f"quoting must be one of {', '.join(_QUOTINGS)}, got {self.quoting!r}"
-            )
+            raise ValueError(f"quoting must be one of {', '.join(_QUOTINGS)}, got {self.quoting!r}")
         if not isinstance(self.null, str):
             raise ValueError(f"null must be a string, got {self.null!r}")
         bad = [c for c in (self.delimiter, "\r", "\n") if c in self.null]
         if self.quoting == "minimal" and '"' in self.null:
             bad.append('"')
         if bad:
-            raise ValueError(
-                f"null text {self.null!r} must not contain {''.join(bad)!r}"
-            )
+            raise ValueError(f"null text {self.null!r} must not contain {''.join(bad)!r}")
         if not isinstance(self.header, bool):
             raise ValueError(f"header must be true or false, got {self.header!r}")
 
@@ -121,13 +117,7 @@ def render_value_text(text: str | None, dialect: CsvDialect) -> str:
         return dialect.null
     if dialect.quoting == "none":
         return text
-    if (
-        text == dialect.null
-        or dialect.delimiter in text
-        or '"' in text
-        or "\r" in text
-        or "\n" in text
-    ):
+    if text == dialect.null or dialect.delimiter in text or '"' in text or "\r" in text or "\n" in text:
         return '"' + text.replace('"', '""') + '"'
     return text
 
@@ -147,9 +137,7 @@ _HEX_CHARS = _DIGITS | set("abcdef")
 
 # two lowercase hex digits per byte value, one uint16 word each (the word's
 # bytes are the two ASCII digits in memory order, whatever the endianness)
-_HEX_TABLE = np.frombuffer(
-    b"".join(f"{i:02x}".encode("ascii") for i in range(256)), dtype=np.uint16
-)
+_HEX_TABLE = np.frombuffer(b"".join(f"{i:02x}".encode("ascii") for i in range(256)), dtype=np.uint16)
 
 _STRING = pa.string()
 _LARGE_STRING = pa.large_string()
@@ -237,9 +225,7 @@ def _decimal_text(arr: pa.Array) -> pa.Array:
         # Arrow switches to scientific notation when the adjusted exponent is
         # below -6 (0 in decimal(38,9) becomes "0E-9"): format the unscaled
         # integer ourselves instead.
-    ctor = {32: pa.decimal32, 64: pa.decimal64, 128: pa.decimal128, 256: pa.decimal256}[
-        t.bit_width
-    ]
+    ctor = {32: pa.decimal32, 64: pa.decimal64, 128: pa.decimal128, 256: pa.decimal256}[t.bit_width]
     unscaled = pa.Array.from_buffers(
         ctor(t.precision, 0), len(arr), arr.buffers(), null_count=arr.null_count, offset=arr.offset
     )
@@ -326,7 +312,7 @@ class _Plan:
     convert: Callable[[pa.Array], pa.Array]  # -> string/large_string, nulls kept
     chars: frozenset | None  # characters the text can contain; None = any
     can_be_empty: bool
-    value_plan: "_Plan | None" = None  # for dictionary columns
+    value_plan: _Plan | None = None  # for dictionary columns
 
 
 def _plan_for(name: str, t: pa.DataType) -> _Plan:
@@ -400,7 +386,7 @@ def _impala_timestamp_text(arr: pa.Array, name: str) -> pa.Array:
     return pc.replace_substring_regex(text, r"(\.\d{6})$", r"\1" + "000")  # RE2: \1 is one digit
 
 
-def _impala_shell_plan(plan: "_Plan") -> "_Plan":
+def _impala_shell_plan(plan: _Plan) -> _Plan:
     t = plan.type.value_type if pa.types.is_dictionary(plan.type) else plan.type
     if pa.types.is_floating(t):
         conv = _impala_float_text
@@ -439,9 +425,7 @@ class CsvRenderer:
         self._quote_null = []
         for p in self._plans:
             chars = p.chars
-            self._quote_special.append(
-                minimal and (chars is None or dialect.delimiter in chars)
-            )
+            self._quote_special.append(minimal and (chars is None or dialect.delimiter in chars))
             if not minimal:
                 nullq = False
             elif dialect.null == "":
@@ -512,14 +496,10 @@ class CsvRenderer:
     def render(self, batch: pa.RecordBatch) -> bytes:
         ncols = len(self._plans)
         if batch.num_columns != ncols:
-            raise ValueError(
-                f"batch has {batch.num_columns} columns, the schema has {ncols}"
-            )
+            raise ValueError(f"batch has {batch.num_columns} columns, the schema has {ncols}")
         for i, (t, arr) in enumerate(zip(self._types, batch.columns)):
             if arr.type != t:
-                raise ValueError(
-                    f"column {self._plans[i].name} has type {arr.type}, expected {t}"
-                )
+                raise ValueError(f"column {self._plans[i].name} has type {arr.type}, expected {t}")
         n = batch.num_rows
         if n == 0:
             return b""
@@ -532,9 +512,7 @@ class CsvRenderer:
         target = _LARGE_STRING if estimate > _INT32_LIMIT else _STRING
         cols = [c if c.type == target else pc.cast(c, target) for c in cols]
         opts = dict(null_handling="replace", null_replacement=self._null)
-        last = pc.binary_join_element_wise(
-            cols[-1], pa.scalar("\n", target), pa.scalar("", target), **opts
-        )
+        last = pc.binary_join_element_wise(cols[-1], pa.scalar("\n", target), pa.scalar("", target), **opts)
         if ncols == 1:
             lines = last
         else:

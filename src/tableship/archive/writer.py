@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pyarrow as pa
 
-from tableship.core import interrupts
 from tableship.archive.codecs import open_compressor
 from tableship.archive.csvrender import CsvDialect, CsvRenderer
+from tableship.core import interrupts
 from tableship.core.fsutil import fsync_dir
 
 BATCH_ROWS = 20_000
@@ -99,12 +99,24 @@ def sql_type(t: pa.DataType) -> str:
     if pa.types.is_dictionary(t):
         return sql_type(t.value_type)
     simple = [
-        (pa.types.is_boolean, "BOOLEAN"), (pa.types.is_int8, "TINYINT"), (pa.types.is_int16, "SMALLINT"),
-        (pa.types.is_int32, "INTEGER"), (pa.types.is_int64, "BIGINT"), (pa.types.is_uint8, "UTINYINT"),
-        (pa.types.is_uint16, "USMALLINT"), (pa.types.is_uint32, "UINTEGER"), (pa.types.is_uint64, "UBIGINT"),
-        (pa.types.is_float16, "FLOAT"), (pa.types.is_float32, "FLOAT"), (pa.types.is_float64, "DOUBLE"),
-        (pa.types.is_date, "DATE"), (pa.types.is_time, "TIME"), (pa.types.is_string, "VARCHAR"),
-        (pa.types.is_large_string, "VARCHAR"), (pa.types.is_binary, "BLOB"), (pa.types.is_large_binary, "BLOB"),
+        (pa.types.is_boolean, "BOOLEAN"),
+        (pa.types.is_int8, "TINYINT"),
+        (pa.types.is_int16, "SMALLINT"),
+        (pa.types.is_int32, "INTEGER"),
+        (pa.types.is_int64, "BIGINT"),
+        (pa.types.is_uint8, "UTINYINT"),
+        (pa.types.is_uint16, "USMALLINT"),
+        (pa.types.is_uint32, "UINTEGER"),
+        (pa.types.is_uint64, "UBIGINT"),
+        (pa.types.is_float16, "FLOAT"),
+        (pa.types.is_float32, "FLOAT"),
+        (pa.types.is_float64, "DOUBLE"),
+        (pa.types.is_date, "DATE"),
+        (pa.types.is_time, "TIME"),
+        (pa.types.is_string, "VARCHAR"),
+        (pa.types.is_large_string, "VARCHAR"),
+        (pa.types.is_binary, "BLOB"),
+        (pa.types.is_large_binary, "BLOB"),
         (pa.types.is_null, "VARCHAR"),
     ]
     for test, name in simple:
@@ -172,7 +184,9 @@ def write_archive(
     except BaseException:
         part.unlink(missing_ok=True)
         raise
-    return ExportResult(rows, csv_bytes, hashing.bytes, hashing.sha.hexdigest(), columns_of(schema), out.record())
+    return ExportResult(
+        rows, csv_bytes, hashing.bytes, hashing.sha.hexdigest(), columns_of(schema), out.record()
+    )
 
 
 def _slices(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:

@@ -22,12 +22,19 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from tableship.config.models import JobConfig
-from tableship.ledger.state import Phase, Result, Run, StateStore
 from tableship.core.window import Window, compute_window
+from tableship.ledger.state import Phase, Result, Run, StateStore
 
 #: latest-window states (``Coverage.latest_state``)
 VERIFIED, RUNNING, INTERRUPTED, FAILED, DUE, MISSING, NEVER = (
-    "verified", "running", "interrupted", "failed", "due", "missing", "never run")
+    "verified",
+    "running",
+    "interrupted",
+    "failed",
+    "due",
+    "missing",
+    "never run",
+)
 
 
 @dataclass(frozen=True)
@@ -48,9 +55,15 @@ class WindowGap:
         return f"{self.window} {what}, expected since {self.due} ({late})"
 
     def as_dict(self) -> dict:
-        return {"window": str(self.window), "kind": self.kind, "due": self.due.isoformat(), "overdue": self.overdue,
-                "run": self.run.id if self.run else None, "phase": self.run.phase if self.run else None,
-                "state": _run_state(self.run) if self.run else None}
+        return {
+            "window": str(self.window),
+            "kind": self.kind,
+            "due": self.due.isoformat(),
+            "overdue": self.overdue,
+            "run": self.run.id if self.run else None,
+            "phase": self.run.phase if self.run else None,
+            "state": _run_state(self.run) if self.run else None,
+        }
 
 
 @dataclass
@@ -90,8 +103,11 @@ def coverage(job: JobConfig, store: StateStore, today: dt.date) -> Coverage:
     for r in runs:
         newest[(r.window_start, r.window_end)] = r
     newest = {k: store.liveness(r) for k, r in newest.items()}
-    verified = {(r.window_start, r.window_end) for r in runs
-                if r.phase == Phase.DONE.value and r.result == Result.SUCCESS.value}
+    verified = {
+        (r.window_start, r.window_end)
+        for r in runs
+        if r.phase == Phase.DONE.value and r.result == Result.SUCCESS.value
+    }
     given_up = store.abandoned_windows(job.name)
     grace = job.gap_grace
     latest = scheduled_window(job, today)
@@ -102,7 +118,9 @@ def coverage(job: JobConfig, store: StateStore, today: dt.date) -> Coverage:
         if r.phase == Phase.DONE.value and r.result == Result.SUCCESS.value:
             try:
                 d = dt.date.fromisoformat(r.run_date)
-                if _key(scheduled_window(job, d)) == (r.window_start, r.window_end) and (first is None or d < first):
+                if _key(scheduled_window(job, d)) == (r.window_start, r.window_end) and (
+                    first is None or d < first
+                ):
                     first = d
             except ValueError:
                 continue
@@ -119,13 +137,16 @@ def coverage(job: JobConfig, store: StateStore, today: dt.date) -> Coverage:
         if not r.unfinished:
             continue
         since = due.get(k) or _date(r.run_date) or today
-        unfinished.append(WindowGap(Window(_date(k[0]), _date(k[1])), "unfinished", since,
-                                    (today - since).days >= grace, r))
+        unfinished.append(
+            WindowGap(Window(_date(k[0]), _date(k[1])), "unfinished", since, (today - since).days >= grace, r)
+        )
     missing = []
     for k, since in sorted(due.items()):
         if k in verified or k in given_up or (k in newest and newest[k].unfinished):
             continue
-        missing.append(WindowGap(Window(_date(k[0]), _date(k[1])), "missing", since, (today - since).days >= grace))
+        missing.append(
+            WindowGap(Window(_date(k[0]), _date(k[1])), "missing", since, (today - since).days >= grace)
+        )
 
     lr = newest.get(_key(latest))
     if lr is None:
@@ -172,8 +193,11 @@ def level(cov: Coverage, incident_open: bool = False) -> tuple[int, list[str]]:
     if cov.latest_state == NEVER:
         warn.append("never run")
     for g in cov.unfinished:
-        if not g.overdue and not (g.run is not None and _run_state(g.run) == RUNNING) \
-                and not (g.window == cov.latest and cov.latest_state == FAILED):
+        if (
+            not g.overdue
+            and not (g.run is not None and _run_state(g.run) == RUNNING)
+            and not (g.window == cov.latest and cov.latest_state == FAILED)
+        ):
             warn.append(f"unfinished window {g.window}")
     if crit:
         return CRITICAL, crit + warn

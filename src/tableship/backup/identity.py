@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 from urllib.parse import urlsplit
 
-from tableship.config.models import Config
 from tableship.backup.plan import Plan
+from tableship.config.models import Config
 
 
 def source_target(cfg) -> str:
@@ -59,12 +59,17 @@ def fingerprint(config: Config, plan: Plan) -> dict:
     return {
         "source": {"name": job.source, "type": src.type, "target": source_target(src)},
         "table": job.table,
-        "partition": {"column": job.partition_column, "type": job.partition_type,
-                      "format": job.partition_format},
+        "partition": {
+            "column": job.partition_column,
+            "type": job.partition_type,
+            "format": job.partition_format,
+        },
         "window": str(plan.window),
         "format": job.format.model_dump(mode="json", exclude_none=True),
-        "compression": {"codec": job.compression.codec,
-                        "level": "auto" if job.compression.level is None else job.compression.level},
+        "compression": {
+            "codec": job.compression.codec,
+            "level": "auto" if job.compression.level is None else job.compression.level,
+        },
         "file_name": plan.file_name,
         "remote_path": plan.remote_path,
         "destinations": [{"name": job.destination, "type": dst.type, "target": destination_target(dst)}],

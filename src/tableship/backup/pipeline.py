@@ -12,24 +12,23 @@ import datetime as dt
 import errno
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import tenacity
 
-from tableship.core import holds
-from tableship.core import interrupts
-from tableship.core.version import __version__
-from tableship.config.models import Config, Retry
-from tableship.destinations.base import Destination, open_destination
-from tableship.core.errors import DataCheckError, Interrupted, JobError, TableshipError, VerificationError
 from tableship.archive.writer import BATCH_ROWS, file_sha256, write_archive
 from tableship.backup.identity import differences, dumps, fingerprint
-from tableship.core.log import current_run
 from tableship.backup.plan import Plan, build_query
+from tableship.config.models import Config, Retry
+from tableship.core import holds, interrupts
+from tableship.core.errors import DataCheckError, Interrupted, JobError, TableshipError, VerificationError
+from tableship.core.log import current_run
 from tableship.core.redact import redact_bytes
-from tableship.sources.base import Source, open_source
+from tableship.core.version import __version__
+from tableship.destinations.base import Destination, open_destination
 from tableship.ledger.state import WORKING_ON, Phase, Result, Run, StateStore
+from tableship.sources.base import Source, open_source
 
 log = logging.getLogger("tableship")
 
@@ -42,15 +41,21 @@ def retrying(policy: Retry | None, what: str):
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception()
-        log.warning("%s failed (attempt %d of %d): %s; retrying in %.1fs", what, state.attempt_number,
-                    policy.attempts, exc.line() if isinstance(exc, TableshipError) else exc,
-                    state.next_action.sleep if state.next_action else 0)
+        log.warning(
+            "%s failed (attempt %d of %d): %s; retrying in %.1fs",
+            what,
+            state.attempt_number,
+            policy.attempts,
+            exc.line() if isinstance(exc, TableshipError) else exc,
+            state.next_action.sleep if state.next_action else 0,
+        )
 
     return tenacity.Retrying(
         stop=tenacity.stop_after_attempt(policy.attempts),
         wait=tenacity.wait_exponential_jitter(initial=policy.initial_delay, max=policy.max_delay),
         retry=tenacity.retry_if_exception(
-            lambda e: isinstance(e, TableshipError) and e.transient and interrupts.pending() is None),
+            lambda e: isinstance(e, TableshipError) and e.transient and interrupts.pending() is None
+        ),
         before_sleep=before_sleep,
         reraise=True,
     )
@@ -81,7 +86,9 @@ class Pipeline:
     @property
     def dest(self) -> Destination:
         if self._dest is None:
-            self._dest = open_destination(self.job.destination, self.config.destinations[self.job.destination])
+            self._dest = open_destination(
+                self.job.destination, self.config.destinations[self.job.destination]
+            )
         return self._dest
 
     def _dest_retry(self, what: str):
@@ -115,8 +122,14 @@ class Pipeline:
             if changes:
                 reason = "config changed: " + "; ".join(changes)
                 with _run_tag(run.id):
-                    log.warning("run %d of %s for %s was planned under another config (%s): abandoning it and "
-                                "starting a fresh run", run.id, self.job.name, w, "; ".join(changes))
+                    log.warning(
+                        "run %d of %s for %s was planned under another config (%s): abandoning it and "
+                        "starting a fresh run",
+                        run.id,
+                        self.job.name,
+                        w,
+                        "; ".join(changes),
+                    )
                 self.discard(run, reason)
                 run = None
         if run is not None:
@@ -124,11 +137,22 @@ class Pipeline:
                 self.store.connect().execute("UPDATE runs SET fingerprint=? WHERE id=?", (dumps(fp), run.id))
             run = self.store.resume(run)
             with _run_tag(run.id):
-                log.info("resuming run %d of %s for %s at phase %s (attempt %d)", run.id, self.job.name, w, run.phase,
-                         run.attempts)
+                log.info(
+                    "resuming run %d of %s for %s at phase %s (attempt %d)",
+                    run.id,
+                    self.job.name,
+                    w,
+                    run.phase,
+                    run.attempts,
+                )
         else:
-            run = self.store.start(self.job.name, w.start.isoformat(), w.end.isoformat(), self.plan.run_date.isoformat(),
-                                   dumps(fp))
+            run = self.store.start(
+                self.job.name,
+                w.start.isoformat(),
+                w.end.isoformat(),
+                self.plan.run_date.isoformat(),
+                dumps(fp),
+            )
             with _run_tag(run.id):
                 log.info("run %d of %s: window %s, %s", run.id, self.job.name, w, self.plan.remote_path)
         self.run_record = run
@@ -169,8 +193,12 @@ class Pipeline:
         old_name = dests[0].get("name")
         cfg = self.config.destinations.get(old_name)
         if cfg is None or ("target" in dests[0] and _dest_target(cfg) != dests[0]["target"]):
-            log.warning("abandoned run %d wrote to destination %s, which is no longer configured as it was: "
-                        "its remote temporaries (if any) are left there", run.id, old_name)
+            log.warning(
+                "abandoned run %d wrote to destination %s, which is no longer configured as it was: "
+                "its remote temporaries (if any) are left there",
+                run.id,
+                old_name,
+            )
             return
         dest = self.dest if old_name == self.job.destination else open_destination(old_name, cfg)
         try:
@@ -182,11 +210,19 @@ class Pipeline:
                 log.info("removed temporary %s/%s of abandoned run %d", folder, name, run.id)
             if run.phase in (Phase.EXPORTED.value, Phase.UPLOADED.value) and run.sha256 and run.remote_path:
                 verified_elsewhere = any(
-                    r.id != run.id and r.phase == Phase.DONE.value and r.remote_path == run.remote_path
-                    and r.sha256 == run.sha256 for r in self.store.runs_of(self.job.name))
+                    r.id != run.id
+                    and r.phase == Phase.DONE.value
+                    and r.remote_path == run.remote_path
+                    and r.sha256 == run.sha256
+                    for r in self.store.runs_of(self.job.name)
+                )
                 if not verified_elsewhere and dest.sha256(run.remote_path) == run.sha256:
                     # uploaded by this run, never verified: not a backup anyone relies on
-                    for name in (run.remote_path + ".manifest.json", run.remote_path + ".sha256", run.remote_path):
+                    for name in (
+                        run.remote_path + ".manifest.json",
+                        run.remote_path + ".sha256",
+                        run.remote_path,
+                    ):
                         dest.delete(name)
                     log.info("removed unverified archive %s of abandoned run %d", run.remote_path, run.id)
         finally:
@@ -211,8 +247,9 @@ class Pipeline:
             exc = interrupts.as_interrupt(caught)
             err = _as_job_error(exc)
             run = self.store.get(run.id)
-            self.run_record = self.store.finish(run, Result.FAILED, _ledger_error(exc, err),
-                                                WORKING_ON[Phase(run.phase)])
+            self.run_record = self.store.finish(
+                run, Result.FAILED, _ledger_error(exc, err), WORKING_ON[Phase(run.phase)]
+            )
             if err is not None and err is not exc:
                 raise err from exc
             if exc is not caught:
@@ -232,14 +269,26 @@ class Pipeline:
             check_columns(job.expect_columns, schema.names)
         log.info("exporting %s: %s", job.table, query.display())
         result = self._source_retry(f"export of {job.table}")(
-            lambda: write_archive(holds.after_first(self.source.batches(query, BATCH_ROWS), "export"), schema,
-                                  plan.staged_path, plan.dialect,
-                                  job.compression.codec, job.compression.level, self.progress)
+            lambda: write_archive(
+                holds.after_first(self.source.batches(query, BATCH_ROWS), "export"),
+                schema,
+                plan.staged_path,
+                plan.dialect,
+                job.compression.codec,
+                job.compression.level,
+                self.progress,
+            )
         )
-        log.info("exported %d rows, %d CSV bytes → %d archive bytes (sha256 %s)", result.rows, result.csv_bytes,
-                 result.archive_bytes, result.sha256[:12])
-        check_rows(job, result.rows,
-                   lambda: self._source_retry(f"COUNT(*) of {job.table}")(self.source.count, query))
+        log.info(
+            "exported %d rows, %d CSV bytes → %d archive bytes (sha256 %s)",
+            result.rows,
+            result.csv_bytes,
+            result.archive_bytes,
+            result.sha256[:12],
+        )
+        check_rows(
+            job, result.rows, lambda: self._source_retry(f"COUNT(*) of {job.table}")(self.source.count, query)
+        )
         manifest = {
             "job": job.name,
             "table": job.table,
@@ -260,14 +309,20 @@ class Pipeline:
             "destination": job.destination,
             "archive_bytes": result.archive_bytes,
             "sha256": result.sha256,
-            "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "tableship_version": __version__,
         }
         self._exported_here = True
         return self.store.advance(
-            run, Phase.EXPORTED, "archive staged",
-            rows=result.rows, archive_bytes=result.archive_bytes, sha256=result.sha256,
-            file_name=plan.file_name, remote_path=plan.remote_path, staged_path=str(plan.staged_path),
+            run,
+            Phase.EXPORTED,
+            "archive staged",
+            rows=result.rows,
+            archive_bytes=result.archive_bytes,
+            sha256=result.sha256,
+            file_name=plan.file_name,
+            remote_path=plan.remote_path,
+            staged_path=str(plan.staged_path),
             manifest=manifest,
         )
 
@@ -301,17 +356,23 @@ class Pipeline:
         remote_sha = self._dest_retry(f"verification of {remote}")(self.dest.sha256, remote)
         method = getattr(self.dest, "last_verify_method", "unknown")
         if remote_sha != run.sha256:
-            problem = "is missing" if remote_sha is None else f"has sha256 {remote_sha[:12]}…, expected {run.sha256[:12]}…"
+            problem = (
+                "is missing"
+                if remote_sha is None
+                else f"has sha256 {remote_sha[:12]}…, expected {run.sha256[:12]}…"
+            )
             log.warning("verification of %s failed: remote file %s; uploading again", remote, problem)
             self._reuploads += 1
             if self._reuploads > 2:
-                raise VerificationError(f"{remote} on the destination {problem} after re-uploading twice",
-                                        "check the destination's storage, then re-run")
+                raise VerificationError(
+                    f"{remote} on the destination {problem} after re-uploading twice",
+                    "check the destination's storage, then re-run",
+                )
             return self.store.advance(run, Phase.EXPORTED, f"remote mismatch ({method})")
         log.info("verified %s on %s (%s)", remote, self.job.destination, method)
         manifest = run.manifest_dict() or {}
         manifest["verify_method"] = method
-        manifest["verified_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        manifest["verified_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         sidecar = f"{run.sha256}  {run.file_name}\n".encode()
         body = redact_bytes((json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
 
@@ -363,22 +424,28 @@ def check_columns(expected: list[str], actual: list[str]) -> None:
             parts.append(f"missing {', '.join(missing)}")
         if extra:
             parts.append(f"unexpected {', '.join(extra)}")
-        raise DataCheckError(f"column check failed: {'; '.join(parts)}",
-                             "the table's schema changed upstream: check it, then update expect_columns")
+        raise DataCheckError(
+            f"column check failed: {'; '.join(parts)}",
+            "the table's schema changed upstream: check it, then update expect_columns",
+        )
 
 
 def check_rows(job, rows: int, count: Callable[[], int]) -> None:
     if rows == 0:
         if job.on_empty == "fail":
-            raise DataCheckError(f"the window of {job.table} has no rows",
-                                 "check the upstream load; set on_empty = \"warn\" or \"ok\" if empty windows are expected")
+            raise DataCheckError(
+                f"the window of {job.table} has no rows",
+                'check the upstream load; set on_empty = "warn" or "ok" if empty windows are expected',
+            )
         if job.on_empty == "warn":
             log.warning("the window of %s has no rows (on_empty = warn)", job.table)
     if job.count_check:
         expected = count()
         if expected != rows:
-            raise DataCheckError(f"count check failed: exported {rows} rows but COUNT(*) says {expected}",
-                                 "the table changed during the export; re-run")
+            raise DataCheckError(
+                f"count check failed: exported {rows} rows but COUNT(*) says {expected}",
+                "the table changed during the export; re-run",
+            )
 
 
 def _as_job_error(exc: BaseException) -> TableshipError | None:
@@ -386,10 +453,14 @@ def _as_job_error(exc: BaseException) -> TableshipError | None:
         return exc
     if isinstance(exc, OSError):
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return JobError(f"no space left on the local disk ({exc.filename or 'staging'})",
-                            "free space in the staging folder, then re-run to resume")
+            return JobError(
+                f"no space left on the local disk ({exc.filename or 'staging'})",
+                "free space in the staging folder, then re-run to resume",
+            )
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            return JobError(f"permission denied: {exc.filename}", "fix the permissions of state_dir / staging")
+            return JobError(
+                f"permission denied: {exc.filename}", "fix the permissions of state_dir / staging"
+            )
         return JobError(f"I/O error: {exc}")
     return None  # a signal, or a bug: the runner reports it, the ledger says what it was
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from tableship.config.models import Config, JobConfig
 from tableship.archive.csvrender import CsvDialect
+from tableship.config.models import Config, JobConfig
 from tableship.core.errors import ConfigError, SourceError, UsageError
 from tableship.core.names import render_relative
-from tableship.sources.base import Query, Source, arrow_partition_type, detected_partition_type, window_query
 from tableship.core.window import Window, compute_window, partition_value
+from tableship.sources.base import Query, Source, arrow_partition_type, detected_partition_type, window_query
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,9 @@ class Plan:
     @property
     def dialect(self) -> CsvDialect:
         f = self.job.format
-        return CsvDialect(delimiter=f.delimiter, header=f.header, null=f.null, quoting=f.quoting, preset=f.preset)
+        return CsvDialect(
+            delimiter=f.delimiter, header=f.header, null=f.null, quoting=f.quoting, preset=f.preset
+        )
 
     def sidecar(self, suffix: str) -> str:
         return self.remote_path + suffix
@@ -40,10 +42,14 @@ class Plan:
 
 def choose_window(job: JobConfig, run_date: dt.date, start: dt.date | None, end: dt.date | None) -> Window:
     if (start is None) != (end is None):
-        raise UsageError("--from and --to must be given together", "pass both, e.g. --from 2026-01-01 --to 2026-01-31")
+        raise UsageError(
+            "--from and --to must be given together", "pass both, e.g. --from 2026-01-01 --to 2026-01-31"
+        )
     if start is not None:
         if start > end:
-            raise UsageError(f"--from {start} is after --to {end}", "swap them: the window is inclusive from..to")
+            raise UsageError(
+                f"--from {start} is after --to {end}", "swap them: the window is inclusive from..to"
+            )
         return Window(start, end)
     w = job.window
     try:
@@ -83,7 +89,9 @@ def build_query(source: Source, plan: Plan, schema: pa.Schema | None = None) -> 
         try:
             ptype = arrow_partition_type(field.type)
         except ValueError as exc:
-            raise ConfigError(f"jobs.{job.name}: {exc}", "set partition_type and partition_format explicitly") from None
+            raise ConfigError(
+                f"jobs.{job.name}: {exc}", "set partition_type and partition_format explicitly"
+            ) from None
     else:
         check_partition_type(job, field)
     try:  # identifiers and partition formats the config validation let through
@@ -94,7 +102,9 @@ def build_query(source: Source, plan: Plan, schema: pa.Schema | None = None) -> 
             low, high = dt.datetime.combine(low, dt.time.min), dt.datetime.combine(high, dt.time.max)
         return window_query(source.dialect, job.table, job.partition_column, low, high)
     except ValueError as exc:
-        raise ConfigError(f"jobs.{job.name}: {exc}", "fix the job's table, partition_column or partition_format") from None
+        raise ConfigError(
+            f"jobs.{job.name}: {exc}", "fix the job's table, partition_column or partition_format"
+        ) from None
 
 
 def check_partition_type(job: JobConfig, field: pa.Field) -> None:
@@ -103,7 +113,7 @@ def check_partition_type(job: JobConfig, field: pa.Field) -> None:
     detected = detected_partition_type(field.type)
     if detected is not None and detected != job.partition_type:
         raise ConfigError(
-            f"jobs.{job.name}.partition_type = \"{job.partition_type}\" does not fit column "
-            f"{job.partition_column!r} of {job.table}: its type is {field.type}, detected as \"{detected}\"",
-            f"set partition_type = \"{detected}\" (or \"auto\") in jobs.{job.name}",
+            f'jobs.{job.name}.partition_type = "{job.partition_type}" does not fit column '
+            f'{job.partition_column!r} of {job.table}: its type is {field.type}, detected as "{detected}"',
+            f'set partition_type = "{detected}" (or "auto") in jobs.{job.name}',
         )

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 
-from tableship.destinations.base import open_destination, temp_name
-from tableship.core.errors import Interrupted, MissingExtraError, TableshipError
 from tableship.config.validate import missing_driver
+from tableship.core.errors import Interrupted, MissingExtraError, TableshipError
+from tableship.destinations.base import open_destination, temp_name
 
 log = logging.getLogger("tableship")
 
@@ -33,7 +33,9 @@ def check_destination_usable(config, name: str) -> None:
     def probe() -> None:
         dest = open_destination(name, cfg)
         try:
-            probe_name = temp_name("preflight", PROBE_OWNER)  # a hidden temporary: never listed, never an archive
+            probe_name = temp_name(
+                "preflight", PROBE_OWNER
+            )  # a hidden temporary: never listed, never an archive
             dest.put_bytes(b"", probe_name, PROBE_OWNER)
             dest.delete(probe_name)
         finally:
@@ -55,8 +57,10 @@ def preflight(config, jobs) -> dict[str, tuple[str, TableshipError]]:
         src = config.sources[job.source]
         missing = missing_driver("source", src.type)
         if missing:
-            out[job.name] = ("export", MissingExtraError(f"source {job.source!r} (type {src.type})", missing[1],
-                                                         missing[0]))
+            out[job.name] = (
+                "export",
+                MissingExtraError(f"source {job.source!r} (type {src.type})", missing[1], missing[0]),
+            )
             continue
         if job.destination not in by_dest:
             try:

@@ -5,22 +5,32 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from tableship.ops.alerts import make_monitor
-from tableship.config.models import Config
-from tableship.core import interrupts
-from tableship.core.errors import EXIT_JOB_FAILED, GapError, JobError, EXIT_LOCKED, EXIT_OK, Interrupted, LockedError, TableshipError, UsageError
-from tableship.ledger.schema import LedgerError
-from tableship.ledger.lock import JobLock
-from tableship.core.log import IN_SUMMARY, current_job, current_run
 from tableship.backup.pipeline import Pipeline
 from tableship.backup.plan import Plan, build_query, choose_window, make_plan
-from tableship.sources.base import open_source
 from tableship.backup.preflight import preflight
-from tableship.ledger.state import Result, Run, StateStore
+from tableship.config.models import Config
+from tableship.core import interrupts
+from tableship.core.errors import (
+    EXIT_JOB_FAILED,
+    EXIT_LOCKED,
+    EXIT_OK,
+    GapError,
+    Interrupted,
+    JobError,
+    LockedError,
+    TableshipError,
+    UsageError,
+)
+from tableship.core.log import IN_SUMMARY, current_job, current_run
 from tableship.core.window import Window
+from tableship.ledger.lock import JobLock
+from tableship.ledger.schema import LedgerError
+from tableship.ledger.state import Result, Run, StateStore
+from tableship.ops.alerts import make_monitor
+from tableship.sources.base import open_source
 
 log = logging.getLogger("tableship")
 
@@ -39,8 +49,10 @@ class Outcome:
         line already says it, and a cron mail should say it once)."""
         w = f" {self.plan.window}" if self.plan else ""
         if self.status == "success" and self.run:
-            return (f"{self.job}{w}: OK, {self.run.rows} rows, {_size(self.run.archive_bytes)} → "
-                    f"{self.run.remote_path or self.plan.remote_path} (run {self.run.id}, {self.run.duration or 0:.1f}s)")
+            return (
+                f"{self.job}{w}: OK, {self.run.rows} rows, {_size(self.run.archive_bytes)} → "
+                f"{self.run.remote_path or self.plan.remote_path} (run {self.run.id}, {self.run.duration or 0:.1f}s)"
+            )
         if self.status == "locked":
             return f"{self.job}: SKIPPED, {self.error.line() if self.error else 'locked'}"
         if self.status == "planned":
@@ -70,10 +82,14 @@ def exit_code(outcomes: list[Outcome]) -> int:
     return EXIT_OK
 
 
-def select_jobs(config: Config, names: list[str] | tuple[str, ...] | None, all_jobs: bool = False) -> list[str]:
+def select_jobs(
+    config: Config, names: list[str] | tuple[str, ...] | None, all_jobs: bool = False
+) -> list[str]:
     """Validate the job names (all when none are given); unknown names raise before anything runs."""
     if names and all_jobs:
-        raise UsageError("pass job names or --all, not both", "e.g. 'tableship run JOB' or 'tableship run --all'")
+        raise UsageError(
+            "pass job names or --all, not both", "e.g. 'tableship run JOB' or 'tableship run --all'"
+        )
     if not names:
         return list(config.jobs)
     for n in names:
@@ -137,8 +153,10 @@ def run_jobs(
     """Run the jobs; ``quiet`` (``-q``) prints a failure's error only once, in the CLI's ``Error:`` line."""
     jobs = select_jobs(config, names, all_jobs)
     run_date = run_date or dt.date.today()
-    plans = {n: make_plan(config, config.jobs[n], run_date, choose_window(config.jobs[n], run_date, start, end))
-             for n in jobs}
+    plans = {
+        n: make_plan(config, config.jobs[n], run_date, choose_window(config.jobs[n], run_date, start, end))
+        for n in jobs
+    }
     if dry_run:
         outcomes = []
         for n in jobs:
@@ -164,11 +182,14 @@ def run_jobs(
     try:
         try:
             store.connect()  # open (and migrate) the ledger before any job: a broken one stops the batch
-            blocked = preflight(config, [config.jobs[n] for n in jobs])  # before any export: seconds, not hours
+            blocked = preflight(
+                config, [config.jobs[n] for n in jobs]
+            )  # before any export: seconds, not hours
             for n in jobs:
                 interrupts.checkpoint()  # a signal that something swallowed: the next job never starts
-                for outcome in run_job(config, store, monitor, plans[n], wait, progress_factory, scheduled,
-                                       blocked.get(n)):
+                for outcome in run_job(
+                    config, store, monitor, plans[n], wait, progress_factory, scheduled, blocked.get(n)
+                ):
                     outcomes.append(outcome)
                     echo(outcome.summary(detail=not quiet))
             ledger_ok = True
@@ -202,13 +223,22 @@ def extra_plans(config: Config, store: StateStore, plan: Plan) -> list[Plan]:
             w = Window(dt.date.fromisoformat(r.window_start), dt.date.fromisoformat(r.window_end))
             plans[key] = make_plan(config, job, dt.date.fromisoformat(r.run_date), w)
     if job.catch_up:
-        missing = [g for g in coverage(job, store, plan.run_date).missing
-                   if (g.window.start.isoformat(), g.window.end.isoformat()) != today]
-        for g in missing[:job.catch_up_max]:
-            plans[(g.window.start.isoformat(), g.window.end.isoformat())] = make_plan(config, job, g.due, g.window)
+        missing = [
+            g
+            for g in coverage(job, store, plan.run_date).missing
+            if (g.window.start.isoformat(), g.window.end.isoformat()) != today
+        ]
+        for g in missing[: job.catch_up_max]:
+            plans[(g.window.start.isoformat(), g.window.end.isoformat())] = make_plan(
+                config, job, g.due, g.window
+            )
         if len(missing) > job.catch_up_max:
-            log.info("catch_up: %d more missing windows of %s are left for the next runs (catch_up_max = %d)",
-                     len(missing) - job.catch_up_max, job.name, job.catch_up_max)
+            log.info(
+                "catch_up: %d more missing windows of %s are left for the next runs (catch_up_max = %d)",
+                len(missing) - job.catch_up_max,
+                job.name,
+                job.catch_up_max,
+            )
     return [plans[k] for k in sorted(plans)]
 
 
@@ -221,11 +251,20 @@ def gap_error(job, gaps) -> GapError:
         f"{len(gaps)} window{'s' if len(gaps) != 1 else ''} without a verified archive past gap_grace "
         f"({job.gap_grace} day{'s' if job.gap_grace != 1 else ''}): {listing}{more}",
         f"back it up with 'tableship run {job.name} --from {s} --to {e}' (or set catch_up = true), "
-        f"or give it up with 'tableship abandon {job.name} --window {s}..{e}'")
+        f"or give it up with 'tableship abandon {job.name} --window {s}..{e}'",
+    )
 
 
-def run_job(config, store, monitor, plan: Plan, wait: float, progress_factory, scheduled: bool = True,
-            blocked: tuple[str, TableshipError] | None = None) -> list[Outcome]:
+def run_job(
+    config,
+    store,
+    monitor,
+    plan: Plan,
+    wait: float,
+    progress_factory,
+    scheduled: bool = True,
+    blocked: tuple[str, TableshipError] | None = None,
+) -> list[Outcome]:
     """Every window a run of this job does, under one lock: older unfinished (and, with
     catch_up, missing) windows first, then the requested one. The monitor sees one
     outcome per job: the first failure, else an overdue window, else success.
@@ -243,8 +282,13 @@ def run_job(config, store, monitor, plan: Plan, wait: float, progress_factory, s
         with lock:
             plans = extra_plans(config, store, plan) if scheduled else []
             if plans:
-                log.info("%s: also finishing %d older window%s first: %s", job.name, len(plans),
-                         "s" if len(plans) != 1 else "", ", ".join(str(p.window) for p in plans))
+                log.info(
+                    "%s: also finishing %d older window%s first: %s",
+                    job.name,
+                    len(plans),
+                    "s" if len(plans) != 1 else "",
+                    ", ".join(str(p.window) for p in plans),
+                )
             monitor.job_started(job, plan)
             outcomes = [run_window(config, store, p, progress_factory, blocked) for p in plans + [plan]]
             failed = [o for o in outcomes if o.status == "failed"]
@@ -254,9 +298,14 @@ def run_job(config, store, monitor, plan: Plan, wait: float, progress_factory, s
             elif gaps and not scheduled:
                 # a --from/--to run answers for its own window; the schedule is judged (and
                 # alerted on) by scheduled runs, so an open gap incident stays as it is
-                log.warning("%s: %d window%s still overdue (see 'tableship status'); the next scheduled run "
-                            "reports %s", job.name, len(gaps), "s" if len(gaps) != 1 else "",
-                            "them" if len(gaps) != 1 else "it")
+                log.warning(
+                    "%s: %d window%s still overdue (see 'tableship status'); the next scheduled run "
+                    "reports %s",
+                    job.name,
+                    len(gaps),
+                    "s" if len(gaps) != 1 else "",
+                    "them" if len(gaps) != 1 else "it",
+                )
             elif gaps:
                 err = gap_error(job, gaps)
                 gap_plan = make_plan(config, job, gaps[0].due, gaps[0].window)
@@ -285,8 +334,9 @@ def _prune_after_run(config: Config, store: StateStore, job) -> None:
         log.debug("traceback", exc_info=True)
 
 
-def run_window(config, store, plan: Plan, progress_factory,
-               blocked: tuple[str, TableshipError] | None = None) -> Outcome:
+def run_window(
+    config, store, plan: Plan, progress_factory, blocked: tuple[str, TableshipError] | None = None
+) -> Outcome:
     """One window's run (resumed or fresh); a TableshipError or a bug becomes a failed
     Outcome, a signal ends the whole command."""
     job = plan.job

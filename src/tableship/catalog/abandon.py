@@ -12,14 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from tableship.config.models import Config
-from tableship.core.errors import UsageError
-from tableship.ledger.lock import JobLock
-from tableship.core.log import current_job
 from tableship.backup.pipeline import Pipeline
 from tableship.backup.plan import make_plan
-from tableship.ledger.state import Phase, Result, StateStore
+from tableship.config.models import Config
+from tableship.core.errors import UsageError
+from tableship.core.log import current_job
 from tableship.core.window import Window
+from tableship.ledger.lock import JobLock
+from tableship.ledger.state import Phase, Result, StateStore
 
 log = logging.getLogger("tableship")
 
@@ -34,8 +34,10 @@ def abandon_window(config: Config, job_name: str, window: Window, reason: str, w
         with JobLock(config.settings.state_dir, job.name).acquire(wait):
             runs = [r for r in store.runs_of(job.name) if (r.window_start, r.window_end) == (start, end)]
             if any(r.phase == Phase.DONE.value and r.result == Result.SUCCESS.value for r in runs):
-                raise UsageError(f"window {window} of {job.name} already has a verified archive: nothing to give up",
-                                 "use 'tableship prune' to delete archives")
+                raise UsageError(
+                    f"window {window} of {job.name} already has a verified archive: nothing to give up",
+                    "use 'tableship prune' to delete archives",
+                )
             if (start, end) in store.abandoned_windows(job.name):
                 return [f"{job.name} {window}: already abandoned"]
             lines = []
@@ -46,11 +48,15 @@ def abandon_window(config: Config, job_name: str, window: Window, reason: str, w
                     pipeline.discard(run, f"abandoned: {reason}")
                 finally:
                     pipeline.close()
-                lines.append(f"{job.name} {window}: run {run.id} (phase {run.phase}) abandoned, its leftovers removed")
+                lines.append(
+                    f"{job.name} {window}: run {run.id} (phase {run.phase}) abandoned, its leftovers removed"
+                )
             store.abandon_window(job.name, start, end, reason, [r.id for r in runs if r.unfinished])
             log.info("window %s of %s abandoned: %s", window, job.name, reason)
-            lines.append(f"{job.name} {window}: abandoned ({reason}); recorded in the ledger, "
-                         "later runs and 'status' no longer count it")
+            lines.append(
+                f"{job.name} {window}: abandoned ({reason}); recorded in the ledger, "
+                "later runs and 'status' no longer count it"
+            )
             return lines
     finally:
         current_job.reset(token)

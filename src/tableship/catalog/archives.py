@@ -48,17 +48,17 @@ import re
 import string
 import tempfile
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from tableship.config.models import Config, JobConfig
-from tableship.destinations.base import Destination, open_destination
 from tableship.core.errors import TableshipError, UsageError
 from tableship.core.names import render_relative
+from tableship.core.window import Window, compute_window, parse_window
+from tableship.destinations.base import Destination, open_destination
 from tableship.ledger.schema import LEDGER_FILE, LedgerError
 from tableship.ledger.state import StateStore, now
-from tableship.core.window import Window, compute_window, parse_window
 
 log = logging.getLogger("tableship")
 
@@ -81,6 +81,7 @@ class Status(str, enum.Enum):
 
 # worst first: the order a summary reports them in
 SEVERITY = [Status.MISSING, Status.MISMATCH, Status.INCOMPLETE, Status.OK]
+
 
 def db(store: StateStore):
     """The ledger's connection (its ``verifications`` and ``pruned`` tables: :mod:`.ledger`)."""
@@ -166,7 +167,12 @@ class Archive:
     def sort_key(self) -> tuple:
         """Newest last: by window end, window start, creation time, name."""
         w = self.window
-        return (w.end if w else dt.date.min, w.start if w else dt.date.min, self.created_at or "", self.remote_path)
+        return (
+            w.end if w else dt.date.min,
+            w.start if w else dt.date.min,
+            self.created_at or "",
+            self.remote_path,
+        )
 
     def as_dict(self) -> dict:
         return {
@@ -174,7 +180,9 @@ class Archive:
             "remote_path": self.remote_path,
             "folder": self.folder,
             "file_name": self.file_name,
-            "window": {"start": self.window.start.isoformat(), "end": self.window.end.isoformat()} if self.window else None,
+            "window": {"start": self.window.start.isoformat(), "end": self.window.end.isoformat()}
+            if self.window
+            else None,
             "rows": self.rows,
             "archive_bytes": self.archive_bytes,
             "created_at": self.created_at,
@@ -191,9 +199,26 @@ class Archive:
 
 
 _STRF = {
-    "Y": r"\d{4}", "G": r"\d{4}", "m": r"\d{2}", "d": r"\d{2}", "H": r"\d{2}", "M": r"\d{2}", "S": r"\d{2}",
-    "y": r"\d{2}", "j": r"\d{3}", "U": r"\d{2}", "W": r"\d{2}", "V": r"\d{2}", "u": r"\d", "w": r"\d",
-    "f": r"\d{6}", "b": r"[A-Za-z]+", "B": r"[A-Za-z]+", "a": r"[A-Za-z]+", "A": r"[A-Za-z]+", "p": r"[AP]M",
+    "Y": r"\d{4}",
+    "G": r"\d{4}",
+    "m": r"\d{2}",
+    "d": r"\d{2}",
+    "H": r"\d{2}",
+    "M": r"\d{2}",
+    "S": r"\d{2}",
+    "y": r"\d{2}",
+    "j": r"\d{3}",
+    "U": r"\d{2}",
+    "W": r"\d{2}",
+    "V": r"\d{2}",
+    "u": r"\d",
+    "w": r"\d",
+    "f": r"\d{6}",
+    "b": r"[A-Za-z]+",
+    "B": r"[A-Za-z]+",
+    "a": r"[A-Za-z]+",
+    "A": r"[A-Za-z]+",
+    "p": r"[AP]M",
     "%": "%",
 }
 
@@ -259,7 +284,9 @@ class NamePattern:
 
 
 def _render_dir(job: JobConfig, window: Window, run_date: dt.date) -> str:
-    return render_relative(job.remote_dir, job.template_values(window.start, window.end, run_date), "remote_dir")
+    return render_relative(
+        job.remote_dir, job.template_values(window.start, window.end, run_date), "remote_dir"
+    )
 
 
 def archive_folders(job: JobConfig, store: StateStore | None, today: dt.date | None = None) -> list[str]:
@@ -270,7 +297,8 @@ def archive_folders(job: JobConfig, store: StateStore | None, today: dt.date | N
     folders: dict[str, None] = {}
     if store is not None and store.path.exists():
         rows = store.connect().execute(
-            "SELECT remote_path FROM runs WHERE job=? AND remote_path IS NOT NULL ORDER BY id DESC", (job.name,)
+            "SELECT remote_path FROM runs WHERE job=? AND remote_path IS NOT NULL ORDER BY id DESC",
+            (job.name,),
         )
         for r in rows:
             folders.setdefault(posixpath.dirname(r["remote_path"]), None)
@@ -373,8 +401,9 @@ def pruned_paths(store: StateStore | None, job: str) -> dict[str, set[str | None
     return out
 
 
-def scan_folder(dest: Destination, job: JobConfig, folder: str, tmpdir: Path,
-                pattern: NamePattern | None = None) -> list[Archive]:
+def scan_folder(
+    dest: Destination, job: JobConfig, folder: str, tmpdir: Path, pattern: NamePattern | None = None
+) -> list[Archive]:
     """The groups in one folder that belong to ``job``."""
     pattern = pattern or NamePattern(job)
     groups: dict[str, dict[str, bool]] = {}
@@ -390,8 +419,14 @@ def scan_folder(dest: Destination, job: JobConfig, folder: str, tmpdir: Path,
     for base, kinds in sorted(groups.items()):
         if not base:
             continue
-        a = Archive(job.name, folder, base, has_archive=kinds.get("archive", False),
-                    has_manifest=kinds.get("manifest", False), has_sidecar=kinds.get("sidecar", False))
+        a = Archive(
+            job.name,
+            folder,
+            base,
+            has_archive=kinds.get("archive", False),
+            has_manifest=kinds.get("manifest", False),
+            has_sidecar=kinds.get("sidecar", False),
+        )
         ours = False
         if a.has_manifest:
             data = read_small(dest, a.manifest_path, tmpdir)
@@ -416,8 +451,9 @@ def scan_folder(dest: Destination, job: JobConfig, folder: str, tmpdir: Path,
     return out
 
 
-def list_archives(config: Config, job: JobConfig, dest: Destination, store: StateStore | None,
-                  today: dt.date | None = None) -> list[Archive]:
+def list_archives(
+    config: Config, job: JobConfig, dest: Destination, store: StateStore | None, today: dt.date | None = None
+) -> list[Archive]:
     """Every archive group of ``job`` on ``dest``, oldest first."""
     pattern = NamePattern(job)
     pruned = pruned_paths(store, job.name)
@@ -447,7 +483,9 @@ class Verification:
 
     def as_dict(self) -> dict:
         d = self.archive.as_dict()
-        d.update(status=self.status.value, detail=self.detail, remote_sha256=self.remote_sha256, method=self.method)
+        d.update(
+            status=self.status.value, detail=self.detail, remote_sha256=self.remote_sha256, method=self.method
+        )
         return d
 
 
@@ -490,7 +528,9 @@ def last_status(store: StateStore | None, job: str) -> dict[str, tuple[str, str 
         return {}
     rows = db(store).execute(
         "SELECT remote_path, status, sha256, verified_at FROM verifications WHERE id IN "
-        "(SELECT max(id) FROM verifications WHERE job=? GROUP BY remote_path)", (job,))
+        "(SELECT max(id) FROM verifications WHERE job=? GROUP BY remote_path)",
+        (job,),
+    )
     return {r["remote_path"]: (r["status"], r["sha256"], r["verified_at"]) for r in rows}
 
 
@@ -507,11 +547,17 @@ def is_verified(a: Archive, last: dict[str, tuple[str, str | None, str]]) -> boo
 
 def verify_one(dest: Destination, a: Archive, tmpdir: Path) -> Verification:
     if a.known_from_run is not None:
-        return Verification(a, Status.MISSING, f"run {a.known_from_run} wrote it, the destination no longer has it")
+        return Verification(
+            a, Status.MISSING, f"run {a.known_from_run} wrote it, the destination no longer has it"
+        )
     if not a.has_archive:
-        return Verification(a, Status.MISSING, "the archive is gone; its " +
-                            " and ".join(x for x, h in (("manifest", a.has_manifest), (".sha256", a.has_sidecar)) if h)
-                            + " remain")
+        return Verification(
+            a,
+            Status.MISSING,
+            "the archive is gone; its "
+            + " and ".join(x for x, h in (("manifest", a.has_manifest), (".sha256", a.has_sidecar)) if h)
+            + " remain",
+        )
     remote = dest.sha256(a.remote_path)
     method = getattr(dest, "last_verify_method", None)
     if remote is None:
@@ -578,9 +624,18 @@ def record(store: StateStore, jv: JobVerification) -> None:
             con.execute(
                 "INSERT INTO verifications (batch, job, remote_path, window_start, window_end, status, detail, sha256, "
                 "method, verified_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (jv.batch, jv.job, a.remote_path, a.window.start.isoformat() if a.window else None,
-                 a.window.end.isoformat() if a.window else None, r.status.value, r.detail,
-                 r.remote_sha256 or a.sha256, r.method, jv.at),
+                (
+                    jv.batch,
+                    jv.job,
+                    a.remote_path,
+                    a.window.start.isoformat() if a.window else None,
+                    a.window.end.isoformat() if a.window else None,
+                    r.status.value,
+                    r.detail,
+                    r.remote_sha256 or a.sha256,
+                    r.method,
+                    jv.at,
+                ),
             )
         con.execute("COMMIT")
     except BaseException:
@@ -604,8 +659,13 @@ def parse_window_option(text: str | None) -> Window | None:
         raise UsageError(f"--window: {exc}", "write it as YYYY-MM-DD..YYYY-MM-DD") from None
 
 
-def verify_job(config: Config, job: JobConfig, store: StateStore, window: Window | None = None,
-               echo: Callable[[Verification], None] | None = None) -> JobVerification:
+def verify_job(
+    config: Config,
+    job: JobConfig,
+    store: StateStore,
+    window: Window | None = None,
+    echo: Callable[[Verification], None] | None = None,
+) -> JobVerification:
     dest = open_job_destination(config, job)
     jv = JobVerification(job.name, batch=uuid.uuid4().hex, at=now())
     try:
@@ -627,15 +687,22 @@ def verify_job(config: Config, job: JobConfig, store: StateStore, window: Window
     return jv
 
 
-def verify_jobs(config: Config, names: list[str], all_jobs: bool = False, window: str | None = None,
-                echo: Callable[[Verification], None] | None = None) -> list[JobVerification]:
+def verify_jobs(
+    config: Config,
+    names: list[str],
+    all_jobs: bool = False,
+    window: str | None = None,
+    echo: Callable[[Verification], None] | None = None,
+) -> list[JobVerification]:
     """``tableship verify``: re-hash every archive of the jobs; results recorded in the state store."""
     from tableship.backup.runner import select_jobs
 
     w = parse_window_option(window)
     jobs = select_jobs(config, names, all_jobs)
     # verify records its results in an existing ledger; it never creates one (nothing ran here yet)
-    store = StateStore(config.settings.state_dir, readonly=not (Path(config.settings.state_dir) / LEDGER_FILE).exists())
+    store = StateStore(
+        config.settings.state_dir, readonly=not (Path(config.settings.state_dir) / LEDGER_FILE).exists()
+    )
     out = []
     try:
         store.connect()  # a broken ledger is reported before any destination is contacted
@@ -652,8 +719,10 @@ def verify_jobs(config: Config, names: list[str], all_jobs: bool = False, window
     finally:
         store.close()
     if w is not None and not any(jv.results or jv.error for jv in out):
-        raise NoArchiveError(f"no archive of {', '.join(jobs)} lies within the window {w}",
-                             "run 'tableship ls' to see the windows on the destination")
+        raise NoArchiveError(
+            f"no archive of {', '.join(jobs)} lies within the window {w}",
+            "run 'tableship ls' to see the windows on the destination",
+        )
     return out
 
 
@@ -666,13 +735,16 @@ def last_verification(store: StateStore, job: str) -> dict | None:
     if not store.path.exists():
         return None
     con = db(store)
-    row = con.execute("SELECT batch, verified_at FROM verifications WHERE job=? ORDER BY id DESC LIMIT 1",
-                      (job,)).fetchone()
+    row = con.execute(
+        "SELECT batch, verified_at FROM verifications WHERE job=? ORDER BY id DESC LIMIT 1", (job,)
+    ).fetchone()
     if row is None:
         return None
     counts = {s.value: 0 for s in SEVERITY}
-    for r in con.execute("SELECT status, count(*) AS n FROM verifications WHERE batch=? AND job=? GROUP BY status",
-                         (row["batch"], job)):
+    for r in con.execute(
+        "SELECT status, count(*) AS n FROM verifications WHERE batch=? AND job=? GROUP BY status",
+        (row["batch"], job),
+    ):
         counts[r["status"]] = r["n"]
     total = sum(counts.values())
     bad = [f"{n} {s}" for s, n in counts.items() if n and s != Status.OK.value]
@@ -706,7 +778,7 @@ def ls_rows(config: Config, names: list[str] | None = None) -> list[dict]:
             for a in archives:
                 d = a.as_dict()
                 rec = last.get(a.remote_path)
-                d["last_verify"] = ({"status": rec[0], "at": rec[2]} if rec and rec[1] == a.sha256 else None)
+                d["last_verify"] = {"status": rec[0], "at": rec[2]} if rec and rec[1] == a.sha256 else None
                 d["sha256_short"] = a.sha256[:12] if a.sha256 else None
                 d.update(window_text=str(a.window) if a.window else None)
                 rows.append(d)
@@ -721,9 +793,17 @@ def ls_table_rows(rows: list[dict]) -> list[dict]:
     for r in rows:
         state = r["state"] if not r["problems"] else f"{r['state']} ({'; '.join(r['problems'])})"
         created = (r["created_at"] or "").replace("T", " ").replace("+00:00", "Z") or None
-        out.append({
-            "job": r["job"], "window": r["window_text"], "rows": r["rows"], "bytes": r["archive_bytes"],
-            "created": created, "sha256": r["sha256_short"], "state": state,
-            "verify": r["last_verify"]["status"] if r["last_verify"] else None, "file": r["remote_path"],
-        })
+        out.append(
+            {
+                "job": r["job"],
+                "window": r["window_text"],
+                "rows": r["rows"],
+                "bytes": r["archive_bytes"],
+                "created": created,
+                "sha256": r["sha256_short"],
+                "state": state,
+                "verify": r["last_verify"]["status"] if r["last_verify"] else None,
+                "file": r["remote_path"],
+            }
+        )
     return out

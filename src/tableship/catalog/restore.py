@@ -33,24 +33,47 @@ import re
 import secrets
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
-from tableship.catalog.archives import Archive, NoArchiveError, list_archives, open_job_destination, parse_sidecar, read_small
 from tableship.archive.codecs import open_decompressor
-from tableship.config.models import Config
 from tableship.archive.csvrender import CsvDialect, render_value_text
+from tableship.catalog.archives import (
+    Archive,
+    NoArchiveError,
+    list_archives,
+    open_job_destination,
+    parse_sidecar,
+    read_small,
+)
+from tableship.config.models import Config
 from tableship.core.errors import JobError, UsageError
 from tableship.core.names import check_identifier
-from tableship.ledger.state import StateStore
 from tableship.core.window import parse_window
+from tableship.ledger.state import StateStore
 
 log = logging.getLogger("tableship")
 
 _SIMPLE_TYPES = {
-    "BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
-    "FLOAT", "DOUBLE", "DATE", "TIME", "TIMESTAMP", "TIMESTAMPTZ", "VARCHAR", "BLOB", "HUGEINT",
+    "BOOLEAN",
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "FLOAT",
+    "DOUBLE",
+    "DATE",
+    "TIME",
+    "TIMESTAMP",
+    "TIMESTAMPTZ",
+    "VARCHAR",
+    "BLOB",
+    "HUGEINT",
 }
 _DECIMAL = re.compile(r"^DECIMAL\((\d{1,2}),(\d{1,2})\)$")
 _CODEC_SUFFIX = {"gzip": ".gz", "zstd": ".zst", "none": ""}
@@ -85,7 +108,9 @@ class RestoreResult:
 
     def lines(self) -> list[str]:
         a = self.archive
-        out = [f"restored {a.remote_path} (window {a.window}, {self.rows} rows, sha256 {a.sha256[:12]}… checked)"]
+        out = [
+            f"restored {a.remote_path} (window {a.window}, {self.rows} rows, sha256 {a.sha256[:12]}… checked)"
+        ]
         if self.csv_path:
             out.append(f"  CSV:   {self.csv_path}")
         if self.load:
@@ -104,11 +129,13 @@ def parse_load(spec: str, default_table: str) -> LoadTarget:
     if m and m.group(1):
         path, table = m.group(1), m.group(2)
     elif ":" in Path(spec).name:
-        raise UsageError(f"--load {spec!r}: the table after ':' must be TABLE or SCHEMA.TABLE (letters, digits, _)",
-                         "write it as DUCKDB_PATH[:TABLE], e.g. restored.duckdb:traffic_2026")
+        raise UsageError(
+            f"--load {spec!r}: the table after ':' must be TABLE or SCHEMA.TABLE (letters, digits, _)",
+            "write it as DUCKDB_PATH[:TABLE], e.g. restored.duckdb:traffic_2026",
+        )
     if not path:
         raise UsageError("--load needs a DuckDB file path", "write it as DUCKDB_PATH[:TABLE]")
-    schema, name = (table.split(".", 1) if table and "." in table else (None, table or default_table))
+    schema, name = table.split(".", 1) if table and "." in table else (None, table or default_table)
     try:
         check_identifier(name, "table")
         if schema:
@@ -137,23 +164,31 @@ def _columns(manifest: dict, strict: bool = True) -> list[tuple[str, str]]:
     out = []
     for c in cols:
         if not isinstance(c, dict) or not isinstance(c.get("name"), str):
-            raise RestoreError("the manifest's columns are malformed", "restore with --to DIR and read the CSV yourself")
+            raise RestoreError(
+                "the manifest's columns are malformed", "restore with --to DIR and read the CSV yourself"
+            )
         try:
             out.append((c["name"], duckdb_type(c.get("type"))))
         except ValueError:
             if not strict:
                 out.append((c["name"], "VARCHAR"))
                 continue
-            raise RestoreError(f"column {c['name']!r} has type {c.get('type')!r}, which --load cannot create",
-                               "restore with --to DIR and load the CSV yourself") from None
+            raise RestoreError(
+                f"column {c['name']!r} has type {c.get('type')!r}, which --load cannot create",
+                "restore with --to DIR and load the CSV yourself",
+            ) from None
     return out
 
 
 def _dialect(manifest: dict) -> CsvDialect:
     f = manifest.get("format") or {}
     try:
-        return CsvDialect(delimiter=f.get("delimiter", ";"), header=f.get("header", True), null=f.get("null", ""),
-                          quoting=f.get("quoting", "minimal"))
+        return CsvDialect(
+            delimiter=f.get("delimiter", ";"),
+            header=f.get("header", True),
+            null=f.get("null", ""),
+            quoting=f.get("quoting", "minimal"),
+        )
     except ValueError as exc:
         raise RestoreError(f"the manifest's format is invalid: {exc}", "restore with --to DIR") from None
 
@@ -172,11 +207,18 @@ def _read_csv_sql(columns: list[tuple[str, str]], dialect: CsvDialect, max_line:
             read_types[name], expr = typ, q
         select.append(f"{expr} AS {quote_ident(name)}")
     quote = '"' if dialect.quoting == "minimal" else ""
-    opts = ("columns = $columns, delim = $delim, quote = $quote, escape = $quote, header = $header, "
-            "nullstr = $nullstr, allow_quoted_nulls = false, auto_detect = false, strict_mode = true, "
-            "new_line = '\\n', null_padding = false, ignore_errors = false")
-    params = {"columns": read_types, "delim": dialect.delimiter, "quote": quote, "header": dialect.header,
-              "nullstr": dialect.null}
+    opts = (
+        "columns = $columns, delim = $delim, quote = $quote, escape = $quote, header = $header, "
+        "nullstr = $nullstr, allow_quoted_nulls = false, auto_detect = false, strict_mode = true, "
+        "new_line = '\\n', null_padding = false, ignore_errors = false"
+    )
+    params = {
+        "columns": read_types,
+        "delim": dialect.delimiter,
+        "quote": quote,
+        "header": dialect.header,
+        "nullstr": dialect.null,
+    }
     if max_line > (1 << 20):
         size = 2 * max_line + (1 << 20)
         opts += f", max_line_size = {int(size)}, buffer_size = {int(4 * size)}"
@@ -186,11 +228,16 @@ def _read_csv_sql(columns: list[tuple[str, str]], dialect: CsvDialect, max_line:
 def _parse_error(exc: Exception) -> RestoreError:
     lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
     first = lines[0] if lines else type(exc).__name__
-    why = next((ln for ln in lines[1:] if ln.startswith(("Error when converting", "Could not convert", "Expected"))), "")
+    why = next(
+        (ln for ln in lines[1:] if ln.startswith(("Error when converting", "Could not convert", "Expected"))),
+        "",
+    )
     if why:
         first = f"{first}: {why}"
-    return RestoreError(f"the archive's CSV does not parse with its manifest's format and types: {first}",
-                        "nothing was loaded; check the archive with 'tableship verify' or restore it with --to DIR")
+    return RestoreError(
+        f"the archive's CSV does not parse with its manifest's format and types: {first}",
+        "nothing was loaded; check the archive with 'tableship verify' or restore it with --to DIR",
+    )
 
 
 def _sha256(path: Path) -> str:
@@ -208,19 +255,25 @@ def find_archive(archives: list[Archive], which: str) -> Archive:
         if w is not None:
             found = [a for a in archives if a.window == w and (a.has_archive or a.has_manifest)]
             if not found:
-                raise NoArchiveError(f"no archive for the window {w} on the destination",
-                                     "run 'tableship ls JOB' to see the windows available")
+                raise NoArchiveError(
+                    f"no archive for the window {w} on the destination",
+                    "run 'tableship ls JOB' to see the windows available",
+                )
             found.sort(key=lambda a: (a.manifest is not None and a.has_archive, a.created_at or ""))
             if len(found) > 1:
                 log.info("%d archives for %s; restoring the newest, %s", len(found), w, found[-1].remote_path)
             return found[-1]
     found = [a for a in archives if which in (a.remote_path, a.file_name)]
     if not found:
-        raise NoArchiveError(f"no archive named {which!r} on the destination",
-                             "pass the window as YYYY-MM-DD..YYYY-MM-DD or a file name shown by 'tableship ls JOB'")
+        raise NoArchiveError(
+            f"no archive named {which!r} on the destination",
+            "pass the window as YYYY-MM-DD..YYYY-MM-DD or a file name shown by 'tableship ls JOB'",
+        )
     if len(found) > 1:
-        raise UsageError(f"{len(found)} archives are named {which!r} ({', '.join(a.remote_path for a in found)})",
-                         "pass the full remote path shown by 'tableship ls JOB'")
+        raise UsageError(
+            f"{len(found)} archives are named {which!r} ({', '.join(a.remote_path for a in found)})",
+            "pass the full remote path shown by 'tableship ls JOB'",
+        )
     return found[0]
 
 
@@ -228,15 +281,18 @@ def _check_to(to: Path, final_name: str, replace: bool) -> Path:
     try:
         to.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RestoreError(f"cannot create the folder {str(to)!r} for --to: {exc.strerror}",
-                           "pick a folder you can write to") from None
+        raise RestoreError(
+            f"cannot create the folder {str(to)!r} for --to: {exc.strerror}", "pick a folder you can write to"
+        ) from None
     if not to.is_dir():
         raise RestoreError(f"--to {str(to)!r} is not a folder", "pick a folder you can write to")
     if not os.access(to, os.W_OK | os.X_OK):
         raise RestoreError(f"cannot write to the folder {str(to)!r} (--to)", "pick a folder you can write to")
     target = to / final_name
     if target.exists() and not replace:
-        raise UsageError(f"{str(target)!r} already exists", "pass --replace to overwrite it, or pick another --to")
+        raise UsageError(
+            f"{str(target)!r} already exists", "pass --replace to overwrite it, or pick another --to"
+        )
     return target
 
 
@@ -247,17 +303,23 @@ def _open_duckdb(target: LoadTarget):
         target.db.parent.mkdir(parents=True, exist_ok=True)
         return duckdb.connect(str(target.db))
     except (OSError, duckdb.Error) as exc:
-        raise RestoreError(f"cannot open the DuckDB file {str(target.db)!r}: {str(exc).splitlines()[0]}",
-                           "check the path, its permissions, and that no other process holds it open") from None
+        raise RestoreError(
+            f"cannot open the DuckDB file {str(target.db)!r}: {str(exc).splitlines()[0]}",
+            "check the path, its permissions, and that no other process holds it open",
+        ) from None
 
 
 def _table_exists(con, target: LoadTarget) -> bool:
     row = con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = $s "
-        "AND table_name = $t", {"s": target.schema or "main", "t": target.table}).fetchone()
+        "AND table_name = $t",
+        {"s": target.schema or "main", "t": target.table},
+    ).fetchone()
     views = con.execute(
         "SELECT count(*) FROM duckdb_views() WHERE database_name = current_database() AND schema_name = $s "
-        "AND view_name = $t", {"s": target.schema or "main", "t": target.table}).fetchone()
+        "AND view_name = $t",
+        {"s": target.schema or "main", "t": target.table},
+    ).fetchone()
     return bool(row[0] or views[0])
 
 
@@ -268,8 +330,10 @@ def _decompress(archive: Path, codec: str, out: Path) -> tuple[int, bytes, int]:
     import numpy as np
 
     def bad(exc: Exception) -> RestoreError:
-        return RestoreError(f"the archive does not decompress as {codec}: {type(exc).__name__}: {exc}",
-                            "the archive is inconsistent with its manifest: restore another window")
+        return RestoreError(
+            f"the archive does not decompress as {codec}: {type(exc).__name__}: {exc}",
+            "the archive is inconsistent with its manifest: restore another window",
+        )
 
     total, longest, run = 0, 0, 0
     head = b""
@@ -311,8 +375,15 @@ def _unlink(p: Path | None) -> None:
         p.unlink(missing_ok=True)
 
 
-def restore(config: Config, job_name: str, which: str, to: str | Path | None = None, load: str | None = None,
-            replace: bool = False, echo: Callable[[str], None] | None = None) -> RestoreResult:
+def restore(
+    config: Config,
+    job_name: str,
+    which: str,
+    to: str | Path | None = None,
+    load: str | None = None,
+    replace: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> RestoreResult:
     """``tableship restore``. Raises a TableshipError (nothing left or loaded) on any failed check."""
     job = config.job(job_name)
     say = echo or (lambda s: log.info("%s", s))
@@ -331,18 +402,24 @@ def restore(config: Config, job_name: str, which: str, to: str | Path | None = N
         if target is not None:
             con = _open_duckdb(target)
             if _table_exists(con, target) and not replace:
-                raise UsageError(f"table {target.display} already exists",
-                                 "pass --replace to replace it, or load into another table (DUCKDB_PATH:TABLE)")
+                raise UsageError(
+                    f"table {target.display} already exists",
+                    "pass --replace to replace it, or load into another table (DUCKDB_PATH:TABLE)",
+                )
         dest = open_job_destination(config, job)
         try:
             archive = find_archive(list_archives(config, job, dest, store), which)
             if archive.manifest is None:
                 why = archive.manifest_problem or "it has no manifest"
-                raise RestoreError(f"{archive.remote_path} cannot be checked: {why}",
-                                   "restore another window; 'tableship ls JOB' shows which are complete")
+                raise RestoreError(
+                    f"{archive.remote_path} cannot be checked: {why}",
+                    "restore another window; 'tableship ls JOB' shows which are complete",
+                )
             if not archive.has_archive:
-                raise RestoreError(f"{archive.remote_path} is missing on the destination (only its manifest remains)",
-                                   "restore another window; 'tableship verify JOB' reports what is missing")
+                raise RestoreError(
+                    f"{archive.remote_path} is missing on the destination (only its manifest remains)",
+                    "restore another window; 'tableship verify JOB' reports what is missing",
+                )
             m = archive.manifest
             codec = (m.get("compression") or {}).get("codec", "gzip")
             if codec not in _CODEC_SUFFIX:
@@ -361,22 +438,28 @@ def restore(config: Config, job_name: str, which: str, to: str | Path | None = N
                 staging.mkdir(parents=True, exist_ok=True)
                 tmpdir = Path(tempfile.mkdtemp(prefix=f"{job.name}-", dir=staging))
             except OSError as exc:
-                raise RestoreError(f"cannot create a temporary folder in {str(staging)!r}: {exc.strerror}",
-                                   "check settings.state_dir / staging_dir") from None
+                raise RestoreError(
+                    f"cannot create a temporary folder in {str(staging)!r}: {exc.strerror}",
+                    "check settings.state_dir / staging_dir",
+                ) from None
             local = tmpdir / archive.file_name
             say(f"downloading {archive.remote_path} ({archive.archive_bytes} bytes)")
             dest.get(archive.remote_path, local)
             got = _sha256(local)
             if got != m["sha256"]:
-                raise RestoreError(f"{archive.remote_path}: sha256 {got[:12]}… differs from the manifest's "
-                                   f"{m['sha256'][:12]}…; refusing to restore it",
-                                   "the archive on the destination is damaged: restore another copy or re-run the backup")
+                raise RestoreError(
+                    f"{archive.remote_path}: sha256 {got[:12]}… differs from the manifest's "
+                    f"{m['sha256'][:12]}…; refusing to restore it",
+                    "the archive on the destination is damaged: restore another copy or re-run the backup",
+                )
             if archive.has_sidecar:
                 side = parse_sidecar(read_small(dest, archive.sha256_path, tmpdir, 64 * 1024))
                 if side is not None and side[0] != got:
-                    raise RestoreError(f"{archive.remote_path}: the .sha256 sidecar says {side[0][:12]}…, the archive "
-                                       f"is {got[:12]}…; refusing to restore it",
-                                       "check the destination with 'tableship verify'")
+                    raise RestoreError(
+                        f"{archive.remote_path}: the .sha256 sidecar says {side[0][:12]}…, the archive "
+                        f"is {got[:12]}…; refusing to restore it",
+                        "check the destination with 'tableship verify'",
+                    )
         finally:
             dest.close()
 
@@ -388,26 +471,36 @@ def restore(config: Config, job_name: str, which: str, to: str | Path | None = N
         try:
             csv_bytes, header, longest = _decompress(local, codec, csv_tmp)
         except OSError as exc:
-            raise RestoreError(f"cannot write {str(csv_tmp)!r}: {exc.strerror}",
-                               "free space or pick another --to folder") from None
+            raise RestoreError(
+                f"cannot write {str(csv_tmp)!r}: {exc.strerror}", "free space or pick another --to folder"
+            ) from None
         _unlink(local)
         if isinstance(m.get("csv_bytes"), int) and csv_bytes != m["csv_bytes"]:
-            raise RestoreError(f"the archive decompresses to {csv_bytes} bytes, the manifest says {m['csv_bytes']}",
-                               "the archive is inconsistent with its manifest: restore another window")
+            raise RestoreError(
+                f"the archive decompresses to {csv_bytes} bytes, the manifest says {m['csv_bytes']}",
+                "the archive is inconsistent with its manifest: restore another window",
+            )
         if dialect.header and not any("\n" in n or "\r" in n for n, _ in columns):
             expected = dialect.delimiter.join(render_value_text(n, dialect) for n, _ in columns)
             if header.decode("utf-8", "replace") != expected:
-                raise RestoreError("the CSV header does not list the manifest's columns",
-                                   "the archive is inconsistent with its manifest: restore another window")
+                raise RestoreError(
+                    "the CSV header does not list the manifest's columns",
+                    "the archive is inconsistent with its manifest: restore another window",
+                )
 
         # 4. parse with the manifest's dialect and types; check the row count
         sql, params = _read_csv_sql(columns, dialect, longest)
         params["path"] = str(csv_tmp)
-        rows = _load(con, target, columns, sql, params, m["rows"], replace) if target is not None \
+        rows = (
+            _load(con, target, columns, sql, params, m["rows"], replace)
+            if target is not None
             else _count(sql, params, len(columns))
+        )
         if rows != m["rows"]:
-            raise RestoreError(f"the CSV holds {rows} rows, the manifest says {m['rows']}",
-                               "nothing was restored; the archive is inconsistent with its manifest")
+            raise RestoreError(
+                f"the CSV holds {rows} rows, the manifest says {m['rows']}",
+                "nothing was restored; the archive is inconsistent with its manifest",
+            )
 
         # 5. publish the CSV
         if final is not None:
@@ -441,8 +534,15 @@ def _count(sql: str, params: dict, ncols: int) -> int:
         con.close()
 
 
-def _load(con, target: LoadTarget, columns: list[tuple[str, str]], sql: str, params: dict, expected: int,
-          replace: bool) -> int:
+def _load(
+    con,
+    target: LoadTarget,
+    columns: list[tuple[str, str]],
+    sql: str,
+    params: dict,
+    expected: int,
+    replace: bool,
+) -> int:
     """Create and fill the table in one transaction; roll back on any error or a wrong count."""
     import duckdb
 
@@ -467,6 +567,8 @@ def _load(con, target: LoadTarget, columns: list[tuple[str, str]], sql: str, par
         except duckdb.Error:
             pass
         if isinstance(exc, duckdb.CatalogException) and "already exists" in str(exc):
-            raise UsageError(f"table {target.display} already exists",
-                             "pass --replace to replace it, or load into another table") from None
+            raise UsageError(
+                f"table {target.display} already exists",
+                "pass --replace to replace it, or load into another table",
+            ) from None
         raise _parse_error(exc) from None

@@ -24,15 +24,22 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
-from tableship.core import holds
-from tableship.catalog.archives import Archive, db, is_verified, last_status, list_archives, open_job_destination
+from tableship.catalog.archives import (
+    Archive,
+    db,
+    is_verified,
+    last_status,
+    list_archives,
+    open_job_destination,
+)
 from tableship.config.models import Config, JobConfig, RetentionSpec
+from tableship.core import holds
 from tableship.core.errors import EXIT_JOB_FAILED, EXIT_LOCKED, TableshipError
-from tableship.ledger.schema import LedgerError
 from tableship.ledger.lock import JobLock
+from tableship.ledger.schema import LedgerError
 from tableship.ledger.state import StateStore, now
 
 log = logging.getLogger("tableship")
@@ -60,8 +67,9 @@ def rules_text(spec: RetentionSpec | None) -> str:
     return ", ".join(parts)
 
 
-def decide(archives: list[Archive], spec: RetentionSpec | None, today: dt.date,
-           verified: Callable[[Archive], bool]) -> list[Decision]:
+def decide(
+    archives: list[Archive], spec: RetentionSpec | None, today: dt.date, verified: Callable[[Archive], bool]
+) -> list[Decision]:
     """One decision per archive group, newest first. Pure: no I/O."""
     ordered = sorted(archives, key=Archive.sort_key, reverse=True)
     has_rules = spec is not None and (spec.keep_last is not None or spec.keep_days is not None)
@@ -74,7 +82,11 @@ def decide(archives: list[Archive], spec: RetentionSpec | None, today: dt.date,
             out.append(Decision(a, False, ["leftover of an interrupted prune"]))
             continue
         if id(a) not in rank:
-            why = "no manifest of this job: never touched" if a.manifest is None else "archive missing: kept for verify"
+            why = (
+                "no manifest of this job: never touched"
+                if a.manifest is None
+                else "archive missing: kept for verify"
+            )
             out.append(Decision(a, True, [why]))
             continue
         reasons = []
@@ -116,8 +128,14 @@ def delete_group(dest, store: StateStore, a: Archive) -> None:
     con = db(store)
     con.execute(
         "INSERT INTO pruned (job, remote_path, window_start, window_end, sha256, pruned_at) VALUES (?,?,?,?,?,?)",
-        (a.job, a.remote_path, a.window.start.isoformat() if a.window else None,
-         a.window.end.isoformat() if a.window else None, a.sha256, now()),
+        (
+            a.job,
+            a.remote_path,
+            a.window.start.isoformat() if a.window else None,
+            a.window.end.isoformat() if a.window else None,
+            a.sha256,
+            now(),
+        ),
     )
     if a.has_archive:
         dest.delete(a.remote_path)
@@ -125,8 +143,14 @@ def delete_group(dest, store: StateStore, a: Archive) -> None:
     dest.delete(a.manifest_path)
 
 
-def prune_job(config: Config, job: JobConfig, store: StateStore, dry_run: bool = False,
-              today: dt.date | None = None, echo: Callable[[str], None] | None = None) -> PruneResult:
+def prune_job(
+    config: Config,
+    job: JobConfig,
+    store: StateStore,
+    dry_run: bool = False,
+    today: dt.date | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> PruneResult:
     """Apply the job's retention on its destination (the caller holds the job's lock)."""
     today = today or dt.date.today()
     result = PruneResult(job.name, rules_text(job.retention), dry_run=dry_run)
@@ -156,8 +180,14 @@ def prune_job(config: Config, job: JobConfig, store: StateStore, dry_run: bool =
     return result
 
 
-def prune_jobs(config: Config, names: list[str], all_jobs: bool = False, dry_run: bool = False,
-               today: dt.date | None = None, echo: Callable[[str], None] | None = None) -> list[PruneResult]:
+def prune_jobs(
+    config: Config,
+    names: list[str],
+    all_jobs: bool = False,
+    dry_run: bool = False,
+    today: dt.date | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> list[PruneResult]:
     """``tableship prune``: each job under its lock (exit 75 if a run of it holds the lock)."""
     from tableship.backup.runner import select_jobs
 
@@ -176,7 +206,9 @@ def prune_jobs(config: Config, names: list[str], all_jobs: bool = False, dry_run
                 if len(jobs) == 1:
                     raise
                 log.error("%s: %s", n, exc.line())
-                results.append(PruneResult(n, rules_text(config.jobs[n].retention), dry_run=dry_run, error=exc))
+                results.append(
+                    PruneResult(n, rules_text(config.jobs[n].retention), dry_run=dry_run, error=exc)
+                )
     finally:
         store.close()
     return results

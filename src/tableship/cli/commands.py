@@ -14,12 +14,19 @@ from pathlib import Path
 
 import click
 
-from tableship.core import interrupts
-from tableship.core.version import __version__
 from tableship.config.models import load_config
-from tableship.core.errors import EXIT_JOB_FAILED, EXIT_USAGE, ConfigError, Interrupted, TableshipError, UsageError
+from tableship.core import interrupts
+from tableship.core.errors import (
+    EXIT_JOB_FAILED,
+    EXIT_USAGE,
+    ConfigError,
+    Interrupted,
+    TableshipError,
+    UsageError,
+)
 from tableship.core.log import setup_logging
 from tableship.core.redact import wrap_std_streams
+from tableship.core.version import __version__
 
 _debug = False
 
@@ -40,8 +47,13 @@ class Ctx:
         if self._config is None:
             self._config = load_config(self.config_arg)
             s = self._config.settings
-            setup_logging(self.verbosity, s.log_file if log_file else None, json_format=self.log_format == "json",
-                          max_bytes=s.log_max_bytes, backups=s.log_backups)
+            setup_logging(
+                self.verbosity,
+                s.log_file if log_file else None,
+                json_format=self.log_format == "json",
+                max_bytes=s.log_max_bytes,
+                backups=s.log_backups,
+            )
         return self._config
 
 
@@ -61,12 +73,22 @@ def _json(data) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--config", "config", metavar="PATH", help="Config file (default: $TABLESHIP_CONFIG, else ./tableship.toml).")
+@click.option(
+    "--config",
+    "config",
+    metavar="PATH",
+    help="Config file (default: $TABLESHIP_CONFIG, else ./tableship.toml).",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the summary lines.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="Log line format on stderr and in log_file.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log line format on stderr and in log_file.",
+)
 @click.version_option(__version__, prog_name="tableship")
 @click.pass_context
 def cli(ctx, config, verbose, quiet, debug, log_format):
@@ -80,13 +102,38 @@ def cli(ctx, config, verbose, quiet, debug, log_format):
 
 @cli.command()
 @click.argument("jobs", nargs=-1)
-@click.option("--all", "all_jobs", is_flag=True, help="Run every configured job (the default when no JOB is named).")
-@click.option("--date", "run_date", callback=_date, metavar="YYYY-MM-DD", help="Run date the window is computed from (default: today).")
-@click.option("--from", "start", callback=_date, metavar="YYYY-MM-DD", help="Explicit window start (inclusive); needs --to.")
-@click.option("--to", "end", callback=_date, metavar="YYYY-MM-DD", help="Explicit window end (inclusive); needs --from.")
-@click.option("--dry-run", is_flag=True, help="Print the plan (window, SQL and bound values, files, destination); touch nothing.")
-@click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS",
-              help="Wait up to SECONDS for a job's lock held by another run (default: skip at once, exit 75).")
+@click.option(
+    "--all", "all_jobs", is_flag=True, help="Run every configured job (the default when no JOB is named)."
+)
+@click.option(
+    "--date",
+    "run_date",
+    callback=_date,
+    metavar="YYYY-MM-DD",
+    help="Run date the window is computed from (default: today).",
+)
+@click.option(
+    "--from",
+    "start",
+    callback=_date,
+    metavar="YYYY-MM-DD",
+    help="Explicit window start (inclusive); needs --to.",
+)
+@click.option(
+    "--to", "end", callback=_date, metavar="YYYY-MM-DD", help="Explicit window end (inclusive); needs --from."
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan (window, SQL and bound values, files, destination); touch nothing.",
+)
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0,
+    metavar="SECONDS",
+    help="Wait up to SECONDS for a job's lock held by another run (default: skip at once, exit 75).",
+)
 @click.pass_obj
 def run(obj: Ctx, jobs, all_jobs, run_date, start, end, dry_run, wait):
     """Back up the named JOBs (or all), one after another; one summary line per job.
@@ -94,13 +141,23 @@ def run(obj: Ctx, jobs, all_jobs, run_date, start, end, dry_run, wait):
     Exit codes: 0 all succeeded, 1 a job failed, 2 usage/config error, 74 the ledger
     (state.db) cannot be used, 75 a job was skipped because another run holds its lock.
     """
-    from tableship.cli.progress import progress_factory
     from tableship.backup.runner import exit_code, run_jobs
+    from tableship.cli.progress import progress_factory
 
     config = obj.load(log_file=not dry_run)
-    outcomes = run_jobs(config, list(jobs), all_jobs=all_jobs, run_date=run_date, start=start, end=end,
-                        dry_run=dry_run, wait=wait, progress_factory=progress_factory(obj.verbosity),
-                        echo=click.echo, quiet=obj.verbosity < 0)
+    outcomes = run_jobs(
+        config,
+        list(jobs),
+        all_jobs=all_jobs,
+        run_date=run_date,
+        start=start,
+        end=end,
+        dry_run=dry_run,
+        wait=wait,
+        progress_factory=progress_factory(obj.verbosity),
+        echo=click.echo,
+        quiet=obj.verbosity < 0,
+    )
     for o in outcomes:  # each failed job also ends in one "Error:" line on stderr (cron mails, scripts)
         if o.status == "failed" and o.error is not None:
             hint = "" if o.error.hint else " — fix the cause, then re-run the same command"
@@ -110,8 +167,13 @@ def run(obj: Ctx, jobs, all_jobs, run_date, start, end, dry_run, wait):
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@click.option("--date", "today", callback=_date, metavar="YYYY-MM-DD",
-              help="Judge the schedule as of this date (default: today).")
+@click.option(
+    "--date",
+    "today",
+    callback=_date,
+    metavar="YYYY-MM-DD",
+    help="Judge the schedule as of this date (default: today).",
+)
 @click.pass_obj
 def status(obj: Ctx, as_json, today):
     """One row per job: last run, window, phase, result, rows, size, attempts, start, duration;
@@ -122,8 +184,15 @@ def status(obj: Ctx, as_json, today):
     latest scheduled window failed, a window unfinished or missing past gap_grace, an
     open incident). A config error also exits 2.
     """
-    from tableship.ops.report import STATUS_COLUMNS, format_table, incident_line, status_exit, status_rows, status_summary
     from tableship.ledger.state import StateStore
+    from tableship.ops.report import (
+        STATUS_COLUMNS,
+        format_table,
+        incident_line,
+        status_exit,
+        status_rows,
+        status_summary,
+    )
 
     config = obj.config
     store = StateStore(config.settings.state_dir, readonly=True)  # never creates or migrates the ledger
@@ -150,11 +219,21 @@ def status(obj: Ctx, as_json, today):
 
 @cli.command()
 @click.argument("job")
-@click.option("--window", "window", required=True, metavar="START..END",
-              help="The window to give up (YYYY-MM-DD..YYYY-MM-DD), as 'status' lists it.")
+@click.option(
+    "--window",
+    "window",
+    required=True,
+    metavar="START..END",
+    help="The window to give up (YYYY-MM-DD..YYYY-MM-DD), as 'status' lists it.",
+)
 @click.option("--reason", default="given up by the user", show_default=True, help="Recorded in the ledger.")
-@click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS",
-              help="Wait up to SECONDS for the job's lock held by a run (default: exit 75 at once).")
+@click.option(
+    "--wait",
+    type=click.FloatRange(min=0),
+    default=0,
+    metavar="SECONDS",
+    help="Wait up to SECONDS for the job's lock held by a run (default: exit 75 at once).",
+)
 @click.pass_obj
 def abandon(obj: Ctx, job, window, reason, wait):
     """Give up one unfinished or missing WINDOW of JOB for good: its unfinished run is
@@ -174,13 +253,15 @@ def abandon(obj: Ctx, job, window, reason, wait):
 
 @cli.command()
 @click.argument("job", required=False)
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Number of runs to show.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Number of runs to show."
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
 def history(obj: Ctx, job, limit, as_json):
     """Past runs, newest first (of one JOB, or all)."""
-    from tableship.ops.report import STATUS_COLUMNS, format_table, history_rows
     from tableship.ledger.state import StateStore
+    from tableship.ops.report import STATUS_COLUMNS, format_table, history_rows
 
     config = obj.config
     if job:
@@ -224,16 +305,26 @@ def config_validate(obj: Ctx):
     from tableship.backup.plan import choose_window
 
     today = dt.date.today()
-    click.echo(f"OK: {config.path}: {len(config.jobs)} job(s), {len(config.sources)} source(s), "
-               f"{len(config.destinations)} destination(s)")
+    click.echo(
+        f"OK: {config.path}: {len(config.jobs)} job(s), {len(config.sources)} source(s), "
+        f"{len(config.destinations)} destination(s)"
+    )
     for job in config.jobs.values():
-        click.echo(f"  {job.name}: {job.table} from {job.source} to {job.destination}, "
-                   f"window today {choose_window(job, today, None, None)}")
+        click.echo(
+            f"  {job.name}: {job.table} from {job.source} to {job.destination}, "
+            f"window today {choose_window(job, today, None, None)}"
+        )
 
 
 @cli.command()
 @click.argument("directory", default="tableship-demo", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--rows", type=click.IntRange(min=1000), default=600_000, show_default=True, help="Rows in the demo table.")
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1000),
+    default=600_000,
+    show_default=True,
+    help="Rows in the demo table.",
+)
 @click.pass_obj
 def demo(obj: Ctx, directory: Path, rows: int):
     """Create DIRECTORY with a DuckDB demo warehouse and a commented tableship.toml,
@@ -263,7 +354,9 @@ def ls_cmd(obj: Ctx, job, as_json):
 
 @cli.command()
 @click.argument("jobs", nargs=-1)
-@click.option("--all", "all_jobs", is_flag=True, help="Verify every configured job (the default when no JOB is named).")
+@click.option(
+    "--all", "all_jobs", is_flag=True, help="Verify every configured job (the default when no JOB is named)."
+)
 @click.option("--window", metavar="START..END", help="Only the archives whose window lies within START..END.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.pass_obj
@@ -275,8 +368,10 @@ def verify(obj: Ctx, jobs, all_jobs, window, as_json):
 
     def line(v):
         if not as_json:
-            click.echo(f"{v.status.value:<10} {v.archive.job}  {v.archive.window or '-'}  {v.archive.remote_path}"
-                       f"{'  ' + v.detail if v.detail else ''}")
+            click.echo(
+                f"{v.status.value:<10} {v.archive.job}  {v.archive.window or '-'}  {v.archive.remote_path}"
+                f"{'  ' + v.detail if v.detail else ''}"
+            )
 
     results = verify_jobs(obj.config, list(jobs), all_jobs, window, echo=line)
     if as_json:
@@ -289,12 +384,25 @@ def verify(obj: Ctx, jobs, all_jobs, window, as_json):
 
 @cli.command()
 @click.argument("job")
-@click.option("--window", "which", required=True, metavar="START..END|FILE_NAME",
-              help="The archive's window (YYYY-MM-DD..YYYY-MM-DD) or its file name.")
-@click.option("--to", "to", metavar="DIR", help="Leave the decompressed CSV in DIR (default: the current folder, "
-              "unless --load is given).")
-@click.option("--load", metavar="DUCKDB_PATH[:TABLE]", help="Load the rows into a DuckDB table with the manifest's "
-              "column names and types (TABLE defaults to the source table's name).")
+@click.option(
+    "--window",
+    "which",
+    required=True,
+    metavar="START..END|FILE_NAME",
+    help="The archive's window (YYYY-MM-DD..YYYY-MM-DD) or its file name.",
+)
+@click.option(
+    "--to",
+    "to",
+    metavar="DIR",
+    help="Leave the decompressed CSV in DIR (default: the current folder, unless --load is given).",
+)
+@click.option(
+    "--load",
+    metavar="DUCKDB_PATH[:TABLE]",
+    help="Load the rows into a DuckDB table with the manifest's "
+    "column names and types (TABLE defaults to the source table's name).",
+)
 @click.option("--replace", is_flag=True, help="Replace an existing target table or CSV file.")
 @click.pass_obj
 def restore(obj: Ctx, job, which, to, load, replace):
@@ -302,15 +410,24 @@ def restore(obj: Ctx, job, which, to, load, replace):
     leave the CSV in a folder or load it into DuckDB. Any failed check: nothing is left or loaded."""
     from tableship.catalog.restore import restore as do_restore
 
-    result = do_restore(obj.config, job, which, to=to, load=load, replace=replace,
-                        echo=None if obj.verbosity < 0 else lambda s: click.echo(s, err=True))
+    result = do_restore(
+        obj.config,
+        job,
+        which,
+        to=to,
+        load=load,
+        replace=replace,
+        echo=None if obj.verbosity < 0 else lambda s: click.echo(s, err=True),
+    )
     for text in result.lines():
         click.echo(text)
 
 
 @cli.command()
 @click.argument("jobs", nargs=-1)
-@click.option("--all", "all_jobs", is_flag=True, help="Prune every configured job (the default when no JOB is named).")
+@click.option(
+    "--all", "all_jobs", is_flag=True, help="Prune every configured job (the default when no JOB is named)."
+)
 @click.option("--dry-run", is_flag=True, help="Only print what would be deleted.")
 @click.pass_obj
 def prune(obj: Ctx, jobs, all_jobs, dry_run):
@@ -332,7 +449,8 @@ def check_destination(obj: Ctx, name):
     """Connect to destination NAME and check it: host key, login, root folder, write
     permission, free space, verification method. One OK/FAIL line per check; exit 0
     if all are OK, else 1."""
-    from tableship.ops.doctor import all_ok, check_destination as run_checks, format_checks
+    from tableship.ops.doctor import all_ok, format_checks
+    from tableship.ops.doctor import check_destination as run_checks
 
     results = run_checks(obj.config, name)
     for line in format_checks(results):
@@ -355,10 +473,14 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"Error: {msg} — see 'tableship --help'", err=True)
         code = EXIT_USAGE
     except click.exceptions.Abort:  # click turns Ctrl-C into Abort
-        click.echo("Error: interrupted by SIGINT — re-run the same command to resume where it stopped", err=True)
+        click.echo(
+            "Error: interrupted by SIGINT — re-run the same command to resume where it stopped", err=True
+        )
         code = 128 + signal.SIGINT
     except KeyboardInterrupt:
-        click.echo("Error: interrupted by SIGINT — re-run the same command to resume where it stopped", err=True)
+        click.echo(
+            "Error: interrupted by SIGINT — re-run the same command to resume where it stopped", err=True
+        )
         code = 128 + signal.SIGINT
     except Interrupted as exc:  # a BaseException: never caught on the way up, always exit 128+N
         interrupts.quiet()
@@ -375,7 +497,11 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         hint = ""
         if not exc.hint:  # every Error: line says what to do
-            hint = " — see 'tableship --help'" if exc.exit_code == EXIT_USAGE else " — re-run with --debug for details"
+            hint = (
+                " — see 'tableship --help'"
+                if exc.exit_code == EXIT_USAGE
+                else " — re-run with --debug for details"
+            )
         click.echo(f"Error: {exc.line()}{hint}", err=True)
         code = exc.exit_code
     except SystemExit as exc:
@@ -384,13 +510,18 @@ def main(argv: list[str] | None = None) -> None:
         if _debug:
             raise
         where = f": {exc.filename}" if exc.filename else ""
-        click.echo(f"Error: {exc.strerror or exc}{where} — check that path (settings.state_dir, staging_dir, "
-                   "log_file) and its permissions", err=True)
+        click.echo(
+            f"Error: {exc.strerror or exc}{where} — check that path (settings.state_dir, staging_dir, "
+            "log_file) and its permissions",
+            err=True,
+        )
         code = EXIT_JOB_FAILED
     except Exception as exc:  # a bug: still one line, traceback only with --debug
         if _debug:
             raise
-        click.echo(f"Error: unexpected {type(exc).__name__}: {exc} — re-run with --debug and report it", err=True)
+        click.echo(
+            f"Error: unexpected {type(exc).__name__}: {exc} — re-run with --debug and report it", err=True
+        )
         code = EXIT_JOB_FAILED
     sig = interrupts.pending()
     if sig is not None and code != 128 + sig:

@@ -24,8 +24,15 @@ import math
 import os
 from pathlib import Path
 
-__all__ = ["DEMO_TABLE", "DEMO_SCHEMA", "DEMO_TABLE_NAME", "DEMO_COLUMNS",
-           "demo_date_range", "create_demo_warehouse", "demo_config_text"]
+__all__ = [
+    "DEMO_TABLE",
+    "DEMO_SCHEMA",
+    "DEMO_TABLE_NAME",
+    "DEMO_COLUMNS",
+    "demo_date_range",
+    "create_demo_warehouse",
+    "demo_config_text",
+]
 
 DEMO_SCHEMA = "mnaas"
 DEMO_TABLE_NAME = "customer_traffic"
@@ -108,8 +115,21 @@ _AWKWARD_NAMES: tuple[str, ...] = (
 
 # German mobile prefixes (after the country code 49).
 _MSISDN_PREFIXES: tuple[str, ...] = (
-    "151", "152", "157", "159", "160", "162", "163",
-    "170", "171", "172", "175", "176", "177", "178", "179",
+    "151",
+    "152",
+    "157",
+    "159",
+    "160",
+    "162",
+    "163",
+    "170",
+    "171",
+    "172",
+    "175",
+    "176",
+    "177",
+    "178",
+    "179",
 )
 
 # MCC 262 (Germany) + MNC.
@@ -124,8 +144,9 @@ def _month_start(day: datetime.date, months_back: int) -> datetime.date:
     return datetime.date(index // 12, index % 12 + 1, 1)
 
 
-def demo_date_range(today: datetime.date | None = None, months: int = 12
-                    ) -> tuple[datetime.date, datetime.date]:
+def demo_date_range(
+    today: datetime.date | None = None, months: int = 12
+) -> tuple[datetime.date, datetime.date]:
     """Inclusive ``(first, last)`` partition dates of the demo table.
 
     ``first`` is the first day of the month ``months`` months before today's
@@ -139,8 +160,8 @@ def demo_date_range(today: datetime.date | None = None, months: int = 12
     last = today - datetime.timedelta(days=1)
     if last < first:
         raise ValueError(
-            f"empty demo date range: months={months} and today={today} "
-            "leave no day before today")
+            f"empty demo date range: months={months} and today={today} leave no day before today"
+        )
     return first, last
 
 
@@ -157,9 +178,9 @@ def _remove_db_files(path: Path) -> None:
             pass
 
 
-def create_demo_warehouse(path: Path, *, rows: int = 600_000,
-                          today: datetime.date | None = None, months: int = 12,
-                          seed: int = 42) -> int:
+def create_demo_warehouse(
+    path: Path, *, rows: int = 600_000, today: datetime.date | None = None, months: int = 12, seed: int = 42
+) -> int:
     """Create (or replace) a DuckDB file at `path` holding schema `mnaas` and table `customer_traffic`; returns the row count.
 
     Rows are spread evenly over the partition dates from the first day of the
@@ -337,12 +358,11 @@ def _toml_str(value: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def demo_config_text(*, warehouse: str = "warehouse.duckdb",
-                     backup_dir: str = "backup-server") -> str:
+def demo_config_text(*, warehouse: str = "warehouse.duckdb", backup_dir: str = "backup-server") -> str:
     """The commented tableship.toml written by `tableship demo`."""
     warehouse = os.fspath(warehouse)
     backup_dir = os.fspath(backup_dir)
-    return f'''\
+    return f"""\
 # tableship configuration (written by `tableship demo`).
 #
 # tableship backs up rolling date-window slices of warehouse tables as
@@ -458,4 +478,4 @@ table = "mnaas.customer_traffic"
 # e.g. back up the 12 whole months before the current one, in one file, for
 # this table only:
 # window = {{ unit = "month", count = 12 }}
-'''
+"""

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tableship.config.models import load_config
-from tableship.cli.demo import DEMO_TABLE, create_demo_warehouse, demo_config_text
-from tableship.core.log import setup_logging
-from tableship.cli.progress import progress_factory
 from tableship.backup.runner import exit_code, run_jobs
+from tableship.cli.demo import DEMO_TABLE, create_demo_warehouse, demo_config_text
+from tableship.cli.progress import progress_factory
+from tableship.config.models import load_config
+from tableship.core.log import setup_logging
 
 
 def run_demo(directory: Path, rows: int, echo=print, verbosity: int = 0) -> int:

@@ -24,8 +24,11 @@ def progress_factory(verbosity: int):
                 return
             last[0] = t
             rate = nbytes / max(t - started, 1e-6) / 2**20
-            console.print(f"  {job}: {rows:,} rows, {nbytes / 2**20:,.1f} MiB CSV, {rate:,.1f} MiB/s",
-                          end="\r", highlight=False)
+            console.print(
+                f"  {job}: {rows:,} rows, {nbytes / 2**20:,.1f} MiB CSV, {rate:,.1f} MiB/s",
+                end="\r",
+                highlight=False,
+            )
 
         return update
 

@@ -14,7 +14,7 @@ import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -31,9 +31,16 @@ from pydantic import (
 
 from tableship.core import redact
 from tableship.core.errors import ConfigError
+from tableship.core.names import (
+    TemplateValues,
+    check_identifier,
+    check_job_name,
+    check_template,
+    render_relative,
+    split_table,
+)
 from tableship.core.templates import check_date_spec
 from tableship.core.window import MAX_REACH, MAX_REACH_YEARS
-from tableship.core.names import TemplateValues, check_identifier, check_job_name, check_template, render_relative, split_table
 
 DEFAULT_CONFIG = "tableship.toml"
 
@@ -93,7 +100,7 @@ class HS2Source(Model):
     # than at 100k (bench/bench_hs2.py); impyla and impala-shell default to 10240
     fetch_size: int = Field(20_000, ge=1)
     query_options: dict[str, str | int | float | bool] = {}
-    retries: "Retry" = Field(default_factory=lambda: Retry())  # servers: retried like destinations
+    retries: Retry = Field(default_factory=lambda: Retry())  # servers: retried like destinations
 
     @property
     def effective_port(self) -> int:
@@ -105,7 +112,7 @@ class SQLAlchemySource(Model):
     url: SecretStr
     fetch_size: int = Field(100_000, ge=1)
     timeout: float = Field(60, gt=0)
-    retries: "Retry" = Field(default_factory=lambda: Retry())  # servers: retried like destinations
+    retries: Retry = Field(default_factory=lambda: Retry())  # servers: retried like destinations
 
 
 class Retry(Model):
@@ -114,7 +121,7 @@ class Retry(Model):
     max_delay: float = Field(60, ge=0)
 
 
-SourceConfig = Annotated[Union[DuckDBSource, HS2Source, SQLAlchemySource], Field(discriminator="type")]
+SourceConfig = Annotated[DuckDBSource | HS2Source | SQLAlchemySource, Field(discriminator="type")]
 
 
 # ---------------------------------------------------------------- destinations
@@ -148,7 +155,7 @@ class SFTPDestination(Model):
         return v
 
 
-DestinationConfig = Annotated[Union[LocalDestination, SFTPDestination], Field(discriminator="type")]
+DestinationConfig = Annotated[LocalDestination | SFTPDestination, Field(discriminator="type")]
 
 
 # ---------------------------------------------------------------- jobs
@@ -173,7 +180,9 @@ class WindowSpec(Model):
     def _count(cls, v: int, info: ValidationInfo) -> int:
         limit = MAX_REACH.get(info.data.get("unit", "month"))
         if limit is not None and v > limit:
-            raise ValueError(f"{v} {info.data['unit']}s is more than the supported {limit} ({MAX_REACH_YEARS} years)")
+            raise ValueError(
+                f"{v} {info.data['unit']}s is more than the supported {limit} ({MAX_REACH_YEARS} years)"
+            )
         return v
 
     @field_validator("lag")
@@ -182,8 +191,10 @@ class WindowSpec(Model):
         limit = MAX_REACH.get(info.data.get("unit", "month"))
         count = info.data.get("count")
         if limit is not None and isinstance(count, int) and count <= limit and count + v > limit:
-            raise ValueError(f"count + lag = {count + v} {info.data['unit']}s reaches back more than the supported "
-                             f"{limit} ({MAX_REACH_YEARS} years)")
+            raise ValueError(
+                f"count + lag = {count + v} {info.data['unit']}s reaches back more than the supported "
+                f"{limit} ({MAX_REACH_YEARS} years)"
+            )
         return v
 
 
@@ -206,7 +217,7 @@ class FormatSpec(Model):
     def _delim(cls, v: str) -> str:
         if len(v) != 1:
             raise ValueError("delimiter must be exactly one character")
-        if v in "\"\r\n":
+        if v in '"\r\n':
             raise ValueError("delimiter cannot be a double quote, CR or LF")
         return v
 
@@ -215,11 +226,17 @@ class FormatSpec(Model):
     def _null(cls, v: str, info: ValidationInfo) -> str:
         # a NULL marker a reader cannot tell from a value or a row boundary makes the file ambiguous
         delimiter = info.data.get("delimiter")
-        for char, what in ((delimiter, "the delimiter"), ('"', "the quote character"), ("\r", "a carriage return"),
-                           ("\n", "a line feed")):
+        for char, what in (
+            (delimiter, "the delimiter"),
+            ('"', "the quote character"),
+            ("\r", "a carriage return"),
+            ("\n", "a line feed"),
+        ):
             if char and char in v:
-                raise ValueError(f"null {v!r} contains {what} {char!r}: readers would split or misread it; "
-                                 "choose a marker without it (e.g. \"\" or \"NULL\")")
+                raise ValueError(
+                    f"null {v!r} contains {what} {char!r}: readers would split or misread it; "
+                    'choose a marker without it (e.g. "" or "NULL")'
+                )
         return v
 
 
@@ -228,7 +245,7 @@ class CompressionSpec(Model):
     level: int | None = None
 
     @model_validator(mode="after")
-    def _level(self) -> "CompressionSpec":
+    def _level(self) -> CompressionSpec:
         ranges = {"gzip": (1, 9), "zstd": (1, 22), "none": (0, 0)}
         lo, hi = ranges[self.codec]
         if self.level is not None and not lo <= self.level <= hi:
@@ -306,7 +323,7 @@ class JobConfig(Model):
         return TemplateValues(self.name, self.table_name, self.database or "", start, end, run_date)
 
     @model_validator(mode="after")
-    def _names_render(self) -> "JobConfig":
+    def _names_render(self) -> JobConfig:
         sample = self.template_values(dt.date(2026, 1, 1), dt.date(2026, 1, 31), dt.date(2026, 2, 1))
         name = render_relative(self.file_name, sample, "file_name")
         if "/" in name:
@@ -381,7 +398,7 @@ class PingChannel(Model):
 
 
 ChannelConfig = Annotated[
-    Union[EmailChannel, WebhookChannel, CommandChannel, PingChannel], Field(discriminator="type")
+    EmailChannel | WebhookChannel | CommandChannel | PingChannel, Field(discriminator="type")
 ]
 
 
@@ -399,7 +416,7 @@ class AlertsConfig(Model):
         return parse_duration(v) if isinstance(v, (str, int, float)) else v
 
     @model_validator(mode="after")
-    def _known(self) -> "AlertsConfig":
+    def _known(self) -> AlertsConfig:
         missing = [c for c in self.channels if c not in self.definitions]
         if missing:
             raise ValueError(f"channels {missing} have no [alerts.<name>] table")
@@ -430,7 +447,10 @@ class Config:
     def job(self, name: str) -> JobConfig:
         if name not in self.jobs:
             known = ", ".join(sorted(self.jobs)) or "none"
-            raise ConfigError(f"unknown job {name!r} (configured jobs: {known})", "check the job name or add [jobs." + name + "] to " + str(self.path))
+            raise ConfigError(
+                f"unknown job {name!r} (configured jobs: {known})",
+                "check the job name or add [jobs." + name + "] to " + str(self.path),
+            )
         return self.jobs[name]
 
 
@@ -478,9 +498,22 @@ def _loc(prefix: str, loc: tuple, tags: set[str]) -> str:
     return ".".join(parts).replace(".[", "[")
 
 
-_TAGS = {"duckdb", "impala", "hive", "sqlalchemy", "local", "sftp", "email", "webhook", "command", "ping",
-         "function-after[_check_table(), str]", "function-after[_check_col(), str]",
-         "function-after[_check_tpl(), str]", "function-after[_resolve_path(), Path]"}
+_TAGS = {
+    "duckdb",
+    "impala",
+    "hive",
+    "sqlalchemy",
+    "local",
+    "sftp",
+    "email",
+    "webhook",
+    "command",
+    "ping",
+    "function-after[_check_table(), str]",
+    "function-after[_check_col(), str]",
+    "function-after[_check_tpl(), str]",
+    "function-after[_resolve_path(), Path]",
+}
 
 
 def _validate(adapter_or_model, data, prefix: str, problems: list[str], ctx: dict):
@@ -514,7 +547,11 @@ def _merge(defaults: dict, job: dict) -> dict:
     for k, v in job.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
             base = out[k]
-            if k == "compression" and "level" not in v and v.get("codec", base.get("codec")) != base.get("codec"):
+            if (
+                k == "compression"
+                and "level" not in v
+                and v.get("codec", base.get("codec")) != base.get("codec")
+            ):
                 base = {x: y for x, y in base.items() if x != "level"}  # a level belongs to its codec
             if k == "format" and "preset" in v:
                 base = {}  # a job's preset replaces the default dialect instead of being overridden by it
@@ -559,7 +596,9 @@ def load_config(path: str | os.PathLike | None = None) -> Config:
             "pass --config PATH, set TABLESHIP_CONFIG, or run 'tableship demo' to see a sample",
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {exc}", "check the path and its permissions") from None
+        raise ConfigError(
+            f"cannot read config file {str(path)!r}: {exc}", "check the path and its permissions"
+        ) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -588,12 +627,16 @@ def parse_config(raw: dict, path: Path) -> Config:
 
     settings = _validate(Settings, table("settings"), "settings", problems, ctx) or Settings()
     sources = {n: _validate(_SOURCE, v, f"sources.{n}", problems, ctx) for n, v in table("sources").items()}
-    dests = {n: _validate(_DEST, v, f"destinations.{n}", problems, ctx) for n, v in table("destinations").items()}
+    dests = {
+        n: _validate(_DEST, v, f"destinations.{n}", problems, ctx) for n, v in table("destinations").items()
+    }
     defaults = _check_defaults(table("defaults"), problems)
 
     jobs_raw = table("jobs")
     if not jobs_raw:
-        problems.append("jobs: no job defined — add a [jobs.<name>] table with at least 'table = \"db.table\"'")
+        problems.append(
+            "jobs: no job defined — add a [jobs.<name>] table with at least 'table = \"db.table\"'"
+        )
     jobs: dict[str, JobConfig] = {}
     for name, body in jobs_raw.items():
         if not isinstance(body, dict):
@@ -607,7 +650,9 @@ def parse_config(raw: dict, path: Path) -> Config:
             data["destination"] = next(iter(dests))
         # checked before the job's own validation so that they are reported even when it fails
         if isinstance(data.get("source"), str) and data["source"] not in sources:
-            problems.append(f"jobs.{name}.source: unknown source {data['source']!r} (defined: {', '.join(sources) or 'none'})")
+            problems.append(
+                f"jobs.{name}.source: unknown source {data['source']!r} (defined: {', '.join(sources) or 'none'})"
+            )
         if isinstance(data.get("destination"), str) and data["destination"] not in dests:
             problems.append(
                 f"jobs.{name}.destination: unknown destination {data['destination']!r} (defined: {', '.join(dests) or 'none'})"
@@ -634,14 +679,21 @@ def parse_config(raw: dict, path: Path) -> Config:
             problems.append(f"alerts.{k}: unknown key (channel definitions are tables like [alerts.{k}])")
             continue
         defs[k] = _validate(_CHANNEL, v, f"alerts.{k}", problems, ctx)
-    alerts = _validate(AlertsConfig, {**scalars, "definitions": {k: v for k, v in defs.items() if v}}, "alerts", problems, ctx)
+    alerts = _validate(
+        AlertsConfig,
+        {**scalars, "definitions": {k: v for k, v in defs.items() if v}},
+        "alerts",
+        problems,
+        ctx,
+    )
 
     secrets |= redact.model_secrets([sources, dests, defs])
     redact.activate(secrets)
     if problems:
         n = len(problems)
         raise ConfigError(
-            f"{path}: {problems[0]}" + (f" (and {n - 1} more problem{'s' if n > 2 else ''})" if n > 1 else ""),
+            f"{path}: {problems[0]}"
+            + (f" (and {n - 1} more problem{'s' if n > 2 else ''})" if n > 1 else ""),
             "fix the config file; 'tableship config validate' lists every problem",
             problems=[f"{path}: {p}" for p in problems],
         )

@@ -29,14 +29,37 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
-from tableship.core.templates import Pos, anything_around, anything_then, max_bytes, normalise_dir, overlap, pattern, segments
+from tableship.core.templates import (
+    Pos,
+    anything_around,
+    anything_then,
+    max_bytes,
+    normalise_dir,
+    overlap,
+    pattern,
+    segments,
+)
 
 NAME_MAX = 255
 PATH_MAX = 4096
 
 CODEC_EXTENSION = {"gzip": ".gz", "zstd": ".zst"}
-COMPRESSED_EXTENSIONS = (".gz", ".gzip", ".tgz", ".zst", ".zstd", ".bz2", ".xz", ".lz4", ".lzma", ".zip", ".7z",
-                         ".Z", ".br", ".snappy")
+COMPRESSED_EXTENSIONS = (
+    ".gz",
+    ".gzip",
+    ".tgz",
+    ".zst",
+    ".zstd",
+    ".bz2",
+    ".xz",
+    ".lz4",
+    ".lzma",
+    ".zip",
+    ".7z",
+    ".Z",
+    ".br",
+    ".snappy",
+)
 RESERVED_SUFFIXES = {
     ".part": "the tool's partial files",
     ".tmp": "the tool's temporary files",
@@ -65,7 +88,7 @@ def _sample(job, template: str) -> str:
 
 def _ends_with(pat: list[Pos], suffix: str) -> bool:
     """Every rendering ends with ``suffix``."""
-    tail = pat[-len(suffix):] if len(pat) >= len(suffix) else None
+    tail = pat[-len(suffix) :] if len(pat) >= len(suffix) else None
     return tail is not None and all(not p.optional and p.chars == frozenset(c) for p, c in zip(tail, suffix))
 
 
@@ -84,45 +107,63 @@ def job_problems(job, dest_cfg: Any, staging_dir: Path) -> list[str]:
     if codec in CODEC_EXTENSION:
         ext = CODEC_EXTENSION[codec]
         if not _ends_with(name_pat, ext):
-            problems.append(f"{key}.file_name: {shown!r} does not end with {ext!r} but compression.codec is "
-                            f"{codec!r}: end file_name with {ext} or change the codec")
+            problems.append(
+                f"{key}.file_name: {shown!r} does not end with {ext!r} but compression.codec is "
+                f"{codec!r}: end file_name with {ext} or change the codec"
+            )
     else:
         for ext in COMPRESSED_EXTENSIONS:
             if overlap(name_pat, anything_then(ext)):
-                problems.append(f"{key}.file_name: {shown!r} ends with {ext!r} but compression.codec is \"none\" "
-                                f"(the file is not compressed): drop {ext} from file_name or set a codec")
+                problems.append(
+                    f'{key}.file_name: {shown!r} ends with {ext!r} but compression.codec is "none" '
+                    f"(the file is not compressed): drop {ext} from file_name or set a codec"
+                )
                 break
 
     for suffix, what in RESERVED_SUFFIXES.items():
         if overlap(name_pat, anything_then(suffix)):
-            problems.append(f"{key}.file_name: {shown!r} can end with {suffix!r}, the name of {what}: clean-up, "
-                            "ls and prune would take it for one of them; choose another name")
+            problems.append(
+                f"{key}.file_name: {shown!r} can end with {suffix!r}, the name of {what}: clean-up, "
+                "ls and prune would take it for one of them; choose another name"
+            )
     if overlap(name_pat, anything_around(RESERVED_INFIX)):
-        problems.append(f"{key}.file_name: {shown!r} can contain {RESERVED_INFIX!r}, the mark of the tool's upload "
-                        "temporaries: another job's clean-up could delete it; choose another name")
+        problems.append(
+            f"{key}.file_name: {shown!r} can contain {RESERVED_INFIX!r}, the mark of the tool's upload "
+            "temporaries: another job's clean-up could delete it; choose another name"
+        )
 
     longest = max_bytes(name_pat)
     derived = longest + max(TEMP_EXTRA + len(job.name.encode()), SIDECAR_EXTRA, PARTIAL_EXTRA)
     if derived > NAME_MAX:
-        problems.append(f"{key}.file_name: renders names of up to {longest} bytes; with the upload temporary "
-                        f"'.<name>.tableship-{job.name}-<8 hex>.part' that is {derived} bytes, over the {NAME_MAX}-byte "
-                        "limit of a file name (NAME_MAX): shorten file_name (or the job name)")
+        problems.append(
+            f"{key}.file_name: renders names of up to {longest} bytes; with the upload temporary "
+            f"'.<name>.tableship-{job.name}-<8 hex>.part' that is {derived} bytes, over the {NAME_MAX}-byte "
+            "limit of a file name (NAME_MAX): shorten file_name (or the job name)"
+        )
     for seg in segments(dir_pat):
         if max_bytes(seg) > NAME_MAX:
-            problems.append(f"{key}.remote_dir: a folder name can be {max_bytes(seg)} bytes long, over the "
-                            f"{NAME_MAX}-byte limit of a file name (NAME_MAX): shorten remote_dir")
+            problems.append(
+                f"{key}.remote_dir: a folder name can be {max_bytes(seg)} bytes long, over the "
+                f"{NAME_MAX}-byte limit of a file name (NAME_MAX): shorten remote_dir"
+            )
             break
 
     root = _root_text(dest_cfg)
     if root is not None:
-        total = len(root.encode()) + 1 + max_bytes(dir_pat) + 1 + longest + TEMP_EXTRA + len(job.name.encode())
+        total = (
+            len(root.encode()) + 1 + max_bytes(dir_pat) + 1 + longest + TEMP_EXTRA + len(job.name.encode())
+        )
         if total >= PATH_MAX:
-            problems.append(f"{key}.remote_dir: paths on destination {job.destination!r} can be {total} bytes long, "
-                            f"over the {PATH_MAX}-byte path limit (PATH_MAX): shorten remote_dir or file_name")
+            problems.append(
+                f"{key}.remote_dir: paths on destination {job.destination!r} can be {total} bytes long, "
+                f"over the {PATH_MAX}-byte path limit (PATH_MAX): shorten remote_dir or file_name"
+            )
     staged = len(str(Path(staging_dir) / job.name).encode()) + 1 + longest + PARTIAL_EXTRA
     if staged >= PATH_MAX:
-        problems.append(f"{key}.file_name: staged paths can be {staged} bytes long, over the {PATH_MAX}-byte path "
-                        "limit (PATH_MAX): shorten file_name or settings.staging_dir")
+        problems.append(
+            f"{key}.file_name: staged paths can be {staged} bytes long, over the {PATH_MAX}-byte path "
+            "limit (PATH_MAX): shorten file_name or settings.staging_dir"
+        )
     return problems
 
 
@@ -167,12 +208,17 @@ def collision_problems(jobs: dict, dests: dict) -> list[str]:
             if overlap(pats[a], pats[b]):
                 ja, jb = jobs[a], jobs[b]
                 ex_a = posixpath.join(_sample(ja, ja.remote_dir), _sample(ja, ja.file_name))
-                where = (f"both write {ex_a!r}" if dests[ja.destination] == dests[jb.destination] and
-                         ex_a == posixpath.join(_sample(jb, jb.remote_dir), _sample(jb, jb.file_name))
-                         else "their remote_dir/file_name templates can render the same path")
-                problems.append(f"jobs.{b}.file_name: jobs {a!r} and {b!r} can write the same destination file "
-                                f"for some run dates ({where}): one would overwrite the other's "
-                                "archive; give one of them another remote_dir or file_name (e.g. with {job})")
+                where = (
+                    f"both write {ex_a!r}"
+                    if dests[ja.destination] == dests[jb.destination]
+                    and ex_a == posixpath.join(_sample(jb, jb.remote_dir), _sample(jb, jb.file_name))
+                    else "their remote_dir/file_name templates can render the same path"
+                )
+                problems.append(
+                    f"jobs.{b}.file_name: jobs {a!r} and {b!r} can write the same destination file "
+                    f"for some run dates ({where}): one would overwrite the other's "
+                    "archive; give one of them another remote_dir or file_name (e.g. with {job})"
+                )
                 break
     return problems
 
@@ -182,8 +228,9 @@ def _drivers() -> dict[str, tuple[str, str]]:
     from tableship.destinations.base import REGISTRY as DESTS
     from tableship.sources.base import REGISTRY as SOURCES
 
-    return {("source", t): (d, e) for t, (_m, _c, e, d) in SOURCES.items() if d} | \
-        {("destination", t): (d, e) for t, (_m, _c, e, d) in DESTS.items() if d}
+    return {("source", t): (d, e) for t, (_m, _c, e, d) in SOURCES.items() if d} | {
+        ("destination", t): (d, e) for t, (_m, _c, e, d) in DESTS.items() if d
+    }
 
 
 def missing_driver(kind: str, type_: str) -> tuple[str, str] | None:
@@ -202,16 +249,22 @@ def missing_driver(kind: str, type_: str) -> tuple[str, str] | None:
 def environment_problems(config) -> list[str]:
     """What this machine lacks for the config: optional drivers, local destination folders."""
     problems = []
-    for kind, section, items in (("source", "sources", config.sources), ("destination", "destinations",
-                                                                          config.destinations)):
+    for kind, section, items in (
+        ("source", "sources", config.sources),
+        ("destination", "destinations", config.destinations),
+    ):
         for name, cfg in items.items():
             missing = missing_driver(kind, cfg.type)
             if missing:
-                problems.append(f"{section}.{name}.type: {cfg.type!r} needs the Python package {missing[0]!r}, "
-                                f"which is not installed: pip install 'tableship[{missing[1]}]'")
+                problems.append(
+                    f"{section}.{name}.type: {cfg.type!r} needs the Python package {missing[0]!r}, "
+                    f"which is not installed: pip install 'tableship[{missing[1]}]'"
+                )
     for name, cfg in config.destinations.items():
         if cfg.type == "local" and not Path(cfg.path).is_dir():
             what = "is not a folder" if Path(cfg.path).exists() else "does not exist"
-            problems.append(f"destinations.{name}.path: folder {str(cfg.path)!r} {what}: create it "
-                            f"(mkdir -p {cfg.path}) or fix the path (a missing mount is never created)")
+            problems.append(
+                f"destinations.{name}.path: folder {str(cfg.path)!r} {what}: create it "
+                f"(mkdir -p {cfg.path}) or fix the path (a missing mount is never created)"
+            )
     return problems

@@ -23,7 +23,8 @@ import ctypes.util
 import os
 import signal
 import sys
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from tableship.core.errors import Interrupted
 

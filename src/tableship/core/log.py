@@ -48,8 +48,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
-def setup_logging(verbosity: int = 0, log_file: Path | None = None, *, json_format: bool = False,
-                  max_bytes: int = 10 * 1024 * 1024, backups: int = 5) -> None:
+def setup_logging(
+    verbosity: int = 0,
+    log_file: Path | None = None,
+    *,
+    json_format: bool = False,
+    max_bytes: int = 10 * 1024 * 1024,
+    backups: int = 5,
+) -> None:
     """verbosity: -1 quiet (errors only), 0 info, 1+ debug. The file always gets info+."""
     logger = logging.getLogger("tableship")
     for h in list(logger.handlers):
@@ -58,7 +64,9 @@ def setup_logging(verbosity: int = 0, log_file: Path | None = None, *, json_form
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
     # every line (message, traceback, JSON) goes through the redactor (see redact.py)
-    fmt = RedactingFormatter(JsonFormatter() if json_format else logging.Formatter(TEXT_FORMAT, "%Y-%m-%d %H:%M:%S"))
+    fmt = RedactingFormatter(
+        JsonFormatter() if json_format else logging.Formatter(TEXT_FORMAT, "%Y-%m-%d %H:%M:%S")
+    )
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setLevel({-1: logging.ERROR, 0: logging.INFO}.get(verbosity, logging.DEBUG))
     stderr.setFormatter(fmt)
@@ -68,7 +76,9 @@ def setup_logging(verbosity: int = 0, log_file: Path | None = None, *, json_form
     logger.addHandler(stderr)
     if log_file is not None:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.handlers.RotatingFileHandler(log_file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+        fh = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+        )
         fh.setLevel(logging.DEBUG if verbosity > 0 else logging.INFO)
         fh.setFormatter(fmt)
         fh.addFilter(ContextFilter())

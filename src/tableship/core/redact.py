@@ -35,7 +35,8 @@ import logging
 import re
 import sqlite3
 import threading
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 from pydantic import BaseModel, SecretStr
@@ -54,8 +55,11 @@ _HOST_AFTER_AT = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~\-]*)(:\d*)?([/?#
 _PIECE_SPLIT = re.compile(r"[@:/?#&=%;,\s'\"\\]+")
 # credentials of URLs we were not told about: the password runs to the last '@' of the token
 _URL_CREDS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@]*:)(?P<pw>\S*)@(?=[A-Za-z0-9\[])")
-_QUERY_CREDS = re.compile(r"(?P<head>[?&;](?:password|passwd|pwd|pass|secret|token|api_key|apikey|access_token)=)"
-                          r"(?P<val>[^&\s#'\"]+)", re.I)
+_QUERY_CREDS = re.compile(
+    r"(?P<head>[?&;](?:password|passwd|pwd|pass|secret|token|api_key|apikey|access_token)=)"
+    r"(?P<val>[^&\s#'\"]+)",
+    re.I,
+)
 
 
 # ---------------------------------------------------------------- finding secrets
@@ -81,7 +85,7 @@ def split_userinfo(url: str) -> tuple[str, str | None, str | None, str] | None:
     if at is None:
         return None
     user, sep, password = rest[:at].partition(":")
-    return scheme, user, password if sep else None, rest[at + 1:]
+    return scheme, user, password if sep else None, rest[at + 1 :]
 
 
 def url_secrets(url: str) -> list[str]:
@@ -93,7 +97,10 @@ def url_secrets(url: str) -> list[str]:
     m = _URL_START.match(url)
     if m and "@" in m.group(2):  # the tolerant reading too, when it differs (masking more is harmless)
         rest = m.group(2)
-        at = next((i for i in reversed(range(len(rest))) if rest[i] == "@" and _HOST_AFTER_AT.match(rest, i + 1)), None)
+        at = next(
+            (i for i in reversed(range(len(rest))) if rest[i] == "@" and _HOST_AFTER_AT.match(rest, i + 1)),
+            None,
+        )
         if at is not None:
             _, sep, pw = rest[:at].partition(":")
             if sep and pw:
@@ -112,7 +119,13 @@ def _variants(secret: str, pieces: bool = True) -> set[str]:
     with ``pieces``, its parts between URL delimiters)."""
     forms = {secret, unquote(secret), unquote_plus(secret)}
     for f in list(forms):
-        forms |= {quote(f, safe=""), quote_plus(f, safe=""), quote(f, safe="@:"), json.dumps(f)[1:-1], repr(f)[1:-1]}
+        forms |= {
+            quote(f, safe=""),
+            quote_plus(f, safe=""),
+            quote(f, safe="@:"),
+            json.dumps(f)[1:-1],
+            repr(f)[1:-1],
+        }
     out = {f for f in forms if len(f) >= MIN_SECRET}
     if pieces:
         for f in forms:
@@ -186,7 +199,7 @@ class Redactor:
         self._re = re.compile("|".join(re.escape(s) for s in self.secrets)) if self.secrets else None
 
     @classmethod
-    def from_config(cls, config) -> "Redactor":
+    def from_config(cls, config) -> Redactor:
         found = model_secrets([config.sources, config.destinations, config.alerts.definitions])
         found |= set(getattr(config, "secrets", ()) or ())
         return cls(found)
@@ -275,7 +288,7 @@ class RedactingStream:
         cut = max(self._buf.rfind("\n"), self._buf.rfind("\r"))
         if cut >= 0 or len(self._buf) > 65536:
             cut = cut if cut >= 0 else len(self._buf) - 1
-            out, self._buf = self._buf[:cut + 1], self._buf[cut + 1:]
+            out, self._buf = self._buf[: cut + 1], self._buf[cut + 1 :]
             self._inner.write(redact(out))
         return len(s)
 

@@ -75,7 +75,7 @@ def check_date_spec(spec: str, where: str) -> None:
     i = 0
     while i < len(spec):
         if spec[i] == "%":
-            code = spec[i + 1: i + 2]
+            code = spec[i + 1 : i + 2]
             if code not in CODES:
                 shown = f"%{code}" if code else "a lone '%' at the end"
                 raise ValueError(
@@ -108,7 +108,7 @@ def pattern(template: str, names: dict[str, str]) -> list[Pos]:
             continue
         i = 0
         while i < len(spec):
-            if spec[i] == "%" and spec[i + 1: i + 2] in CODES:
+            if spec[i] == "%" and spec[i + 1 : i + 2] in CODES:
                 out += CODES[spec[i + 1]]
                 i += 2
             else:
@@ -186,8 +186,8 @@ def overlap(a: list[Pos], b: list[Pos]) -> bool:
             todo.append((i, j + 1))
         if i < la and j < lb and _meets(a[i], b[j]):
             # consume one character in both: a repeating position may stay where it is
-            for ni in ((i, i + 1) if a[i].repeat else (i + 1,)):
-                for nj in ((j, j + 1) if b[j].repeat else (j + 1,)):
+            for ni in (i, i + 1) if a[i].repeat else (i + 1,):
+                for nj in (j, j + 1) if b[j].repeat else (j + 1,):
                     if (ni, nj) != (i, j):
                         todo.append((ni, nj))
     return False

@@ -10,7 +10,6 @@ import calendar
 import datetime as dt
 from dataclasses import dataclass
 
-
 # Supported dates: years 1000..9999, so that %Y is always four digits (Python writes year
 # 474 as "474", not "0474") and file names sort and parse. A window reaches back at most
 # 100 years, so every run date from 1100 on has a window inside the range.
@@ -75,8 +74,10 @@ def parse_date(text: str, what: str = "date") -> dt.date:
     except (ValueError, TypeError):
         raise ValueError(f"{what} {text!r} is not a valid date in the form YYYY-MM-DD") from None
     if day < MIN_DATE:
-        raise ValueError(f"{what} {text!r} is before {MIN_DATE}: years before 1000 are not supported "
-                         "(file names need a four-digit year)")
+        raise ValueError(
+            f"{what} {text!r} is before {MIN_DATE}: years before 1000 are not supported "
+            "(file names need a four-digit year)"
+        )
     return day
 
 

@@ -33,8 +33,8 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol, runtime_checkable
 
 from tableship.core.errors import ConfigError
-from tableship.core.plugins import instantiate
 from tableship.core.names import check_relative
+from tableship.core.plugins import instantiate
 
 TMP_RE = re.compile(r"^\.(?P<base>.+)\.tableship-(?P<owner>[A-Za-z0-9_.-]+)-[0-9a-f]{8}\.part$")
 

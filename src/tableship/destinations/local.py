@@ -39,7 +39,8 @@ class LocalDestination:
             f"destination {self.name!r}: {path} is a symlink leading out of the destination root "
             f"{self.root} (to {real}); nothing is written, read or deleted through it",
             "replace the symlink by a real folder (or point destinations."
-            f"{self.name}.path at the real location)")
+            f"{self.name}.path at the real location)",
+        )
 
     def _confine(self, rel: str, *, folder: bool = False, create: bool = False) -> Path | None:
         """``root/rel`` after checking that every existing folder on the way (and ``rel``
@@ -86,11 +87,15 @@ class LocalDestination:
 
     def _fail(self, what: str, exc: OSError) -> DestinationError:
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            return DestinationError(f"destination {self.name!r}: {what}: permission denied ({exc.filename})",
-                                    "make the folder writable by this user")
+            return DestinationError(
+                f"destination {self.name!r}: {what}: permission denied ({exc.filename})",
+                "make the folder writable by this user",
+            )
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return DestinationError(f"destination {self.name!r}: {what}: no space left on device",
-                                    "free space on the backup filesystem, then re-run to resume")
+            return DestinationError(
+                f"destination {self.name!r}: {what}: no space left on device",
+                "free space on the backup filesystem, then re-run to resume",
+            )
         return TransientDestinationError(f"destination {self.name!r}: {what}: {exc.strerror or exc}")
 
     def put(self, local: Path, name: str, owner: str) -> None:
@@ -111,7 +116,9 @@ class LocalDestination:
     def get(self, name: str, local: Path) -> None:
         src = self._file(name)
         if self._regular(src) is None:
-            raise DestinationError(f"destination {self.name!r}: {name} does not exist (or is not a regular file)")
+            raise DestinationError(
+                f"destination {self.name!r}: {name} does not exist (or is not a regular file)"
+            )
         local = Path(local)
         try:
             atomic_copy(src, local, local.with_name(f".{local.name}.part"), hold="get")
@@ -149,8 +156,11 @@ class LocalDestination:
         holds.hold("list")
         try:
             with os.scandir(base) as entries:
-                return sorted(prefix + e.name for e in entries
-                              if e.is_file(follow_symlinks=False) and not TMP_RE.match(e.name))
+                return sorted(
+                    prefix + e.name
+                    for e in entries
+                    if e.is_file(follow_symlinks=False) and not TMP_RE.match(e.name)
+                )
         except (FileNotFoundError, NotADirectoryError):
             return []
         except OSError as exc:
@@ -199,7 +209,13 @@ class LocalDestination:
         except OSError as exc:
             out.append(("free space", False, exc.strerror or str(exc)))
             return out
-        out.append(("free space", usage.free > 0, f"{usage.free / 2**30:.1f} GiB free of {usage.total / 2**30:.1f} GiB"))
+        out.append(
+            (
+                "free space",
+                usage.free > 0,
+                f"{usage.free / 2**30:.1f} GiB free of {usage.total / 2**30:.1f} GiB",
+            )
+        )
         return out
 
     def close(self) -> None:

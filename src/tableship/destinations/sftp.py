@@ -55,14 +55,20 @@ import stat as stat_mod
 import tempfile
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import asyncssh
 
-from tableship.core import holds
-from tableship.core import interrupts
-from tableship.core.errors import ConfigError, DestinationError, Interrupted, TableshipError, TransientDestinationError
+from tableship.core import holds, interrupts
+from tableship.core.errors import (
+    ConfigError,
+    DestinationError,
+    Interrupted,
+    TableshipError,
+    TransientDestinationError,
+)
 from tableship.core.redact import redact
 from tableship.destinations.base import is_temp, safe_name, temp_name
 
@@ -101,7 +107,7 @@ _HEX64 = re.compile(r"^\\?([0-9a-fA-F]{64})\s")
 class _Client(asyncssh.SSHClient):
     """Called by asyncssh only for a host key that ``known_hosts`` does not trust."""
 
-    def __init__(self, dest: "SFTPDestination"):
+    def __init__(self, dest: SFTPDestination):
         self.dest = dest
 
     def validate_host_public_key(self, host: str, addr: str, port: int, key: asyncssh.SSHKey) -> bool:
@@ -206,12 +212,16 @@ class SFTPDestination:
         if self.cfg.key_file is not None:
             path = Path(self.cfg.key_file).expanduser()
             if not path.is_file():
-                raise DestinationError(f"destination {self.name!r}: key_file {str(path)!r} does not exist",
-                                       f"fix destinations.{self.name}.key_file (or remove it to use the SSH agent "
-                                       "and the default ~/.ssh keys)")
+                raise DestinationError(
+                    f"destination {self.name!r}: key_file {str(path)!r} does not exist",
+                    f"fix destinations.{self.name}.key_file (or remove it to use the SSH agent "
+                    "and the default ~/.ssh keys)",
+                )
             try:
                 try:
-                    passphrase = self.cfg.key_passphrase.get_secret_value() if self.cfg.key_passphrase else None
+                    passphrase = (
+                        self.cfg.key_passphrase.get_secret_value() if self.cfg.key_passphrase else None
+                    )
                     key = asyncssh.read_private_key(str(path), passphrase)
                 except asyncssh.KeyImportError as exc:
                     if "passphrase" in str(exc).lower():
@@ -219,16 +229,20 @@ class SFTPDestination:
                     raise
             except asyncssh.KeyEncryptionError:
                 if self.cfg.key_passphrase is not None:
-                    raise DestinationError(f"destination {self.name!r}: key_passphrase does not decrypt key_file "
-                                           f"{str(path)!r}",
-                                           f"fix destinations.{self.name}.key_passphrase (e.g. ${{file:/path}})") from None
-                raise DestinationError(f"destination {self.name!r}: key_file {str(path)!r} is protected by a passphrase",
-                                       f"set destinations.{self.name}.key_passphrase, load the key into ssh-agent "
-                                       "and remove key_file, or use a key without a passphrase") from None
+                    raise DestinationError(
+                        f"destination {self.name!r}: key_passphrase does not decrypt key_file {str(path)!r}",
+                        f"fix destinations.{self.name}.key_passphrase (e.g. ${{file:/path}})",
+                    ) from None
+                raise DestinationError(
+                    f"destination {self.name!r}: key_file {str(path)!r} is protected by a passphrase",
+                    f"set destinations.{self.name}.key_passphrase, load the key into ssh-agent "
+                    "and remove key_file, or use a key without a passphrase",
+                ) from None
             except (asyncssh.KeyImportError, ValueError, OSError) as exc:
-                raise DestinationError(f"destination {self.name!r}: key_file {str(path)!r} is not a usable "
-                                       f"private key ({exc})",
-                                       f"point destinations.{self.name}.key_file at an OpenSSH private key") from None
+                raise DestinationError(
+                    f"destination {self.name!r}: key_file {str(path)!r} is not a usable private key ({exc})",
+                    f"point destinations.{self.name}.key_file at an OpenSSH private key",
+                ) from None
             opts["client_keys"] = [key]
             opts["agent_path"] = None
         else:
@@ -245,8 +259,10 @@ class SFTPDestination:
             try:
                 return asyncssh.read_known_hosts(str(self.known_hosts))
             except (OSError, ValueError) as exc:
-                raise DestinationError(f"destination {self.name!r}: cannot read known_hosts {str(self.known_hosts)!r}: {exc}",
-                                       f"fix the file or destinations.{self.name}.known_hosts") from None
+                raise DestinationError(
+                    f"destination {self.name!r}: cannot read known_hosts {str(self.known_hosts)!r}: {exc}",
+                    f"fix the file or destinations.{self.name}.known_hosts",
+                ) from None
         # No file: every host is unknown. (An empty *object*, not b"": asyncssh would
         # silently fall back to ~/.ssh/known_hosts for a falsy value.)
         return asyncssh.import_known_hosts("")
@@ -255,8 +271,11 @@ class SFTPDestination:
         known: list = []
         if self.known_hosts.is_file():
             try:
-                known = list(asyncssh.match_known_hosts(str(self.known_hosts), host, addr,
-                                                        port if port != 22 else None)[0])
+                known = list(
+                    asyncssh.match_known_hosts(
+                        str(self.known_hosts), host, addr, port if port != 22 else None
+                    )[0]
+                )
             except (OSError, ValueError):
                 known = []
         if known:
@@ -281,11 +300,18 @@ class SFTPDestination:
             with os.fdopen(fd, "a") as f:
                 f.write(line)
         except OSError as exc:
-            raise DestinationError(f"destination {self.name!r}: cannot record the host key in "
-                                   f"{str(self.known_hosts)!r}: {exc.strerror}",
-                                   "make known_hosts writable or add the key with ssh-keyscan") from None
-        log.warning("destination %s: recorded the new host key of %s (%s) in %s (host_key_policy = accept-new)",
-                    self.name, self.host_spec, _fingerprint(key), self.known_hosts)
+            raise DestinationError(
+                f"destination {self.name!r}: cannot record the host key in "
+                f"{str(self.known_hosts)!r}: {exc.strerror}",
+                "make known_hosts writable or add the key with ssh-keyscan",
+            ) from None
+        log.warning(
+            "destination %s: recorded the new host key of %s (%s) in %s (host_key_policy = accept-new)",
+            self.name,
+            self.host_spec,
+            _fingerprint(key),
+            self.known_hosts,
+        )
 
     async def _connect(self) -> asyncssh.SFTPClient:
         if self._sftp is not None and self._conn is not None and not self._conn.is_closed():
@@ -330,8 +356,10 @@ class SFTPDestination:
         except asyncssh.SFTPPermissionDenied:
             raise self._denied("reaching", self.root) from None
         if attrs.permissions is not None and not stat_mod.S_ISDIR(attrs.permissions):
-            raise DestinationError(f"destination {self.name!r}: remote path {self.root} on {self.host} is not a folder",
-                                   f"fix destinations.{self.name}.path")
+            raise DestinationError(
+                f"destination {self.name!r}: remote path {self.root} on {self.host} is not a folder",
+                f"fix destinations.{self.name}.path",
+            )
         # the root itself may be a symlink (a mount point elsewhere): what is under it is
         # confined to where it really is
         self._root_real = posixpath.normpath(await sftp.realpath(self.root))
@@ -347,7 +375,7 @@ class SFTPDestination:
 
     def _no_sha256sum(self) -> DestinationError:
         return DestinationError(
-            f"destination {self.name!r}: {self.user} may not run sha256sum on {self.host} (verify = \"sha256sum\")",
+            f'destination {self.name!r}: {self.user} may not run sha256sum on {self.host} (verify = "sha256sum")',
             'set verify = "auto" or "read-back" (reads the file back over SFTP to hash it)',
         )
 
@@ -373,29 +401,40 @@ class SFTPDestination:
         if isinstance(exc, asyncssh.HostKeyNotVerifiable):
             return self._host_key_error(exc)
         if isinstance(exc, asyncssh.PermissionDenied):
-            tried = ([f"key_file {self.cfg.key_file}"] if self.cfg.key_file else ["ssh-agent and default ~/.ssh keys"]) \
-                + (["password"] if self.cfg.password is not None else [])
+            tried = (
+                [f"key_file {self.cfg.key_file}"]
+                if self.cfg.key_file
+                else ["ssh-agent and default ~/.ssh keys"]
+            ) + (["password"] if self.cfg.password is not None else [])
             return DestinationError(
                 f"destination {self.name!r}: authentication failed for {self.where} (tried {' and '.join(tried)})",
                 f"check destinations.{self.name}.user and key_file: its public key must be in "
                 f"~{self.user}/.ssh/authorized_keys on {self.host}",
             )
         if isinstance(exc, asyncssh.SFTPPermissionDenied):
-            return DestinationError(f"destination {self.name!r}: permission denied {what} on {self.host} as {self.user}",
-                                    f"make {self.root} and its subfolders writable by {self.user} on the backup host")
+            return DestinationError(
+                f"destination {self.name!r}: permission denied {what} on {self.host} as {self.user}",
+                f"make {self.root} and its subfolders writable by {self.user} on the backup host",
+            )
         if isinstance(exc, asyncssh.SFTPNoSuchFile):
-            return DestinationError(f"destination {self.name!r}: {what}: no such file or folder on {self.host}",
-                                    "check that nothing else removes files in the destination folder, then re-run")
+            return DestinationError(
+                f"destination {self.name!r}: {what}: no such file or folder on {self.host}",
+                "check that nothing else removes files in the destination folder, then re-run",
+            )
         if isinstance(exc, (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection, asyncssh.ConnectionLost)):
             return self._transient(what, "connection lost")
         if isinstance(exc, asyncssh.ChannelOpenError):
             return self._transient(what, f"channel refused ({exc.reason})")
         if isinstance(exc, asyncssh.SFTPError):
-            return DestinationError(f"destination {self.name!r}: {what}: the server said {exc.reason!r}",
-                                    f"check the remote filesystem under {self.root} (free space, quota, permissions)")
+            return DestinationError(
+                f"destination {self.name!r}: {what}: the server said {exc.reason!r}",
+                f"check the remote filesystem under {self.root} (free space, quota, permissions)",
+            )
         if isinstance(exc, (asyncssh.KeyImportError, asyncssh.KeyEncryptionError)):
-            return DestinationError(f"destination {self.name!r}: cannot use an SSH key: {exc}",
-                                    f"check destinations.{self.name}.key_file and ~/.ssh")
+            return DestinationError(
+                f"destination {self.name!r}: cannot use an SSH key: {exc}",
+                f"check destinations.{self.name}.key_file and ~/.ssh",
+            )
         if isinstance(exc, asyncssh.DisconnectError):  # protocol errors, server shutdown, kex failure
             return self._transient(what, f"disconnected: {exc.reason}")
         if isinstance(exc, (asyncio.TimeoutError, TimeoutError, socket.timeout)):
@@ -412,8 +451,10 @@ class SFTPDestination:
             return self._transient(what, exc.strerror or str(exc))
         if isinstance(exc, ConfigError):
             return exc
-        return DestinationError(f"destination {self.name!r}: {what}: unexpected {type(exc).__name__}: {exc}",
-                                "re-run with --debug and report it")
+        return DestinationError(
+            f"destination {self.name!r}: {what}: unexpected {type(exc).__name__}: {exc}",
+            "re-run with --debug and report it",
+        )
 
     def _host_key_error(self, exc: BaseException) -> DestinationError:
         kind, key, *rest = self._host_key_problem or ("unknown", None)
@@ -433,7 +474,7 @@ class SFTPDestination:
         return DestinationError(
             f"destination {self.name!r}: the host key of {self.host_spec} is unknown{offered}: not in {kh}",
             f"confirm the fingerprint with the host's admin, then add it: {keyscan} "
-            f"(or set host_key_policy = \"accept-new\")",
+            f'(or set host_key_policy = "accept-new")',
         )
 
     # ------------------------------------------------------------------ paths
@@ -456,10 +497,12 @@ class SFTPDestination:
             f"destination {self.name!r}: {path} on {self.host} is a symlink leading out of the destination root "
             f"{self.root} (to {real}); nothing is written, read or deleted through it",
             f"replace the symlink by a real folder on the backup host (or point destinations.{self.name}.path "
-            "at the real location)")
+            "at the real location)",
+        )
 
-    async def _confine(self, sftp: asyncssh.SFTPClient, path: str, *, folder: bool = False,
-                       create: bool = False) -> bool:
+    async def _confine(
+        self, sftp: asyncssh.SFTPClient, path: str, *, folder: bool = False, create: bool = False
+    ) -> bool:
         """Check (lstat + realpath on the server) that every existing folder from the root
         to ``path`` — ``path`` itself too when ``folder`` — resolves inside the root; a
         symlink leading out is an error. Missing folders are created when ``create``;
@@ -471,7 +514,7 @@ class SFTPDestination:
             return True
         rel = posixpath.relpath(target, self.root)
         cur = self.root
-        for part in ([] if rel == "." else rel.split("/")):
+        for part in [] if rel == "." else rel.split("/"):
             cur = posixpath.join(cur, part)
             if cur in self._dirs:
                 continue
@@ -499,8 +542,10 @@ class SFTPDestination:
                     raise self._escape(cur, real)
                 attrs = await sftp.stat(cur)
             if attrs.permissions is not None and not stat_mod.S_ISDIR(attrs.permissions):
-                raise DestinationError(f"destination {self.name!r}: {cur} on {self.host} is a file, not a folder",
-                                       "remove or rename it on the backup host, or change remote_dir")
+                raise DestinationError(
+                    f"destination {self.name!r}: {cur} on {self.host} is a file, not a folder",
+                    "remove or rename it on the backup host, or change remote_dir",
+                )
             self._dirs.add(cur)
         return True
 
@@ -516,12 +561,18 @@ class SFTPDestination:
         except asyncssh.SFTPPermissionDenied:
             raise self._denied("reading", path) from None
         if attrs.permissions is not None and stat_mod.S_ISLNK(attrs.permissions):
-            log.warning("destination %s: %s on %s is a symlink: not trusted as the file (it is replaced by an upload)",
-                        self.name, path, self.host)
+            log.warning(
+                "destination %s: %s on %s is a symlink: not trusted as the file (it is replaced by an upload)",
+                self.name,
+                path,
+                self.host,
+            )
             return None
         if attrs.permissions is not None and not stat_mod.S_ISREG(attrs.permissions):
-            raise DestinationError(f"destination {self.name!r}: {path} on {self.host} is not a regular file",
-                                   "remove it on the backup host")
+            raise DestinationError(
+                f"destination {self.name!r}: {path} on {self.host} is not a regular file",
+                "remove it on the backup host",
+            )
         return attrs
 
     async def _rename(self, sftp: asyncssh.SFTPClient, tmp: str, final: str) -> None:
@@ -546,7 +597,9 @@ class SFTPDestination:
         except Exception:  # best effort: cleanup() removes it on the next run (a signal still propagates)
             log.debug("could not remove temporary %s", tmp, exc_info=True)
 
-    async def _disk_full(self, sftp: asyncssh.SFTPClient, folder: str, needed: int) -> DestinationError | None:
+    async def _disk_full(
+        self, sftp: asyncssh.SFTPClient, folder: str, needed: int
+    ) -> DestinationError | None:
         try:
             vfs = await asyncio.wait_for(sftp.statvfs(folder), timeout=self.cfg.connect_timeout)
         except Exception:
@@ -591,8 +644,11 @@ class SFTPDestination:
             finally:
                 await _settle(inflight)
             if offset != size:
-                raise DestinationError(f"destination {self.name!r}: the local file changed size while uploading "
-                                       f"({offset} bytes read, {size} expected)", "re-run")
+                raise DestinationError(
+                    f"destination {self.name!r}: the local file changed size while uploading "
+                    f"({offset} bytes read, {size} expected)",
+                    "re-run",
+                )
             try:  # durable before the rename (fsync@openssh.com)
                 await f.fsync()
             except asyncssh.SFTPOpUnsupported:
@@ -609,11 +665,15 @@ class SFTPDestination:
         t0 = time.monotonic()
         via = "asyncssh"
         try:
-            if local is not None and size >= OPENSSH_MIN_BYTES and await self._openssh_put(local, tmp, folder, size):
+            if (
+                local is not None
+                and size >= OPENSSH_MIN_BYTES
+                and await self._openssh_put(local, tmp, folder, size)
+            ):
                 via = "openssh sftp"
             else:
                 try:
-                    with (open(local, "rb", buffering=0) if local is not None else io.BytesIO(data)) as src:
+                    with open(local, "rb", buffering=0) if local is not None else io.BytesIO(data) as src:
                         await self._write_remote(sftp, src, tmp, size)
                 except asyncssh.SFTPPermissionDenied:
                     raise self._denied("writing", tmp) from None
@@ -631,16 +691,25 @@ class SFTPDestination:
                 if isinstance(exc, (asyncssh.SFTPConnectionLost, asyncssh.SFTPNoConnection)):
                     raise
                 if await sftp.isdir(final):
-                    raise DestinationError(f"destination {self.name!r}: {final} on {self.host} is a folder, "
-                                           "where tableship must write a file",
-                                           "remove or rename that folder on the backup host, then re-run") from None
+                    raise DestinationError(
+                        f"destination {self.name!r}: {final} on {self.host} is a folder, "
+                        "where tableship must write a file",
+                        "remove or rename that folder on the backup host, then re-run",
+                    ) from None
                 raise
         except BaseException:
             await self._remove_quietly(tmp)
             raise
         dt = max(time.monotonic() - t0, 1e-6)
-        log.debug("destination %s: put %s (%s) via %s in %.2fs, %.0f MB/s", self.name, final, _human(size), via, dt,
-                  size / dt / 1e6)
+        log.debug(
+            "destination %s: put %s (%s) via %s in %.2fs, %.0f MB/s",
+            self.name,
+            final,
+            _human(size),
+            via,
+            dt,
+            size / dt / 1e6,
+        )
 
     # -- bulk bytes through OpenSSH's sftp client (C, AES-GCM): the control connection
     #    above has already checked the host key, the login and the folder.
@@ -648,7 +717,9 @@ class SFTPDestination:
         exe = shutil.which("sftp")
         if exe is None or self._openssh_broken:
             return None
-        if (self.cfg.key_file is None and self.cfg.password is not None) or self.cfg.key_passphrase is not None:
+        if (
+            self.cfg.key_file is None and self.cfg.password is not None
+        ) or self.cfg.key_passphrase is not None:
             return None  # password logins and encrypted keys stay on asyncssh (no askpass plumbing)
         alive = str(int(max(5.0, self.cfg.connect_timeout)))
         argv = [exe, "-q", "-b", "-", "-P", str(self.port), "-F", "/dev/null",
@@ -681,8 +752,13 @@ class SFTPDestination:
             quoted = '"' + tmp.replace("\\", "\\\\").replace('"', '\\"') + '"'
             # preexec: the kernel kills the client if tableship dies, even by kill -9
             proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE, cwd=private, preexec_fn=interrupts.child_preexec())
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=private,
+                preexec_fn=interrupts.child_preexec(),
+            )
             try:
                 _, err = await proc.communicate(f"put -f {link} {quoted}\n".encode())
             finally:
@@ -706,8 +782,13 @@ class SFTPDestination:
             # It could not log in or start where asyncssh could (agent, HOME, ssh
             # options, an old client...): stop using it for this destination.
             self._openssh_broken = True
-            log.warning("destination %s: the OpenSSH sftp client failed before uploading (exit %s: %s); "
-                        "using asyncssh for uploads", self.name, proc.returncode, text or "no message")
+            log.warning(
+                "destination %s: the OpenSSH sftp client failed before uploading (exit %s: %s); "
+                "using asyncssh for uploads",
+                self.name,
+                proc.returncode,
+                text or "no message",
+            )
             return False
         await self._remove_quietly(tmp)  # then measure the free space without it
         if "permission denied" in low:
@@ -715,10 +796,15 @@ class SFTPDestination:
         full = await self._disk_full(sftp, folder, size)
         if full is not None:
             raise full
-        if any(w in low for w in ("connection", "broken pipe", "timeout", "timed out", "not responding")) or not text:
+        if (
+            any(w in low for w in ("connection", "broken pipe", "timeout", "timed out", "not responding"))
+            or not text
+        ):
             raise self._transient(f"uploading to {tmp}", text or f"sftp exit {proc.returncode}")
-        raise DestinationError(f"destination {self.name!r}: uploading to {tmp} failed: {text}",
-                               f"check the remote filesystem under {self.root} (free space, quota, permissions)")
+        raise DestinationError(
+            f"destination {self.name!r}: uploading to {tmp} failed: {text}",
+            f"check the remote filesystem under {self.root} (free space, quota, permissions)",
+        )
 
     async def _read_remote(self, sftp: asyncssh.SFTPClient, path: str, sink: Callable[[bytes], Any]) -> int:
         """Stream ``path`` in order to ``sink`` with up to MAX_REQUESTS reads in flight."""
@@ -767,11 +853,15 @@ class SFTPDestination:
                 await _settle([fut for _, _, fut in pending])
         return total
 
-    async def _exec(self, command: str, timeout: float | None, hold: str | None = None) -> tuple[int | None, str, str]:
+    async def _exec(
+        self, command: str, timeout: float | None, hold: str | None = None
+    ) -> tuple[int | None, str, str]:
         """Run ``command`` on the server; the channel is closed however this ends (a
         signal cancels the wait: no process or task is left behind)."""
         assert self._conn is not None
-        proc = await self._conn.create_process(command, stdin=asyncssh.DEVNULL, encoding="utf-8", errors="replace")
+        proc = await self._conn.create_process(
+            command, stdin=asyncssh.DEVNULL, encoding="utf-8", errors="replace"
+        )
         try:
             if hold:
                 await holds.hold_async(hold)
@@ -784,11 +874,17 @@ class SFTPDestination:
         """May this account run ``sha256sum``? (False for ForceCommand internal-sftp, rbash, no coreutils.)"""
         if self._can_exec is None:
             try:
-                code, out, _ = await self._exec("sha256sum /dev/null", timeout=max(10.0, self.cfg.connect_timeout))
+                code, out, _ = await self._exec(
+                    "sha256sum /dev/null", timeout=max(10.0, self.cfg.connect_timeout)
+                )
                 self._can_exec = code == 0 and out.strip().startswith(EMPTY_SHA256)
-            except (asyncssh.ChannelOpenError, asyncssh.ProcessError, asyncssh.TimeoutError, asyncio.TimeoutError):
+            except (TimeoutError, asyncssh.ChannelOpenError, asyncssh.ProcessError, asyncssh.TimeoutError):
                 self._can_exec = False
-            log.debug("destination %s: remote sha256sum %s", self.name, "available" if self._can_exec else "not available")
+            log.debug(
+                "destination %s: remote sha256sum %s",
+                self.name,
+                "available" if self._can_exec else "not available",
+            )
         return self._can_exec
 
     async def _sha256(self, name: str) -> str | None:
@@ -799,17 +895,26 @@ class SFTPDestination:
         mode = self.cfg.verify
         if mode in ("auto", "sha256sum"):
             if await self._probe_exec():
-                code, out, err = await self._exec(f"sha256sum -- {shlex.quote(path)}", timeout=None, hold="sha256")
+                code, out, err = await self._exec(
+                    f"sha256sum -- {shlex.quote(path)}", timeout=None, hold="sha256"
+                )
                 m = _HEX64.match(out)
                 if code == 0 and m:
                     self.last_verify_method = "sha256sum"
                     return m.group(1).lower()
                 if mode == "sha256sum":
-                    raise DestinationError(f"destination {self.name!r}: remote sha256sum of {path} failed "
-                                           f"(exit {code}): {redact(err.strip())[:200]}",
-                                           'check the file on the backup host, or set verify = "read-back"')
-                log.warning("destination %s: remote sha256sum of %s failed (exit %s: %s); reading it back instead",
-                            self.name, path, code, redact(err.strip())[:200])
+                    raise DestinationError(
+                        f"destination {self.name!r}: remote sha256sum of {path} failed "
+                        f"(exit {code}): {redact(err.strip())[:200]}",
+                        'check the file on the backup host, or set verify = "read-back"',
+                    )
+                log.warning(
+                    "destination %s: remote sha256sum of %s failed (exit %s: %s); reading it back instead",
+                    self.name,
+                    path,
+                    code,
+                    redact(err.strip())[:200],
+                )
             elif mode == "sha256sum":
                 raise self._no_sha256sum()
         h = hashlib.sha256()
@@ -844,7 +949,9 @@ class SFTPDestination:
         async def download() -> None:
             sftp = await self._connect()
             if await self._regular(sftp, path) is None:
-                raise DestinationError(f"destination {self.name!r}: {name} does not exist (or is not a regular file)")
+                raise DestinationError(
+                    f"destination {self.name!r}: {name} does not exist (or is not a regular file)"
+                )
             try:
                 with open(part, "wb") as out:
                     await self._read_remote(sftp, path, out.write)
@@ -888,9 +995,13 @@ class SFTPDestination:
                 return []
             except asyncssh.SFTPPermissionDenied:
                 raise self._denied("listing", path) from None
-            return sorted(prefix + e.filename for e in entries
-                          if e.attrs.permissions is not None and stat_mod.S_ISREG(e.attrs.permissions)
-                          and not is_temp(str(e.filename)))
+            return sorted(
+                prefix + e.filename
+                for e in entries
+                if e.attrs.permissions is not None
+                and stat_mod.S_ISREG(e.attrs.permissions)
+                and not is_temp(str(e.filename))
+            )
 
         return self._call(f"listing {folder or '/'}", listing)
 
@@ -922,7 +1033,11 @@ class SFTPDestination:
             removed = []
             for e in entries:
                 fn = str(e.filename)
-                if is_temp(fn, owner) and e.attrs.permissions is not None and stat_mod.S_ISREG(e.attrs.permissions):
+                if (
+                    is_temp(fn, owner)
+                    and e.attrs.permissions is not None
+                    and stat_mod.S_ISREG(e.attrs.permissions)
+                ):
                     try:
                         await self._sftp.remove(posixpath.join(path, fn))
                     except asyncssh.SFTPNoSuchFile:
@@ -945,11 +1060,18 @@ class SFTPDestination:
                 out.append(("connect", True, f"{self.host}:{self.port} answers"))
                 out.append(("host key", False, text))
             elif "authentication failed" in text:
-                out += [("connect", True, f"{self.host}:{self.port} answers"), ("host key", True, str(self.known_hosts)),
-                        ("authentication", False, text)]
+                out += [
+                    ("connect", True, f"{self.host}:{self.port} answers"),
+                    ("host key", True, str(self.known_hosts)),
+                    ("authentication", False, text),
+                ]
             elif "does not exist" in text or "not a folder" in text or "permission denied" in text:
-                out += [("connect", True, f"{self.where} ({self.cipher})"), ("host key", True, str(self.known_hosts)),
-                        ("authentication", True, self.user), ("root folder", False, text)]
+                out += [
+                    ("connect", True, f"{self.where} ({self.cipher})"),
+                    ("host key", True, str(self.known_hosts)),
+                    ("authentication", True, self.user),
+                    ("root folder", False, text),
+                ]
             else:
                 out.append(("connect", False, text))
             return out
@@ -991,13 +1113,15 @@ class SFTPDestination:
         try:
             can = self._call("probing remote commands", self._probe_exec)
             if self.cfg.verify == "read-back":
-                out.append(("verification", True, "read-back over SFTP (verify = \"read-back\")"))
+                out.append(("verification", True, 'read-back over SFTP (verify = "read-back")'))
             elif can:
                 out.append(("verification", True, "sha256sum on the backup host"))
             elif self.cfg.verify == "sha256sum":
-                out.append(("verification", False, f"{self.user} may not run sha256sum; set verify = \"auto\""))
+                out.append(("verification", False, f'{self.user} may not run sha256sum; set verify = "auto"'))
             else:
-                out.append(("verification", True, "read-back over SFTP (this account may not run remote commands)"))
+                out.append(
+                    ("verification", True, "read-back over SFTP (this account may not run remote commands)")
+                )
         except TableshipError as exc:
             out.append(("verification", False, exc.line()))
         return out

@@ -96,7 +96,7 @@ class JobLock:
         except (OSError, ValueError):
             return {}
 
-    def acquire(self, wait: float = 0) -> "JobLock":
+    def acquire(self, wait: float = 0) -> JobLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         if not flock_within(fd, wait):
@@ -107,8 +107,11 @@ class JobLock:
                 f"job {self.job!r} is already running ({holder})",
                 "wait for it to finish, or pass --wait SECONDS",
             )
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
         self._fd = fd
@@ -120,7 +123,7 @@ class JobLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "JobLock":
+    def __enter__(self) -> JobLock:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -29,9 +29,9 @@ import errno
 import logging
 import os
 import sqlite3
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from tableship.core.errors import EXIT_LEDGER, EXIT_LOCKED, TableshipError
 from tableship.ledger.lock import flock_within
@@ -187,8 +187,11 @@ class Migration:
 
 
 MIGRATIONS: list[Migration] = [
-    Migration(1, "tableship 0.1.0 schema: runs, transitions, verifications, pruned, incidents, alert_messages",
-              V1_RUNS + V1_ARCHIVES + V1_INCIDENTS),
+    Migration(
+        1,
+        "tableship 0.1.0 schema: runs, transitions, verifications, pruned, incidents, alert_messages",
+        V1_RUNS + V1_ARCHIVES + V1_INCIDENTS,
+    ),
     Migration(2, "migrations log; index transitions by run", V2_MIGRATIONS_LOG),
     Migration(3, "run fingerprint and attempt start; abandoned windows", V3_RUN_IDENTITY),
 ]
@@ -210,7 +213,9 @@ def _statements(script: str) -> Iterator[str]:
 
 
 def _check_steps() -> None:
-    assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)), "migrations must be 1, 2, 3…"
+    assert [m.version for m in MIGRATIONS] == list(range(1, len(MIGRATIONS) + 1)), (
+        "migrations must be 1, 2, 3…"
+    )
 
 
 _check_steps()
@@ -256,31 +261,57 @@ def ledger_error(exc: BaseException, path: Path) -> LedgerError:
     copy = f"; the pre-migration copy is {copies[-1]}" if copies else ""
     aside = f"move it aside (mv {path} {path}.broken) and re-run — a new ledger starts empty{copy}"
     if err_no in (errno.ENOTDIR, errno.EEXIST):
-        return LedgerError(f"the ledger {path} cannot be created: {getattr(exc, 'filename', None) or path.parent} "
-                           "is not a folder", "check that path (settings.state_dir): it must be a folder", path)
+        return LedgerError(
+            f"the ledger {path} cannot be created: {getattr(exc, 'filename', None) or path.parent} "
+            "is not a folder",
+            "check that path (settings.state_dir): it must be a folder",
+            path,
+        )
     if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "database is locked" in text:
-        return LedgerLockedError(f"the ledger {path} is locked by another process ({text})",
-                                 "wait for the other tableship process to finish, then re-run", path)
-    if primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or "not a database" in text or "malformed" in text:
+        return LedgerLockedError(
+            f"the ledger {path} is locked by another process ({text})",
+            "wait for the other tableship process to finish, then re-run",
+            path,
+        )
+    if (
+        primary in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+        or "not a database" in text
+        or "malformed" in text
+    ):
         return LedgerError(f"the ledger {path} is corrupt ({text})", aside, path)
     full = primary == sqlite3.SQLITE_FULL or err_no in (errno.ENOSPC, errno.EDQUOT) or "disk is full" in text
     if not full and (primary == sqlite3.SQLITE_IOERR or err_no == errno.EIO):
         full = _no_space(path.parent)  # SQLite reports a full disk while growing -shm/-wal as an I/O error
     if full:
-        return LedgerError(f"the ledger {path} cannot be written: the disk is full ({text})",
-                           f"free space on the file system of {path.parent} (or point settings.state_dir "
-                           "elsewhere), then re-run", path)
-    if (primary in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_AUTH)
-            or err_no in (errno.EACCES, errno.EPERM, errno.EROFS) or "readonly" in text):
-        return LedgerError(f"the ledger {path} cannot be written ({text})",
-                           f"make {path.parent} and the files in it writable by this user (check chmod, "
-                           "chattr -i and read-only mounts) or point settings.state_dir elsewhere", path)
+        return LedgerError(
+            f"the ledger {path} cannot be written: the disk is full ({text})",
+            f"free space on the file system of {path.parent} (or point settings.state_dir "
+            "elsewhere), then re-run",
+            path,
+        )
+    if (
+        primary
+        in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_AUTH)
+        or err_no in (errno.EACCES, errno.EPERM, errno.EROFS)
+        or "readonly" in text
+    ):
+        return LedgerError(
+            f"the ledger {path} cannot be written ({text})",
+            f"make {path.parent} and the files in it writable by this user (check chmod, "
+            "chattr -i and read-only mounts) or point settings.state_dir elsewhere",
+            path,
+        )
     if primary == sqlite3.SQLITE_IOERR or err_no == errno.EIO:
-        return LedgerError(f"the ledger {path} failed: I/O error ({text})",
-                           f"check the disk and free space under {path.parent}; if the file is damaged, {aside}",
-                           path)
-    return LedgerError(f"the ledger {path} failed: {text}",
-                       f"re-run with --debug and report it; if the file is damaged, {aside}", path)
+        return LedgerError(
+            f"the ledger {path} failed: I/O error ({text})",
+            f"check the disk and free space under {path.parent}; if the file is damaged, {aside}",
+            path,
+        )
+    return LedgerError(
+        f"the ledger {path} failed: {text}",
+        f"re-run with --debug and report it; if the file is damaged, {aside}",
+        path,
+    )
 
 
 def _no_space(folder: Path) -> bool:
@@ -401,8 +432,13 @@ class Ledger:
             except LedgerError as exc:
                 # A read-only folder or an immutable file: SQLite cannot create the WAL index
                 # (-shm). Nobody can write such a file either, so reading it as immutable is safe.
-                if not isinstance(exc.__cause__, sqlite3.Error) or exc.__cause__.sqlite_errorcode & 0xFF not in (
-                        sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_IOERR):
+                if not isinstance(
+                    exc.__cause__, sqlite3.Error
+                ) or exc.__cause__.sqlite_errorcode & 0xFF not in (
+                    sqlite3.SQLITE_CANTOPEN,
+                    sqlite3.SQLITE_READONLY,
+                    sqlite3.SQLITE_IOERR,
+                ):
                     raise
                 db.close()
                 db = _connect(uri + "&immutable=1", self.path, uri=True)
@@ -431,8 +467,13 @@ class Ledger:
                 copy = backup_path(self.path, found)
                 if not copy.exists():  # an earlier, interrupted migration's copy is the older one: keep it
                     _backup(db, copy, self.path)
-                log.info("migrating the ledger %s from schema version %d to %d (copy of the old file: %s)",
-                         self.path, found, LATEST, copy)
+                log.info(
+                    "migrating the ledger %s from schema version %d to %d (copy of the old file: %s)",
+                    self.path,
+                    found,
+                    LATEST,
+                    copy,
+                )
             _apply(db, found, self.path)
 
 
@@ -444,17 +485,22 @@ def _recognise(db: sqlite3.Connection, path: Path) -> int:
     """The schema version of ``db``: ``user_version``, or 1 for tableship 0.1.0's (0 = empty)."""
     v = _version(db)
     if v > LATEST:
-        raise LedgerError(f"the ledger {path} has schema version {v}, newer than this tableship knows ({LATEST})",
-                          "upgrade tableship (or point settings.state_dir elsewhere)", path)
+        raise LedgerError(
+            f"the ledger {path} has schema version {v}, newer than this tableship knows ({LATEST})",
+            "upgrade tableship (or point settings.state_dir elsewhere)",
+            path,
+        )
     if v == 0:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         tables.discard("sqlite_sequence")
         if not tables:
             return 0
         if "runs" not in tables:
-            raise LedgerError(f"{path} is not a tableship ledger (tables: {', '.join(sorted(tables))})",
-                              f"move it aside (mv {path} {path}.foreign) or point settings.state_dir elsewhere",
-                              path)
+            raise LedgerError(
+                f"{path} is not a tableship ledger (tables: {', '.join(sorted(tables))})",
+                f"move it aside (mv {path} {path}.foreign) or point settings.state_dir elsewhere",
+                path,
+            )
         return 1  # 0.1.0 did not set user_version
     return v
 
@@ -469,7 +515,7 @@ def _apply(db: sqlite3.Connection, found: int, path: Path, log_steps: bool = Tru
     from tableship.ledger.state import now
 
     first = 1 if _version(db) == 0 else found + 1
-    for step in MIGRATIONS[first - 1:]:
+    for step in MIGRATIONS[first - 1 :]:
         db.execute("BEGIN IMMEDIATE")
         try:
             if callable(step.apply):
@@ -478,8 +524,10 @@ def _apply(db: sqlite3.Connection, found: int, path: Path, log_steps: bool = Tru
                 for stmt in _statements(step.apply):
                     db.execute(stmt)
             if log_steps and step.version >= 2:  # the log itself arrives in step 2
-                db.execute("INSERT INTO migrations VALUES (?,?,?,?)",
-                           (step.version, step.description, now(), __version__))
+                db.execute(
+                    "INSERT INTO migrations VALUES (?,?,?,?)",
+                    (step.version, step.description, now(), __version__),
+                )
             db.execute(f"PRAGMA user_version = {int(step.version)}")
             db.execute("COMMIT")
         except BaseException:
@@ -523,9 +571,12 @@ def _flock(lock_path: Path, path: Path, wait: float = BUSY_TIMEOUT) -> Iterator[
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         if not flock_within(fd, wait):
-            raise LedgerLockedError(f"the ledger {path} is being migrated by another process "
-                                    f"(lock {lock_path} held for over {wait:.0f}s)",
-                                    "wait for it to finish, then re-run", path)
+            raise LedgerLockedError(
+                f"the ledger {path} is being migrated by another process "
+                f"(lock {lock_path} held for over {wait:.0f}s)",
+                "wait for it to finish, then re-run",
+                path,
+            )
         yield
     finally:
         os.close(fd)

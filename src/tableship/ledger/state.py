@@ -32,7 +32,7 @@ class Phase(str, enum.Enum):
     def rank(self) -> int:
         return list(Phase).index(self)
 
-    def next(self) -> "Phase | None":
+    def next(self) -> Phase | None:
         order = list(Phase)
         return order[self.rank + 1] if self.rank + 1 < len(order) else None
 
@@ -62,7 +62,7 @@ def allowed(current: Phase, target: Phase) -> bool:
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -150,11 +150,15 @@ class StateStore(Ledger):
 
     def resumable(self, job: str, start: str, end: str) -> Run | None:
         """The newest unfinished run of ``job`` for exactly this window, if any."""
-        row = self.connect().execute(
-            f"SELECT {', '.join(_COLS)} FROM runs WHERE job=? AND window_start=? AND window_end=? "
-            "ORDER BY id DESC LIMIT 1",
-            (job, start, end),
-        ).fetchone()
+        row = (
+            self.connect()
+            .execute(
+                f"SELECT {', '.join(_COLS)} FROM runs WHERE job=? AND window_start=? AND window_end=? "
+                "ORDER BY id DESC LIMIT 1",
+                (job, start, end),
+            )
+            .fetchone()
+        )
         if row is None:
             return None
         run = Run(**dict(row))
@@ -162,32 +166,43 @@ class StateStore(Ledger):
 
     def runs_of(self, job: str) -> list[Run]:
         """Every run of ``job``, oldest first."""
-        return [Run(**dict(r)) for r in self.connect().execute(
-            f"SELECT {', '.join(_COLS)} FROM runs WHERE job=? ORDER BY id", (job,))]
+        return [
+            Run(**dict(r))
+            for r in self.connect().execute(
+                f"SELECT {', '.join(_COLS)} FROM runs WHERE job=? ORDER BY id", (job,)
+            )
+        ]
 
     def unfinished(self, job: str) -> list[Run]:
         """The newest run of each window of ``job`` whose newest run is unfinished, oldest window first."""
         newest: dict[tuple[str, str], Run] = {}
         for r in self.runs_of(job):
             newest[(r.window_start, r.window_end)] = r
-        return sorted((r for r in newest.values() if r.unfinished), key=lambda r: (r.window_start, r.window_end))
+        return sorted(
+            (r for r in newest.values() if r.unfinished), key=lambda r: (r.window_start, r.window_end)
+        )
 
     def abandoned_windows(self, job: str) -> set[tuple[str, str]]:
-        rows = self.connect().execute("SELECT window_start, window_end FROM abandoned_windows WHERE job=?", (job,))
+        rows = self.connect().execute(
+            "SELECT window_start, window_end FROM abandoned_windows WHERE job=?", (job,)
+        )
         return {(r[0], r[1]) for r in rows}
 
     def abandon_window(self, job: str, start: str, end: str, reason: str, run_ids: list[int]) -> None:
         """Record that the user gave up a window (``tableship abandon``): it is no gap any more."""
         self.connect().execute(
             "INSERT INTO abandoned_windows (job, window_start, window_end, at, reason, runs) VALUES (?,?,?,?,?,?)",
-            (job, start, end, now(), reason, json.dumps(run_ids)))
+            (job, start, end, now(), reason, json.dumps(run_ids)),
+        )
 
     def abandon(self, run: Run, reason: str) -> Run:
         """Give up an unfinished run: it keeps its phase, ``result = abandoned``, the reason as its error."""
         t = now()
         db = self.connect()
-        db.execute("UPDATE runs SET result=?, error=?, finished_at=COALESCE(finished_at, ?), updated_at=? WHERE id=?",
-                   (Result.ABANDONED.value, reason, t, t, run.id))
+        db.execute(
+            "UPDATE runs SET result=?, error=?, finished_at=COALESCE(finished_at, ?), updated_at=? WHERE id=?",
+            (Result.ABANDONED.value, reason, t, t, run.id),
+        )
         self._log(run.id, Phase(run.phase), Phase(run.phase), f"abandoned: {reason}")
         return self.get(run.id)
 
@@ -218,9 +233,14 @@ class StateStore(Ledger):
         return runs[0] if runs else None
 
     def last_success(self, job: str) -> Run | None:
-        row = self.connect().execute(
-            f"SELECT {', '.join(_COLS)} FROM runs WHERE job=? AND result='success' ORDER BY id DESC LIMIT 1", (job,)
-        ).fetchone()
+        row = (
+            self.connect()
+            .execute(
+                f"SELECT {', '.join(_COLS)} FROM runs WHERE job=? AND result='success' ORDER BY id DESC LIMIT 1",
+                (job,),
+            )
+            .fetchone()
+        )
         return Run(**dict(row)) if row else None
 
     # -- transitions
@@ -229,8 +249,20 @@ class StateStore(Ledger):
         cur = self.connect().execute(
             "INSERT INTO runs (job, window_start, window_end, run_date, phase, result, pid, host, started_at, updated_at, "
             "fingerprint, attempt_started_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (job, start, end, run_date, Phase.PLANNED.value, Result.RUNNING.value, os.getpid(), socket.gethostname(), t, t,
-             fingerprint, t),
+            (
+                job,
+                start,
+                end,
+                run_date,
+                Phase.PLANNED.value,
+                Result.RUNNING.value,
+                os.getpid(),
+                socket.gethostname(),
+                t,
+                t,
+                fingerprint,
+                t,
+            ),
         )
         self._log(cur.lastrowid, None, Phase.PLANNED, "planned")
         return self.get(cur.lastrowid)
@@ -269,7 +301,9 @@ class StateStore(Ledger):
             raise
         return self.get(run.id)
 
-    def finish(self, run: Run, result: Result, error: str | None = None, failed_phase: str | None = None) -> Run:
+    def finish(
+        self, run: Run, result: Result, error: str | None = None, failed_phase: str | None = None
+    ) -> Run:
         self.connect().execute(
             "UPDATE runs SET result=?, error=?, failed_phase=?, finished_at=?, updated_at=? WHERE id=?",
             (result.value, error, failed_phase, now(), now(), run.id),

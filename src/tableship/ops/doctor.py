@@ -10,8 +10,8 @@ write permission and free space. Nothing else is touched.
 from __future__ import annotations
 
 from tableship.config.models import Config
-from tableship.destinations.base import open_destination
 from tableship.core.errors import TableshipError, UsageError
+from tableship.destinations.base import open_destination
 
 Check = tuple[str, bool, str]
 
@@ -37,8 +37,10 @@ def check_destination(config: Config, name: str) -> list[Check]:
 
 def format_checks(results: list[Check]) -> list[str]:
     """``OK  <check>  <detail>`` / ``FAIL <check> <detail>`` lines."""
-    return [f"OK  {check}  {detail}".rstrip() if ok else f"FAIL {check} {detail}".rstrip()
-            for check, ok, detail in results]
+    return [
+        f"OK  {check}  {detail}".rstrip() if ok else f"FAIL {check} {detail}".rstrip()
+        for check, ok, detail in results
+    ]
 
 
 def all_ok(results: list[Check]) -> bool:

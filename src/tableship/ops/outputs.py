@@ -25,9 +25,9 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from tableship.core.version import __version__
 from tableship.core.fsutil import atomic_write_bytes, atomic_write_text
 from tableship.core.redact import redact, redact_bytes
+from tableship.core.version import __version__
 from tableship.ledger.state import Run, StateStore
 
 RESULTS = ("success", "failed", "running", "interrupted")
@@ -49,20 +49,29 @@ def _epoch(value: str | None) -> float | None:
         return None
     t = dt.datetime.fromisoformat(value)
     if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.timezone.utc)
+        t = t.replace(tzinfo=dt.UTC)
     return t.timestamp()
 
 
 def snapshot(config, store: StateStore, today: dt.date | None = None) -> list[JobStatus]:
-    from tableship.ops.alerts.incidents import open_incident_summaries
     from tableship.backup.coverage import coverage
+    from tableship.ops.alerts.incidents import open_incident_summaries
 
     incidents = open_incident_summaries(store)
     out = []
     for name, job in config.jobs.items():
         cov = coverage(job, store, today or dt.date.today())
-        out.append(JobStatus(name, store.latest(name), store.last_success(name), incidents.get(name),
-                             len(cov.unfinished), len(cov.missing), len(cov.overdue)))
+        out.append(
+            JobStatus(
+                name,
+                store.latest(name),
+                store.last_success(name),
+                incidents.get(name),
+                len(cov.unfinished),
+                len(cov.missing),
+                len(cov.overdue),
+            )
+        )
     return out
 
 
@@ -81,27 +90,49 @@ class _Collector:
         def gauge(name, doc, labels=L):
             return GaugeMetricFamily(name, doc, labels=labels)
 
-        last_success = gauge("tableship_last_success_timestamp_seconds",
-                             "End time of the job's last successful run (Unix time).")
-        last_run = gauge("tableship_last_run_timestamp_seconds",
-                         "End time of the job's last run (its start time while it is running).")
+        last_success = gauge(
+            "tableship_last_success_timestamp_seconds",
+            "End time of the job's last successful run (Unix time).",
+        )
+        last_run = gauge(
+            "tableship_last_run_timestamp_seconds",
+            "End time of the job's last run (its start time while it is running).",
+        )
         success = gauge("tableship_last_run_success", "1 if the job's last run succeeded, 0 otherwise.")
-        result = gauge("tableship_last_run_result", "Result of the job's last run: 1 for the current result.",
-                       labels=[*L, "result"])
+        result = gauge(
+            "tableship_last_run_result",
+            "Result of the job's last run: 1 for the current result.",
+            labels=[*L, "result"],
+        )
         duration = gauge("tableship_last_run_duration_seconds", "Duration of the job's last finished run.")
         rows = gauge("tableship_last_success_rows", "Rows exported by the job's last successful run.")
         size = gauge("tableship_last_success_archive_bytes", "Archive size of the job's last successful run.")
-        inc_open = gauge("tableship_incident_open", "1 while the job has an open incident (failing since the "
-                                                    "last success).")
-        inc_fail = gauge("tableship_incident_failures", "Failures counted in the job's open incident (0 if none).")
-        inc_alert = gauge("tableship_incident_alerted", "1 if the open incident was alerted on at least one channel.")
-        inc_since = gauge("tableship_incident_opened_timestamp_seconds", "When the job's open incident opened.")
-        unfinished = gauge("tableship_unfinished_windows", "Windows of the job whose newest run is unfinished "
-                                                           "(failed, killed, interrupted; not given up).")
-        missing = gauge("tableship_missing_windows", "Windows the schedule expected since the job's first verified "
-                                                     "window that have no run at all (not given up).")
-        overdue = gauge("tableship_overdue_windows", "Unfinished or missing windows older than gap_grace (each "
-                                                     "opens an incident).")
+        inc_open = gauge(
+            "tableship_incident_open",
+            "1 while the job has an open incident (failing since the last success).",
+        )
+        inc_fail = gauge(
+            "tableship_incident_failures", "Failures counted in the job's open incident (0 if none)."
+        )
+        inc_alert = gauge(
+            "tableship_incident_alerted", "1 if the open incident was alerted on at least one channel."
+        )
+        inc_since = gauge(
+            "tableship_incident_opened_timestamp_seconds", "When the job's open incident opened."
+        )
+        unfinished = gauge(
+            "tableship_unfinished_windows",
+            "Windows of the job whose newest run is unfinished (failed, killed, interrupted; not given up).",
+        )
+        missing = gauge(
+            "tableship_missing_windows",
+            "Windows the schedule expected since the job's first verified "
+            "window that have no run at all (not given up).",
+        )
+        overdue = gauge(
+            "tableship_overdue_windows",
+            "Unfinished or missing windows older than gap_grace (each opens an incident).",
+        )
         for s in self.jobs:
             lab = [s.job]
             if s.last_success and s.last_success.finished_at:
@@ -126,18 +157,38 @@ class _Collector:
             unfinished.add_metric(lab, s.unfinished)
             missing.add_metric(lab, s.missing)
             overdue.add_metric(lab, s.overdue)
-        yield from (last_success, last_run, success, result, duration, rows, size, inc_open, inc_fail, inc_alert,
-                    inc_since, unfinished, missing, overdue)
-        msgs = CounterMetricFamily("tableship_alert_messages", "Alert messages by channel and outcome "
-                                   "(sent, failed, rate_limited, would_send, ...).", labels=["channel", "state"])
+        yield from (
+            last_success,
+            last_run,
+            success,
+            result,
+            duration,
+            rows,
+            size,
+            inc_open,
+            inc_fail,
+            inc_alert,
+            inc_since,
+            unfinished,
+            missing,
+            overdue,
+        )
+        msgs = CounterMetricFamily(
+            "tableship_alert_messages",
+            "Alert messages by channel and outcome (sent, failed, rate_limited, would_send, ...).",
+            labels=["channel", "state"],
+        )
         for channel, state, n in self.alert_counts:
             msgs.add_metric([channel, state], n)
         yield msgs
         info = GaugeMetricFamily("tableship_info", "tableship version and host.", labels=["version", "host"])
         info.add_metric([__version__, socket.gethostname()], 1)
         yield info
-        yield GaugeMetricFamily("tableship_status_generated_timestamp_seconds",
-                                "When tableship last rewrote this file.", value=self.now)
+        yield GaugeMetricFamily(
+            "tableship_status_generated_timestamp_seconds",
+            "When tableship last rewrote this file.",
+            value=self.now,
+        )
 
 
 def metrics_text(jobs: list[JobStatus], alert_counts: list[tuple[str, str, int]], now: float) -> bytes:
@@ -221,19 +272,23 @@ def write_outputs(config, store, today: dt.date | None = None) -> None:
 
     with _locked(Path(s.state_dir)):
         jobs = snapshot(config, store, today)
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         errors = []
         if s.metrics_file is not None:
             try:
                 counts = IncidentStore(store).counts()
                 Path(s.metrics_file).parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_bytes(Path(s.metrics_file), redact_bytes(metrics_text(jobs, counts, now.timestamp())))
+                atomic_write_bytes(
+                    Path(s.metrics_file), redact_bytes(metrics_text(jobs, counts, now.timestamp()))
+                )
             except OSError as exc:
                 errors.append(f"metrics_file {s.metrics_file}: {exc.strerror or exc}")
         if s.status_file is not None:
             try:
                 Path(s.status_file).parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(Path(s.status_file), redact(status_text(jobs, now.isoformat(timespec="seconds"))))
+                atomic_write_text(
+                    Path(s.status_file), redact(status_text(jobs, now.isoformat(timespec="seconds")))
+                )
             except OSError as exc:
                 errors.append(f"status_file {s.status_file}: {exc.strerror or exc}")
         if errors:

@@ -7,7 +7,18 @@ import datetime as dt
 from tableship.config.models import Config
 from tableship.ledger.state import Run, StateStore
 
-STATUS_COLUMNS = ["job", "run", "window", "phase", "result", "rows", "size", "attempts", "started", "duration"]
+STATUS_COLUMNS = [
+    "job",
+    "run",
+    "window",
+    "phase",
+    "result",
+    "rows",
+    "size",
+    "attempts",
+    "started",
+    "duration",
+]
 
 
 def human_size(n: int | None) -> str | None:
@@ -24,23 +35,45 @@ def human_size(n: int | None) -> str | None:
 
 def run_row(job: str, run: Run | None) -> dict:
     if run is None:
-        return {"job": job, "run": None, "window": None, "phase": None, "result": "never run", "rows": None,
-                "bytes": None, "started": None, "duration": None, "error": None}
+        return {
+            "job": job,
+            "run": None,
+            "window": None,
+            "phase": None,
+            "result": "never run",
+            "rows": None,
+            "bytes": None,
+            "started": None,
+            "duration": None,
+            "error": None,
+        }
     return {
-        "job": job, "run": run.id, "window": run.window, "phase": run.phase, "result": run.result,
-        "rows": run.rows, "bytes": run.archive_bytes, "size": human_size(run.archive_bytes),
-        "started": run.started_at, "duration": run.duration, "elapsed": run.elapsed,
-        "failed_phase": run.failed_phase, "error": run.error, "attempts": run.attempts,
-        "remote_path": run.remote_path, "sha256": run.sha256, "finished": run.finished_at,
+        "job": job,
+        "run": run.id,
+        "window": run.window,
+        "phase": run.phase,
+        "result": run.result,
+        "rows": run.rows,
+        "bytes": run.archive_bytes,
+        "size": human_size(run.archive_bytes),
+        "started": run.started_at,
+        "duration": run.duration,
+        "elapsed": run.elapsed,
+        "failed_phase": run.failed_phase,
+        "error": run.error,
+        "attempts": run.attempts,
+        "remote_path": run.remote_path,
+        "sha256": run.sha256,
+        "finished": run.finished_at,
     }
 
 
 def status_rows(config: Config, store: StateStore, today: dt.date | None = None) -> list[dict]:
     """One row per configured job: its newest run, its unfinished and missing windows
     (docs/resume.md) and its monitoring ``level`` (0 OK, 1 WARNING, 2 CRITICAL)."""
-    from tableship.ops.alerts.incidents import open_incident_summaries
-    from tableship.catalog.archives import last_verification
     from tableship.backup.coverage import LEVEL_NAMES, coverage, level
+    from tableship.catalog.archives import last_verification
+    from tableship.ops.alerts.incidents import open_incident_summaries
 
     incidents = open_incident_summaries(store)
     today = today or dt.date.today()
@@ -75,7 +108,9 @@ def status_summary(rows: list[dict]) -> str:
     code = status_exit(rows)
     bad = [f"{r['job']}: {'; '.join(r['level_reasons'])}" for r in rows if r.get("level_reasons")]
     n = len(rows)
-    return f"{LEVEL_NAMES[code]}: " + (" | ".join(bad) if bad else f"{n} job{'s' if n != 1 else ''}, all windows verified")
+    return f"{LEVEL_NAMES[code]}: " + (
+        " | ".join(bad) if bad else f"{n} job{'s' if n != 1 else ''}, all windows verified"
+    )
 
 
 def incident_line(row: dict) -> str | None:

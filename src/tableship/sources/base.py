@@ -10,13 +10,14 @@ bounds are always bound parameters.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import pyarrow as pa
 
-from tableship.core.plugins import instantiate
 from tableship.core.names import check_identifier, split_table
+from tableship.core.plugins import instantiate
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,9 @@ class Dialect:
         return f"{self.ident(db)}.{self.ident(name)}" if db else self.ident(name)
 
     def marker(self, i: int) -> str:
-        return {"qmark": "?", "named": f":p{i}", "pyformat": f"%(p{i})s", "numeric": f"${i + 1}"}[self.paramstyle]
+        return {"qmark": "?", "named": f":p{i}", "pyformat": f"%(p{i})s", "numeric": f"${i + 1}"}[
+            self.paramstyle
+        ]
 
     def bind(self, values: list) -> tuple | dict:
         if self.paramstyle in ("named", "pyformat"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import duckdb
 import pyarrow as pa
@@ -29,8 +29,10 @@ class DuckDBSource:
             try:
                 exists = path.exists()
             except OSError as exc:
-                raise SourceError(f"source {self.name!r}: cannot reach {str(path)!r}: {exc.strerror}",
-                                  "check the permissions of the folders on that path") from None
+                raise SourceError(
+                    f"source {self.name!r}: cannot reach {str(path)!r}: {exc.strerror}",
+                    "check the permissions of the folders on that path",
+                ) from None
             if not exists:
                 raise SourceError(
                     f"source {self.name!r}: DuckDB file {str(path)!r} does not exist",
@@ -49,16 +51,25 @@ class DuckDBSource:
                 self._con = duckdb.connect(str(path), read_only=True, config=config)
                 self._con.execute("SET enable_progress_bar = false")
             except _ERRORS as exc:
-                raise SourceError(f"source {self.name!r}: cannot open {str(path)!r}: {_msg(exc)}",
-                                  "check that it is a DuckDB database and no other process holds it for writing") from None
+                raise SourceError(
+                    f"source {self.name!r}: cannot open {str(path)!r}: {_msg(exc)}",
+                    "check that it is a DuckDB database and no other process holds it for writing",
+                ) from None
         return self._con
 
     def schema(self, table: str) -> pa.Schema:
         try:
-            return self._connect().sql(f"SELECT * FROM {self.dialect.table(table)} LIMIT 0").to_arrow_table().schema
+            return (
+                self._connect()
+                .sql(f"SELECT * FROM {self.dialect.table(table)} LIMIT 0")
+                .to_arrow_table()
+                .schema
+            )
         except duckdb.CatalogException as exc:
-            raise SourceError(f"source {self.name!r}: table {table} not found: {_msg(exc)}",
-                              "check the job's table name, or whether the table was dropped upstream") from None
+            raise SourceError(
+                f"source {self.name!r}: table {table} not found: {_msg(exc)}",
+                "check the job's table name, or whether the table was dropped upstream",
+            ) from None
         except _ERRORS as exc:
             raise SourceError(f"source {self.name!r}: {_msg(exc)}") from None
 

@@ -39,7 +39,8 @@ import queue
 import re
 import socket
 import threading
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -162,7 +163,9 @@ def _texts(values: list, validity: pa.Buffer | None, name: str) -> pa.Array:
         return arr.cast(pa.string())
     except pa.ArrowInvalid:
         # not valid UTF-8: replace the bad bytes (U+FFFD) like impala-shell does
-        log.warning("column %s has values that are not valid UTF-8; invalid bytes are replaced by U+FFFD", name)
+        log.warning(
+            "column %s has values that are not valid UTF-8; invalid bytes are replaced by U+FFFD", name
+        )
         fixed = [None if v is None else v.decode("utf-8", "replace") for v in arr.to_pylist()]
         return pa.array(fixed, pa.string())
 
@@ -195,7 +198,9 @@ def _parse_timestamps(text: pa.Array, name: str) -> pa.Array:
         try:
             pc.cast(pa.array([v]), pa.timestamp("us"))
         except pa.ArrowInvalid:
-            raise SourceError(f"column {name} has a timestamp the server wrote as {v!r}, which cannot be parsed") from None
+            raise SourceError(
+                f"column {name} has a timestamp the server wrote as {v!r}, which cannot be parsed"
+            ) from None
     raise SourceError(f"column {name}: cannot parse the timestamps the server sent")
 
 
@@ -225,7 +230,9 @@ def _converter(name: str, t: pa.DataType) -> Callable[[list, bytes, int], pa.Arr
 
         def binary(values: list, nulls: bytes, n: int) -> pa.Array:
             raw = pa.array(values, pa.binary())
-            return pa.Array.from_buffers(pa.binary(), n, [_validity(nulls, n), *raw.buffers()[1:]], null_count=-1)
+            return pa.Array.from_buffers(
+                pa.binary(), n, [_validity(nulls, n), *raw.buffers()[1:]], null_count=-1
+            )
 
         return binary
     if pa.types.is_string(t):
@@ -259,12 +266,16 @@ def _from_python(values: list, t: pa.DataType, name: str) -> pa.Array:
     """Fallback (row protocol): Python values, or strings for temporal/decimal types."""
     if pa.types.is_decimal(t) or pa.types.is_timestamp(t) or pa.types.is_date(t):
         if any(isinstance(v, (str, bytes)) for v in values):
-            text = pa.array([v.decode() if isinstance(v, bytes) else (None if v is None else str(v)) for v in values],
-                            pa.string())
+            text = pa.array(
+                [v.decode() if isinstance(v, bytes) else (None if v is None else str(v)) for v in values],
+                pa.string(),
+            )
             return _parse_timestamps(text, name) if pa.types.is_timestamp(t) else pc.cast(text, t)
     if pa.types.is_string(t):
-        values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else (None if v is None else str(v))
-                  for v in values]
+        values = [
+            v.decode("utf-8", "replace") if isinstance(v, bytes) else (None if v is None else str(v))
+            for v in values
+        ]
     if t == pa.float32():
         return pc.cast(pa.array(values, pa.float64()), t, safe=False)
     return pa.array(values, t)
@@ -324,14 +335,16 @@ class HS2Source:
             if not cfg.user or cfg.password is None:
                 raise ConfigError(
                     f"sources.{self.name}: auth = {cfg.auth!r} needs 'user' and 'password'",
-                    "add them to the source (password = \"${ENV_VAR}\" keeps it out of the file)",
+                    'add them to the source (password = "${ENV_VAR}" keeps it out of the file)',
                 )
             kw["user"] = cfg.user
             kw["password"] = cfg.password.get_secret_value()
         elif cfg.user:
             kw["user"] = cfg.user
         if cfg.auth == "gssapi":
-            kw["kerberos_service_name"] = cfg.kerberos_service_name or ("impala" if cfg.type == "impala" else "hive")
+            kw["kerberos_service_name"] = cfg.kerberos_service_name or (
+                "impala" if cfg.type == "impala" else "hive"
+            )
         return kw
 
     def _probe(self) -> None:
@@ -374,11 +387,15 @@ class HS2Source:
             except BaseException:
                 _quietly(conn.close)
                 raise
-        except (socket.timeout, TimeoutError) as exc:
-            raise TransientSourceError(f"{self._where()}: timed out opening a session", "check the server's load; raise timeout") from exc
+        except TimeoutError as exc:
+            raise TransientSourceError(
+                f"{self._where()}: timed out opening a session", "check the server's load; raise timeout"
+            ) from exc
         except TTransportException as exc:
             if exc.type == TTransportException.TIMED_OUT:
-                raise TransientSourceError(f"{self._where()}: timed out opening a session: {self._clean(exc)}") from None
+                raise TransientSourceError(
+                    f"{self._where()}: timed out opening a session: {self._clean(exc)}"
+                ) from None
             raise self._handshake_error(exc) from None
         except (_ImpylaError, _ThriftError, OSError, ImportError, ValueError, EOFError) as exc:
             raise self._handshake_error(exc) from None
@@ -435,12 +452,16 @@ class HS2Source:
             isinstance(exc, TTransportException) and exc.type == TTransportException.TIMED_OUT
         ):
             self._reset()
-            return TransientSourceError(f"{self._where()}: {what} timed out (timeout = {self.cfg.timeout:g}s)",
-                                        "the server is slow or unreachable; raise the source's timeout if it is busy")
+            return TransientSourceError(
+                f"{self._where()}: {what} timed out (timeout = {self.cfg.timeout:g}s)",
+                "the server is slow or unreachable; raise the source's timeout if it is busy",
+            )
         if isinstance(exc, (TTransportException, OSError, EOFError)):
             self._reset()
-            return TransientSourceError(f"{self._where()}: connection lost during {what}: {self._clean(exc)}",
-                                        "check the server; the run is retried")
+            return TransientSourceError(
+                f"{self._where()}: connection lost during {what}: {self._clean(exc)}",
+                "check the server; the run is retried",
+            )
         msg = self._clean(exc)
         hint = None
         if _TABLE_MISSING.search(msg):
@@ -508,8 +529,9 @@ class HS2Source:
         """FetchResults on a helper thread, so that waiting for the server overlaps with
         converting, rendering and compressing the previous rows."""
         converters = [_converter(f.name, f.type) for f in schema]
-        req = TFetchResultsReq(operationHandle=op.handle, orientation=TFetchOrientation.FETCH_NEXT,
-                               maxRows=self.cfg.fetch_size)
+        req = TFetchResultsReq(
+            operationHandle=op.handle, orientation=TFetchOrientation.FETCH_NEXT, maxRows=self.cfg.fetch_size
+        )
         fetcher = _Prefetcher(lambda: op._rpc("FetchResults", req, False), self.cfg.timeout)
         pending: list[pa.RecordBatch] = []
         pending_rows = 0
@@ -528,7 +550,8 @@ class HS2Source:
                 if n:
                     if len(raw) != len(converters):
                         raise SourceError(
-                            f"{self._where()}: the server sent {len(raw)} columns, expected {len(converters)}")
+                            f"{self._where()}: the server sent {len(raw)} columns, expected {len(converters)}"
+                        )
                     arrays = [conv(values, nulls, n) for conv, (values, nulls) in zip(converters, raw)]
                     del raw
                     pending.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
@@ -627,8 +650,10 @@ class _Prefetcher:
 
 
 _JAVA_EXCEPTION = re.compile(r"\b(?:[a-z_][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error)\b:?\s*")
-_NOISE = re.compile(r"\b(?:Error while compiling statement|Error running query|Error while processing statement)"
-                    r"(?::\s*FAILED)?:\s*|^(?:AnalysisException|ParseException|FAILED):\s*")
+_NOISE = re.compile(
+    r"\b(?:Error while compiling statement|Error running query|Error while processing statement)"
+    r"(?::\s*FAILED)?:\s*|^(?:AnalysisException|ParseException|FAILED):\s*"
+)
 
 
 def _server_message(text: str) -> str:

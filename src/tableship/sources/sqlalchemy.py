@@ -25,9 +25,10 @@ import decimal
 import json
 import re
 import uuid
-from urllib.parse import quote, unquote
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
+from urllib.parse import quote, unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,7 +39,7 @@ from sqlalchemy.pool import NullPool
 
 from tableship.core.errors import ConfigError, MissingExtraError, SourceError, TransientSourceError
 from tableship.core.names import check_identifier, split_table
-from tableship.core.redact import SECRET_QUERY_KEY, MASK, Redactor, split_userinfo
+from tableship.core.redact import MASK, SECRET_QUERY_KEY, Redactor, split_userinfo
 from tableship.sources.base import Dialect, Query, count_query
 
 # (dialect, driver) → (extra, module) for the drivers tableship ships an extra for
@@ -70,9 +71,15 @@ def arrow_type(t: sat.TypeEngine) -> pa.DataType:
     if isinstance(t, sat.BigInteger):
         return pa.int64()
     if isinstance(t, sat.Integer):
-        return pa.int32() if type(t).__name__.upper() in ("INTEGER", "INT", "INT4", "MEDIUMINT") else pa.int64()
+        return (
+            pa.int32() if type(t).__name__.upper() in ("INTEGER", "INT", "INT4", "MEDIUMINT") else pa.int64()
+        )
     if isinstance(t, sat.Float):
-        return pa.float32() if isinstance(t, sat.REAL) or (t.precision is not None and t.precision <= 24) else pa.float64()
+        return (
+            pa.float32()
+            if isinstance(t, sat.REAL) or (t.precision is not None and t.precision <= 24)
+            else pa.float64()
+        )
     if isinstance(t, sat.Numeric):
         return _decimal(t.precision, t.scale)
     if isinstance(t, sat.DateTime):
@@ -95,9 +102,18 @@ def _decimal(precision: int | None, scale: int | None) -> pa.DataType:
 
 # PostgreSQL type OIDs (psycopg / psycopg2 / pg8000 / asyncpg descriptions)
 _PG_OIDS: dict[int, pa.DataType] = {
-    16: pa.bool_(), 20: pa.int64(), 21: pa.int16(), 23: pa.int32(), 26: pa.int64(), 700: pa.float32(),
-    701: pa.float64(), 1082: pa.date32(), 1083: pa.time64("us"), 1114: pa.timestamp("us"),
-    1184: pa.timestamp("us", tz="UTC"), 17: pa.binary(),
+    16: pa.bool_(),
+    20: pa.int64(),
+    21: pa.int16(),
+    23: pa.int32(),
+    26: pa.int64(),
+    700: pa.float32(),
+    701: pa.float64(),
+    1082: pa.date32(),
+    1083: pa.time64("us"),
+    1114: pa.timestamp("us"),
+    1184: pa.timestamp("us", tz="UTC"),
+    17: pa.binary(),
 }
 
 
@@ -157,7 +173,9 @@ def _column(values: list, t: pa.DataType, name: str) -> pa.Array:
             return pa.array([bytes(v) if isinstance(v, memoryview) else v for v in values], t)
         if pa.types.is_timestamp(t) and t.tz is None:
             if any(isinstance(v, dt.datetime) and v.tzinfo is not None for v in values):
-                values = [v.astimezone(dt.timezone.utc).replace(tzinfo=None) if v is not None else None for v in values]
+                values = [
+                    v.astimezone(dt.UTC).replace(tzinfo=None) if v is not None else None for v in values
+                ]
         if pa.types.is_floating(t) and t.bit_width == 32:
             return pc.cast(pa.array(values, pa.float64()), t, safe=False)
         return pa.array(values, t)
@@ -216,9 +234,11 @@ class SQLAlchemySource:
         try:
             self.url = sa.engine.make_url(_reencode_userinfo(raw_url))
         except (sa_exc.ArgumentError, ValueError) as exc:
-            raise ConfigError(f"sources.{name}.url: not a valid SQLAlchemy URL: {self._redact(str(exc))}",
-                              "use dialect+driver://user@host:port/database (percent-encode special "
-                              "characters of the password)") from None
+            raise ConfigError(
+                f"sources.{name}.url: not a valid SQLAlchemy URL: {self._redact(str(exc))}",
+                "use dialect+driver://user@host:port/database (percent-encode special "
+                "characters of the password)",
+            ) from None
         self._engine = self._make_engine()
         preparer = self._engine.dialect.identifier_preparer
         self.dialect = SQLAlchemyDialect(quote=preparer.initial_quote, paramstyle="named", preparer=preparer)
@@ -228,7 +248,8 @@ class SQLAlchemySource:
         # the rest), the DBAPI module's errors it did not wrap, and the OS's
         dbapi_error = getattr(getattr(self._engine.dialect, "dbapi", None), "Error", None)
         self._errors: tuple[type[BaseException], ...] = (sa_exc.SQLAlchemyError, OSError) + (
-            (dbapi_error,) if isinstance(dbapi_error, type) and issubclass(dbapi_error, Exception) else ())
+            (dbapi_error,) if isinstance(dbapi_error, type) and issubclass(dbapi_error, Exception) else ()
+        )
 
     # -- engine and connection
     def _shown_url(self) -> str:
@@ -247,13 +268,17 @@ class SQLAlchemySource:
         try:
             return sa.create_engine(self.url, poolclass=NullPool, connect_args=connect_args)
         except sa_exc.NoSuchModuleError as exc:
-            raise ConfigError(f"sources.{self.name}.url: SQLAlchemy has no dialect for {self.url.drivername!r}: {exc}",
-                              "check the URL's dialect+driver prefix, or install the package that provides it") from None
+            raise ConfigError(
+                f"sources.{self.name}.url: SQLAlchemy has no dialect for {self.url.drivername!r}: {exc}",
+                "check the URL's dialect+driver prefix, or install the package that provides it",
+            ) from None
         except ImportError as exc:
             module = getattr(exc, "name", None) or str(exc)
             if (backend, self.url.get_driver_name()) in _EXTRAS:
                 extra, _ = _EXTRAS[(backend, self.url.get_driver_name())]
-                raise MissingExtraError(f"source {self.name!r} ({self.url.drivername})", extra, module) from None
+                raise MissingExtraError(
+                    f"source {self.name!r} ({self.url.drivername})", extra, module
+                ) from None
             raise ConfigError(
                 f"source {self.name!r}: the database driver for {self.url.drivername!r} is not installed ({module})",
                 f"install it, e.g. pip install {module}",
@@ -285,7 +310,11 @@ class SQLAlchemySource:
         text = str(orig) or type(orig).__name__
         lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
         # keep the primary message and psycopg's/libpq's DETAIL or HINT line, not the SQL
-        keep = [ln for ln in lines[:3] if not ln.startswith(("LINE ", "^", "[SQL:", "[parameters:", "(Background"))]
+        keep = [
+            ln
+            for ln in lines[:3]
+            if not ln.startswith(("LINE ", "^", "[SQL:", "[parameters:", "(Background"))
+        ]
         return self._redact(" ".join(keep) or type(orig).__name__)[:500]
 
     def _translate(self, exc: BaseException, what: str, connecting: bool = False) -> SourceError:
@@ -300,16 +329,25 @@ class SQLAlchemySource:
         elif _TERMINAL.search(msg):  # login refused, unknown object, SQL error
             transient = False
         else:
-            transient = bool(_TRANSIENT.search(msg)) or (isinstance(exc, sa_exc.OperationalError) and connecting)
+            transient = bool(_TRANSIENT.search(msg)) or (
+                isinstance(exc, sa_exc.OperationalError) and connecting
+            )
         if transient:
             self._reset()
-            hint = ("check that the database is up and reachable from this host" if connecting
-                    else "the connection was lost; the run is retried")
+            hint = (
+                "check that the database is up and reachable from this host"
+                if connecting
+                else "the connection was lost; the run is retried"
+            )
             return TransientSourceError(f"{self._where()}: {what} failed: {msg}", hint)
         hint = None
-        if state in ("42P01", "3F000") or re.search(r"relation .* does not exist|no such table|doesn't exist", msg, re.I):
+        if state in ("42P01", "3F000") or re.search(
+            r"relation .* does not exist|no such table|doesn't exist", msg, re.I
+        ):
             hint = "check the job's table name, or whether the table was dropped upstream"
-        elif state == "42703" or re.search(r"column .* does not exist|no such column|unknown column", msg, re.I):
+        elif state == "42703" or re.search(
+            r"column .* does not exist|no such column|unknown column", msg, re.I
+        ):
             hint = "check the job's partition_column and expect_columns against the table"
         elif connecting:
             hint = "check the URL's user, password and database"
@@ -325,8 +363,10 @@ class SQLAlchemySource:
             cols = sa.inspect(conn).get_columns(name, schema=db)
         except sa_exc.NoSuchTableError:
             self._end_transaction()
-            raise SourceError(f"{self._where()}: table {table} not found",
-                              "check the job's table name, or whether the table was dropped upstream") from None
+            raise SourceError(
+                f"{self._where()}: table {table} not found",
+                "check the job's table name, or whether the table was dropped upstream",
+            ) from None
         except self._errors as exc:
             self._end_transaction()
             raise self._translate(exc, f"reading the columns of {table}") from None
@@ -353,8 +393,10 @@ class SQLAlchemySource:
         names = list(result.keys())
         dups = sorted({n for n in names if names.count(n) > 1})
         if dups:
-            raise SourceError(f"{self._where()}: the result has duplicate column names: {', '.join(dups)}",
-                              "alias the columns so that every name is unique")
+            raise SourceError(
+                f"{self._where()}: the result has duplicate column names: {', '.join(dups)}",
+                "alias the columns so that every name is unique",
+            )
         for schema in self._schemas.values():
             if schema.names == names:
                 return schema
@@ -375,7 +417,8 @@ class SQLAlchemySource:
         try:
             try:
                 result = conn.execution_options(stream_results=True, yield_per=size).execute(
-                    sa.text(query.sql), query.params or {})
+                    sa.text(query.sql), query.params or {}
+                )
                 schema = None
                 for rows in result.partitions(size):
                     if not rows:

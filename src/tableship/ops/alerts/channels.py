@@ -43,9 +43,15 @@ def deliver(name: str, cfg, what: str, call) -> None:
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception()
-        log.warning("alert channel %s: %s failed (attempt %d of %d): %s; retrying in %.1fs", name, what,
-                    state.attempt_number, policy.attempts, exc,
-                    state.next_action.sleep if state.next_action else 0)
+        log.warning(
+            "alert channel %s: %s failed (attempt %d of %d): %s; retrying in %.1fs",
+            name,
+            what,
+            state.attempt_number,
+            policy.attempts,
+            exc,
+            state.next_action.sleep if state.next_action else 0,
+        )
 
     retrying = tenacity.Retrying(
         stop=tenacity.stop_after_attempt(policy.attempts),
@@ -65,8 +71,11 @@ def deliver(name: str, cfg, what: str, call) -> None:
 
 def _redacted(event):
     """A copy of ``event`` whose texts went through the redactor (bodies, subject, env)."""
-    changes = {f.name: redact(getattr(event, f.name)) for f in dataclasses.fields(event)
-               if isinstance(getattr(event, f.name), str)}
+    changes = {
+        f.name: redact(getattr(event, f.name))
+        for f in dataclasses.fields(event)
+        if isinstance(getattr(event, f.name), str)
+    }
     changes["log_tail"] = [redact(line) for line in event.log_tail]
     return dataclasses.replace(event, **changes)
 

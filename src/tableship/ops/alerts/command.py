@@ -18,8 +18,15 @@ def send(name: str, cfg, event) -> None:
         env[key] = value if len(value) <= MAX_ENV_VALUE else value[:MAX_ENV_VALUE]
     try:
         # preexec: the command dies with tableship (the outbox replays an unsent message)
-        proc = subprocess.run(cfg.argv, input=event.text().encode("utf-8"), env=env, capture_output=True,
-                              timeout=cfg.timeout, check=False, preexec_fn=child_preexec())
+        proc = subprocess.run(
+            cfg.argv,
+            input=event.text().encode("utf-8"),
+            env=env,
+            capture_output=True,
+            timeout=cfg.timeout,
+            check=False,
+            preexec_fn=child_preexec(),
+        )
     except FileNotFoundError:
         raise ChannelError(f"command {cfg.argv[0]!r} not found", transient=False) from None
     except PermissionError:
@@ -28,5 +35,6 @@ def send(name: str, cfg, event) -> None:
         raise ChannelError(f"command {cfg.argv[0]!r} timed out after {cfg.timeout:g}s") from None
     if proc.returncode != 0:
         err = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise ChannelError(f"command {cfg.argv[0]!r} exited with status {proc.returncode}"
-                           + (f": {err[-1]}" if err else ""))
+        raise ChannelError(
+            f"command {cfg.argv[0]!r} exited with status {proc.returncode}" + (f": {err[-1]}" if err else "")
+        )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import email.utils
 import re
 import smtplib
-import socket
 import ssl
 from email.message import EmailMessage
 
@@ -69,22 +68,38 @@ def send(name: str, cfg, event) -> None:
                 smtp.login(cfg.user, cfg.password.get_secret_value() if cfg.password else "")
             refused = smtp.send_message(msg, to_addrs=[*cfg.to, *cfg.cc])
     except smtplib.SMTPAuthenticationError as exc:
-        raise ChannelError(f"SMTP {cfg.host}:{port}: authentication failed ({exc.smtp_code})", transient=False) from None
+        raise ChannelError(
+            f"SMTP {cfg.host}:{port}: authentication failed ({exc.smtp_code})", transient=False
+        ) from None
     except smtplib.SMTPNotSupportedError as exc:
-        raise ChannelError(f"SMTP {cfg.host}:{port}: {exc} (check alerts.{name}.security)", transient=False) from None
+        raise ChannelError(
+            f"SMTP {cfg.host}:{port}: {exc} (check alerts.{name}.security)", transient=False
+        ) from None
     except smtplib.SMTPRecipientsRefused as exc:
-        raise ChannelError(f"SMTP {cfg.host}:{port}: all recipients refused: {sorted(exc.recipients)}",
-                           transient=False) from None
+        raise ChannelError(
+            f"SMTP {cfg.host}:{port}: all recipients refused: {sorted(exc.recipients)}", transient=False
+        ) from None
     except smtplib.SMTPResponseException as exc:
-        text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
-        raise ChannelError(f"SMTP {cfg.host}:{port}: {exc.smtp_code} {text}", transient=400 <= exc.smtp_code < 500) from None
+        text = (
+            exc.smtp_error.decode("utf-8", "replace")
+            if isinstance(exc.smtp_error, bytes)
+            else str(exc.smtp_error)
+        )
+        raise ChannelError(
+            f"SMTP {cfg.host}:{port}: {exc.smtp_code} {text}", transient=400 <= exc.smtp_code < 500
+        ) from None
     except ssl.SSLCertVerificationError as exc:
-        raise ChannelError(f"SMTP {cfg.host}:{port}: TLS certificate not trusted: {exc.verify_message} "
-                           f"(set alerts.{name}.ca_cert)", transient=False) from None
-    except (smtplib.SMTPException, OSError, socket.timeout) as exc:
+        raise ChannelError(
+            f"SMTP {cfg.host}:{port}: TLS certificate not trusted: {exc.verify_message} "
+            f"(set alerts.{name}.ca_cert)",
+            transient=False,
+        ) from None
+    except (TimeoutError, smtplib.SMTPException, OSError) as exc:
         raise ChannelError(f"SMTP {cfg.host}:{port}: {type(exc).__name__}: {exc}") from None
     if refused:
         # some recipients were refused; the others got it: log, do not retry (that would duplicate)
         import logging
 
-        logging.getLogger("tableship").warning("alert channel %s: recipients refused: %s", name, sorted(refused))
+        logging.getLogger("tableship").warning(
+            "alert channel %s: recipients refused: %s", name, sorted(refused)
+        )

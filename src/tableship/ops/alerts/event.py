@@ -27,7 +27,7 @@ def parse_ts(value: str | None) -> dt.datetime | None:
     if not value:
         return None
     t = dt.datetime.fromisoformat(value)
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def short_ts(value: str | None) -> str:
@@ -35,7 +35,7 @@ def short_ts(value: str | None) -> str:
     t = parse_ts(value)
     if t is None:
         return "-"
-    return t.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def human_duration(seconds: float | None) -> str:
@@ -95,7 +95,7 @@ class Event:
         return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "Event":
+    def from_json(cls, text: str) -> Event:
         data = json.loads(text)
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
@@ -113,12 +113,16 @@ class Event:
     @property
     def subject(self) -> str:
         if self.kind == "resolved":
-            return (f"[tableship] RESOLVED {self.job} {self.window} after {human_duration(self.outage_seconds)} "
-                    f"({_n(self.failures, 'failure')})")
+            return (
+                f"[tableship] RESOLVED {self.job} {self.window} after {human_duration(self.outage_seconds)} "
+                f"({_n(self.failures, 'failure')})"
+            )
         phase = f" ({self.phase})" if self.phase else ""
         if self.kind == "still_failing":
-            return (f"[tableship] STILL FAILING {self.job} {self.window}{phase}: "
-                    f"{_n(self.failures, 'failure')} since {short_ts(self.opened_at)}")
+            return (
+                f"[tableship] STILL FAILING {self.job} {self.window}{phase}: "
+                f"{_n(self.failures, 'failure')} since {short_ts(self.opened_at)}"
+            )
         return f"[tableship] FAILED {self.job} {self.window}{phase}"
 
     def text(self) -> str:

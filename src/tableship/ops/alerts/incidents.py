@@ -33,7 +33,7 @@ COUNTED = ("sending", "resending", "sent", "failed", "would_send", "abandoned")
 
 
 def iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
+    return t.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
 @dataclass
@@ -92,9 +92,13 @@ class IncidentStore:
         return Incident(**dict(row)) if row else None
 
     def get_incident(self, incident_id: int) -> Incident:
-        return Incident(**dict(self.db.execute("SELECT * FROM incidents WHERE id=?", (incident_id,)).fetchone()))
+        return Incident(
+            **dict(self.db.execute("SELECT * FROM incidents WHERE id=?", (incident_id,)).fetchone())
+        )
 
-    def record_failure(self, job: str, now: str, run_id: int | None, phase: str | None, error: str | None) -> Incident:
+    def record_failure(
+        self, job: str, now: str, run_id: int | None, phase: str | None, error: str | None
+    ) -> Incident:
         inc = self.open_incident(job)
         if inc is None:
             cur = self.db.execute(
@@ -111,12 +115,16 @@ class IncidentStore:
         return self.get_incident(inc.id)
 
     def close(self, incident_id: int, now: str, run_id: int | None) -> Incident:
-        self.db.execute("UPDATE incidents SET closed_at=?, resolved_run_id=? WHERE id=?", (now, run_id, incident_id))
+        self.db.execute(
+            "UPDATE incidents SET closed_at=?, resolved_run_id=? WHERE id=?", (now, run_id, incident_id)
+        )
         return self.get_incident(incident_id)
 
     def open_incidents(self) -> list[Incident]:
-        return [Incident(**dict(r)) for r in
-                self.db.execute("SELECT * FROM incidents WHERE closed_at IS NULL ORDER BY opened_at")]
+        return [
+            Incident(**dict(r))
+            for r in self.db.execute("SELECT * FROM incidents WHERE closed_at IS NULL ORDER BY opened_at")
+        ]
 
     # -- outbox
     def last_alert(self, incident_id: int, channel: str) -> Message | None:
@@ -136,8 +144,9 @@ class IncidentStore:
         )
         return [r[0] for r in rows]
 
-    def add_message(self, incident_id: int, job: str, channel: str, kind: str, failures: int, payload: str,
-                    now: str) -> int:
+    def add_message(
+        self, incident_id: int, job: str, channel: str, kind: str, failures: int, payload: str, now: str
+    ) -> int:
         cur = self.db.execute(
             "INSERT INTO alert_messages (incident_id, job, channel, kind, failures, state, payload, created_at, "
             "updated_at, pid, host) VALUES (?,?,?,?,?,'pending',?,?,?,?,?)",
@@ -146,10 +155,13 @@ class IncidentStore:
         return cur.lastrowid
 
     def message(self, message_id: int) -> Message:
-        return Message(**dict(self.db.execute("SELECT * FROM alert_messages WHERE id=?", (message_id,)).fetchone()))
+        return Message(
+            **dict(self.db.execute("SELECT * FROM alert_messages WHERE id=?", (message_id,)).fetchone())
+        )
 
-    def set_state(self, message_id: int, state: str, now: str, error: str | None = None,
-                  counted_at: str | None = None) -> None:
+    def set_state(
+        self, message_id: int, state: str, now: str, error: str | None = None, counted_at: str | None = None
+    ) -> None:
         self.db.execute(
             "UPDATE alert_messages SET state=?, updated_at=?, error=COALESCE(?, error), "
             "counted_at=COALESCE(?, counted_at), pid=?, host=? WHERE id=?",
@@ -172,8 +184,12 @@ class IncidentStore:
 
     def counts(self) -> list[tuple[str, str, int]]:
         """(channel, state, messages) over the whole history (for metrics)."""
-        return [(r[0], r[1], r[2]) for r in
-                self.db.execute("SELECT channel, state, COUNT(*) FROM alert_messages GROUP BY channel, state")]
+        return [
+            (r[0], r[1], r[2])
+            for r in self.db.execute(
+                "SELECT channel, state, COUNT(*) FROM alert_messages GROUP BY channel, state"
+            )
+        ]
 
 
 def open_incident_summaries(store) -> dict[str, dict]:

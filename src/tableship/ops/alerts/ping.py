@@ -26,5 +26,10 @@ def ping_url(base: str, job: str, signal: str) -> str:
 def ping(cfg, job: str, signal: str, body: str = "") -> None:
     url = ping_url(cfg.url.get_secret_value(), job, signal)
     data = body.encode("utf-8")[:MAX_BODY]
-    post(url, data, {"Content-Type": "text/plain; charset=utf-8"}, cfg.timeout,
-         f"ping {signal} to {urlsplit(url).netloc.rsplit('@', 1)[-1]}")
+    post(
+        url,
+        data,
+        {"Content-Type": "text/plain; charset=utf-8"},
+        cfg.timeout,
+        f"ping {signal} to {urlsplit(url).netloc.rsplit('@', 1)[-1]}",
+    )

@@ -29,7 +29,7 @@ import functools
 import logging
 import os
 import socket
-from typing import Callable
+from collections.abc import Callable
 
 from tableship.core.errors import Interrupted
 from tableship.ledger.lock import pid_alive
@@ -90,7 +90,7 @@ def env_clock() -> Callable[[], dt.datetime] | None:
         now = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise ValueError(f"{CLOCK_ENV}={value!r} is not an ISO-8601 timestamp") from None
-    now = now if now.tzinfo else now.replace(tzinfo=dt.timezone.utc)
+    now = now if now.tzinfo else now.replace(tzinfo=dt.UTC)
     return lambda: now
 
 
@@ -98,7 +98,7 @@ class AlertMonitor(Monitor):
     def __init__(self, config, store, *, clock: Callable[[], dt.datetime] | None = None):
         super().__init__(config, store)
         self.alerts = config.alerts
-        self.clock = clock or env_clock() or (lambda: dt.datetime.now(dt.timezone.utc))
+        self.clock = clock or env_clock() or (lambda: dt.datetime.now(dt.UTC))
         self.host = socket.gethostname()
         self.environment = config.settings.environment
         self.live = self.environment == "prod" or self.alerts.send_outside_prod
@@ -155,26 +155,46 @@ class AlertMonitor(Monitor):
             tail = [self.redact(line) for line in self.tail.take(name)]
             self.tail.clear(name)
             event = Event(
-                kind="failed", job=name, table=job.table,
+                kind="failed",
+                job=name,
+                table=job.table,
                 window_start=plan.window.start.isoformat() if plan else None,
                 window_end=plan.window.end.isoformat() if plan else None,
-                host=self.host, environment=self.environment, incident_id=0, opened_at=ts, failures=1,
-                failures_since_last_alert=1, phase="ledger", error=err, last_failed_at=ts,
+                host=self.host,
+                environment=self.environment,
+                incident_id=0,
+                opened_at=ts,
+                failures=1,
+                failures_since_last_alert=1,
+                phase="ledger",
+                error=err,
+                last_failed_at=ts,
                 resume_command=resume_command(str(self.config.path), name, *self._window(plan, None)),
-                config_path=str(self.config.path), log_tail=tail,
-                realert_after_seconds=self.alerts.realert_after.total_seconds(), created_at=ts,
+                config_path=str(self.config.path),
+                log_tail=tail,
+                realert_after_seconds=self.alerts.realert_after.total_seconds(),
+                created_at=ts,
             )
             for channel, cfg in self.message_channels.items():
                 if not self.live:
-                    log.info("would send failed alert on channel %s (%s) — not sent because environment = %r: %s",
-                             channel, cfg.type, self.environment, event.subject)
+                    log.info(
+                        "would send failed alert on channel %s (%s) — not sent because environment = %r: %s",
+                        channel,
+                        cfg.type,
+                        self.environment,
+                        event.subject,
+                    )
                     continue
                 try:
                     send_event(channel, cfg, event)
                     log.info("alert sent on channel %s: %s", channel, event.subject)
                 except ChannelError as exc:
-                    log.error("alert channel %s: could not send the failed alert for %s: %s", channel, name,
-                              self.redact(str(exc)))
+                    log.error(
+                        "alert channel %s: could not send the failed alert for %s: %s",
+                        channel,
+                        name,
+                        self.redact(str(exc)),
+                    )
             if self.ping_channels:
                 self._ping(name, "fail", event.text())
 
@@ -205,8 +225,13 @@ class AlertMonitor(Monitor):
         if inc.failures == 1:
             log.info("incident #%d opened for %s", inc.id, job.name)
         if self.message_channels and not queued:
-            log.info("incident #%d of %s still open (%d failures): already alerted, next reminder after %s",
-                     inc.id, job.name, inc.failures, human_duration(self.alerts.realert_after.total_seconds()))
+            log.info(
+                "incident #%d of %s still open (%d failures): already alerted, next reminder after %s",
+                inc.id,
+                job.name,
+                inc.failures,
+                human_duration(self.alerts.realert_after.total_seconds()),
+            )
         for mid in queued:
             self.deliver(mid)
         if self.ping_channels:
@@ -229,21 +254,31 @@ class AlertMonitor(Monitor):
                     event = self._resolved_event(job, plan, run, inc, ts)
                     for name in self.message_channels:
                         if name in alerted:
-                            queued.append(db.add_message(inc.id, job.name, name, "resolved", inc.failures,
-                                                         event.to_json(), ts))
+                            queued.append(
+                                db.add_message(
+                                    inc.id, job.name, name, "resolved", inc.failures, event.to_json(), ts
+                                )
+                            )
                 db.commit()
             except BaseException:
                 db.rollback()
                 raise
         if inc is not None:
             outage = (now - parse_ts(inc.opened_at)).total_seconds()
-            log.info("incident #%d of %s resolved after %s (%d failures)", inc.id, job.name,
-                     human_duration(outage), inc.failures)
+            log.info(
+                "incident #%d of %s resolved after %s (%d failures)",
+                inc.id,
+                job.name,
+                human_duration(outage),
+                inc.failures,
+            )
         for mid in queued:
             self.deliver(mid)
         if self.ping_channels:
-            body = (f"{job.name}: OK, run {getattr(run, 'id', '-')}, window {plan.window if plan else '-'}, "
-                    f"{getattr(run, 'rows', None)} rows, {getattr(run, 'archive_bytes', None)} bytes\n")
+            body = (
+                f"{job.name}: OK, run {getattr(run, 'id', '-')}, window {plan.window if plan else '-'}, "
+                f"{getattr(run, 'rows', None)} rows, {getattr(run, 'archive_bytes', None)} bytes\n"
+            )
             self._ping(job.name, "success", body)
 
     # ------------------------------------------------------------ events
@@ -257,28 +292,56 @@ class AlertMonitor(Monitor):
     def _failure_event(self, kind, job, plan, run, inc, err, since, tail, ts) -> Event:
         start, end = self._window(plan, run)
         return Event(
-            kind=kind, job=job.name, table=job.table, window_start=start, window_end=end,
-            host=getattr(run, "host", None) or self.host, environment=self.environment,
-            incident_id=inc.id, opened_at=inc.opened_at, failures=inc.failures, failures_since_last_alert=since,
-            run_id=getattr(run, "id", None), attempts=getattr(run, "attempts", None),
-            phase=getattr(run, "failed_phase", None), error=err, last_failed_at=inc.last_failed_at,
+            kind=kind,
+            job=job.name,
+            table=job.table,
+            window_start=start,
+            window_end=end,
+            host=getattr(run, "host", None) or self.host,
+            environment=self.environment,
+            incident_id=inc.id,
+            opened_at=inc.opened_at,
+            failures=inc.failures,
+            failures_since_last_alert=since,
+            run_id=getattr(run, "id", None),
+            attempts=getattr(run, "attempts", None),
+            phase=getattr(run, "failed_phase", None),
+            error=err,
+            last_failed_at=inc.last_failed_at,
             resume_command=resume_command(str(self.config.path), job.name, start, end),
-            config_path=str(self.config.path), log_tail=list(tail),
-            realert_after_seconds=self.alerts.realert_after.total_seconds(), created_at=ts,
+            config_path=str(self.config.path),
+            log_tail=list(tail),
+            realert_after_seconds=self.alerts.realert_after.total_seconds(),
+            created_at=ts,
         )
 
     def _resolved_event(self, job, plan, run, inc, ts) -> Event:
         start, end = self._window(plan, run)
         outage = (parse_ts(ts) - parse_ts(inc.opened_at)).total_seconds()
         return Event(
-            kind="resolved", job=job.name, table=job.table, window_start=start, window_end=end,
-            host=getattr(run, "host", None) or self.host, environment=self.environment,
-            incident_id=inc.id, opened_at=inc.opened_at, failures=inc.failures, failures_since_last_alert=0,
-            run_id=getattr(run, "id", None), attempts=getattr(run, "attempts", None),
-            phase=inc.last_phase, error=inc.last_error, last_failed_at=inc.last_failed_at,
-            resolved_at=ts, outage_seconds=outage, rows=getattr(run, "rows", None),
-            archive_bytes=getattr(run, "archive_bytes", None), remote_path=getattr(run, "remote_path", None),
-            config_path=str(self.config.path), created_at=ts,
+            kind="resolved",
+            job=job.name,
+            table=job.table,
+            window_start=start,
+            window_end=end,
+            host=getattr(run, "host", None) or self.host,
+            environment=self.environment,
+            incident_id=inc.id,
+            opened_at=inc.opened_at,
+            failures=inc.failures,
+            failures_since_last_alert=0,
+            run_id=getattr(run, "id", None),
+            attempts=getattr(run, "attempts", None),
+            phase=inc.last_phase,
+            error=inc.last_error,
+            last_failed_at=inc.last_failed_at,
+            resolved_at=ts,
+            outage_seconds=outage,
+            rows=getattr(run, "rows", None),
+            archive_bytes=getattr(run, "archive_bytes", None),
+            remote_path=getattr(run, "remote_path", None),
+            config_path=str(self.config.path),
+            created_at=ts,
         )
 
     # ------------------------------------------------------------ delivery
@@ -289,8 +352,12 @@ class AlertMonitor(Monitor):
         cfg = self.alerts.definitions.get(msg.channel)
         if cfg is None or cfg.type == "ping":
             db.set_state(message_id, "abandoned", iso(self.clock()), error="channel no longer configured")
-            log.warning("alert channel %s is no longer configured: dropping the %s alert for %s",
-                        msg.channel, event.kind, event.job)
+            log.warning(
+                "alert channel %s is no longer configured: dropping the %s alert for %s",
+                msg.channel,
+                event.kind,
+                event.job,
+            )
             return
         if not replay:
             now = self.clock()
@@ -299,12 +366,21 @@ class AlertMonitor(Monitor):
             try:
                 used = db.used_budget(msg.channel, iso(now - HOUR))
                 if used >= self.alerts.max_per_hour:
-                    db.set_state(message_id, "rate_limited", ts,
-                                 error=f"{used} messages in the last hour (max_per_hour = {self.alerts.max_per_hour})")
+                    db.set_state(
+                        message_id,
+                        "rate_limited",
+                        ts,
+                        error=f"{used} messages in the last hour (max_per_hour = {self.alerts.max_per_hour})",
+                    )
                     db.commit()
-                    log.warning("alert channel %s: rate limit reached (%d messages in the last hour, "
-                                "max_per_hour = %d): not sending %r", msg.channel, used,
-                                self.alerts.max_per_hour, event.subject)
+                    log.warning(
+                        "alert channel %s: rate limit reached (%d messages in the last hour, "
+                        "max_per_hour = %d): not sending %r",
+                        msg.channel,
+                        used,
+                        self.alerts.max_per_hour,
+                        event.subject,
+                    )
                     return
                 db.set_state(message_id, "sending" if self.live else "would_send", ts, counted_at=ts)
                 db.commit()
@@ -312,16 +388,27 @@ class AlertMonitor(Monitor):
                 db.rollback()
                 raise
             if not self.live:
-                log.info("would send %s alert on channel %s (%s) — not sent because environment = %r "
-                         "(alerts are sent only in \"prod\", or with alerts.send_outside_prod = true): %s",
-                         event.kind, msg.channel, cfg.type, self.environment, event.subject)
+                log.info(
+                    "would send %s alert on channel %s (%s) — not sent because environment = %r "
+                    '(alerts are sent only in "prod", or with alerts.send_outside_prod = true): %s',
+                    event.kind,
+                    msg.channel,
+                    cfg.type,
+                    self.environment,
+                    event.subject,
+                )
                 return
         try:
             send_event(msg.channel, cfg, event)
         except ChannelError as exc:
             db.set_state(message_id, "failed", iso(self.clock()), error=self.redact(str(exc)))
-            log.error("alert channel %s: could not send the %s alert for %s: %s", msg.channel, event.kind,
-                      event.job, self.redact(str(exc)))
+            log.error(
+                "alert channel %s: could not send the %s alert for %s: %s",
+                msg.channel,
+                event.kind,
+                event.job,
+                self.redact(str(exc)),
+            )
             return
         db.set_state(message_id, "sent", iso(self.clock()))
         log.info("alert sent on channel %s: %s", msg.channel, event.subject)
@@ -330,32 +417,57 @@ class AlertMonitor(Monitor):
         """Finish what a crashed run left in the outbox for ``job`` (called under the job's lock)."""
         db = self.incidents
         for msg in db.unfinished(job):
-            if msg.state != "pending" and msg.host == self.host and msg.pid != os.getpid() and pid_alive(msg.pid):
+            if (
+                msg.state != "pending"
+                and msg.host == self.host
+                and msg.pid != os.getpid()
+                and pid_alive(msg.pid)
+            ):
                 continue  # still being sent by a live process
             ts = iso(self.clock())
             if msg.state == "pending":
-                log.info("delivering the %s alert #%d for %s queued by an interrupted run", msg.kind, msg.id, job)
+                log.info(
+                    "delivering the %s alert #%d for %s queued by an interrupted run", msg.kind, msg.id, job
+                )
                 self.deliver(msg.id)
             elif msg.state == "sending":
                 if not self.live:
                     db.set_state(msg.id, "abandoned", ts, error="interrupted while sending; not prod now")
                     continue
                 db.set_state(msg.id, "resending", ts)
-                log.warning("a previous run stopped while sending the %s alert #%d for %s on %s: it may not have "
-                            "arrived, sending it once more", msg.kind, msg.id, job, msg.channel)
+                log.warning(
+                    "a previous run stopped while sending the %s alert #%d for %s on %s: it may not have "
+                    "arrived, sending it once more",
+                    msg.kind,
+                    msg.id,
+                    job,
+                    msg.channel,
+                )
                 self.deliver(msg.id, replay=True)
             else:  # resending: interrupted twice; never a third copy
                 db.set_state(msg.id, "abandoned", ts, error="interrupted twice while sending")
-                log.warning("the %s alert #%d for %s on %s was interrupted twice while sending: not sending it again",
-                            msg.kind, msg.id, job, msg.channel)
+                log.warning(
+                    "the %s alert #%d for %s on %s was interrupted twice while sending: not sending it again",
+                    msg.kind,
+                    msg.id,
+                    job,
+                    msg.channel,
+                )
 
     def _ping(self, job: str, signal: str, body: str = "") -> None:
         for name, cfg in self.ping_channels.items():
             if not self.live:
-                log.info("would ping %s (%s) for %s — not sent because environment = %r", name, signal, job,
-                         self.environment)
+                log.info(
+                    "would ping %s (%s) for %s — not sent because environment = %r",
+                    name,
+                    signal,
+                    job,
+                    self.environment,
+                )
                 continue
             try:
                 send_ping(name, cfg, job, signal, body)
             except ChannelError as exc:
-                log.error("alert channel %s: ping %s for %s failed: %s", name, signal, job, self.redact(str(exc)))
+                log.error(
+                    "alert channel %s: ping %s for %s failed: %s", name, signal, job, self.redact(str(exc))
+                )

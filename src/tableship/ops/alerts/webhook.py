@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 
@@ -12,8 +11,9 @@ from tableship.ops.alerts.channels import ChannelError
 
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float, what: str) -> int:
-    req = urllib.request.Request(url, data=body, method="POST", headers={
-        "User-Agent": f"tableship/{__version__}", **headers})
+    req = urllib.request.Request(
+        url, data=body, method="POST", headers={"User-Agent": f"tableship/{__version__}", **headers}
+    )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             resp.read(65536)
@@ -25,11 +25,12 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float, what: s
         except Exception:
             pass
         transient = exc.code >= 500 or exc.code in (408, 425, 429)
-        raise ChannelError(f"{what}: HTTP {exc.code} {exc.reason}" + (f": {detail}" if detail else ""),
-                           transient=transient) from None
+        raise ChannelError(
+            f"{what}: HTTP {exc.code} {exc.reason}" + (f": {detail}" if detail else ""), transient=transient
+        ) from None
     except urllib.error.URLError as exc:
         raise ChannelError(f"{what}: {exc.reason}") from None
-    except (OSError, socket.timeout) as exc:
+    except (TimeoutError, OSError) as exc:
         raise ChannelError(f"{what}: {type(exc).__name__}: {exc}") from None
 
 
