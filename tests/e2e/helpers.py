@@ -424,3 +424,38 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for: {what}")
         time.sleep(interval)
+
+
+_CONTROL = re.compile(r"\x1b\[(\??)([\d;]*)([A-Za-z])")
+
+
+def screen(output: str) -> list[str]:
+    """The terminal's visible lines after ``output`` (enough of a terminal for rich's live display:
+    CR, LF, erase line, cursor up; colours and cursor show/hide ignored)."""
+    lines, row, col = [""], 0, 0
+    pos = 0
+    while pos < len(output):
+        m = _CONTROL.match(output, pos)
+        if m:
+            private, n, op = m.groups()
+            if not private and op == "K":
+                lines[row] = ""
+                col = 0
+            elif not private and op == "A":
+                row = max(0, row - int(n.split(";")[0] or 1))
+            pos = m.end()
+            continue
+        ch = output[pos]
+        pos += 1
+        if ch == "\r":
+            col = 0
+        elif ch == "\n":
+            row += 1
+            col = 0
+            if row == len(lines):
+                lines.append("")
+        else:
+            line = lines[row].ljust(col)
+            lines[row] = line[:col] + ch + line[col + 1 :]
+            col += 1
+    return [line.rstrip() for line in lines if line.strip()]

@@ -26,6 +26,7 @@ from tests.e2e.helpers import (
     parse_csv_module,
     parse_csv_nulls,
     query_rows,
+    screen,
     sha256_file,
 )
 
@@ -165,7 +166,7 @@ def test_ledger_log_lines_and_no_progress_when_not_a_tty(done):
 
 
 def test_progress_display_on_a_terminal(ws):
-    """On a terminal the export shows a progress display (rows, bytes, rate)."""
+    """On a terminal the export shows a progress display (rows, bytes, rate), cleared at its end."""
     pid, fd = pty.fork()
     if pid == 0:  # child: stdin/stdout/stderr are the pty
         os.chdir(ws.cwd)
@@ -186,6 +187,12 @@ def test_progress_display_on_a_terminal(ws):
     out = b"".join(chunks).decode("utf-8", "replace")
     assert os.waitstatus_to_exitcode(status) == 0, out
     assert re.search(r"customer_traffic: [\d,]+ rows, [\d.,]+ MiB CSV, [\d.,]+ MiB/s", out), out
+    # the live line is erased when the export ends: the screen keeps the log and summary lines only
+    shown = screen(out)
+    assert shown and not any("MiB/s" in line for line in shown), shown
+    assert any("exported" in line for line in shown) and any(
+        "customer_traffic" in line for line in shown[-3:]
+    )
 
 
 # ---------------------------------------------------------------- dry run

@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import tenacity
 
@@ -32,7 +33,14 @@ from tableship.sources.base import Source, open_source
 
 log = logging.getLogger("tableship")
 
-Progress = Callable[[int, int], None]
+
+class ProgressLine(Protocol):
+    """A live progress line for one run (``cli/progress.py``): called with ``(rows, csv_bytes)``
+    while exporting; the runner closes it when the run ends."""
+
+    def __call__(self, rows: int, nbytes: int) -> None: ...
+
+    def close(self) -> None: ...
 
 
 def retrying(policy: Retry | None, what: str):
@@ -64,7 +72,7 @@ def retrying(policy: Retry | None, what: str):
 class Pipeline:
     """One run: ``Pipeline(config, plan, store).run()`` returns the finished Run or raises."""
 
-    def __init__(self, config: Config, plan: Plan, store: StateStore, progress: Progress | None = None):
+    def __init__(self, config: Config, plan: Plan, store: StateStore, progress: ProgressLine | None = None):
         self.config = config
         self.plan = plan
         self.job = plan.job

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tableship.backup.pipeline import Pipeline
+from tableship.backup.pipeline import Pipeline, ProgressLine
 from tableship.backup.plan import Plan, build_query, choose_window, make_plan
 from tableship.backup.preflight import preflight
 from tableship.config.models import Config
@@ -146,7 +146,7 @@ def run_jobs(
     end: dt.date | None = None,
     dry_run: bool = False,
     wait: float = 0,
-    progress_factory: Callable[[str], Callable[[int, int], None] | None] | None = None,
+    progress_factory: Callable[[str], ProgressLine | None] | None = None,
     echo: Callable[[str], None] = print,
     quiet: bool = False,
 ) -> list[Outcome]:
@@ -340,7 +340,8 @@ def run_window(
     """One window's run (resumed or fresh); a TableshipError or a bug becomes a failed
     Outcome, a signal ends the whole command."""
     job = plan.job
-    pipeline = Pipeline(config, plan, store, progress_factory(job.name) if progress_factory else None)
+    line = progress_factory(job.name) if progress_factory else None
+    pipeline = Pipeline(config, plan, store, line)
     run = pipeline.begin()
     token_run = current_run.set(run.id)
     try:
@@ -364,6 +365,8 @@ def run_window(
             return Outcome(job.name, "failed", plan, pipeline.run_record, err)
         return Outcome(job.name, "success", plan, run)
     finally:
+        if line is not None:
+            line.close()  # the live line goes when its run ends
         current_run.reset(token_run)
 
 

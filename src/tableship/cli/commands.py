@@ -142,22 +142,23 @@ def run(obj: Ctx, jobs, all_jobs, run_date, start, end, dry_run, wait):
     (state.db) cannot be used, 75 a job was skipped because another run holds its lock.
     """
     from tableship.backup.runner import exit_code, run_jobs
-    from tableship.cli.progress import progress_factory
+    from tableship.cli.progress import live_progress
 
     config = obj.load(log_file=not dry_run)
-    outcomes = run_jobs(
-        config,
-        list(jobs),
-        all_jobs=all_jobs,
-        run_date=run_date,
-        start=start,
-        end=end,
-        dry_run=dry_run,
-        wait=wait,
-        progress_factory=progress_factory(obj.verbosity),
-        echo=click.echo,
-        quiet=obj.verbosity < 0,
-    )
+    with live_progress(obj.verbosity) as progress:
+        outcomes = run_jobs(
+            config,
+            list(jobs),
+            all_jobs=all_jobs,
+            run_date=run_date,
+            start=start,
+            end=end,
+            dry_run=dry_run,
+            wait=wait,
+            progress_factory=progress,
+            echo=click.echo,
+            quiet=obj.verbosity < 0,
+        )
     for o in outcomes:  # each failed job also ends in one "Error:" line on stderr (cron mails, scripts)
         if o.status == "failed" and o.error is not None:
             hint = "" if o.error.hint else " — fix the cause, then re-run the same command"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tableship.backup.runner import exit_code, run_jobs
 from tableship.cli.demo import DEMO_TABLE, create_demo_warehouse, demo_config_text
-from tableship.cli.progress import progress_factory
+from tableship.cli.progress import live_progress
 from tableship.config.models import load_config
 from tableship.core.log import setup_logging
 
@@ -26,7 +26,8 @@ def run_demo(directory: Path, rows: int, echo=print, verbosity: int = 0) -> int:
     config = load_config(config_file)
     s = config.settings
     setup_logging(verbosity, s.log_file, max_bytes=s.log_max_bytes, backups=s.log_backups)
-    outcomes = run_jobs(config, None, progress_factory=progress_factory(verbosity), echo=echo)
+    with live_progress(verbosity) as progress:
+        outcomes = run_jobs(config, None, progress_factory=progress, echo=echo)
     code = exit_code(outcomes)
     for o in outcomes:
         if o.status != "success":

@@ -48,6 +48,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+class CurrentStderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a record is emitted, so a live progress display that
+    redirects stderr (cli/progress.py) prints log lines above its own lines instead of over them."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: D102
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging(
     verbosity: int = 0,
     log_file: Path | None = None,
@@ -67,7 +83,7 @@ def setup_logging(
     fmt = RedactingFormatter(
         JsonFormatter() if json_format else logging.Formatter(TEXT_FORMAT, "%Y-%m-%d %H:%M:%S")
     )
-    stderr = logging.StreamHandler(sys.stderr)
+    stderr = CurrentStderrHandler()
     stderr.setLevel({-1: logging.ERROR, 0: logging.INFO}.get(verbosity, logging.DEBUG))
     stderr.setFormatter(fmt)
     stderr.addFilter(ContextFilter())
