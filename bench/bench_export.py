@@ -116,7 +116,8 @@ def run_duckdb_copy(path: Path, lo: str, hi: str, target: Path) -> tuple[float, 
         con = duckdb.connect({str(path)!r}, read_only=True)
         con.execute("SET threads=1")
         con.execute("COPY (SELECT * FROM mnaas.customer_traffic WHERE partition_date >= DATE '{lo}' "
-                    "AND partition_date <= DATE '{hi}') TO '{target}' (DELIMITER ';', HEADER, COMPRESSION gzip)")
+                    "AND partition_date <= DATE '{hi}') TO '{target}' "
+                    "(DELIMITER ';', HEADER, COMPRESSION gzip)")
     """)
     target.unlink(missing_ok=True)
     return timed([sys.executable, "-c", code])
@@ -191,7 +192,8 @@ def main() -> None:
         rows_out.append(line)
         print(
             f"{n:>10,} rows, {csv_bytes / 1e6:7.1f} MB CSV: tableship {t_wall:6.2f} s "
-            f"({csv_bytes / 1e6 / t_wall:5.1f} MB/s), peak RSS {t_rss:5.0f} MiB; archive {arch / 1e6:6.1f} MB "
+            f"({csv_bytes / 1e6 / t_wall:5.1f} MB/s), peak RSS {t_rss:5.0f} MiB; archive "
+            f"{arch / 1e6:6.1f} MB "
             f"vs gzip -6 {g6 / 1e6:6.1f} MB ({arch / g6:.3f}×)",
             flush=True,
         )

@@ -261,11 +261,12 @@ def main() -> int:
             t = results[(n, "tableship")]
             b_rate = statistics.median(n / w for w, _ in b)
             t_rate = statistics.median(n / w for w, _ in t)
-            ratios = [(n / tw) / (n / bw) for (bw, _), (tw, _) in zip(b, t)]
+            ratios = [(n / tw) / (n / bw) for (bw, _), (tw, _) in zip(b, t, strict=True)]
             print(
                 f"| {n:,} | {b_rate:,.0f} | {t_rate:,.0f} | {statistics.median(ratios):.2f}× "
                 f"(rounds {', '.join(f'{r:.2f}' for r in ratios)}) | "
-                f"{statistics.median(r for _, r in b):.0f} MiB | {statistics.median(r for _, r in t):.0f} MiB |"
+                f"{statistics.median(r for _, r in b):.0f} MiB | "
+                f"{statistics.median(r for _, r in t):.0f} MiB |"
             )
         print(f"\nmedians of {args.rounds} round(s); fetch size {args.fetch_size:,}; window {START}..{END}")
         subprocess.run(["rm", "-rf", str(work)])

@@ -315,11 +315,13 @@ def bench_codecs(args) -> None:
             results.append(("pigz -6 -p2 CLI", s, n))
         for level in (1, 2, 3, 4, 6, 9):
             for threads in (1, 2):
-                s, n = timed(lambda: compress("gzip", level, threads), args.repeat)
+                s, n = timed(
+                    lambda level=level, threads=threads: compress("gzip", level, threads), args.repeat
+                )
                 lib = "isal" if level <= 3 else "zlib-ng"
                 results.append((f"gzip {level} ({lib}) {threads}thr", s, n))
         for threads in (1, 2):
-            s, n = timed(lambda: compress("zstd", 3, threads), args.repeat)
+            s, n = timed(lambda threads=threads: compress("zstd", 3, threads), args.repeat)
             results.append((f"zstd 3 {threads}thr", s, n))
     print(f"{'codec':26s} {'MB/s':>8s} {'out MB':>8s} {'ratio':>6s} {'vs gzip -6':>10s}")
     for name, s, n in results:

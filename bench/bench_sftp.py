@@ -159,7 +159,8 @@ def main() -> int:
         make_file(local, size)
         with running_sshd() as s:
             print(
-                f"sshd on {s.host}:{s.port}; OpenSSH: {subprocess.run(['ssh', '-V'], capture_output=True, text=True).stderr.strip()}"
+                f"sshd on {s.host}:{s.port}; OpenSSH: "
+                f"{subprocess.run(['ssh', '-V'], capture_output=True, text=True).stderr.strip()}"
             )
             base_dir = s.root_dir / "scp"
             base_dir.mkdir()
@@ -174,7 +175,8 @@ def main() -> int:
                 ups.append(up)
                 vers.append(ver)
                 line = (
-                    f"round {r}: scp+sha256sum {b:6.2f}s   tableship {t:6.2f}s (put {up:.2f}s + {method} {ver:.2f}s,"
+                    f"round {r}: scp+sha256sum {b:6.2f}s   tableship {t:6.2f}s (put {up:.2f}s + "
+                    f"{method} {ver:.2f}s,"
                     f" {cipher})   ratio {t / b:.2f}"
                 )
                 if args.read_back:

@@ -1,4 +1,7 @@
-"""tableship 0.1.0's ledger DDL, for the migration tests (tests/e2e/test_ledger.py, tests/unit/test_ledger_migrations.py)."""
+"""tableship 0.1.0's ledger DDL, for the migration tests.
+
+Used by tests/e2e/test_ledger.py and tests/unit/test_ledger_migrations.py.
+"""
 
 # tableship 0.1.0's DDL, verbatim from its state.py, archives.py and alerts/incidents.py
 # (each ran it on every open; 0.1.0 never set PRAGMA user_version).

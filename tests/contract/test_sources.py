@@ -156,7 +156,7 @@ def insert_sql(engine: str, table: str, columns: list[tuple[str, str]], rows: li
     for row in rows:
         cells = [
             f"CAST(NULL AS {types[t]})" if v is None else f"CAST({sql_literal(engine, v)} AS {types[t]})"
-            for v, (_, t) in zip(row, columns)
+            for v, (_, t) in zip(row, columns, strict=True)
         ]
         values.append("(" + ", ".join(cells) + ")")
     return f"INSERT INTO {table} VALUES " + ", ".join(values)

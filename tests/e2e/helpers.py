@@ -124,7 +124,7 @@ def parse_csv_nulls(text: str, delimiter: str = ";") -> list[list[str | None]]:
     Python's csv module (3.11) reads both as ``''``; the tests use it too, and this parser
     to check the NULL rule. Strict: every line ends with ``\\n``, quotes only around fields.
     """
-    field = re.compile(r'"((?:[^"]|"")*)"|([^%s"\n]*)' % re.escape(delimiter))
+    field = re.compile(rf'"((?:[^"]|"")*)"|([^{re.escape(delimiter)}"\n]*)')
     rows: list[list[str | None]] = []
     row: list[str | None] = []
     pos, n = 0, len(text)
@@ -164,7 +164,10 @@ def parse_csv_module(text: str, delimiter: str = ";") -> list[list[str]]:
 
 
 def render(value) -> str | None:
-    """A DuckDB or driver value (Decimal, datetime, date, bool, float...) as the CSV contract writes it (None = NULL)."""
+    """A DuckDB or driver value (Decimal, datetime, date, bool, float...) as the CSV contract writes it.
+
+    None stands for NULL.
+    """
     if value is None:
         return None
     if isinstance(value, bool):

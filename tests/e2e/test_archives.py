@@ -39,7 +39,8 @@ INSERT INTO app.events VALUES
  18446744073709551615, '\xDE\xAD\xBE\xEF'::BLOB, TIME '01:02:03.25', DATE '0001-01-01'),
 (2, DATE '2026-01-02', '', -0.0001, 0, 'nan'::DOUBLE, 'inf'::REAL, TIMESTAMP '2026-01-02 00:00:00',
  NULL, false, NULL, NULL, NULL, 0, ''::BLOB, TIME '00:00:00', DATE '9999-12-31'),
-(3, DATE '2026-01-03', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+(3, DATE '2026-01-03', NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+ NULL),
 (4, DATE '2026-01-04', 'a;b "quoted" ' || chr(10) || 'second line', 99999999999999.9999, -1, '-inf'::DOUBLE,
  -0.0, TIMESTAMP '1970-01-01 00:00:00.000001', TIMESTAMPTZ '2026-06-01 00:00:00+00', true, -2147483648,
  -32768, -128, 5, 'x;y'::BLOB, TIME '23:59:59.999999', DATE '2000-02-29'),
@@ -55,8 +56,10 @@ INSERT INTO app.events VALUES
 (10, DATE '2026-01-10', ';', 5, 5, 5, 5, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
 (11, DATE '2026-01-11', '""', 5, 5, 5, 5, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
 (12, DATE '2026-01-31', 'last day', 5, 5, 5, 5, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
-(13, DATE '2025-12-31', 'before the window', 5, 5, 5, 5, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
-(14, DATE '2026-02-01', 'after the window', 5, 5, 5, 5, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
+(13, DATE '2025-12-31', 'before the window', 5, 5, 5, 5, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+ NULL),
+(14, DATE '2026-02-01', 'after the window', 5, 5, 5, 5, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+ NULL);
 """
 
 # Bulk rows over several months (the same awkward texts, spread around).
@@ -71,7 +74,8 @@ SELECT 1000 + i,
        CASE WHEN i % 13 = 0 THEN NULL ELSE i / 3.0 END,
        (i / 7.0)::REAL,
        TIMESTAMP '2025-11-01 00:00:00' + to_microseconds(i * 1234567),
-       CASE WHEN i % 5 = 0 THEN NULL ELSE TIMESTAMPTZ '2025-11-01 00:00:00+00' + to_microseconds(i * 7654321) END,
+       CASE WHEN i % 5 = 0 THEN NULL
+            ELSE TIMESTAMPTZ '2025-11-01 00:00:00+00' + to_microseconds(i * 7654321) END,
        CASE i % 3 WHEN 0 THEN NULL WHEN 1 THEN true ELSE false END,
        (i * 31) % 2147483647, (i % 30000)::SMALLINT, (i % 100)::TINYINT, i::UBIGINT * 1000003,
        CASE WHEN i % 4 = 0 THEN NULL ELSE encode('b' || i::VARCHAR) END,
@@ -534,7 +538,8 @@ def test_help_texts():
     "extra, suffix",
     [
         (
-            'compression = { codec = "zstd", level = 3 }\nfile_name = "{table}_{start:%Y%m%d}_{end:%Y%m%d}.csv.zst"',
+            'compression = { codec = "zstd", level = 3 }\nfile_name = '
+            '"{table}_{start:%Y%m%d}_{end:%Y%m%d}.csv.zst"',
             ".zst",
         ),
         ('compression = { codec = "none" }\nfile_name = "{table}_{start:%Y%m%d}_{end:%Y%m%d}.csv"', ""),

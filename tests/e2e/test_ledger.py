@@ -28,8 +28,10 @@ def make_v010_ledger(ws: Workspace) -> None:
     db.executescript(V010_ARCHIVES)
     db.executescript(V010_INCIDENTS)
     ins = (
-        "INSERT INTO runs (job, window_start, window_end, run_date, phase, result, failed_phase, error, rows, "
-        "archive_bytes, sha256, file_name, remote_path, attempts, pid, host, started_at, updated_at, finished_at) "
+        "INSERT INTO runs (job, window_start, window_end, run_date, phase, result, failed_phase, "
+        "error, rows, "
+        "archive_bytes, sha256, file_name, remote_path, attempts, pid, host, started_at, "
+        "updated_at, finished_at) "
         "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
     )
     db.execute(

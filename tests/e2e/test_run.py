@@ -461,7 +461,8 @@ def test_partition_column_types_through_the_cli(ws):
         con.execute("CREATE SCHEMA t")
         con.execute("CREATE TABLE t.as_date AS SELECT * FROM src.mnaas.customer_traffic")
         con.execute(
-            "CREATE TABLE t.as_text AS SELECT * REPLACE (strftime(partition_date, '%Y-%m-%d') AS partition_date) "
+            "CREATE TABLE t.as_text AS SELECT * REPLACE (strftime(partition_date, '%Y-%m-%d') AS "
+            "partition_date) "
             "FROM src.mnaas.customer_traffic"
         )
         con.execute(

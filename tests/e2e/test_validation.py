@@ -454,7 +454,7 @@ def test_partition_type_mismatch_on_an_int_column_is_one_error(ws, int_partition
     )
     for args in (["run", "--date", RUN_DATE], ["run", "--date", RUN_DATE, "--dry-run"]):
         r = ws.cli(*args)
-        line = assert_clean_error(
+        assert_clean_error(
             r, 1, f'partition_type = "{declared}"', "int32", 'detected as "int"', 'set partition_type = "int"'
         )
         assert "Binder" not in r.stdout + r.stderr, str(r)

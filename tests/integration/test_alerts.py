@@ -480,6 +480,10 @@ def test_webhook_500_is_retried_then_logged(tmp_path, warehouse, http_recorder):
 
 def test_command_channel_gets_the_event_in_its_environment(tmp_path, warehouse):
     out = tmp_path / "ticket"
+    script = (
+        'env | grep ^TABLESHIP_ | grep -v -e ^TABLESHIP_LOG_TAIL -e ^TABLESHIP_JSON > "$1.env"; '
+        'cat > "$1.txt"; printf %s "$TABLESHIP_JSON" > "$1.json"'
+    )
     site = Site(
         tmp_path,
         warehouse,
@@ -488,8 +492,9 @@ def test_command_channel_gets_the_event_in_its_environment(tmp_path, warehouse):
         channels = ["pager"]
         [alerts.pager]
         type = "command"
-        argv = ["sh", "-c", "env | grep ^TABLESHIP_ | grep -v -e ^TABLESHIP_LOG_TAIL -e ^TABLESHIP_JSON > \\"$1.env\\"; cat > \\"$1.txt\\"; printf %s \\"$TABLESHIP_JSON\\" > \\"$1.json\\"", "open-ticket", "{out}"]""",
-        jobs='[jobs.customer_traffic]\ntable = "mnaas.customer_traffic"\n[jobs.dropped]\ntable = "mnaas.dropped_upstream"\n',
+        argv = ["sh", "-c", {json.dumps(script)}, "open-ticket", "{out}"]""",
+        jobs='[jobs.customer_traffic]\ntable = "mnaas.customer_traffic"\n[jobs.dropped]\ntable = '
+        '"mnaas.dropped_upstream"\n',
     )
     site.backup.mkdir()  # the destination is fine (else the run stops before exporting): the table is gone
     assert site.run("run", "dropped").returncode == 1
@@ -635,6 +640,10 @@ def test_max_per_hour_caps_messages_across_20_failing_jobs(tmp_path, warehouse, 
 def test_a_crash_between_sending_and_recording_repeats_the_message_once(tmp_path, warehouse):
     out = tmp_path / "tickets.txt"
     marker = tmp_path / "killed-once"
+    script = (
+        f'echo "$TABLESHIP_EVENT $TABLESHIP_INCIDENT_ID" >> {out}; '
+        f"if [ ! -e {marker} ]; then touch {marker}; kill -9 $PPID; fi"
+    )
     site = Site(
         tmp_path,
         warehouse,
@@ -643,7 +652,7 @@ def test_a_crash_between_sending_and_recording_repeats_the_message_once(tmp_path
         channels = ["pager"]
         [alerts.pager]
         type = "command"
-        argv = ["sh", "-c", "echo \\"$TABLESHIP_EVENT $TABLESHIP_INCIDENT_ID\\" >> {out}; if [ ! -e {marker} ]; then touch {marker}; kill -9 $PPID; fi"]""",
+        argv = ["sh", "-c", {json.dumps(script)}]""",
     )
     proc = site.run("run")
     assert proc.returncode == -9, proc.stderr  # tableship itself was killed while sending
@@ -662,6 +671,10 @@ def test_a_crash_between_sending_and_recording_repeats_the_message_once(tmp_path
 def test_sigterm_while_sending_stops_tableship_and_the_message_is_replayed_once(tmp_path, warehouse):
     out = tmp_path / "tickets.txt"
     marker = tmp_path / "termed-once"
+    script = (
+        f'echo "$TABLESHIP_EVENT" >> {out}; '
+        f"if [ ! -e {marker} ]; then touch {marker}; kill -TERM $PPID; sleep 5; fi"
+    )
     site = Site(
         tmp_path,
         warehouse,
@@ -670,7 +683,7 @@ def test_sigterm_while_sending_stops_tableship_and_the_message_is_replayed_once(
         channels = ["pager"]
         [alerts.pager]
         type = "command"
-        argv = ["sh", "-c", "echo \\"$TABLESHIP_EVENT\\" >> {out}; if [ ! -e {marker} ]; then touch {marker}; kill -TERM $PPID; sleep 5; fi"]""",
+        argv = ["sh", "-c", {json.dumps(script)}]""",
     )
     proc = site.run("run")
     assert proc.returncode == 128 + 15, proc.stdout + proc.stderr  # not swallowed by the alerting code
@@ -774,7 +787,8 @@ while not os.path.exists(stop):
         kv[k] = v
     jobs = kv.get("tableship.jobs", "").split(",")
     for j in jobs:
-        if sum(1 for k in kv if k.startswith(j + ".")) != KEYS or kv.get(j + ".incident_open") not in ("true", "false"):
+        keys = sum(1 for k in kv if k.startswith(j + "."))
+        if keys != KEYS or kv.get(j + ".incident_open") not in ("true", "false"):
             ok = False
     if not ok or not jobs[0]:
         bad += 1

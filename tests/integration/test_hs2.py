@@ -67,10 +67,12 @@ def server(hs2):
         "DROP TABLE IF EXISTS itest.traffic",
         "DROP TABLE IF EXISTS itest.traffic_by_day",
         "DROP TABLE IF EXISTS itest.empty_t",
-        f"CREATE TABLE itest.traffic ({DDL}, partition_date STRING) USING parquet PARTITIONED BY (partition_date)",
+        f"CREATE TABLE itest.traffic ({DDL}, partition_date STRING) USING parquet PARTITIONED BY "
+        "(partition_date)",
         f"INSERT INTO itest.traffic {SELECT}",
         "CREATE TABLE itest.traffic_by_day (id BIGINT, cell INT, amount DECIMAL(18,4), wide DECIMAL(38,10), "
-        "ratio DOUBLE, roaming BOOLEAN, event_ts TIMESTAMP, note STRING, partition_date STRING, event_day DATE) "
+        "ratio DOUBLE, roaming BOOLEAN, event_ts TIMESTAMP, note STRING, partition_date STRING, "
+        "event_day DATE) "
         "USING parquet PARTITIONED BY (event_day)",
         "INSERT INTO itest.traffic_by_day SELECT id, cell, amount, wide, ratio, roaming, event_ts, note, "
         f"partition_date, event_day FROM ({SELECT}) s",

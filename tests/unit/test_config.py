@@ -285,12 +285,15 @@ def test_file_secret(tmp_path):
     ],
 )
 def test_unknown_keys_at_every_level(tmp_path, text, expected):
-    ok = '[sources.s]\ntype = "duckdb"\npath = "w"\n[destinations.d]\ntype = "local"\npath = "o"\n[jobs.j]\ntable = "t"\n'
+    ok = (
+        '[sources.s]\ntype = "duckdb"\npath = "w"\n[destinations.d]\ntype = "local"\npath = '
+        '"o"\n[jobs.j]\ntable = "t"\n'
+    )
     # TOML forbids defining a table twice: put the tested table first and complete it
     if text.startswith("[sources.s]"):
         doc = (
-            text
-            + 'type = "duckdb"\npath = "w"\n[destinations.d]\ntype = "local"\npath = "o"\n[jobs.j]\ntable = "t"\n'
+            text + 'type = "duckdb"\npath = "w"\n[destinations.d]\ntype = "local"\npath = '
+            '"o"\n[jobs.j]\ntable = "t"\n'
         )
     elif text.startswith("[destinations.d]"):
         doc = (
@@ -299,8 +302,8 @@ def test_unknown_keys_at_every_level(tmp_path, text, expected):
         )
     elif text.startswith("[jobs.j]"):
         doc = (
-            text
-            + 'table = "t"\n[sources.s]\ntype = "duckdb"\npath = "w"\n[destinations.d]\ntype = "local"\npath = "o"\n'
+            text + 'table = "t"\n[sources.s]\ntype = "duckdb"\npath = "w"\n[destinations.d]\ntype = '
+            '"local"\npath = "o"\n'
         )
     else:
         doc = ok + text
@@ -536,7 +539,7 @@ def test_a_job_switching_codec_does_not_inherit_the_default_level(tmp_path):
         "preset": {"table": "t", "format": {"preset": "impala-shell"}},
         "delim": {"table": "t", "format": {"delimiter": "|"}},
     }
-    for name, job in raw["jobs"].items():  # one file name per job, with its codec's extension
+    for job in raw["jobs"].values():  # one file name per job, with its codec's extension
         codec = job.get("compression", {}).get("codec", "gzip")
         job["file_name"] = "{job}_{start:%Y%m%d}.csv" + {"gzip": ".gz", "zstd": ".zst", "none": ""}[codec]
     cfg = parse_config(raw, tmp_path / "c.toml")

@@ -304,7 +304,7 @@ def test_decimals_exact():
         "99999999999999999999999999999.999999999",
         "",
     ]
-    for v, text in zip(vals, got):
+    for v, text in zip(vals, got, strict=True):
         if v is not None:
             assert Decimal(text) == v
 
@@ -349,7 +349,7 @@ def test_floats():
 def test_floats_round_trip(values):
     got = one(pa.array(values, pa.float64()))
     assert [float(g) for g in got] == values
-    assert all(math.copysign(1, float(g)) == math.copysign(1, v) for g, v in zip(got, values))
+    assert all(math.copysign(1, float(g)) == math.copysign(1, v) for g, v in zip(got, values, strict=True))
 
 
 def test_booleans():

@@ -58,7 +58,7 @@ def oracle(table: pa.Table, delimiter: str = ";") -> bytes:
     w = csv.writer(buf, delimiter=delimiter, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
     types = table.schema.types
     for row in table.to_pylist():
-        w.writerow([server_text(v, t) for v, t in zip(row.values(), types)])
+        w.writerow([server_text(v, t) for v, t in zip(row.values(), types, strict=True)])
     # impala-shell rstrips one batch's trailing newlines, then print() adds one
     text = buf.getvalue().rstrip("\n") + "\n" if buf.getvalue() else ""
     return text.encode("utf-8")

@@ -19,7 +19,8 @@ def make_v010(folder, runs: int = 3) -> None:
     db.executescript(V010_STATE)  # 0.1.0 created the alert and archive tables only when first used
     for i in range(runs):
         db.execute(
-            "INSERT INTO runs (job, window_start, window_end, run_date, phase, result, started_at, updated_at) "
+            "INSERT INTO runs (job, window_start, window_end, run_date, phase, result, started_at, "
+            "updated_at) "
             "VALUES ('j', ?, ?, '2026-11-26', 'done', 'success', 't', 't')",
             (f"2026-0{i + 1}-01", f"2026-0{i + 1}-28"),
         )

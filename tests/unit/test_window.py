@@ -284,12 +284,14 @@ def typed_db(tmp_path_factory) -> Path:
             f"CREATE TABLE wh.{name} (id INTEGER, day DATE, partition_date {typ}, note VARCHAR, ratio DOUBLE)"
         )
         con.execute(
-            f"INSERT INTO wh.{name} SELECT row_number() OVER (ORDER BY d)::INTEGER, d, {_EXPR[name]}, 'row ' || d, 0.5 "
+            f"INSERT INTO wh.{name} SELECT row_number() OVER (ORDER BY d)::INTEGER, d, "
+            f"{_EXPR[name]}, 'row ' || d, 0.5 "
             f"FROM (SELECT unnest(generate_series(DATE '{FIRST}', DATE '{LAST}', INTERVAL 1 DAY))::DATE AS d)"
         )
     # Rows later in the day: a TIMESTAMP partition column must still include the window's last day.
     con.execute(
-        "INSERT INTO wh.t_ts SELECT 100000 + id, day, partition_date + INTERVAL 12 HOUR, note || ' noon', ratio FROM wh.t_ts"
+        "INSERT INTO wh.t_ts SELECT 100000 + id, day, partition_date + INTERVAL 12 HOUR, note || ' "
+        "noon', ratio FROM wh.t_ts"
     )
     con.execute(
         "INSERT INTO wh.t_ts SELECT 200000 + id, day, partition_date + INTERVAL 86399999999 MICROSECOND, "

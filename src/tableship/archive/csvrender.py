@@ -497,7 +497,7 @@ class CsvRenderer:
         ncols = len(self._plans)
         if batch.num_columns != ncols:
             raise ValueError(f"batch has {batch.num_columns} columns, the schema has {ncols}")
-        for i, (t, arr) in enumerate(zip(self._types, batch.columns)):
+        for i, (t, arr) in enumerate(zip(self._types, batch.columns, strict=True)):
             if arr.type != t:
                 raise ValueError(f"column {self._plans[i].name} has type {arr.type}, expected {t}")
         n = batch.num_rows

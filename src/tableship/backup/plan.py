@@ -81,7 +81,8 @@ def build_query(source: Source, plan: Plan, schema: pa.Schema | None = None) -> 
     field = schema.field(job.partition_column) if job.partition_column in schema.names else None
     if field is None:
         raise SourceError(
-            f"column {job.partition_column!r} not found in table {job.table} (columns: {', '.join(schema.names)})",
+            f"column {job.partition_column!r} not found in table {job.table} (columns: "
+            f"{', '.join(schema.names)})",
             f"fix jobs.{job.name}.partition_column",
         )
     ptype = job.partition_type

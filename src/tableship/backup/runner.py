@@ -51,7 +51,8 @@ class Outcome:
         if self.status == "success" and self.run:
             return (
                 f"{self.job}{w}: OK, {self.run.rows} rows, {_size(self.run.archive_bytes)} → "
-                f"{self.run.remote_path or self.plan.remote_path} (run {self.run.id}, {self.run.duration or 0:.1f}s)"
+                f"{self.run.remote_path or self.plan.remote_path} (run {self.run.id}, "
+                f"{self.run.duration or 0:.1f}s)"
             )
         if self.status == "locked":
             return f"{self.job}: SKIPPED, {self.error.line() if self.error else 'locked'}"

@@ -72,7 +72,7 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SIDECAR = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+?)\r?\n?$")
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     OK = "OK"
     MISMATCH = "MISMATCH"
     MISSING = "MISSING"
@@ -622,7 +622,8 @@ def record(store: StateStore, jv: JobVerification) -> None:
         for r in jv.results:
             a = r.archive
             con.execute(
-                "INSERT INTO verifications (batch, job, remote_path, window_start, window_end, status, detail, sha256, "
+                "INSERT INTO verifications (batch, job, remote_path, window_start, window_end, "
+                "status, detail, sha256, "
                 "method, verified_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     jv.batch,

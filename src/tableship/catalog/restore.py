@@ -197,7 +197,7 @@ def _read_csv_sql(columns: list[tuple[str, str]], dialect: CsvDialect, max_line:
     """``SELECT <converted columns> FROM read_csv($path, ...)`` and its parameters (path bound later)."""
     read_types = {}
     select = []
-    for i, (name, typ) in enumerate(columns):
+    for name, typ in columns:
         q = quote_ident(name)
         if typ == "BLOB":
             read_types[name], expr = "VARCHAR", f"unhex({q})"

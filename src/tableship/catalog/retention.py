@@ -127,7 +127,8 @@ class PruneResult:
 def delete_group(dest, store: StateStore, a: Archive) -> None:
     con = db(store)
     con.execute(
-        "INSERT INTO pruned (job, remote_path, window_start, window_end, sha256, pruned_at) VALUES (?,?,?,?,?,?)",
+        "INSERT INTO pruned (job, remote_path, window_start, window_end, sha256, pruned_at) VALUES "
+        "(?,?,?,?,?,?)",
         (
             a.job,
             a.remote_path,

@@ -43,7 +43,10 @@ class Ctx:
         return self.load()
 
     def load(self, log_file: bool = True):
-        """Load the config once and start logging (to ``log_file`` unless told not to: dry runs touch nothing)."""
+        """Load the config once and start logging.
+
+        Logs go to ``log_file`` unless told not to (dry runs touch nothing).
+        """
         if self._config is None:
             self._config = load_config(self.config_arg)
             s = self._config.settings

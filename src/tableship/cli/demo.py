@@ -181,7 +181,7 @@ def _remove_db_files(path: Path) -> None:
 def create_demo_warehouse(
     path: Path, *, rows: int = 600_000, today: datetime.date | None = None, months: int = 12, seed: int = 42
 ) -> int:
-    """Create (or replace) a DuckDB file at `path` holding schema `mnaas` and table `customer_traffic`; returns the row count.
+    """Create (or replace) a DuckDB file at `path` with table `mnaas.customer_traffic`; return the row count.
 
     Rows are spread evenly over the partition dates from the first day of the
     month ``months`` months before ``today``'s month through yesterday

@@ -651,11 +651,13 @@ def parse_config(raw: dict, path: Path) -> Config:
         # checked before the job's own validation so that they are reported even when it fails
         if isinstance(data.get("source"), str) and data["source"] not in sources:
             problems.append(
-                f"jobs.{name}.source: unknown source {data['source']!r} (defined: {', '.join(sources) or 'none'})"
+                f"jobs.{name}.source: unknown source {data['source']!r} (defined: "
+                f"{', '.join(sources) or 'none'})"
             )
         if isinstance(data.get("destination"), str) and data["destination"] not in dests:
             problems.append(
-                f"jobs.{name}.destination: unknown destination {data['destination']!r} (defined: {', '.join(dests) or 'none'})"
+                f"jobs.{name}.destination: unknown destination {data['destination']!r} (defined: "
+                f"{', '.join(dests) or 'none'})"
             )
         job = _validate(JobConfig, data, f"jobs.{name}", problems, ctx)
         if job is None:

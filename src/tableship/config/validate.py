@@ -89,7 +89,9 @@ def _sample(job, template: str) -> str:
 def _ends_with(pat: list[Pos], suffix: str) -> bool:
     """Every rendering ends with ``suffix``."""
     tail = pat[-len(suffix) :] if len(pat) >= len(suffix) else None
-    return tail is not None and all(not p.optional and p.chars == frozenset(c) for p, c in zip(tail, suffix))
+    return tail is not None and all(
+        not p.optional and p.chars == frozenset(c) for p, c in zip(tail, suffix, strict=True)
+    )
 
 
 def job_problems(job, dest_cfg: Any, staging_dir: Path) -> list[str]:

@@ -25,7 +25,8 @@ def check_identifier(name: str, what: str = "identifier") -> str:
     """Return ``name`` if it is a plain SQL identifier, else raise ValueError."""
     if not isinstance(name, str) or not _IDENT.match(name):
         raise ValueError(
-            f"{what} {name!r} is not a plain identifier (letters, digits and _ only, not starting with a digit)"
+            f"{what} {name!r} is not a plain identifier (letters, digits and _ only, not starting "
+            "with a digit)"
         )
     return name
 
@@ -43,7 +44,8 @@ def split_table(table: str) -> tuple[str | None, str]:
 def check_job_name(name: str) -> str:
     if not _JOB.match(name):
         raise ValueError(
-            f"job name {name!r} must start with a letter or digit and contain only letters, digits, '_', '.', '-'"
+            f"job name {name!r} must start with a letter or digit and contain only letters, digits, "
+            "'_', '.', '-'"
         )
     return name
 
@@ -69,7 +71,8 @@ def check_template(template: str) -> None:
             continue
         if field not in TEMPLATE_FIELDS:
             raise ValueError(
-                f"unknown placeholder {{{field}}} in {template!r} (known: {', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)})"
+                f"unknown placeholder {{{field}}} in {template!r} (known: "
+                f"{', '.join('{' + f + '}' for f in TEMPLATE_FIELDS)})"
             )
         if conv:
             raise ValueError(f"conversions like !{conv} are not allowed in {template!r}")

@@ -19,7 +19,7 @@ from typing import Any
 from tableship.ledger.schema import Ledger
 
 
-class Phase(str, enum.Enum):
+class Phase(enum.StrEnum):
     """Phases in order. A run's ``phase`` is the last phase whose effect is durable."""
 
     PLANNED = "planned"
@@ -47,7 +47,7 @@ WORKING_ON = {
 }
 
 
-class Result(str, enum.Enum):
+class Result(enum.StrEnum):
     RUNNING = "running"
     SUCCESS = "success"
     FAILED = "failed"
@@ -191,7 +191,8 @@ class StateStore(Ledger):
     def abandon_window(self, job: str, start: str, end: str, reason: str, run_ids: list[int]) -> None:
         """Record that the user gave up a window (``tableship abandon``): it is no gap any more."""
         self.connect().execute(
-            "INSERT INTO abandoned_windows (job, window_start, window_end, at, reason, runs) VALUES (?,?,?,?,?,?)",
+            "INSERT INTO abandoned_windows (job, window_start, window_end, at, reason, runs) "
+            "VALUES (?,?,?,?,?,?)",
             (job, start, end, now(), reason, json.dumps(run_ids)),
         )
 
@@ -200,7 +201,8 @@ class StateStore(Ledger):
         t = now()
         db = self.connect()
         db.execute(
-            "UPDATE runs SET result=?, error=?, finished_at=COALESCE(finished_at, ?), updated_at=? WHERE id=?",
+            "UPDATE runs SET result=?, error=?, finished_at=COALESCE(finished_at, ?), updated_at=? "
+            "WHERE id=?",
             (Result.ABANDONED.value, reason, t, t, run.id),
         )
         self._log(run.id, Phase(run.phase), Phase(run.phase), f"abandoned: {reason}")
@@ -236,7 +238,8 @@ class StateStore(Ledger):
         row = (
             self.connect()
             .execute(
-                f"SELECT {', '.join(_COLS)} FROM runs WHERE job=? AND result='success' ORDER BY id DESC LIMIT 1",
+                f"SELECT {', '.join(_COLS)} FROM runs WHERE job=? AND result='success' ORDER BY id "
+                "DESC LIMIT 1",
                 (job,),
             )
             .fetchone()
@@ -247,7 +250,8 @@ class StateStore(Ledger):
     def start(self, job: str, start: str, end: str, run_date: str, fingerprint: str | None = None) -> Run:
         t = now()
         cur = self.connect().execute(
-            "INSERT INTO runs (job, window_start, window_end, run_date, phase, result, pid, host, started_at, updated_at, "
+            "INSERT INTO runs (job, window_start, window_end, run_date, phase, result, pid, host, "
+            "started_at, updated_at, "
             "fingerprint, attempt_started_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 job,

@@ -121,7 +121,10 @@ def incident_line(row: dict) -> str | None:
     since = str(inc["opened_at"])[:19].replace("T", " ") + "Z"
     alerted = f"alerted ({', '.join(inc['alerted_channels'])})" if inc["alerted"] else "not alerted"
     n = inc["failures"]
-    return f"{row['job']}: INCIDENT #{inc['id']} open since {since}, {n} failure{'s' if n != 1 else ''}, {alerted}"
+    return (
+        f"{row['job']}: INCIDENT #{inc['id']} open since {since}, {n} "
+        f"failure{'s' if n != 1 else ''}, {alerted}"
+    )
 
 
 def history_rows(store: StateStore, job: str | None, limit: int) -> list[dict]:
@@ -143,6 +146,6 @@ def _cell(key: str, value) -> str:
 def format_table(rows: list[dict], columns: list[str]) -> str:
     cells = [[_cell(c, r.get(c)) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
     return "\n".join(lines)

@@ -59,7 +59,10 @@ class Query:
 
 def window_query(dialect: Dialect, table: str, column: str, low: Any, high: Any, select: str = "*") -> Query:
     col = dialect.ident(column)
-    sql = f"SELECT {select} FROM {dialect.table(table)} WHERE {col} >= {dialect.marker(0)} AND {col} <= {dialect.marker(1)}"
+    sql = (
+        f"SELECT {select} FROM {dialect.table(table)} WHERE {col} >= {dialect.marker(0)} AND "
+        f"{col} <= {dialect.marker(1)}"
+    )
     return Query(sql, dialect.bind([low, high]), (low, high))
 
 

@@ -95,7 +95,8 @@ _TABLE_MISSING = re.compile(
     re.I,
 )
 _COLUMN_MISSING = re.compile(
-    r"UNRESOLVED_COLUMN|cannot resolve|Could not resolve column|Invalid column reference|Invalid table alias or column",
+    r"UNRESOLVED_COLUMN|cannot resolve|Could not resolve column|Invalid column reference|Invalid "
+    r"table alias or column",
     re.I,
 )
 
@@ -127,7 +128,9 @@ def column_names(raw: list[str]) -> list[str]:
 
 def schema_from_description(description) -> pa.Schema:
     names = column_names([d[0] for d in description])
-    return pa.schema([pa.field(n, arrow_type(d[1], d[4], d[5])) for n, d in zip(names, description)])
+    return pa.schema(
+        [pa.field(n, arrow_type(d[1], d[4], d[5])) for n, d in zip(names, description, strict=True)]
+    )
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -376,7 +379,8 @@ class HS2Source:
                 raise ConfigError(f"sources.{self.name}.database: {exc}") from None
         if self.cfg.auth == "gssapi" and importlib.util.find_spec("kerberos") is None:
             raise SourceError(
-                f"{self._where()}: auth = 'gssapi' needs the Python package 'kerberos', which is not installed",
+                f"{self._where()}: auth = 'gssapi' needs the Python package 'kerberos', which is "
+                "not installed",
                 "pip install kerberos (it builds against the system's Kerberos libraries, e.g. libkrb5-dev)",
             )
         self._probe()
@@ -552,7 +556,9 @@ class HS2Source:
                         raise SourceError(
                             f"{self._where()}: the server sent {len(raw)} columns, expected {len(converters)}"
                         )
-                    arrays = [conv(values, nulls, n) for conv, (values, nulls) in zip(converters, raw)]
+                    arrays = [
+                        conv(values, nulls, n) for conv, (values, nulls) in zip(converters, raw, strict=True)
+                    ]
                     del raw
                     pending.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
                     del arrays
@@ -578,8 +584,8 @@ class HS2Source:
             rows = cur.fetchmany(size)
             if not rows:
                 break
-            cols = list(zip(*rows))
-            arrays = [_from_python(list(c), f.type, f.name) for c, f in zip(cols, schema)]
+            cols = list(zip(*rows, strict=True))
+            arrays = [_from_python(list(c), f.type, f.name) for c, f in zip(cols, schema, strict=True)]
             yield pa.RecordBatch.from_arrays(arrays, schema=schema)
 
     def count(self, query: Query) -> int:

@@ -280,7 +280,8 @@ class SQLAlchemySource:
                     f"source {self.name!r} ({self.url.drivername})", extra, module
                 ) from None
             raise ConfigError(
-                f"source {self.name!r}: the database driver for {self.url.drivername!r} is not installed ({module})",
+                f"source {self.name!r}: the database driver for {self.url.drivername!r} is not "
+                f"installed ({module})",
                 f"install it, e.g. pip install {module}",
             ) from None
 
@@ -403,12 +404,12 @@ class SQLAlchemySource:
         description = result.cursor.description if result.cursor is not None else None
         backend = self.url.get_backend_name()
         types = []
-        for i, n in enumerate(names):
+        for i in range(len(names)):
             t = _from_description(description[i], backend) if description else None
             if t is None:
                 t = _infer([row[i] for row in first_rows])
             types.append(t)
-        return pa.schema([pa.field(n, t) for n, t in zip(names, types)])
+        return pa.schema([pa.field(n, t) for n, t in zip(names, types, strict=True)])
 
     def batches(self, query: Query, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
         size = max(1, min(batch_rows, self.cfg.fetch_size))
@@ -425,8 +426,10 @@ class SQLAlchemySource:
                         continue
                     if schema is None:
                         schema = self._result_schema(result, rows)
-                    columns = list(zip(*rows)) if schema.names else []
-                    arrays = [_column(list(col), f.type, f.name) for col, f in zip(columns, schema)]
+                    columns = list(zip(*rows, strict=True)) if schema.names else []
+                    arrays = [
+                        _column(list(col), f.type, f.name) for col, f in zip(columns, schema, strict=True)
+                    ]
                     del rows, columns
                     yield pa.RecordBatch.from_arrays(arrays, schema=schema)
             except SourceError:

@@ -108,7 +108,8 @@ class IncidentStore:
             )
             return self.get_incident(cur.lastrowid)
         self.db.execute(
-            "UPDATE incidents SET failures=failures+1, last_run_id=?, last_failed_at=?, last_phase=?, last_error=? "
+            "UPDATE incidents SET failures=failures+1, last_run_id=?, last_failed_at=?, "
+            "last_phase=?, last_error=? "
             "WHERE id=?",
             (run_id, now, phase, error, inc.id),
         )
@@ -148,7 +149,8 @@ class IncidentStore:
         self, incident_id: int, job: str, channel: str, kind: str, failures: int, payload: str, now: str
     ) -> int:
         cur = self.db.execute(
-            "INSERT INTO alert_messages (incident_id, job, channel, kind, failures, state, payload, created_at, "
+            "INSERT INTO alert_messages (incident_id, job, channel, kind, failures, state, "
+            "payload, created_at, "
             "updated_at, pid, host) VALUES (?,?,?,?,?,'pending',?,?,?,?,?)",
             (incident_id, job, channel, kind, failures, payload, now, now, os.getpid(), socket.gethostname()),
         )
@@ -170,7 +172,8 @@ class IncidentStore:
 
     def unfinished(self, job: str) -> list[Message]:
         rows = self.db.execute(
-            "SELECT * FROM alert_messages WHERE job=? AND state IN ('pending','sending','resending') ORDER BY id",
+            "SELECT * FROM alert_messages WHERE job=? AND state IN "
+            "('pending','sending','resending') ORDER BY id",
             (job,),
         )
         return [Message(**dict(r)) for r in rows]
