@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from tableship.catalog.restore_range import restore_range
 from tableship.config.models import load_config
 from tableship.core import interrupts
 from tableship.core.errors import (
@@ -27,6 +28,8 @@ from tableship.core.errors import (
 from tableship.core.log import setup_logging
 from tableship.core.redact import wrap_std_streams
 from tableship.core.version import __version__
+from tableship.ledger.state import StateStore
+from tableship.ops.alerts import make_monitor
 
 _debug = False
 
@@ -389,39 +392,91 @@ def verify(obj: Ctx, jobs, all_jobs, window, as_json):
 @cli.command()
 @click.argument("job")
 @click.option(
-    "--window",
-    "which",
-    required=True,
-    metavar="START..END|FILE_NAME",
-    help="The archive's window (YYYY-MM-DD..YYYY-MM-DD) or its file name.",
+    "--from",
+    "range_from",
+    metavar="YYYY-MM[-DD]",
+    help="Restore every archive overlapping this month or day … (with --to: … up to that month or day).",
 )
 @click.option(
     "--to",
     "to",
+    metavar="YYYY-MM[-DD]",
+    help="The range's last month or day (with --from; default: --from). With --window: the CSV folder "
+    "(old spelling of --out).",
+)
+@click.option(
+    "--window",
+    "which",
+    metavar="START..END|FILE_NAME",
+    help="One archive: its window (YYYY-MM-DD..YYYY-MM-DD) or its file name.",
+)
+@click.option(
+    "--out",
+    "out",
     metavar="DIR",
-    help="Leave the decompressed CSV in DIR (default: the current folder, unless --load is given).",
+    help="Leave the decompressed CSV(s) in DIR (with --window: the default is the current folder "
+    "unless --load is given).",
 )
 @click.option(
     "--load",
-    metavar="DUCKDB_PATH[:TABLE]",
-    help="Load the rows into a DuckDB table with the manifest's "
-    "column names and types (TABLE defaults to the source table's name).",
+    metavar="TARGET",
+    help="Load the rows into a table typed from the manifest: SOURCE:[SCHEMA.]TABLE (a configured "
+    "duckdb, sqlalchemy or hive source), URL#[SCHEMA.]TABLE (SQLAlchemy) or DUCKDB_PATH[:TABLE].",
 )
-@click.option("--replace", is_flag=True, help="Replace an existing target table or CSV file.")
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="With --from: replace the range's rows (partitions) in an existing table, nothing else. "
+    "With --window: replace the target table or CSV file.",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="With --from: list the archives it would use, download nothing."
+)
 @click.pass_obj
-def restore(obj: Ctx, job, which, to, load, replace):
-    """Download an archive of JOB, check its sha256 and row count against its manifest, and
-    leave the CSV in a folder or load it into DuckDB. Any failed check: nothing is left or loaded."""
+def restore(obj: Ctx, job, range_from, to, which, out, load, replace, dry_run):
+    """Download archives of JOB, check them against their manifests (sha256, size, header,
+    row count), then leave the CSV in a folder or load the rows into DuckDB, PostgreSQL (or
+    any SQLAlchemy database) or Hive/Spark. With --from/--to: every archive of a month or day
+    range, all verified before any is loaded, loaded in order, resumable per archive (rows
+    outside the range are filtered out). Any failed check: nothing is left or loaded."""
+    echo = None if obj.verbosity < 0 else lambda s: click.echo(s, err=True)
+    if range_from is not None:
+        if which is not None:
+            raise UsageError(
+                "--from and --window are exclusive", "pass a range (--from/--to) or one --window"
+            )
+        config = obj.load(log_file=not dry_run)
+        store = None if dry_run else StateStore(config.settings.state_dir)
+        try:
+            result = restore_range(
+                config,
+                job,
+                range_from,
+                to,
+                load=load,
+                out=out,
+                replace=replace,
+                dry_run=dry_run,
+                echo=echo if not dry_run else click.echo,
+                monitor=make_monitor(config, store) if store is not None else None,
+            )
+        finally:
+            if store is not None:
+                store.close()
+        click.echo(result.summary())
+        return
+    if which is None:
+        raise UsageError(
+            "restore needs --from (a range) or --window (one archive)", "see 'tableship restore --help'"
+        )
+    if dry_run:
+        raise UsageError("--dry-run lists a range's archives", "use it with --from/--to")
+    if to is not None and out is not None:
+        raise UsageError("--to and --out both name the CSV folder", "pass only --out DIR")
     from tableship.catalog.restore import restore as do_restore
 
     result = do_restore(
-        obj.config,
-        job,
-        which,
-        to=to,
-        load=load,
-        replace=replace,
-        echo=None if obj.verbosity < 0 else lambda s: click.echo(s, err=True),
+        obj.config, job, which, to=out if out is not None else to, load=load, replace=replace, echo=echo
     )
     for text in result.lines():
         click.echo(text)

@@ -101,6 +101,13 @@ class HS2Source(Model):
     fetch_size: int = Field(20_000, ge=1)
     query_options: dict[str, str | int | float | bool] = {}
     retries: Retry = Field(default_factory=lambda: Retry())  # servers: retried like destinations
+    # restore --load into this source (docs/restore.md): a folder this host writes and the
+    # engine reads, how the engine names it (default file://<load_staging>), the format of
+    # tables it creates, and an Impala source told about the load (REFRESH / INVALIDATE METADATA)
+    load_staging: ConfigPath | None = None
+    load_staging_uri: str | None = None
+    load_format: Literal["parquet", "orc"] = "parquet"
+    impala_refresh: str | None = None
 
     @property
     def effective_port(self) -> int:

@@ -172,6 +172,41 @@ CREATE TABLE abandoned_windows (
 CREATE INDEX abandoned_windows_job ON abandoned_windows(job, window_start, window_end);
 """
 
+# Version 4 (issue 15): restores of a date range into a table, and each archive loaded by one.
+# Text keys (no AUTOINCREMENT): the same statements run on the PostgreSQL ledger backend.
+V4_RESTORE_LOADS = """
+CREATE TABLE restores (
+    id TEXT PRIMARY KEY,
+    job TEXT NOT NULL,
+    target TEXT NOT NULL,
+    range_start TEXT NOT NULL,
+    range_end TEXT NOT NULL,
+    replace_rows INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    finished_at TEXT,
+    host TEXT,
+    pid INTEGER,
+    archives INTEGER,
+    rows_loaded INTEGER,
+    error TEXT
+);
+CREATE INDEX restores_target ON restores(target, job, range_start, range_end);
+CREATE TABLE restore_loads (
+    restore_id TEXT NOT NULL REFERENCES restores(id),
+    remote_path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    destination TEXT,
+    load_start TEXT NOT NULL,
+    load_end TEXT NOT NULL,
+    state TEXT NOT NULL,
+    rows_loaded INTEGER,
+    started_at TEXT NOT NULL,
+    loaded_at TEXT,
+    PRIMARY KEY (restore_id, remote_path)
+);
+"""
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -194,6 +229,7 @@ MIGRATIONS: list[Migration] = [
     ),
     Migration(2, "migrations log; index transitions by run", V2_MIGRATIONS_LOG),
     Migration(3, "run fingerprint and attempt start; abandoned windows", V3_RUN_IDENTITY),
+    Migration(4, "restores of a date range and the archives each loaded", V4_RESTORE_LOADS),
 ]
 
 LATEST = MIGRATIONS[-1].version

@@ -1,0 +1,127 @@
+"""The Loader protocol: what ``restore --from/--to --load`` needs from a target engine.
+
+A loader is opened on one target table. The restore calls, in order:
+
+1. ``prepare(columns, partition_column)`` once, after every archive of the range was
+   verified: connect, then create the table from the manifest's columns and types
+   (partitioned by the partition column where the engine has partitions) or check that
+   the existing table has the same column names and compatible types (a mismatch is a
+   :class:`LoadError` naming the first difference). Returns True when it created it.
+2. ``rows_in(spans)``: how many rows the table already holds in those day spans (the
+   restore refuses to add to them without ``--replace``).
+3. ``load(spec)`` per archive, in range order. **Atomic**: the rows of the spans are
+   replaced by the archive's rows inside them — the table shows either the old rows or
+   all the new ones, never a part (a transaction for SQL databases; for Hive/Spark the
+   archive is counted before an ``INSERT OVERWRITE`` of its partitions). A count that is
+   not ``spec.expected_rows`` raises :class:`LoadError` and leaves the table as it was.
+   Loading the same archive again gives the same table (the resume after a crash relies
+   on it). Returns the rows written (inside the spans).
+4. ``finish(created)`` once after the last load (Impala metadata refresh), ``close()``.
+
+Driver errors become :class:`LoadError` (terminal) or :class:`TransientLoadError`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from tableship.archive.csvrender import CsvDialect
+from tableship.core.errors import JobError
+
+
+class LoadError(JobError):
+    """The target refused the load (exit 1); the archive's rows are not in the table."""
+
+
+class TransientLoadError(LoadError):
+    """The target was unreachable or dropped the connection; a re-run resumes."""
+
+    transient = True
+
+
+@dataclass(frozen=True)
+class Span:
+    """A day span of the range as bounds of the partition column (typed for the engine)."""
+
+    start: dt.date
+    end: dt.date
+    low: Any
+    high: Any
+
+
+@dataclass
+class LoadSpec:
+    """One archive to load: its decompressed CSV, dialect, columns and the spans it supplies."""
+
+    csv: Path
+    columns: list[tuple[str, str]]  # (name, DuckDB type spelling as in the manifest)
+    dialect: CsvDialect
+    expected_rows: int  # the manifest's row count (the whole archive, before filtering)
+    partition_column: str
+    spans: list[Span]
+    whole: bool  # every row of the archive is inside the spans: no filtering needed
+    longest_line: int
+    name: str  # the archive's remote path, for messages
+
+
+@runtime_checkable
+class Loader(Protocol):
+    kind: str
+    display: str  # "target NAME:TABLE" for messages and the ledger (no secrets)
+    lock_name: str  # one lock per target table
+
+    def prepare(self, columns: list[tuple[str, str]], partition_column: str) -> bool: ...
+
+    def rows_in(self, spans: list[Span]) -> int: ...
+
+    def load(self, spec: LoadSpec) -> int: ...
+
+    def finish(self, created: bool) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def partition_kind(columns: list[tuple[str, str]], partition_column: str) -> str:
+    """'date' | 'int' | 'string' for the partition column's manifest type."""
+    types = dict(columns)
+    if partition_column not in types:
+        raise LoadError(
+            f"the archive has no column {partition_column!r} (the job's partition_column)",
+            "restore it with --window and --out DIR instead",
+        )
+    t = types[partition_column].upper()
+    if t in ("DATE", "TIMESTAMP", "TIMESTAMPTZ"):
+        return "date"
+    if t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER"):
+        return "int"
+    return "string"
+
+
+def count_mismatch(spec: LoadSpec, got: int) -> LoadError:
+    return LoadError(
+        f"{spec.name}: the CSV holds {got} rows, the manifest says {spec.expected_rows}; its load was rolled back",
+        "the archive is inconsistent with its manifest: re-run the backup of that window",
+    )
+
+
+def check_same(display: str, want: list[tuple[str, str]], have: list[tuple[str, str]], fold=False) -> None:
+    """Same column names (in order) and types, else a LoadError naming the first difference."""
+
+    def key(n: str) -> str:
+        return n.lower() if fold else n
+
+    if [key(n) for n, _ in want] != [key(n) for n, _ in have]:
+        raise LoadError(
+            f"{display} exists with the columns ({', '.join(n for n, _ in have)}), the archives have "
+            f"({', '.join(n for n, _ in want)})",
+            "load into a new table (--load TARGET:OTHER_TABLE), or drop or rename the existing one",
+        )
+    for (n, w), (_, h) in zip(want, have, strict=True):
+        if w != h:
+            raise LoadError(
+                f"{display} exists but its column {n!r} is {h}, the archives' is {w}",
+                "load into a new table (--load TARGET:OTHER_TABLE), or drop or rename the existing one",
+            )

@@ -1,0 +1,445 @@
+"""``tableship restore JOB --from A --to B``: every archive of a date range, verified first,
+then loaded in order into one target table, resumable per archive.
+
+Steps (each archive's load is atomic; nothing is loaded until every archive verified):
+
+1. select (:mod:`.select`): the archives overlapping the range on the job's destinations,
+   one archive per day (the newest); ``--dry-run`` prints them and stops;
+2. lock the target table (``state_dir/locks/restore-<hash>.lock``; held: exit 75);
+3. verify every selected archive: downloaded from the first destination holding it
+   whose copy has the manifest's sha256 (and its sidecar's; a damaged copy is reported
+   and the next destination tried), decompressed, size and header checked; any failure
+   stops here and nothing is loaded;
+4. prepare the target (create it from the manifest's columns, or check its schema);
+   without ``--replace`` the range's days must be empty in it;
+5. per archive, in range order: ledger ``loading`` → the loader's atomic load (its rows
+   inside its spans replace the spans' rows; rows outside the range are filtered out by
+   the partition column) → ledger ``loaded``; ``finish`` (Impala refresh).
+
+On a failure (exit 1) the restore is recorded as failed, an incident is opened and
+alerted once (the same policy as backups, job name ``<job>:restore``), and a re-run of
+the same command resumes it: archives already loaded are skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from tableship.archive.csvrender import render_value_text
+from tableship.catalog import loadlog
+from tableship.catalog.archives import list_archives, parse_sidecar, read_small
+from tableship.catalog.loaders.base import Loader, LoadSpec, Span, partition_kind
+from tableship.catalog.loaders.targets import open_loader
+from tableship.catalog.restore import _CODEC_SUFFIX, RestoreError, _columns, _decompress, _dialect, _sha256
+from tableship.catalog.select import Pick, Selection, parse_range, select
+from tableship.config.models import Config, JobConfig
+from tableship.core import holds
+from tableship.core.errors import JobError, LockedError, TableshipError, UsageError
+from tableship.core.window import Window, partition_value
+from tableship.destinations.base import open_destination
+from tableship.ledger.lock import JobLock
+from tableship.ledger.state import StateStore
+
+log = logging.getLogger("tableship")
+
+
+def job_destinations(job: JobConfig) -> list[str]:
+    """The job's destinations in config order (one today; several with ``destinations = [...]``)."""
+    many = getattr(job, "destinations", None)
+    return list(many) if many else [job.destination]
+
+
+@dataclass
+class Verified:
+    pick: Pick
+    destination: str
+    csv: Path
+    longest: int
+
+
+@dataclass
+class RangeResult:
+    job: str
+    range: Window
+    target: str | None
+    selection: Selection
+    loaded: list[tuple[Pick, str, int]] = field(default_factory=list)  # (pick, destination, rows)
+    skipped: list[Pick] = field(default_factory=list)  # loaded by an earlier, interrupted run
+    csv_paths: list[Path] = field(default_factory=list)
+    seconds: float = 0.0
+    dry_run: bool = False
+
+    @property
+    def rows(self) -> int:
+        return sum(r for _, _, r in self.loaded)
+
+    def plan_lines(self, loaded: dict[str, str] | None = None) -> list[str]:
+        out = []
+        for p in self.selection.picks:
+            a = p.archive
+            how = "whole" if p.whole else f"rows in {p.spans_text()} only (the rest is filtered out)"
+            done = " [already loaded]" if loaded and loaded.get(a.remote_path) == a.sha256 else ""
+            out.append(
+                f"{a.remote_path}  window {a.window}  {a.rows} rows  from {', '.join(p.copies)}: {how}{done}"
+            )
+        for w in self.selection.uncovered:
+            out.append(f"no archive covers {w}")
+        for a in self.selection.unusable:
+            out.append(f"skipped {a.remote_path}: {'; '.join(a.problems) or 'no readable manifest'}")
+        return out
+
+    def summary(self) -> str:
+        if self.dry_run:
+            return (
+                f"{self.job}: restore {self.range}: would use {len(self.selection.picks)} archive(s) "
+                f"(dry run, nothing downloaded)"
+            )
+        dests = sorted({d for _, d, _ in self.loaded})
+        into = f" into {self.target}" if self.target else ""
+        skipped = f", {len(self.skipped)} already loaded by an earlier run" if self.skipped else ""
+        return (
+            f"{self.job}: restore {self.range}{into}: OK, {len(self.loaded)} archive(s), {self.rows} rows"
+            f"{skipped}{' from ' + ', '.join(dests) if dests else ''} in {self.seconds:.1f}s"
+        )
+
+
+def _listed(config: Config, job: JobConfig, store: StateStore) -> dict[str, list]:
+    out: dict[str, list] = {}
+    errors: list[TableshipError] = []
+    for name in job_destinations(job):
+        dest = open_destination(name, config.destinations[name])
+        try:
+            out[name] = list_archives(config, job, dest, store)
+        except TableshipError as exc:  # one destination down: the others may hold every archive
+            log.warning("cannot list destination %s: %s", name, exc.line())
+            errors.append(exc)
+        finally:
+            dest.close()
+    if not out and errors:
+        raise errors[0]
+    return out
+
+
+def _csv_name(file_name: str, codec: str) -> str:
+    suffix = _CODEC_SUFFIX[codec]
+    if suffix and file_name.endswith(suffix):
+        return file_name[: -len(suffix)]
+    return file_name + ".csv" if codec != "none" else file_name
+
+
+def _verify(config: Config, pick: Pick, tmp: Path, say: Callable[[str], None]) -> Verified:
+    """Download the first copy that has the manifest's sha256, decompress it, check size and header."""
+    m = pick.archive.manifest or {}
+    codec = (m.get("compression") or {}).get("codec", "gzip")
+    if codec not in _CODEC_SUFFIX:
+        raise RestoreError(
+            f"{pick.archive.remote_path}: the manifest names an unknown codec {codec!r}", "upgrade tableship"
+        )
+    problems = []
+    for name, copy in pick.copies.items():
+        local = tmp / f"{len(os.listdir(tmp))}-{copy.file_name}"
+        dest = open_destination(name, config.destinations[name])
+        try:
+            say(f"downloading {copy.remote_path} from {name} ({copy.archive_bytes} bytes)")
+            dest.get(copy.remote_path, local)
+            got = _sha256(local)
+            if got != m["sha256"]:
+                problems.append(f"on {name} its sha256 is {got[:12]}…, the manifest's {m['sha256'][:12]}…")
+                local.unlink(missing_ok=True)
+                continue
+            if copy.has_sidecar:
+                side = parse_sidecar(read_small(dest, copy.sha256_path, tmp, 64 * 1024))
+                if side is not None and side[0] != got:
+                    problems.append(f"on {name} its .sha256 sidecar says {side[0][:12]}…")
+                    local.unlink(missing_ok=True)
+                    continue
+        except JobError as exc:
+            problems.append(f"on {name}: {exc.line()}")
+            local.unlink(missing_ok=True)
+            continue
+        finally:
+            dest.close()
+        if problems:
+            log.warning("%s: %s; using the copy on %s", pick.archive.remote_path, "; ".join(problems), name)
+        csv = tmp / _csv_name(copy.file_name, codec)
+        try:
+            size, header, longest = _decompress(local, codec, csv)
+        except OSError as exc:
+            raise RestoreError(
+                f"cannot write {str(csv)!r}: {exc.strerror}", "free space in the staging folder"
+            ) from None
+        local.unlink(missing_ok=True)
+        if isinstance(m.get("csv_bytes"), int) and size != m["csv_bytes"]:
+            raise RestoreError(
+                f"{pick.archive.remote_path} decompresses to {size} bytes, the manifest says {m['csv_bytes']}; "
+                "nothing was loaded",
+                "the archive is inconsistent with its manifest: re-run the backup of that window",
+            )
+        dialect = _dialect(m)
+        cols = _columns(m, strict=False)
+        if dialect.header and not any("\n" in n or "\r" in n for n, _ in cols):
+            expected = dialect.delimiter.join(render_value_text(n, dialect) for n, _ in cols)
+            if header.decode("utf-8", "replace") != expected:
+                raise RestoreError(
+                    f"{pick.archive.remote_path}: the CSV header does not list the manifest's columns; "
+                    "nothing was loaded",
+                    "the archive is inconsistent with its manifest: re-run the backup of that window",
+                )
+        return Verified(pick, name, csv, longest)
+    raise RestoreError(
+        f"{pick.archive.remote_path} cannot be used: {'; '.join(problems)}; refusing the whole range, "
+        "nothing was loaded",
+        "the archive is damaged: re-run the backup of that window, or restore a range without it",
+    )
+
+
+def _spans(job: JobConfig, columns: list[tuple[str, str]], pick: Pick) -> list[Span]:
+    kind = (
+        job.partition_type if job.partition_type != "auto" else partition_kind(columns, job.partition_column)
+    )
+    return [
+        Span(
+            w.start,
+            w.end,
+            partition_value(w.start, kind, job.partition_format),
+            partition_value(w.end, kind, job.partition_format),
+        )
+        for w in pick.spans
+    ]
+
+
+def _lock(config: Config, loader: Loader) -> JobLock:
+    key = hashlib.sha256(loader.lock_name.encode()).hexdigest()[:20]
+    lock = JobLock(config.settings.state_dir, f"restore-{key}")
+    try:
+        return lock.acquire()
+    except LockedError:
+        o = lock.owner()
+        raise LockedError(
+            f"another restore into {loader.display} is running (pid {o.get('pid', '?')} on {o.get('host', '?')} "
+            f"since {o.get('started', '?')})",
+            "wait for it to finish, then re-run",
+        ) from None
+
+
+def restore_range(
+    config: Config,
+    job_name: str,
+    start: str,
+    end: str | None,
+    load: str | None = None,
+    out: str | Path | None = None,
+    replace: bool = False,
+    dry_run: bool = False,
+    echo: Callable[[str], None] | None = None,
+    monitor: Any = None,
+) -> RangeResult:
+    """Restore every archive of ``job_name`` overlapping ``start``..``end`` (months or days)."""
+    t0 = time.monotonic()
+    job = config.job(job_name)
+    say = echo or (lambda s: log.info("%s", s))
+    rng = parse_range(start, end)
+    if load is None and out is None and not dry_run:
+        raise UsageError(
+            "restore --from/--to needs --load TARGET or --out DIR", "add one (or --dry-run to list)"
+        )
+    loader = open_loader(config, job, load) if load else None
+    out_dir = Path(out).expanduser() if out is not None else None
+    store = StateStore(config.settings.state_dir, readonly=dry_run)
+    try:
+        listed = _listed(config, job, store)
+        selection = select(listed, rng)
+        result = RangeResult(job.name, rng, loader.display if loader else None, selection, dry_run=dry_run)
+        if not selection.picks:
+            unusable = (
+                f" ({len(selection.unusable)} overlapping archive(s) without a usable manifest)"
+                if selection.unusable
+                else ""
+            )
+            raise RestoreError(
+                f"no archive of job {job.name!r} overlaps {rng} on {', '.join(listed) or 'its destinations'}{unusable}",
+                "run 'tableship ls JOB' to see the windows available",
+            )
+        for w in selection.uncovered:
+            log.warning("no archive of %s covers %s: those days are not restored", job.name, w)
+        if dry_run:
+            for line in result.plan_lines():
+                say(line)
+            return result
+        lock = _lock(config, loader) if loader is not None else None
+        try:
+            return _run(config, job, rng, loader, out_dir, replace, store, result, say, monitor, t0)
+        finally:
+            if lock is not None:
+                lock.release()
+    finally:
+        store.close()
+        if loader is not None:
+            loader.close()
+
+
+def _run(
+    config: Config,
+    job: JobConfig,
+    rng: Window,
+    loader: Loader | None,
+    out_dir: Path | None,
+    replace: bool,
+    store: StateStore,
+    result: RangeResult,
+    say: Callable[[str], None],
+    monitor: Any,
+    t0: float,
+) -> RangeResult:
+    alert_job = SimpleNamespace(name=f"{job.name}:restore", table=job.table)
+    record = None
+    if loader is not None:
+        record = loadlog.open_restore(
+            store, job.name, loader.display, rng.start.isoformat(), rng.end.isoformat(), replace
+        )
+        if record.resumed:
+            say(
+                f"resuming the restore started {record.started_at}: {len(record.loaded)} archive(s) already loaded"
+            )
+    if monitor is not None:
+        monitor.job_started(alert_job, None)
+    staging = config.staging_dir / "restore"
+    tmp: Path | None = None
+    phase = "verify"
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{job.name}-range-", dir=staging))
+        todo = [
+            p
+            for p in result.selection.picks
+            if not (record and record.loaded.get(p.archive.remote_path) == p.archive.sha256)
+        ]
+        result.skipped = [p for p in result.selection.picks if p not in todo]
+        # 3. verify everything before anything is loaded
+        verified = [_verify(config, p, tmp, say) for p in todo]
+        columns = _check_columns(result.selection.picks)
+        if out_dir is not None:
+            result.csv_paths = _publish(verified, out_dir, replace, keep=loader is not None)
+        if loader is None:
+            result.seconds = time.monotonic() - t0
+            return result
+        # 4. the target
+        phase = "prepare"
+        created = loader.prepare(columns, job.partition_column)
+        pending = {p for p, s, _ in loadlog.loads(store, record.id) if s == "loading"}
+        if not created and not record.replace:
+            for v in verified:
+                if v.pick.archive.remote_path in pending:
+                    continue  # half-done by the interrupted run: its load replaces its spans
+                n = loader.rows_in(_spans(job, columns, v.pick))
+                if n:
+                    raise UsageError(
+                        f"{loader.display} already holds {n} rows in {v.pick.spans_text()}",
+                        "pass --replace to replace the range's rows (only those), or load into another table",
+                    )
+        # 5. load, in order
+        phase = "load"
+        for i, v in enumerate(verified):
+            a = v.pick.archive
+            holds.hold("restore-load")
+            loadlog.loading(
+                store,
+                record.id,
+                a.remote_path,
+                a.sha256,
+                v.destination,
+                v.pick.first_day.isoformat(),
+                v.pick.spans[-1].end.isoformat(),
+            )
+            spec = LoadSpec(
+                csv=v.csv,
+                columns=columns,
+                dialect=_dialect(a.manifest),
+                expected_rows=a.rows,
+                partition_column=job.partition_column,
+                spans=_spans(job, columns, v.pick),
+                whole=v.pick.whole,
+                longest_line=v.longest,
+                name=a.remote_path,
+            )
+            say(f"loading {a.remote_path} ({v.pick.spans_text()}) into {loader.display}")
+            rows = loader.load(spec)
+            holds.hold("restore-loaded")
+            loadlog.loaded(store, record.id, a.remote_path, rows)
+            result.loaded.append((v.pick, v.destination, rows))
+            say(f"loaded {rows} rows of {a.remote_path} (from {v.destination})")
+            if not v.csv.parent == out_dir:
+                v.csv.unlink(missing_ok=True)
+            if i + 1 < len(verified):
+                holds.hold("restore-next")
+        loader.finish(created)
+        loadlog.finish(store, record.id, "done", len(result.loaded), result.rows)
+        result.seconds = time.monotonic() - t0
+        if monitor is not None:
+            monitor.job_succeeded(
+                alert_job, None, SimpleNamespace(id=None, rows=result.rows, archive_bytes=None)
+            )
+        return result
+    except JobError as exc:
+        if record is not None:
+            loadlog.finish(store, record.id, "failed", len(result.loaded), result.rows, exc.line())
+        if monitor is not None:
+            monitor.job_failed(
+                alert_job, None, SimpleNamespace(id=None, failed_phase=f"restore {phase}"), exc
+            )
+        raise
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_columns(picks: list[Pick]) -> list[tuple[str, str]]:
+    """The archives' common columns (a range whose archives differ cannot go into one table)."""
+    first = None
+    for p in picks:
+        cols = _columns(p.archive.manifest or {}, strict=True)
+        if first is None:
+            first = (p, cols)
+        elif cols != first[1]:
+            raise RestoreError(
+                f"{p.archive.remote_path} has other columns than {first[0].archive.remote_path}; nothing was loaded",
+                "restore the two parts of the range separately, into different tables",
+            )
+    return first[1] if first else []
+
+
+def _publish(verified: list[Verified], out_dir: Path, replace: bool, keep: bool) -> list[Path]:
+    """``--out DIR``: the verified CSVs (whole archives) under their names in DIR."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RestoreError(
+            f"cannot create {str(out_dir)!r}: {exc.strerror}", "pick a folder you can write to"
+        ) from None
+    paths = []
+    for v in verified:
+        final = out_dir / v.csv.name
+        if final.exists() and not replace:
+            raise UsageError(
+                f"{str(final)!r} already exists", "pass --replace to overwrite it, or pick another --out"
+            )
+        part = final.with_name(f".{final.name}.tableship-restore.part")
+        if keep:
+            shutil.copyfile(v.csv, part)
+        else:
+            shutil.move(v.csv, part)
+        os.replace(part, final)
+        if not keep:
+            v.csv = final
+        paths.append(final)
+    return paths

@@ -1,0 +1,229 @@
+"""``tableship restore JOB --from A --to B`` through the CLI, into DuckDB, from monthly and
+overlapping window archives of the every-type warehouse of test_archives.py: the range
+equals the source (EXCEPT ALL both ways), dry run, no archive, a damaged archive stops
+before anything is loaded, a crash mid-range resumes without loading an archive twice,
+``--replace`` touches only the range's rows, a schema mismatch is refused."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+from tests.e2e.test_archives import (
+    build_warehouse,
+    compare_restored,
+    local_destination,
+    one_error_line,
+    tableship,
+    write_config,
+)
+from tests.servers import wait_for
+
+MONTHS = [("2025-11-01", "2025-11-30"), ("2025-12-01", "2025-12-31"), ("2026-01-01", "2026-01-31")]
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("wh") / "warehouse.duckdb"
+    build_warehouse(path)
+    return path
+
+
+def make_site(tmp: Path, warehouse: Path, windows=MONTHS) -> Path:
+    os.symlink(warehouse, tmp / "warehouse.duckdb")
+    cfg = write_config(tmp, local_destination(tmp))
+    for start, end in windows:
+        proc = tableship(cfg, "run", "events", "--from", start, "--to", end)
+        assert proc.returncode == 0, proc.stderr
+    return cfg
+
+
+@pytest.fixture
+def site(tmp_path, warehouse) -> Path:
+    return make_site(tmp_path, warehouse)
+
+
+def tables(db: Path) -> list[str]:
+    if not db.exists():
+        return []
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()]
+    finally:
+        con.close()
+
+
+def loads(tmp: Path) -> list[tuple]:
+    con = sqlite3.connect(tmp / "state" / "state.db")
+    try:
+        return con.execute(
+            "SELECT l.remote_path, l.state, r.state FROM restore_loads l JOIN restores r ON r.id = l.restore_id "
+            "ORDER BY r.started_at, l.load_start"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def test_month_range_into_duckdb_equals_the_source(site, warehouse, tmp_path):
+    db = tmp_path / "r.duckdb"
+    dry = tableship(site, "restore", "events", "--from", "2025-12", "--to", "2026-01", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "events_20251201_20251231.csv.gz" in dry.stdout and "events_20260101_20260131.csv.gz" in dry.stdout
+    assert "20251101" not in dry.stdout and "would use 2 archive(s)" in dry.stdout
+    assert not db.exists()
+    proc = tableship(site, "restore", "events", "--from", "2025-12", "--to", "2026-01", "--load", f"{db}:t")
+    assert proc.returncode == 0, proc.stderr
+    assert "OK, 2 archive(s)" in proc.stdout and "from backup" in proc.stdout
+    compare_restored(warehouse, db, "t", "2025-12-01", "2026-01-31")
+    assert [s for _, s, _ in loads(tmp_path)] == ["loaded", "loaded"]
+
+
+def test_days_of_an_overlapping_window_archive_are_filtered(tmp_path, warehouse):
+    # one archive holding December and January; the range asks for 2025-12-20..2026-01-10
+    cfg = make_site(tmp_path, warehouse, [("2025-12-01", "2026-01-31")])
+    db = tmp_path / "r.duckdb"
+    dry = tableship(cfg, "restore", "events", "--from", "2025-12-20", "--to", "2026-01-10", "--dry-run")
+    assert "filtered out" in dry.stdout, dry.stdout
+    proc = tableship(cfg, "restore", "events", "--from", "2025-12-20", "--to", "2026-01-10", "--load", f"{db}:t")
+    assert proc.returncode == 0, proc.stderr
+    compare_restored(warehouse, db, "t", "2025-12-20", "2026-01-10")
+
+
+def test_newest_archive_supplies_each_day_once(tmp_path, warehouse):
+    # monthly archives, then a newer two-month window over Dec-Jan: each day comes from one archive
+    cfg = make_site(tmp_path, warehouse, [*MONTHS, ("2025-12-01", "2026-01-31")])
+    db = tmp_path / "r.duckdb"
+    proc = tableship(cfg, "restore", "events", "--from", "2025-11", "--to", "2026-01", "--load", f"{db}:t")
+    assert proc.returncode == 0, proc.stderr
+    assert "OK, 2 archive(s)" in proc.stdout
+    compare_restored(warehouse, db, "t", "2025-11-01", "2026-01-31")
+
+
+def test_a_range_without_archives_is_a_clear_error(site, tmp_path):
+    proc = tableship(site, "restore", "events", "--from", "2024-01", "--to", "2024-03", "--load", f"{tmp_path}/r.db")
+    one_error_line(proc, 1, "no archive", "2024-01-01..2024-03-31")
+    assert not (tmp_path / "r.db").exists()
+    one_error_line(tableship(site, "restore", "events", "--from", "2024-13", "--load", "x.db"), 2, "--from")
+    one_error_line(tableship(site, "restore", "events", "--from", "2026-01"), 2, "--load")
+
+
+def test_a_damaged_archive_stops_the_range_before_anything_is_loaded(site, tmp_path):
+    archive = tmp_path / "backup" / "events" / "events_20260101_20260131.csv.gz"
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    db = tmp_path / "r.duckdb"
+    proc = tableship(site, "restore", "events", "--from", "2025-11", "--to", "2026-01", "--load", f"{db}:t")
+    one_error_line(proc, 1, "events_20260101_20260131.csv.gz", "nothing was loaded")
+    assert "t" not in tables(db)  # not even created: the November and December archives were fine
+    assert not any((tmp_path / "state" / "staging" / "restore").iterdir())
+
+
+def test_a_crash_mid_range_resumes_without_loading_an_archive_twice(site, warehouse, tmp_path):
+    db = tmp_path / "r.duckdb"
+    holds = tmp_path / "holds"
+    holds.mkdir()
+    argv = [sys.executable, "-m", "tableship", "--config", str(site), "restore", "events", "--from", "2025-11"]
+    argv += ["--to", "2026-01", "--load", f"{db}:t"]
+    env = dict(os.environ, TABLESHIP_TEST_HOLD="restore-next", TABLESHIP_TEST_HOLD_DIR=str(holds))
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: (holds / "restore-next").exists() or proc.poll() is not None, 120, "the first load")
+        assert proc.poll() is None, proc.communicate()
+        os.kill(proc.pid, signal.SIGKILL)  # a crash: no cleanup, the ledger says 1 loaded
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert [s for _, s, _ in loads(tmp_path)] == ["loaded"]
+    again = tableship(site, "restore", "events", "--from", "2025-11", "--to", "2026-01", "--load", f"{db}:t")
+    assert again.returncode == 0, again.stderr
+    assert "resuming" in again.stderr and "1 already loaded" in again.stdout and "OK, 2 archive(s)" in again.stdout
+    assert [ln.split()[1] for ln in again.stderr.splitlines() if ln.startswith("loading ")] == [
+        "events/events_20251201_20251231.csv.gz",
+        "events/events_20260101_20260131.csv.gz",
+    ]
+    compare_restored(warehouse, db, "t", "2025-11-01", "2026-01-31")
+    assert [(p.rsplit("/", 1)[1][7:15], s) for p, s, _ in loads(tmp_path)] == [
+        ("20251101", "loaded"),
+        ("20251201", "loaded"),
+        ("20260101", "loaded"),
+    ]
+    # the finished restore is not resumed: the same command again refuses to add the rows twice
+    one_error_line(
+        tableship(site, "restore", "events", "--from", "2025-11", "--to", "2026-01", "--load", f"{db}:t"),
+        2,
+        "already holds",
+        "--replace",
+    )
+
+
+def test_a_crash_between_commit_and_ledger_reloads_that_archive_without_doubling(site, warehouse, tmp_path):
+    db = tmp_path / "r.duckdb"
+    holds = tmp_path / "holds"
+    holds.mkdir()
+    argv = [sys.executable, "-m", "tableship", "--config", str(site), "restore", "events", "--from", "2025-12"]
+    argv += ["--to", "2026-01", "--load", f"{db}:t"]
+    env = dict(os.environ, TABLESHIP_TEST_HOLD="restore-loaded", TABLESHIP_TEST_HOLD_DIR=str(holds))
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (holds / "restore-loaded").exists() or proc.poll() is not None, 120, "the commit")
+        assert proc.poll() is None
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert [s for _, s, _ in loads(tmp_path)] == ["loading"]  # the table has the rows, the ledger does not know
+    again = tableship(site, "restore", "events", "--from", "2025-12", "--to", "2026-01", "--load", f"{db}:t")
+    assert again.returncode == 0, again.stderr
+    compare_restored(warehouse, db, "t", "2025-12-01", "2026-01-31")  # no row twice
+
+
+def test_replace_touches_only_the_range(site, warehouse, tmp_path):
+    db = tmp_path / "r.duckdb"
+    proc = tableship(site, "restore", "events", "--from", "2025-11", "--to", "2026-01", "--load", f"{db}:t")
+    assert proc.returncode == 0, proc.stderr
+    con = duckdb.connect(str(db))
+    con.execute("DELETE FROM t WHERE partition_date BETWEEN '2025-12-10' AND '2025-12-20'")
+    con.execute("UPDATE t SET txt = 'changed' WHERE partition_date = DATE '2026-01-05'")
+    con.execute("UPDATE t SET txt = 'kept' WHERE partition_date = DATE '2025-11-05'")
+    kept = con.execute("SELECT count(*) FROM t WHERE txt = 'kept'").fetchone()[0]
+    con.close()
+    one_error_line(
+        tableship(site, "restore", "events", "--from", "2025-12", "--to", "2026-01", "--load", f"{db}:t"),
+        2,
+        "already holds",
+    )
+    proc = tableship(
+        site, "restore", "events", "--from", "2025-12", "--to", "2026-01", "--load", f"{db}:t", "--replace"
+    )
+    assert proc.returncode == 0, proc.stderr
+    con = duckdb.connect(str(db))
+    con.execute(f"ATTACH '{warehouse}' AS src (READ_ONLY)")
+    rng = "partition_date BETWEEN DATE '2025-12-01' AND DATE '2026-01-31'"
+    diff = f"SELECT * FROM src.app.events WHERE {rng} EXCEPT ALL SELECT * FROM t WHERE {rng}"
+    assert con.execute(f"SELECT count(*) FROM ({diff})").fetchone()[0] == 0
+    back = f"SELECT * FROM t WHERE {rng} EXCEPT ALL SELECT * FROM src.app.events WHERE {rng}"
+    assert con.execute(f"SELECT count(*) FROM ({back})").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM t WHERE txt = 'kept'").fetchone()[0] == kept > 0  # November untouched
+    con.close()
+
+
+def test_an_existing_table_with_other_columns_is_refused(site, tmp_path):
+    db = tmp_path / "r.duckdb"
+    con = duckdb.connect(str(db))
+    con.execute("CREATE TABLE t (id BIGINT, partition_date DATE)")
+    con.close()
+    proc = tableship(site, "restore", "events", "--from", "2026-01", "--load", f"{db}:t")
+    one_error_line(proc, 1, "exists with the columns")
