@@ -224,7 +224,7 @@ class SQLAlchemyLoader:
         con = duckdb.connect()
         try:
             con.execute("SET TimeZone = 'UTC'")
-            reader = con.execute(sql, params).fetch_record_batch(BATCH_ROWS)
+            reader = con.execute(sql, params).to_arrow_reader(BATCH_ROWS)
             for batch in reader:
                 yield batch.to_pylist()
         except duckdb.Error as exc:
