@@ -63,8 +63,8 @@ def loads(tmp: Path) -> list[tuple]:
     con = sqlite3.connect(tmp / "state" / "state.db")
     try:
         return con.execute(
-            "SELECT l.remote_path, l.state, r.state FROM restore_loads l JOIN restores r ON r.id = l.restore_id "
-            "ORDER BY r.started_at, l.load_start"
+            "SELECT l.remote_path, l.state, r.state FROM restore_loads l "
+            "JOIN restores r ON r.id = l.restore_id ORDER BY r.started_at, l.load_start"
         ).fetchall()
     finally:
         con.close()
@@ -90,7 +90,9 @@ def test_days_of_an_overlapping_window_archive_are_filtered(tmp_path, warehouse)
     db = tmp_path / "r.duckdb"
     dry = tableship(cfg, "restore", "events", "--from", "2025-12-20", "--to", "2026-01-10", "--dry-run")
     assert "filtered out" in dry.stdout, dry.stdout
-    proc = tableship(cfg, "restore", "events", "--from", "2025-12-20", "--to", "2026-01-10", "--load", f"{db}:t")
+    proc = tableship(
+        cfg, "restore", "events", "--from", "2025-12-20", "--to", "2026-01-10", "--load", f"{db}:t"
+    )
     assert proc.returncode == 0, proc.stderr
     compare_restored(warehouse, db, "t", "2025-12-20", "2026-01-10")
 
@@ -106,7 +108,9 @@ def test_newest_archive_supplies_each_day_once(tmp_path, warehouse):
 
 
 def test_a_range_without_archives_is_a_clear_error(site, tmp_path):
-    proc = tableship(site, "restore", "events", "--from", "2024-01", "--to", "2024-03", "--load", f"{tmp_path}/r.db")
+    proc = tableship(
+        site, "restore", "events", "--from", "2024-01", "--to", "2024-03", "--load", f"{tmp_path}/r.db"
+    )
     one_error_line(proc, 1, "no archive", "2024-01-01..2024-03-31")
     assert not (tmp_path / "r.db").exists()
     one_error_line(tableship(site, "restore", "events", "--from", "2024-13", "--load", "x.db"), 2, "--from")
@@ -129,7 +133,17 @@ def test_a_crash_mid_range_resumes_without_loading_an_archive_twice(site, wareho
     db = tmp_path / "r.duckdb"
     holds = tmp_path / "holds"
     holds.mkdir()
-    argv = [sys.executable, "-m", "tableship", "--config", str(site), "restore", "events", "--from", "2025-11"]
+    argv = [
+        sys.executable,
+        "-m",
+        "tableship",
+        "--config",
+        str(site),
+        "restore",
+        "events",
+        "--from",
+        "2025-11",
+    ]
     argv += ["--to", "2026-01", "--load", f"{db}:t"]
     env = dict(os.environ, TABLESHIP_TEST_HOLD="restore-next", TABLESHIP_TEST_HOLD_DIR=str(holds))
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -147,7 +161,11 @@ def test_a_crash_mid_range_resumes_without_loading_an_archive_twice(site, wareho
     assert [s for _, s, _ in loads(tmp_path)] == ["loaded"]
     again = tableship(site, "restore", "events", "--from", "2025-11", "--to", "2026-01", "--load", f"{db}:t")
     assert again.returncode == 0, again.stderr
-    assert "resuming" in again.stderr and "1 already loaded" in again.stdout and "OK, 2 archive(s)" in again.stdout
+    assert (
+        "resuming" in again.stderr
+        and "1 already loaded" in again.stdout
+        and "OK, 2 archive(s)" in again.stdout
+    )
     assert [ln.split()[1] for ln in again.stderr.splitlines() if ln.startswith("loading ")] == [
         "events/events_20251201_20251231.csv.gz",
         "events/events_20260101_20260131.csv.gz",
@@ -171,7 +189,17 @@ def test_a_crash_between_commit_and_ledger_reloads_that_archive_without_doubling
     db = tmp_path / "r.duckdb"
     holds = tmp_path / "holds"
     holds.mkdir()
-    argv = [sys.executable, "-m", "tableship", "--config", str(site), "restore", "events", "--from", "2025-12"]
+    argv = [
+        sys.executable,
+        "-m",
+        "tableship",
+        "--config",
+        str(site),
+        "restore",
+        "events",
+        "--from",
+        "2025-12",
+    ]
     argv += ["--to", "2026-01", "--load", f"{db}:t"]
     env = dict(os.environ, TABLESHIP_TEST_HOLD="restore-loaded", TABLESHIP_TEST_HOLD_DIR=str(holds))
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -184,7 +212,9 @@ def test_a_crash_between_commit_and_ledger_reloads_that_archive_without_doubling
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert [s for _, s, _ in loads(tmp_path)] == ["loading"]  # the table has the rows, the ledger does not know
+    assert [s for _, s, _ in loads(tmp_path)] == [
+        "loading"
+    ]  # the table has the rows, the ledger does not know
     again = tableship(site, "restore", "events", "--from", "2025-12", "--to", "2026-01", "--load", f"{db}:t")
     assert again.returncode == 0, again.stderr
     compare_restored(warehouse, db, "t", "2025-12-01", "2026-01-31")  # no row twice
@@ -216,7 +246,9 @@ def test_replace_touches_only_the_range(site, warehouse, tmp_path):
     assert con.execute(f"SELECT count(*) FROM ({diff})").fetchone()[0] == 0
     back = f"SELECT * FROM t WHERE {rng} EXCEPT ALL SELECT * FROM src.app.events WHERE {rng}"
     assert con.execute(f"SELECT count(*) FROM ({back})").fetchone()[0] == 0
-    assert con.execute("SELECT count(*) FROM t WHERE txt = 'kept'").fetchone()[0] == kept > 0  # November untouched
+    assert (
+        con.execute("SELECT count(*) FROM t WHERE txt = 'kept'").fetchone()[0] == kept > 0
+    )  # November untouched
     con.close()
 
 

@@ -67,7 +67,9 @@ def canon(rows) -> list[tuple]:
 
 def test_month_range_into_postgres_equals_the_source(site, server):
     server.psql("DROP SCHEMA IF EXISTS back CASCADE")
-    result = site.cli("restore", "traffic", "--from", "2024-02", "--to", "2024-03", "--load", "src:back.traffic")
+    result = site.cli(
+        "restore", "traffic", "--from", "2024-02", "--to", "2024-03", "--load", "src:back.traffic"
+    )
     assert result.rc == 0, str(result)
     assert "OK, 2 archive(s), 590 rows" in result.stdout, result.stdout
     src = f"SELECT * FROM rtest.traffic WHERE {RANGE}"
@@ -76,7 +78,11 @@ def test_month_range_into_postgres_equals_the_source(site, server):
     assert pg_rows(server, "SELECT count(*) FROM back.traffic") == [(590,)]
     # the explicit cases: NULL vs '' and the awkward strings
     notes = dict(pg_rows(server, "SELECT coalesce(note, '<NULL>'), count(*) FROM back.traffic GROUP BY 1"))
-    want = dict(pg_rows(server, f"SELECT coalesce(note, '<NULL>'), count(*) FROM rtest.traffic WHERE {RANGE} GROUP BY 1"))
+    want = dict(
+        pg_rows(
+            server, f"SELECT coalesce(note, '<NULL>'), count(*) FROM rtest.traffic WHERE {RANGE} GROUP BY 1"
+        )
+    )
     assert notes == want and notes[""] > 0 and notes["<NULL>"] > 0 and notes["line1\nline2"] > 0
     types = dict(
         pg_rows(
@@ -113,7 +119,9 @@ def test_month_range_into_duckdb_and_sqlite(site, server, tmp_path):
     con.close()
 
     lite = tmp_path / "r.sqlite"
-    result = site.cli("restore", "traffic", "--from", "2024-02", "--to", "2024-03", "--load", f"sqlite:///{lite}#t")
+    result = site.cli(
+        "restore", "traffic", "--from", "2024-02", "--to", "2024-03", "--load", f"sqlite:///{lite}#t"
+    )
     assert result.rc == 0, str(result)
     con = sqlite3.connect(lite)
     got = con.execute("SELECT * FROM t").fetchall()

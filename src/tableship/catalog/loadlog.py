@@ -92,7 +92,8 @@ def finish(
 ) -> None:
     with store.transaction() as tx:
         tx.execute(
-            "UPDATE restores SET state = ?, finished_at = ?, archives = ?, rows_loaded = ?, error = ? WHERE id = ?",
+            "UPDATE restores SET state = ?, finished_at = ?, archives = ?, rows_loaded = ?, error = ? "
+            "WHERE id = ?",
             (state, now(), archives, rows, error, rid),
         )
 
@@ -103,7 +104,8 @@ def loads(store: StateStore, rid: str) -> list[tuple[str, str, int | None]]:
         tuple(r)
         for r in store.connect()
         .execute(
-            "SELECT remote_path, state, rows_loaded FROM restore_loads WHERE restore_id = ? ORDER BY load_start",
+            "SELECT remote_path, state, rows_loaded FROM restore_loads WHERE restore_id = ? "
+            "ORDER BY load_start",
             (rid,),
         )
         .fetchall()

@@ -181,8 +181,8 @@ def _verify(config: Config, pick: Pick, tmp: Path, say: Callable[[str], None]) -
         local.unlink(missing_ok=True)
         if isinstance(m.get("csv_bytes"), int) and size != m["csv_bytes"]:
             raise RestoreError(
-                f"{pick.archive.remote_path} decompresses to {size} bytes, the manifest says {m['csv_bytes']}; "
-                "nothing was loaded",
+                f"{pick.archive.remote_path} decompresses to {size} bytes, the manifest says "
+                f"{m['csv_bytes']}; nothing was loaded",
                 "the archive is inconsistent with its manifest: re-run the backup of that window",
             )
         dialect = _dialect(m)
@@ -226,8 +226,8 @@ def _lock(config: Config, loader: Loader) -> JobLock:
     except LockedError:
         o = lock.owner()
         raise LockedError(
-            f"another restore into {loader.display} is running (pid {o.get('pid', '?')} on {o.get('host', '?')} "
-            f"since {o.get('started', '?')})",
+            f"another restore into {loader.display} is running (pid {o.get('pid', '?')} on "
+            f"{o.get('host', '?')} since {o.get('started', '?')})",
             "wait for it to finish, then re-run",
         ) from None
 
@@ -267,7 +267,8 @@ def restore_range(
                 else ""
             )
             raise RestoreError(
-                f"no archive of job {job.name!r} overlaps {rng} on {', '.join(listed) or 'its destinations'}{unusable}",
+                f"no archive of job {job.name!r} overlaps {rng} on "
+                f"{', '.join(listed) or 'its destinations'}{unusable}",
                 "run 'tableship ls JOB' to see the windows available",
             )
         for w in selection.uncovered:
@@ -309,7 +310,8 @@ def _run(
         )
         if record.resumed:
             say(
-                f"resuming the restore started {record.started_at}: {len(record.loaded)} archive(s) already loaded"
+                f"resuming the restore started {record.started_at}: "
+                f"{len(record.loaded)} archive(s) already loaded"
             )
     if monitor is not None:
         monitor.job_started(alert_job, None)
@@ -412,7 +414,8 @@ def _check_columns(picks: list[Pick]) -> list[tuple[str, str]]:
             first = (p, cols)
         elif cols != first[1]:
             raise RestoreError(
-                f"{p.archive.remote_path} has other columns than {first[0].archive.remote_path}; nothing was loaded",
+                f"{p.archive.remote_path} has other columns than {first[0].archive.remote_path}; "
+                "nothing was loaded",
                 "restore the two parts of the range separately, into different tables",
             )
     return first[1] if first else []

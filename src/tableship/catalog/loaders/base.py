@@ -102,7 +102,8 @@ def partition_kind(columns: list[tuple[str, str]], partition_column: str) -> str
 
 def count_mismatch(spec: LoadSpec, got: int) -> LoadError:
     return LoadError(
-        f"{spec.name}: the CSV holds {got} rows, the manifest says {spec.expected_rows}; its load was rolled back",
+        f"{spec.name}: the CSV holds {got} rows, the manifest says {spec.expected_rows}; "
+        "its load was rolled back",
         "the archive is inconsistent with its manifest: re-run the backup of that window",
     )
 

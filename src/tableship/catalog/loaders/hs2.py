@@ -193,7 +193,8 @@ class HS2Loader:
             return False
         ddl = ", ".join(f"{ident(n)} {t}" for n, t in want)
         self._run(
-            f"CREATE TABLE {self.sql_name} ({ddl}) USING {self.cfg.load_format} PARTITIONED BY ({ident(partition_column)})",
+            f"CREATE TABLE {self.sql_name} ({ddl}) USING {self.cfg.load_format} "
+            f"PARTITIONED BY ({ident(partition_column)})",
             "creating the target table",
         )
         return True
@@ -251,21 +252,24 @@ class HS2Loader:
                 )
             before = self._partitions(spec.spans)
             self._run(
-                f"INSERT OVERWRITE TABLE {self.sql_name} PARTITION ({ident(self._pc)}) {self.select_sql(spec, view)}",
+                f"INSERT OVERWRITE TABLE {self.sql_name} PARTITION ({ident(self._pc)}) "
+                f"{self.select_sql(spec, view)}",
                 f"loading {spec.name}",
             )
             if before:
                 written = {
                     str(r[0])
                     for r in self._run(
-                        f"SELECT DISTINCT CAST({ident(self._pc)} AS STRING) FROM ({self.select_sql(spec, view)}) s",
+                        f"SELECT DISTINCT CAST({ident(self._pc)} AS STRING) "
+                        f"FROM ({self.select_sql(spec, view)}) s",
                         "listing the partitions written",
                     )
                     or []
                 }
                 for value in sorted(set(before) - written):
                     self._run(
-                        f"ALTER TABLE {self.sql_name} DROP IF EXISTS PARTITION ({ident(self._pc)} = {literal(value)})",
+                        f"ALTER TABLE {self.sql_name} DROP IF EXISTS "
+                        f"PARTITION ({ident(self._pc)} = {literal(value)})",
                         f"dropping the emptied partition {value}",
                     )
             rows = self._run(
