@@ -5,11 +5,13 @@ bench/bench_hs2.py starts it, unless --hs2 HOST:PORT is given) and (b) the DuckD
 warehouse of bench/bench_export.py, each case is ``python -m tableship run`` as a user
 runs it (config, export, delivery to a local destination, verification), in its own
 process, rounds interleaved (the case order rotates every round). Per case: wall time,
-archive size, peak RSS of the whole process tree (sampled from /proc every 20 ms, and
-never below the process's own ru_maxrss — which starts from this bench process's RSS at
-fork, so the bench keeps itself small) — medians of --rounds. The archive sizes are
-compared with ``gzip -6`` of the same CSV bytes (every case's CSV is checked to be the
-same bytes).
+archive size, peak RSS of the whole process tree — medians of --rounds. Peak RSS is sampled
+from /proc every 20 ms: the sum of VmRSS over the tree, and never below the run's own VmHWM
+(its high-water mark, which starts afresh at exec — unlike ``ru_maxrss``, which a child
+inherits from the forking process: a bench that had created its tables in-process reported
+its own size). The bench data are created by child processes before anything is measured.
+The archive sizes are compared with ``gzip -6`` of the same CSV bytes (every case's CSV is
+checked to be the same bytes).
 
 Goals (issue 14): on (a) auto's archive ≤ 1.03× gzip -6 with wall ≤ 1.05× the fastest
 fixed level; on (b) auto's wall ≤ 1.05× level 2 (the old default) with an archive no
@@ -38,7 +40,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-import bench_export  # noqa: E402
 import bench_hs2  # noqa: E402
 
 CASES = {"auto": None, "level 1": 1, "level 2": 2, "level 6": 6}
@@ -46,6 +47,18 @@ RSS_GOAL = {"hs2": 150, "duckdb": 250}
 
 
 # ---------------------------------------------------------------- measuring a process tree
+
+
+def _hwm_kib(pid: int) -> int:
+    """VmHWM (peak RSS since exec) of ``pid``; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _tree_rss_kib(root: int) -> int:
@@ -85,11 +98,11 @@ def run_measured(argv: list[str], cwd: Path) -> tuple[float, float, str]:
 
     def sample() -> None:
         while not done.wait(0.02):
-            peak[0] = max(peak[0], _tree_rss_kib(proc.pid))
+            peak[0] = max(peak[0], _tree_rss_kib(proc.pid), _hwm_kib(proc.pid))
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    _, status, usage = os.wait4(proc.pid, 0)
+    _, status, _ = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     done.set()
     sampler.join()
@@ -97,13 +110,26 @@ def run_measured(argv: list[str], cwd: Path) -> tuple[float, float, str]:
     text = err.read()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(argv[:6])} failed:\n{text[-3000:]}")
-    return wall, max(peak[0], usage.ru_maxrss) / 1024, text
+    return wall, peak[0] / 1024, text
 
 
 def _sh(cmd: str) -> str:
     return subprocess.run(
         ["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True, check=True
     ).stdout
+
+
+def _in_child(code: str):
+    """Run ``code`` (with bench_export, bench_hs2 and json imported) in a child Python; its
+    last stdout line, as JSON. Creating the bench data there keeps this process small."""
+    prelude = (
+        f"import sys, json; sys.path[:0] = [{str(ROOT / 'bench')!r}, {str(ROOT)!r}]; "
+        "import bench_export, bench_hs2\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", prelude + code], stdout=subprocess.PIPE, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 # ---------------------------------------------------------------- configs
@@ -269,7 +295,8 @@ def report(name: str, res: dict, rounds: int) -> list[str]:
             f"{'MET' if wall_ratio <= 1.05 else 'NOT MET'}"
         )
         verdicts.append(
-            f"(b) size auto / level 2 = {size_vs_2:.4f} (goal ≤ 1): {'MET' if size_vs_2 <= 1 else 'NOT MET'}"
+            f"(b) size auto / level 2 = {size_vs_2:.4f} ({first['size'] - cases['level 2']['size']:+,} bytes; "
+            f"goal ≤ 1): {'MET' if size_vs_2 <= 1 else 'NOT MET'}"
             f"; auto / gzip -6 = {size_ratio:.3f}"
         )
     peak = max(max(r["rss"]) for r in cases.values())
@@ -301,8 +328,11 @@ def main() -> int:
     verdicts: list[str] = []
 
     if args.only in (None, "duckdb"):
-        warehouse = bench_export.warehouse(args.duckdb_rows)
-        lo, hi, _ = bench_export.window_of(warehouse)
+        warehouse, lo, hi = _in_child(
+            f"w = bench_export.warehouse({args.duckdb_rows}); lo, hi, _ = bench_export.window_of(w); "
+            "print(json.dumps([str(w), lo, hi]))"
+        )
+        warehouse = Path(warehouse)
         work = Path(tempfile.mkdtemp(prefix="bench-cmp-duckdb-"))
         res = run_cases("duckdb", duckdb_config(work, warehouse), lo, hi, args.rounds)
         verdicts += report("duckdb", res, args.rounds)
@@ -322,19 +352,18 @@ def main() -> int:
             host, port = server.host, server.port
             print(f"# started Spark Thrift server {server.spark_version} on {host}:{port}", flush=True)
         try:
-            if not args.skip_create:
-                from impala.dbapi import connect
-
-                def execute(sql: str) -> None:
-                    conn = connect(host=host, port=port, auth_mechanism="NOSASL", timeout=3600)
-                    try:
-                        cur = conn.cursor()
-                        cur.execute(sql)
-                        cur.close()
-                    finally:
-                        conn.close()
-
-                bench_hs2.create_tables(execute, [args.hs2_rows])
+            if not args.skip_create:  # in a child: this process stays small
+                _in_child(
+                    "from impala.dbapi import connect\n"
+                    "def execute(sql):\n"
+                    f"    conn = connect(host={host!r}, port={port}, auth_mechanism='NOSASL', timeout=3600)\n"
+                    "    try:\n"
+                    "        cur = conn.cursor(); cur.execute(sql); cur.close()\n"
+                    "    finally:\n"
+                    "        conn.close()\n"
+                    f"bench_hs2.create_tables(execute, [{args.hs2_rows}])\n"
+                    "print('null')"
+                )
             work = Path(tempfile.mkdtemp(prefix="bench-cmp-hs2-"))
             cfg = hs2_config(work, host, port, args.hs2_rows, args.fetch_size)
             # one unmeasured pass: the server's JIT compiles its serialization code first

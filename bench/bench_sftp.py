@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.servers.sshd import running_sshd  # noqa: E402
 
-import tableship.destinations.sftp as sftp_mod  # noqa: E402
+import tableship.destinations.sftp.openssh as sftp_mod  # noqa: E402
 from tableship.config.models import SFTPDestination as SFTPConfig  # noqa: E402
 from tableship.destinations.sftp import SFTPDestination  # noqa: E402
 

@@ -54,9 +54,10 @@ def backend(request, tmp_path, monkeypatch) -> Backend:
     else:
         sshd = request.getfixturevalue("sshd")
         import tableship.destinations.sftp as sftp_mod
+        import tableship.destinations.sftp.openssh as openssh_mod
 
         if kind == "sftp-asyncssh":
-            monkeypatch.setattr(sftp_mod, "OPENSSH_MIN_BYTES", 1 << 62)
+            monkeypatch.setattr(openssh_mod, "OPENSSH_MIN_BYTES", 1 << 62)
         root = sshd.root_dir / f"contract-{uuid.uuid4().hex[:10]}"
         root.mkdir()
 

@@ -241,3 +241,46 @@ def test_public_api_fallback_gives_a_valid_stream():
         prev = block
     out.append(b"\x03\x00" + struct.pack("<II", crc, len(CSV)))
     assert gzip.decompress(b"".join(out)) == CSV
+
+
+def test_controller_leaves_the_cpus_a_source_on_this_machine_needs():
+    """With the machine's idle CPUs (injected): no step up unless they cover the next rung's
+    extra compression CPU plus the reserve; a step down when the machine has none left."""
+    now, busy, idle = [0.0], [0.0, 0.0], [0.0]
+
+    def tick(free: float, demand: float = 0.5, reader: float = 0.2) -> None:
+        now[0] += 1.0
+        busy[0] += demand
+        busy[1] += reader
+        idle[0] += free
+
+    c = LevelController(
+        (2, 3, 4),
+        threads=2,
+        interval=1.0,
+        clock=lambda: now[0],
+        probe=lambda: (busy[0], busy[1]),
+        machine=lambda: idle[0],
+        cpus=2,
+    )
+    tick(1.0)
+    assert c.choose(0) == 3  # 0.3 CPU compressing at 2; 3 costs 36 % more: 0.11 + 0.25 ≤ 1.0 idle
+    tick(0.4)
+    assert c.choose(0) == 3  # 4 costs 2.75× 3: 0.3 × 1.75 + 0.25 = 0.78 > 0.4 idle: hold
+    tick(0.9)
+    assert c.choose(0) == 4
+    tick(0.1)
+    assert c.choose(0) == 3  # the machine's CPUs are all taken (e.g. the source's server): down
+    tick(0.0)
+    assert c.choose(0) == 2
+    assert c.idle_cpus == [1.0, 0.4, 0.9, 0.1, 0.0]
+
+
+def test_machine_probe_counts_idle_time():
+    from tableship.archive.adaptive import machine_idle_probe
+
+    probe = machine_idle_probe()
+    assert probe is not None, "no /proc/stat on this Linux"
+    a = probe()
+    b = probe()
+    assert 0 <= a <= b

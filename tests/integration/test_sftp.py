@@ -742,7 +742,7 @@ def test_a_dropped_connection_is_transient_and_the_next_call_reconnects(sshd_fre
 def test_openssh_client_that_cannot_log_in_falls_back_to_asyncssh(sshd, remote, tmp_path, monkeypatch):
     """If OpenSSH's sftp client cannot log in where asyncssh could (an agent-only key, an
     odd ssh_config...), the upload still happens, through asyncssh."""
-    import tableship.destinations.sftp as sftp_mod
+    import tableship.destinations.sftp.openssh as sftp_mod
 
     fake = tmp_path / "sftp"
     fake.write_text("#!/bin/sh\necho 'root@127.0.0.1: Permission denied (publickey).' >&2\nexit 255\n")

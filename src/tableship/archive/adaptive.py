@@ -35,7 +35,16 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import BinaryIO
 
-__all__ = ["BLOCK_BYTES", "LADDERS", "BlockCompressor", "LevelController", "compress_block", "cpu_wait_probe"]
+__all__ = [
+    "BLOCK_BYTES",
+    "COST",
+    "LADDERS",
+    "BlockCompressor",
+    "LevelController",
+    "compress_block",
+    "cpu_wait_probe",
+    "machine_idle_probe",
+]
 
 # 1 MiB gzip blocks: a level decision per ~3 ms of ISA-L work, and priming with the
 # previous 32 KiB keeps the ratio within ~0.1 % of one unbroken stream. zstd frames do
@@ -74,7 +83,7 @@ def _gzip_compressor(level: int):
         else:
             from zlib_ng import zlib_ng as lib
         bufsize = BLOCK_BYTES["gzip"] + BLOCK_BYTES["gzip"] // 10 + 500
-        if hasattr(lib, "_ParallelCompress"):
+        if _private_api_ok(lib):
             # The C helper behind isal.igzip_threaded / zlib_ng.gzip_ng_threaded: one
             # call compresses with a dictionary, sync-flushes and computes the CRC
             # without holding the GIL.
@@ -83,6 +92,61 @@ def _gzip_compressor(level: int):
             comp = _public_api_compressor(lib, level)
         cache[level] = comp
     return comp
+
+
+def private_api_problems(lib) -> list[str]:
+    """What is wrong with ``lib._ParallelCompress`` (isal_zlib / zlib_ng), the libraries'
+    private helper used above: missing, another signature, or output that is not a primed,
+    sync-flushed raw deflate of the block with its CRC-32. Empty: usable.
+    ``tests/unit/test_compressor_canary.py`` fails on any, naming the installed versions."""
+    import zlib
+
+    helper = getattr(lib, "_ParallelCompress", None)
+    if helper is None:
+        return [f"{lib.__name__}._ParallelCompress is missing"]
+    zdict = b"tableship canary dictionary " * 64
+    data = zdict[-500:] + b"block data " * 200
+    try:
+        out = helper(buffersize=64 * 1024, level=1).compress_and_crc(data, memoryview(zdict))
+    except Exception as exc:  # another signature or behaviour
+        return [
+            f"{lib.__name__}._ParallelCompress(buffersize=, level=).compress_and_crc(data, zdict): {exc!r}"
+        ]
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], int)):
+        return [
+            f"{lib.__name__}._ParallelCompress.compress_and_crc returned {type(out).__name__}, "
+            "not (bytes, crc)"
+        ]
+    raw, crc = out
+    problems = []
+    try:
+        d = zlib.decompressobj(-15, zdict=zdict)
+        if d.decompress(bytes(raw)) != data:
+            problems.append(f"{lib.__name__}._ParallelCompress output does not inflate to the block")
+    except zlib.error as exc:
+        problems.append(
+            f"{lib.__name__}._ParallelCompress output is not raw deflate primed with zdict: {exc}"
+        )
+    if not bytes(raw).endswith(b"\x00\x00\xff\xff"):
+        problems.append(f"{lib.__name__}._ParallelCompress output does not end on a sync flush")
+    if crc != zlib.crc32(data):
+        problems.append(f"{lib.__name__}._ParallelCompress CRC is not the block's CRC-32")
+    return problems
+
+
+_PRIVATE_OK: dict[str, bool] = {}
+
+
+def _private_api_ok(lib) -> bool:
+    """``private_api_problems`` once per library and process (a changed helper is logged and
+    the public API used instead: same bytes, a little slower)."""
+    ok = _PRIVATE_OK.get(lib.__name__)
+    if ok is None:
+        problems = private_api_problems(lib)
+        if problems:
+            log.warning("%s; using the public zlib-style API instead", "; ".join(problems))
+        ok = _PRIVATE_OK[lib.__name__] = not problems
+    return ok
 
 
 def _public_api_compressor(lib, level: int):
@@ -161,6 +225,42 @@ def cpu_wait_probe(reader_tid: int | None = None) -> Callable[[], tuple[float, f
     return probe
 
 
+def machine_idle_probe() -> Callable[[], float] | None:
+    """A probe of the whole machine: CPU-seconds all CPUs were idle (``idle`` + ``iowait``
+    of ``/proc/stat``'s ``cpu`` line) so far. None where that file does not exist.
+
+    What the process itself measures misses a source server on the same host (a test
+    HiveServer2, a database next to the backup job): its work competes for the same CPUs,
+    and a higher level then slows the source down. Idle CPUs are what compression can
+    take for free.
+    """
+    try:
+        tick = os.sysconf("SC_CLK_TCK")
+        with open("/proc/stat", "rb") as f:
+            if not f.readline().startswith(b"cpu "):
+                return None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+    def probe() -> float:
+        try:
+            with open("/proc/stat", "rb") as f:
+                fields = f.readline().split()
+            return (int(fields[4]) + int(fields[5])) / tick
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
+    return probe
+
+
+#: Relative CPU cost per byte of each level (single-thread speeds measured on CDR-like CSV,
+#: docs/performance.md): the extra CPU a step up would take is estimated from these.
+COST = {
+    "gzip": {1: 1 / 282, 2: 1 / 280, 3: 1 / 206, 4: 1 / 75, 5: 1 / 71, 6: 1 / 51},
+    "zstd": {3: 1 / 199, 5: 1 / 120, 7: 1 / 80, 9: 1 / 55},
+}
+
+
 class LevelController:
     """Chooses each block's level from how far the compressor is behind the reader.
 
@@ -179,11 +279,17 @@ class LevelController:
       ``busy`` × CPUs the process is CPU-bound as a whole (e.g. DuckDB scan threads):
       one rung down.
 
+    * machine idle — (with ``machine``, see :func:`machine_idle_probe`) the CPUs the whole
+      machine left idle during the interval. Below half of ``reserve`` CPUs something else
+      (e.g. the source's server on this host) wants every CPU: one rung down.
+
     One rung up when the reader was busy less than ``reader_idle`` of the interval,
-    demand is below ``idle`` × CPUs, the reader waited less than half of ``max_wait``
-    and no block is queued behind the ones being compressed. Starts on the floor: a
-    run that is CPU-bound from its first byte never pays for a probe upward.
-    ``clock``, ``probe`` and ``cpus`` are injectable for tests.
+    demand is below ``idle`` × CPUs, the reader waited less than half of ``max_wait``,
+    no block is queued behind the ones being compressed, and — with ``machine`` — the
+    idle CPUs cover what the next rung would add to the compression threads' CPU (from
+    ``cost``) plus ``reserve``. Starts on the floor: a run that is CPU-bound from its first
+    byte never pays for a probe upward. ``clock``, ``probe``, ``machine`` and ``cpus`` are
+    injectable for tests.
     """
 
     def __init__(
@@ -199,6 +305,9 @@ class LevelController:
         clock: Callable[[], float] = time.monotonic,
         probe: Callable[[], tuple[float, float]] | None = None,
         cpus: int | None = None,
+        machine: Callable[[], float] | None = None,
+        reserve: float = 0.25,
+        cost: dict[int, float] | None = None,
     ):
         self.ladder = ladder
         self.threads = threads
@@ -214,7 +323,12 @@ class LevelController:
         self._t0 = clock()
         self._p0 = probe() if probe else (0.0, 0.0)
         self._waited = 0.0
+        self._machine = machine
+        self._m0 = machine() if machine else 0.0
+        self.reserve = reserve
+        self.cost = cost or COST["gzip"]
         self.demand: list[tuple[float, float]] = []  # (process, reader) per interval, for the log and tests
+        self.idle_cpus: list[float] = []  # the machine's idle CPUs per interval (with ``machine``)
 
     @property
     def level(self) -> int:
@@ -237,15 +351,29 @@ class LevelController:
             reader = max(0.0, p[1] - self._p0[1]) / span
             self._p0 = p
             self.demand.append((round(demand, 2), round(reader, 2)))
+        free = headroom = None
+        if self._machine is not None:
+            m = self._machine()
+            free = max(0.0, m - self._m0) / span
+            self._m0 = m
+            self.idle_cpus.append(round(free, 2))
+            if self._i + 1 < len(self.ladder):
+                # the compression threads' CPU (all threads but the reader) times the next
+                # rung's extra cost per byte, plus the reserve
+                here, up = self.ladder[self._i], self.ladder[self._i + 1]
+                extra = self.cost.get(up, 2.0) / self.cost.get(here, 1.0) - 1
+                headroom = max(0.0, demand - reader) * max(0.0, extra) + self.reserve
         wait_share = self._waited / span
         self._t0, self._waited = now, 0.0
-        if wait_share > self.max_wait or demand > self.busy:
+        starved = free is not None and free < self.reserve / 2
+        if wait_share > self.max_wait or demand > self.busy or starved:
             self._i = max(0, self._i - 1)
         elif (
             reader < self.reader_idle
             and demand < self.idle
             and wait_share < self.max_wait / 2
             and backlog < self.threads
+            and (free is None or headroom is None or free >= headroom)
         ):
             self._i = min(len(self.ladder) - 1, self._i + 1)
         return self.level
@@ -284,7 +412,11 @@ class BlockCompressor(io.BufferedIOBase):
         if codec == "gzip" and not 0 < self.block_bytes <= BLOCK_BYTES["gzip"]:
             raise ValueError(f"gzip blocks are at most {BLOCK_BYTES['gzip']} bytes (the compressors' buffer)")
         self.controller = controller or LevelController(
-            LADDERS[codec], self.threads, probe=cpu_wait_probe()
+            LADDERS[codec],
+            self.threads,
+            probe=cpu_wait_probe(),
+            machine=machine_idle_probe(),
+            cost=COST[codec],
         )  # the caller's thread is the reader
         self.levels_used: collections.Counter[int] = collections.Counter()
         self.bytes_in = 0
@@ -382,11 +514,13 @@ class BlockCompressor(io.BufferedIOBase):
                 self._write_next()
             c = self.controller
             log.debug(
-                "adaptive %s: blocks per level %s; CPU demand per interval (of %d CPUs): %s",
+                "adaptive %s: blocks per level %s; CPU demand per interval (of %d CPUs): %s; "
+                "machine idle CPUs: %s",
                 self.codec,
                 dict(sorted(self.levels_used.items())),
                 getattr(c, "cpus", 0),
                 getattr(c, "demand", [])[:200],
+                getattr(c, "idle_cpus", [])[:200],
             )
             if self.codec == "gzip":
                 self._write_out(_DEFLATE_END + struct.pack("<II", self._crc, self.bytes_in & 0xFFFFFFFF))

@@ -5,8 +5,9 @@
   use zlib-ng (``zlib_ng``).  With ``threads > 1`` the pigz-like threaded
   writers of those libraries compress 1 MiB blocks in parallel (still a single
   member, each block primed with the previous 32 KiB, so the ratio barely
-  changes).  The header carries no file name and mtime 0, so equal input gives
-  equal bytes.
+  changes); the input is cut into exact 1 MiB blocks whatever the write sizes.
+  The header carries no file name and mtime 0, so equal input gives equal bytes
+  — the same bytes as the adaptive default's when it used that level throughout.
 * ``zstd``: one zstd frame with a content checksum (``zstd -d`` reads it);
   ``threads > 1`` uses that many zstd worker threads.
 * ``none``: bytes are passed through.
@@ -55,6 +56,9 @@ DEFAULT_LEVELS = {"gzip": 2, "zstd": 3, "none": 0}
 LEVEL_RANGES = {"gzip": (1, 9), "zstd": (1, 22), "none": (0, 0)}
 _SUFFIXES = {"gzip": ".gz", "zstd": ".zst", "none": ""}
 _ISAL_MAX_LEVEL = 3
+#: The threaded gzip writers' block: the adaptive writer's gzip block (adaptive.BLOCK_BYTES;
+#: tests/unit/test_codecs_blocks.py checks the two give the same bytes at one level).
+THREADED_GZIP_BLOCK = 1 << 20
 
 
 def _check_codec(codec: str) -> None:
@@ -132,6 +136,12 @@ class _Compressor(io.BufferedIOBase):
         self.level = level
         self.threads = threads
         self.bytes_in = 0  # uncompressed bytes accepted
+        # The threaded gzip writers compress each write they are handed as its own block (up to
+        # their block size): cut the input into exact blocks, so the archive's bytes depend on
+        # the input alone, not on how it was written — and equal the adaptive writer's
+        # (adaptive.py, the same blocks) when it used this level throughout.
+        self._block = THREADED_GZIP_BLOCK if codec == "gzip" and threads > 1 else 0
+        self._partial = bytearray()
 
     def writable(self) -> bool:
         return True
@@ -140,9 +150,24 @@ class _Compressor(io.BufferedIOBase):
         if self.closed:
             raise ValueError("write to a closed compressor")
         n = len(memoryview(b).cast("B")) if not isinstance(b, bytes) else len(b)
-        if n:
+        if not n:
+            return 0
+        self.bytes_in += n
+        if not self._block:
             self._inner.write(b)
-            self.bytes_in += n
+            return n
+        view, bs, off = memoryview(b).cast("B"), self._block, 0
+        if self._partial:  # top up the partial block first
+            off = min(n, bs - len(self._partial))
+            self._partial += view[:off]
+            if len(self._partial) < bs:
+                return n
+            self._inner.write(bytes(self._partial))
+            self._partial.clear()
+        while n - off >= bs:
+            self._inner.write(view[off : off + bs])
+            off += bs
+        self._partial += view[off:]
         return n
 
     def flush(self) -> None:
@@ -160,6 +185,9 @@ class _Compressor(io.BufferedIOBase):
         if self.closed:
             return
         try:
+            if self._partial:
+                self._inner.write(bytes(self._partial))
+                self._partial.clear()
             if self._inner is not self._sink:
                 self._inner.close()
         finally:
@@ -188,7 +216,9 @@ def open_compressor(raw: BinaryIO, codec: str, level: int | None = None, threads
             if threads > 1:
                 from isal import igzip_threaded
 
-                inner = igzip_threaded.open(sink, "wb", compresslevel=level, threads=threads)
+                inner = igzip_threaded.open(
+                    sink, "wb", compresslevel=level, threads=threads, block_size=THREADED_GZIP_BLOCK
+                )
             else:
                 from isal import igzip
 
@@ -197,7 +227,9 @@ def open_compressor(raw: BinaryIO, codec: str, level: int | None = None, threads
             if threads > 1:
                 from zlib_ng import gzip_ng_threaded
 
-                inner = gzip_ng_threaded.open(sink, "wb", compresslevel=level, threads=threads)
+                inner = gzip_ng_threaded.open(
+                    sink, "wb", compresslevel=level, threads=threads, block_size=THREADED_GZIP_BLOCK
+                )
             else:
                 from zlib_ng import gzip_ng
 

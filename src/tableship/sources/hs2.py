@@ -15,7 +15,9 @@ numbers and booleans from the thrift value lists, strings/decimals/timestamps/da
 from the wire strings (UTF-8 validated, then ``pyarrow.compute.cast`` to
 decimal128(p, s) / timestamp[us] / date32 in C++), the null bitmap inverted into an
 Arrow validity bitmap. No Python loop runs per value. A server without the columnar
-protocol falls back to ``fetchmany``.
+protocol falls back to ``fetchmany``, and so does an impyla whose private API the fast path
+needs has changed: every use of it is in ``impyla_adapter.py`` (its canary test names the
+version).
 
 Types: BOOLEAN→bool, TINYINT/SMALLINT/INT/BIGINT→int8/16/32/64, FLOAT→float32 (sent
 as a double), DOUBLE→float64, DECIMAL(p,s)→decimal128(p,s), DATE→date32,
@@ -62,10 +64,7 @@ from impala.error import Error as _ImpylaError  # noqa: E402
 from thrift.Thrift import TException as _ThriftError  # noqa: E402
 from thrift.transport.TTransport import TTransportException  # noqa: E402
 
-try:  # the generated HS2 thrift types impyla ships
-    from impala._thrift_gen.TCLIService.ttypes import TFetchOrientation, TFetchResultsReq
-except ImportError:  # pragma: no cover - very old impyla
-    TFetchOrientation = TFetchResultsReq = None
+from tableship.sources import impyla_adapter  # noqa: E402  (the only module using impyla's private API)
 
 log = logging.getLogger("tableship")
 
@@ -85,8 +84,6 @@ _FIXED_TYPES: dict[str, pa.DataType] = {
     "TIMESTAMP": pa.timestamp("us"),
     "BINARY": pa.binary(),
 }
-
-_VALUE_FIELDS = ("i64Val", "i32Val", "stringVal", "doubleVal", "boolVal", "i16Val", "byteVal", "binaryVal")
 
 _TABLE_MISSING = re.compile(
     r"TABLE_OR_VIEW_NOT_FOUND|Table or view not found|Could not resolve table reference|"
@@ -150,11 +147,10 @@ def _validity(nulls: bytes | None, n: int) -> pa.Buffer | None:
 
 
 def _column_values(col) -> tuple[list, bytes]:
-    for name in _VALUE_FIELDS:
-        v = getattr(col, name, None)
-        if v is not None:
-            return v.values, v.nulls
-    raise SourceError("the server sent a result column of an unknown kind")
+    values = impyla_adapter.column_values(col)
+    if values is None:
+        raise SourceError("the server sent a result column of an unknown kind")
+    return values
 
 
 def _texts(values: list, validity: pa.Buffer | None, name: str) -> pa.Array:
@@ -486,7 +482,7 @@ class HS2Source:
         return cur
 
     def _close_operation(self, cur) -> None:
-        if cur is not None and getattr(cur, "_last_operation", None) is not None:
+        if cur is not None and impyla_adapter.has_operation(cur):
             try:
                 cur.close_operation()
             except Exception:  # closing must never hide the real outcome
@@ -512,8 +508,8 @@ class HS2Source:
         try:
             description = cur.description
             schema = schema_from_description(description)
-            op = cur._last_operation
-            if self.columnar and TFetchResultsReq is not None and op is not None and op.is_columnar:
+            op = impyla_adapter.columnar_operation(cur) if self.columnar else None
+            if op is not None:
                 yield from self._columnar(op, schema, batch_rows)
             else:
                 yield from self._rows(cur, schema, batch_rows)
@@ -533,21 +529,18 @@ class HS2Source:
         """FetchResults on a helper thread, so that waiting for the server overlaps with
         converting, rendering and compressing the previous rows."""
         converters = [_converter(f.name, f.type) for f in schema]
-        req = TFetchResultsReq(
-            operationHandle=op.handle, orientation=TFetchOrientation.FETCH_NEXT, maxRows=self.cfg.fetch_size
-        )
-        fetcher = _Prefetcher(lambda: op._rpc("FetchResults", req, False), self.cfg.timeout)
+        fetcher = _Prefetcher(impyla_adapter.fetch_next(op, self.cfg.fetch_size), self.cfg.timeout)
         pending: list[pa.RecordBatch] = []
         pending_rows = 0
         wait = True
         try:
             while True:
                 resp = fetcher.get()
-                columns = resp.results.columns if resp.results is not None and resp.results.columns else []
+                columns, more = impyla_adapter.response_columns(resp)
                 raw = [_column_values(c) for c in columns]
                 n = len(raw[0][0]) if raw else 0
                 # Spark's Thrift server always answers hasMoreRows=false: the end is an empty fetch
-                last = n == 0 and not resp.hasMoreRows
+                last = n == 0 and not more
                 del resp, columns
                 if not last:
                     fetcher.next()
