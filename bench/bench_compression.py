@@ -295,7 +295,8 @@ def report(name: str, res: dict, rounds: int) -> list[str]:
             f"{'MET' if wall_ratio <= 1.05 else 'NOT MET'}"
         )
         verdicts.append(
-            f"(b) size auto / level 2 = {size_vs_2:.4f} ({first['size'] - cases['level 2']['size']:+,} bytes; "
+            f"(b) size auto / level 2 = {size_vs_2:.4f} "
+            f"({first['size'] - cases['level 2']['size']:+,} bytes; "
             f"goal ≤ 1): {'MET' if size_vs_2 <= 1 else 'NOT MET'}"
             f"; auto / gzip -6 = {size_ratio:.3f}"
         )
