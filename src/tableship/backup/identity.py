@@ -55,7 +55,6 @@ def fingerprint(config: Config, plan: Plan) -> dict:
     """
     job = plan.job
     src = config.sources[job.source]
-    dst = config.destinations[job.destination]
     return {
         "source": {"name": job.source, "type": src.type, "target": source_target(src)},
         "table": job.table,
@@ -72,7 +71,14 @@ def fingerprint(config: Config, plan: Plan) -> dict:
         },
         "file_name": plan.file_name,
         "remote_path": plan.remote_path,
-        "destinations": [{"name": job.destination, "type": dst.type, "target": destination_target(dst)}],
+        "destinations": [
+            {
+                "name": n,
+                "type": config.destinations[n].type,
+                "target": destination_target(config.destinations[n]),
+            }
+            for n in job.destinations
+        ],
     }
 
 

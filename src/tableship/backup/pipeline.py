@@ -23,11 +23,20 @@ from tableship.backup.identity import differences, dumps, fingerprint
 from tableship.backup.plan import Plan, build_query
 from tableship.config.models import Config, Retry
 from tableship.core import holds, interrupts
-from tableship.core.errors import DataCheckError, Interrupted, JobError, TableshipError, VerificationError
+from tableship.core.errors import (
+    DataCheckError,
+    DestinationError,
+    Interrupted,
+    JobError,
+    TableshipError,
+    VerificationError,
+)
 from tableship.core.log import current_run
 from tableship.core.redact import redact_bytes
 from tableship.core.version import __version__
 from tableship.destinations.base import Destination, open_destination
+from tableship.ledger import deliveries
+from tableship.ledger.schema import LedgerError
 from tableship.ledger.state import WORKING_ON, Phase, Result, Run, StateStore
 from tableship.sources.base import Source, open_source
 
@@ -79,10 +88,10 @@ class Pipeline:
         self.store = store
         self.progress = progress
         self._source: Source | None = None
-        self._dest: Destination | None = None
+        self._dests: dict[str, Destination] = {}
         self.run_record: Run | None = None
-        self._reuploads = 0
         self._exported_here = False  # a staged archive written by this process needs no re-hash
+        self._staged_checked = False
 
     # -- resources, opened only when a phase needs them
     @property
@@ -93,21 +102,24 @@ class Pipeline:
 
     @property
     def dest(self) -> Destination:
-        if self._dest is None:
-            self._dest = open_destination(
-                self.job.destination, self.config.destinations[self.job.destination]
-            )
-        return self._dest
+        """The job's first destination (the one of a single-destination job)."""
+        return self.dest_for(self.job.destination)
 
-    def _dest_retry(self, what: str):
-        return retrying(getattr(self.config.destinations[self.job.destination], "retries", None), what)
+    def dest_for(self, name: str) -> Destination:
+        if name not in self._dests:
+            self._dests[name] = open_destination(name, self.config.destinations[name])
+        return self._dests[name]
+
+    def _dest_retry(self, what: str, name: str | None = None):
+        cfg = self.config.destinations[name or self.job.destination]
+        return retrying(getattr(cfg, "retries", None), what)
 
     def _source_retry(self, what: str):
         return retrying(getattr(self.config.sources[self.job.source], "retries", None), what)
 
     def close(self) -> None:
         stop: BaseException | None = None
-        for r in (self._source, self._dest):
+        for r in (self._source, *self._dests.values()):
             if r is not None:
                 try:
                     r.close()
@@ -197,10 +209,17 @@ class Pipeline:
         return self.store.abandon(run, reason)
 
     def _discard_remote(self, run: Run, fp: dict) -> None:
-        dests = fp.get("destinations") or [{"name": self.job.destination}]
-        old_name = dests[0].get("name")
+        delivered = deliveries.of_run(self.store, run.id)
+        for entry in fp.get("destinations") or [{"name": self.job.destination}]:
+            name = entry.get("name")
+            if name in delivered and delivered[name].verified:
+                continue  # a verified copy is a backup: abandoning the run never removes it
+            self._discard_remote_on(run, fp, entry)
+
+    def _discard_remote_on(self, run: Run, fp: dict, entry: dict) -> None:
+        old_name = entry.get("name")
         cfg = self.config.destinations.get(old_name)
-        if cfg is None or ("target" in dests[0] and _dest_target(cfg) != dests[0]["target"]):
+        if cfg is None or ("target" in entry and _dest_target(cfg) != entry["target"]):
             log.warning(
                 "abandoned run %d wrote to destination %s, which is no longer configured as it was: "
                 "its remote temporaries (if any) are left there",
@@ -208,41 +227,42 @@ class Pipeline:
                 old_name,
             )
             return
-        dest = self.dest if old_name == self.job.destination else open_destination(old_name, cfg)
-        try:
-            remote = run.remote_path or fp.get("remote_path")
-            if not remote:
-                return
-            folder = remote.rpartition("/")[0]
-            for name in dest.cleanup(folder, self.job.name):
-                log.info("removed temporary %s/%s of abandoned run %d", folder, name, run.id)
-            if run.phase in (Phase.EXPORTED.value, Phase.UPLOADED.value) and run.sha256 and run.remote_path:
-                verified_elsewhere = any(
-                    r.id != run.id
-                    and r.phase == Phase.DONE.value
-                    and r.remote_path == run.remote_path
-                    and r.sha256 == run.sha256
-                    for r in self.store.runs_of(self.job.name)
+        dest = self.dest_for(old_name)
+        remote = run.remote_path or fp.get("remote_path")
+        if not remote:
+            return
+        folder = remote.rpartition("/")[0]
+        for name in dest.cleanup(folder, self.job.name):
+            log.info("removed temporary %s/%s of abandoned run %d on %s", folder, name, run.id, old_name)
+        if run.phase in (Phase.EXPORTED.value, Phase.UPLOADED.value) and run.sha256 and run.remote_path:
+            verified_elsewhere = any(
+                r.id != run.id
+                and r.phase == Phase.DONE.value
+                and r.remote_path == run.remote_path
+                and r.sha256 == run.sha256
+                for r in self.store.runs_of(self.job.name)
+            )
+            if not verified_elsewhere and dest.sha256(run.remote_path) == run.sha256:
+                # uploaded by this run, never verified: not a backup anyone relies on
+                for name in (
+                    run.remote_path + ".manifest.json",
+                    run.remote_path + ".sha256",
+                    run.remote_path,
+                ):
+                    dest.delete(name)
+                log.info(
+                    "removed unverified archive %s of abandoned run %d on %s",
+                    run.remote_path,
+                    run.id,
+                    old_name,
                 )
-                if not verified_elsewhere and dest.sha256(run.remote_path) == run.sha256:
-                    # uploaded by this run, never verified: not a backup anyone relies on
-                    for name in (
-                        run.remote_path + ".manifest.json",
-                        run.remote_path + ".sha256",
-                        run.remote_path,
-                    ):
-                        dest.delete(name)
-                    log.info("removed unverified archive %s of abandoned run %d", run.remote_path, run.id)
-        finally:
-            if dest is not self._dest:
-                dest.close()
 
     def run(self) -> Run:
         run = self.run_record or self.begin()
         steps = {
             Phase.PLANNED: self.export,
-            Phase.EXPORTED: self.upload,
-            Phase.UPLOADED: self.verify,
+            Phase.EXPORTED: self.deliver,
+            Phase.UPLOADED: self.deliver,  # a run recorded before deliveries existed
             Phase.VERIFIED: self.clean,
         }
         try:
@@ -315,6 +335,7 @@ class Pipeline:
             "file_name": plan.file_name,
             "remote_path": plan.remote_path,
             "destination": job.destination,
+            "destinations": list(job.destinations),
             "archive_bytes": result.archive_bytes,
             "sha256": result.sha256,
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -335,6 +356,8 @@ class Pipeline:
         )
 
     def _staged_ok(self, run: Run) -> bool:
+        if self._staged_checked:
+            return True
         path = Path(run.staged_path or self.plan.staged_path)
         if not path.is_file():
             log.warning("staged archive %s is missing; exporting again", path)
@@ -342,54 +365,121 @@ class Pipeline:
         if not self._exported_here and file_sha256(path) != run.sha256:
             log.warning("staged archive %s does not match its recorded sha256; exporting again", path)
             return False
+        self._staged_checked = True
         return True
 
-    def upload(self, run: Run) -> Run:
-        if not self._staged_ok(run):
-            return self.store.advance(run, Phase.PLANNED, "staged archive lost or changed")
-        remote = run.remote_path
+    def deliver(self, run: Run) -> Run:
+        """Upload, verify and write the sidecars on every destination whose delivery is not
+        verified yet, each on its own: one destination failing neither stops the others nor
+        undoes what they got. The run is verified once every delivery is; else the first
+        failure is raised (the run stays exported, its staged archive kept for the next run)."""
+        done = deliveries.of_run(self.store, run.id)
+        failures: list[tuple[str, TableshipError]] = []
+        for name in self.job.destinations:
+            if name in done and done[name].verified:
+                continue
+            interrupts.checkpoint()
+            try:
+                self._deliver(run, name)
+            except _StagedLost:
+                return self.store.advance(run, Phase.PLANNED, "staged archive lost or changed")
+            except LedgerError:
+                raise  # nothing can be recorded
+            except TableshipError as exc:
+                deliveries.record(
+                    self.store,
+                    run.id,
+                    self.job.name,
+                    name,
+                    _phase_of(self.store, run.id, name),
+                    "failed",
+                    error=exc.line(),
+                )
+                if len(self.job.destinations) > 1:
+                    log.error("delivery to %s failed: %s", name, exc.line())
+                failures.append((name, exc))
+        got = deliveries.of_run(self.store, run.id)
+        landed = [n for n in self.job.destinations if n in got and got[n].phase != deliveries.PENDING]
+        if run.phase == Phase.EXPORTED.value and len(landed) == len(self.job.destinations):
+            # the run's phase is its least advanced delivery's: uploaded once every copy landed
+            run = self.store.advance(run, Phase.UPLOADED, f"uploaded to {', '.join(landed)}")
+        if failures:
+            raise _delivery_error(failures, len(self.job.destinations))
+        methods = sorted({d.verify_method or "unknown" for d in got.values()})
+        manifest = run.manifest_dict() or {}
+        manifest["verify_method"] = (
+            got[self.job.destination].verify_method if self.job.destination in got else methods[0]
+        )
+        manifest["verified_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        return self.store.advance(
+            run,
+            Phase.VERIFIED,
+            ", ".join(methods),
+            verify_method=manifest["verify_method"],
+            manifest=manifest,
+        )
 
-        def attempt() -> str:
-            if self.dest.sha256(remote) == run.sha256:
-                return "already on the destination with the same sha256"
-            self.dest.put(Path(run.staged_path), remote, self.job.name)
-            return "uploaded"
+    def _deliver(self, run: Run, name: str) -> None:
+        """One destination: upload (unless it already holds the archive), verify its sha256
+        (re-uploading at most twice on a mismatch), then the sidecars."""
+        dest, remote = self.dest_for(name), run.remote_path
+        deliveries.start_attempt(self.store, run.id, self.job.name, name, remote, run.sha256)
+        where = f" on {name}" if len(self.job.destinations) > 1 else ""
+        for attempt in range(3):
 
-        note = self._dest_retry(f"upload of {remote}")(attempt)
-        log.info("%s: %s", remote, note)
-        return self.store.advance(run, Phase.UPLOADED, note)
+            def put() -> str:
+                if dest.sha256(remote) == run.sha256:
+                    return "already on the destination with the same sha256"
+                if not self._staged_ok(run):
+                    raise _StagedLost()
+                dest.put(Path(run.staged_path), remote, self.job.name)
+                return "uploaded"
 
-    def verify(self, run: Run) -> Run:
-        remote = run.remote_path
-        remote_sha = self._dest_retry(f"verification of {remote}")(self.dest.sha256, remote)
-        method = getattr(self.dest, "last_verify_method", "unknown")
-        if remote_sha != run.sha256:
+            note = self._dest_retry(f"upload of {remote}{where}", name)(put)
+            log.info("%s%s: %s", remote, where, note)
+            deliveries.record(self.store, run.id, self.job.name, name, deliveries.UPLOADED, "running")
+            remote_sha = self._dest_retry(f"verification of {remote}{where}", name)(dest.sha256, remote)
+            if remote_sha == run.sha256:
+                break
             problem = (
                 "is missing"
                 if remote_sha is None
                 else f"has sha256 {remote_sha[:12]}…, expected {run.sha256[:12]}…"
             )
-            log.warning("verification of %s failed: remote file %s; uploading again", remote, problem)
-            self._reuploads += 1
-            if self._reuploads > 2:
+            if attempt == 2:
                 raise VerificationError(
-                    f"{remote} on the destination {problem} after re-uploading twice",
+                    f"{remote}{where} {problem} after re-uploading twice",
                     "check the destination's storage, then re-run",
                 )
-            return self.store.advance(run, Phase.EXPORTED, f"remote mismatch ({method})")
-        log.info("verified %s on %s (%s)", remote, self.job.destination, method)
+            log.warning(
+                "verification of %s%s failed: remote file %s; uploading again", remote, where, problem
+            )
+            self._staged_checked = False  # the re-upload reads the staged archive again: check it
+        method = getattr(dest, "last_verify_method", "unknown")
+        log.info("verified %s on %s (%s)", remote, name, method)
         manifest = run.manifest_dict() or {}
+        manifest["destination"] = name
         manifest["verify_method"] = method
         manifest["verified_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         sidecar = f"{run.sha256}  {run.file_name}\n".encode()
         body = redact_bytes((json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
 
         def write_sidecars() -> None:
-            self.dest.put_bytes(sidecar, remote + ".sha256", self.job.name)
-            self.dest.put_bytes(body, remote + ".manifest.json", self.job.name)
+            dest.put_bytes(sidecar, remote + ".sha256", self.job.name)
+            dest.put_bytes(body, remote + ".manifest.json", self.job.name)
 
-        self._dest_retry(f"writing sidecars of {remote}")(write_sidecars)
-        return self.store.advance(run, Phase.VERIFIED, method, verify_method=method, manifest=manifest)
+        self._dest_retry(f"writing sidecars of {remote}{where}", name)(write_sidecars)
+        deliveries.record(
+            self.store,
+            run.id,
+            self.job.name,
+            name,
+            deliveries.VERIFIED,
+            "success",
+            verify_method=method,
+            verified_at=manifest["verified_at"],
+            error=None,
+        )
 
     def clean(self, run: Run) -> Run:
         if not self.job.keep_local and run.staged_path:
@@ -398,13 +488,36 @@ class Pipeline:
         for stale in Path(run.staged_path or self.plan.staged_path).parent.glob("*.part"):
             stale.unlink(missing_ok=True)
             log.info("removed stale partial export %s", stale.name)
-        try:
-            removed = self.dest.cleanup(self.plan.remote_dir, self.job.name)
-            for name in removed:
-                log.info("removed stale temporary %s/%s", self.plan.remote_dir, name)
-        except TableshipError as exc:  # a leftover temporary is not worth failing a verified backup
-            log.warning("could not clean stale temporaries: %s", exc.line())
+        for name in self.job.destinations:
+            try:
+                removed = self.dest_for(name).cleanup(self.plan.remote_dir, self.job.name)
+                for temp in removed:
+                    log.info("removed stale temporary %s/%s on %s", self.plan.remote_dir, temp, name)
+            except TableshipError as exc:  # a leftover temporary is not worth failing a verified backup
+                log.warning("could not clean stale temporaries on %s: %s", name, exc.line())
         return self.store.advance(run, Phase.DONE, "done")
+
+
+class _StagedLost(Exception):
+    """The staged archive a delivery needs is gone or changed: the run exports again."""
+
+
+def _phase_of(store: StateStore, run_id: int, name: str) -> str:
+    got = deliveries.of_run(store, run_id).get(name)
+    return got.phase if got else deliveries.PENDING
+
+
+def _delivery_error(failures: list[tuple[str, TableshipError]], total: int) -> TableshipError:
+    """The error a run with failed deliveries ends with: the error itself for a job with one
+    destination; else one naming each failed destination (of the same class as the first,
+    so transient stays transient)."""
+    if total == 1:
+        return failures[0][1]
+    ok = total - len(failures)
+    text = "; ".join(f"destination {n}: {e.message}" for n, e in failures)
+    got = f" ({ok} of {total} destinations verified)" if ok else ""
+    hint = failures[0][1].hint or "fix the destination, then re-run"
+    return DestinationError(text + got, hint + " (the next run does only the missing deliveries)")
 
 
 def _dest_target(cfg) -> str:

@@ -50,7 +50,8 @@ def check_destination_usable(config, name: str) -> None:
 def preflight(config, jobs) -> dict[str, tuple[str, TableshipError]]:
     """``{job name: (phase, error)}`` for the jobs that cannot run, ``phase`` being the one
     whose work cannot be done ("export" for a source, "upload" for a destination); each
-    destination is probed once."""
+    destination is probed once. A job is stopped only when none of its destinations can be
+    written to."""
     by_dest: dict[str, TableshipError | None] = {}
     out: dict[str, tuple[str, TableshipError]] = {}
     for job in jobs:
@@ -62,15 +63,20 @@ def preflight(config, jobs) -> dict[str, tuple[str, TableshipError]]:
                 MissingExtraError(f"source {job.source!r} (type {src.type})", missing[1], missing[0]),
             )
             continue
-        if job.destination not in by_dest:
-            try:
-                check_destination_usable(config, job.destination)
-                by_dest[job.destination] = None
-            except Interrupted:  # a signal ends the whole command
-                raise
-            except TableshipError as exc:  # logged by the runner, once per job it stops
-                by_dest[job.destination] = exc
-        error = by_dest[job.destination]
-        if error is not None:
-            out[job.name] = ("upload", error)
+        for name in job.destinations:
+            if name not in by_dest:
+                try:
+                    check_destination_usable(config, name)
+                    by_dest[name] = None
+                except Interrupted:  # a signal ends the whole command
+                    raise
+                except TableshipError as exc:  # logged by the runner, once per job it stops
+                    by_dest[name] = exc
+        errors = [by_dest[n] for n in job.destinations]
+        # a job with several destinations still exports while one of them can be written to:
+        # that one gets its verified copy, the others' deliveries fail (and resume later)
+        if all(e is not None for e in errors):
+            first = errors[0]
+            assert first is not None
+            out[job.name] = ("upload", first)
     return out

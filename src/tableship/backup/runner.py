@@ -106,16 +106,20 @@ def describe_plan(config: Config, plan: Plan) -> list[str]:
         query = build_query(source, plan)
     finally:
         source.close()
-    dest = config.destinations[job.destination]
-    where = getattr(dest, "path", "")
-    if dest.type == "sftp":
-        where = f"{dest.user}@{dest.host}:{dest.port}{dest.path}"
-    return [
+    lines = [
         f"job {job.name}: table {job.table}, window {plan.window} (run date {plan.run_date})",
         f"  query:       {query.display()}",
         f"  archive:     {plan.file_name} ({job.compression.codec})",
         f"  sidecars:    {plan.file_name}.sha256, {plan.file_name}.manifest.json",
-        f"  destination: {job.destination} ({dest.type}) {where}/{plan.remote_path}",
+    ]
+    for name in job.destinations:
+        dest = config.destinations[name]
+        where = getattr(dest, "path", "")
+        if dest.type == "sftp":
+            where = f"{dest.user}@{dest.host}:{dest.port}{dest.path}"
+        lines.append(f"  destination: {name} ({dest.type}) {where}/{plan.remote_path}")
+    return [
+        *lines,
         f"  staging:     {plan.staged_path}",
     ]
 

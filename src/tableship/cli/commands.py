@@ -318,7 +318,7 @@ def config_validate(obj: Ctx):
     )
     for job in config.jobs.values():
         click.echo(
-            f"  {job.name}: {job.table} from {job.source} to {job.destination}, "
+            f"  {job.name}: {job.table} from {job.source} to {', '.join(job.destinations)}, "
             f"window today {choose_window(job, today, None, None)}"
         )
 

@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from tableship.config.tables import expand as expand_tables
 from tableship.core import redact
 from tableship.core.errors import ConfigError
 from tableship.core.names import (
@@ -284,7 +285,8 @@ class JobConfig(Model):
 
     name: str
     source: str
-    destination: str
+    # where the one export is delivered, in order (``destination = "x"`` is ``destinations = ["x"]``)
+    destinations: tuple[str, ...] = Field(min_length=1)
     table: Annotated[str, AfterValidator(_check_table)]
     partition_column: Annotated[str, AfterValidator(_check_col)] = "partition_date"
     partition_type: Literal["auto", "date", "string", "int"] = "auto"
@@ -317,6 +319,19 @@ class JobConfig(Model):
         if v is not None:  # a code strftime does not know would be compared as literal text
             check_date_spec(v, f"partition_format {v!r}")
         return v
+
+    @field_validator("destinations")
+    @classmethod
+    def _distinct(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        twice = sorted({d for d in v if v.count(d) > 1})
+        if twice:
+            raise ValueError(f"destination {twice[0]!r} is listed twice")
+        return v
+
+    @property
+    def destination(self) -> str:
+        """The first destination (the one of a single-destination job)."""
+        return self.destinations[0]
 
     @property
     def database(self) -> str | None:
@@ -551,6 +566,9 @@ _ALERT_KEYS = set(AlertsConfig.model_fields) - {"definitions"}
 
 def _merge(defaults: dict, job: dict) -> dict:
     out = dict(defaults)
+    if "destination" in job or "destinations" in job:  # a job's own destination(s) replace the default's
+        out.pop("destination", None)
+        out.pop("destinations", None)
     for k, v in job.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
             base = out[k]
@@ -574,6 +592,9 @@ def _check_defaults(defaults: dict, problems: list[str]) -> dict:
     out = {}
     for key, value in defaults.items():
         field = JobConfig.model_fields.get(key)
+        if key == "destination":
+            out[key] = value
+            continue
         if field is None or key == "name":
             problems.append(f"defaults.{key}: unknown key (check the spelling)")
             continue
@@ -645,28 +666,55 @@ def parse_config(raw: dict, path: Path) -> Config:
             "jobs: no job defined — add a [jobs.<name>] table with at least 'table = \"db.table\"'"
         )
     jobs: dict[str, JobConfig] = {}
-    for name, body in jobs_raw.items():
+    bodies: dict[str, dict] = {}
+    for block, body in jobs_raw.items():
         if not isinstance(body, dict):
-            problems.append(f"jobs.{name}: must be a table")
+            problems.append(f"jobs.{block}: must be a table")
             continue
+        for name, one in expand_tables(block, body, path.parent, problems).items():
+            if name in bodies:
+                problems.append(
+                    f"jobs.{block}: job name {name!r} is used twice (a [jobs.{name}] block and a table "
+                    "list entry): rename the block or drop the table from the list"
+                )
+                continue
+            bodies[name] = one
+    for name, body in bodies.items():
         data = _merge(defaults, body)
         data["name"] = name
         if "source" not in data and len(sources) == 1:
             data["source"] = next(iter(sources))
-        if "destination" not in data and len(dests) == 1:
-            data["destination"] = next(iter(dests))
+        if "destination" in data and "destinations" in data:
+            problems.append(
+                f"jobs.{name}: both 'destination' and 'destinations' are given: keep one "
+                '(destinations = ["a", "b"] for several)'
+            )
+            continue
+        if "destination" in data:  # destination = "x" (or a list, as a new user may write it)
+            one = data.pop("destination")
+            data["destinations"] = one if isinstance(one, list) else [one]
+        if "destinations" not in data and len(dests) == 1:
+            data["destinations"] = [next(iter(dests))]
         # checked before the job's own validation so that they are reported even when it fails
         if isinstance(data.get("source"), str) and data["source"] not in sources:
             problems.append(
-                f"jobs.{name}.source: unknown source {data['source']!r} (defined: "
-                f"{', '.join(sources) or 'none'})"
+                f"jobs.{name}.source: unknown source {data['source']!r} "
+                f"(defined: {', '.join(sources) or 'none'})"
             )
-        if isinstance(data.get("destination"), str) and data["destination"] not in dests:
-            problems.append(
-                f"jobs.{name}.destination: unknown destination {data['destination']!r} (defined: "
-                f"{', '.join(dests) or 'none'})"
-            )
+        if isinstance(data.get("destinations"), list):
+            for d in data["destinations"]:
+                if isinstance(d, str) and d not in dests:
+                    problems.append(
+                        f"jobs.{name}.destination: unknown destination {d!r} "
+                        f"(defined: {', '.join(dests) or 'none'})"
+                    )
+        before = len(problems)
         job = _validate(JobConfig, data, f"jobs.{name}", problems, ctx)
+        # the key a user most likely forgot is the single one
+        problems[before:] = [
+            p.replace(f"jobs.{name}.destinations: required", f"jobs.{name}.destination: required")
+            for p in problems[before:]
+        ]
         if job is None:
             continue
         jobs[name] = job
@@ -675,7 +723,8 @@ def parse_config(raw: dict, path: Path) -> Config:
 
     staging = settings.staging_dir or settings.state_dir / "staging"
     for job in jobs.values():
-        problems += job_problems(job, dests.get(job.destination), staging)
+        for dest in job.destinations:
+            problems += job_problems(job, dests.get(dest), staging, dest)
     problems += collision_problems(jobs, dests)
 
     alerts_raw = table("alerts")

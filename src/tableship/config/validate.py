@@ -94,7 +94,7 @@ def _ends_with(pat: list[Pos], suffix: str) -> bool:
     )
 
 
-def job_problems(job, dest_cfg: Any, staging_dir: Path) -> list[str]:
+def job_problems(job, dest_cfg: Any, staging_dir: Path, dest_name: str | None = None) -> list[str]:
     """The problems of one job's names (``jobs.<name>.<key>: ...``)."""
     key = f"jobs.{job.name}"
     try:
@@ -157,7 +157,8 @@ def job_problems(job, dest_cfg: Any, staging_dir: Path) -> list[str]:
         )
         if total >= PATH_MAX:
             problems.append(
-                f"{key}.remote_dir: paths on destination {job.destination!r} can be {total} bytes long, "
+                f"{key}.remote_dir: paths on destination {dest_name or job.destination!r} can be "
+                f"{total} bytes long, "
                 f"over the {PATH_MAX}-byte path limit (PATH_MAX): shorten remote_dir or file_name"
             )
     staged = len(str(Path(staging_dir) / job.name).encode()) + 1 + longest + PARTIAL_EXTRA
@@ -201,27 +202,43 @@ def full_pattern(job, dest_cfg: Any) -> list[Pos] | None:
 
 
 def collision_problems(jobs: dict, dests: dict) -> list[str]:
-    """Any two jobs whose destination paths can be the same text for some run dates."""
+    """Any two jobs whose destination paths can be the same text for some run dates (on any
+    of their destinations: a job delivering to two hosts is checked on both)."""
     problems = []
-    pats = {name: full_pattern(job, dests.get(job.destination)) for name, job in jobs.items()}
-    names = [n for n in jobs if pats[n] is not None]
+    pats = {
+        name: [(d, p) for d in job.destinations if (p := full_pattern(job, dests.get(d))) is not None]
+        for name, job in jobs.items()
+    }
+    names = [n for n in jobs if pats[n]]
+    for n in names:
+        same = [(x, y) for i, (x, px) in enumerate(pats[n]) for y, py in pats[n][i + 1 :] if overlap(px, py)]
+        if same:
+            problems.append(
+                f"jobs.{n}.destinations: {same[0][0]!r} and {same[0][1]!r} are the same place: the "
+                "second delivery would overwrite the first; list each backup host once"
+            )
     for i, b in enumerate(names):
         for a in names[:i]:
-            if overlap(pats[a], pats[b]):
-                ja, jb = jobs[a], jobs[b]
-                ex_a = posixpath.join(_sample(ja, ja.remote_dir), _sample(ja, ja.file_name))
-                where = (
-                    f"both write {ex_a!r}"
-                    if dests[ja.destination] == dests[jb.destination]
-                    and ex_a == posixpath.join(_sample(jb, jb.remote_dir), _sample(jb, jb.file_name))
-                    else "their remote_dir/file_name templates can render the same path"
-                )
-                problems.append(
-                    f"jobs.{b}.file_name: jobs {a!r} and {b!r} can write the same destination file "
-                    f"for some run dates ({where}): one would overwrite the other's "
-                    "archive; give one of them another remote_dir or file_name (e.g. with {job})"
-                )
-                break
+            hit = next(
+                ((da, db) for da, pa in pats[a] for db, pb in pats[b] if overlap(pa, pb)),
+                None,
+            )
+            if hit is None:
+                continue
+            ja, jb = jobs[a], jobs[b]
+            ex_a = posixpath.join(_sample(ja, ja.remote_dir), _sample(ja, ja.file_name))
+            where = (
+                f"both write {ex_a!r}"
+                if dests[hit[0]] == dests[hit[1]]
+                and ex_a == posixpath.join(_sample(jb, jb.remote_dir), _sample(jb, jb.file_name))
+                else "their remote_dir/file_name templates can render the same path"
+            )
+            problems.append(
+                f"jobs.{b}.file_name: jobs {a!r} and {b!r} can write the same destination file "
+                f"for some run dates ({where}): one would overwrite the other's "
+                "archive; give one of them another remote_dir or file_name (e.g. with {job} or {table})"
+            )
+            break
     return problems
 
 

@@ -207,6 +207,30 @@ CREATE TABLE restore_loads (
 );
 """
 
+# Version 5 (issue 12): one export delivered to several destinations, each its own record;
+# verifications and prunes name the destination they were made on (NULL: the job's first).
+V5_DELIVERIES = """
+CREATE TABLE deliveries (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    job TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    phase TEXT NOT NULL,
+    result TEXT NOT NULL,
+    remote_path TEXT,
+    sha256 TEXT,
+    verify_method TEXT,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    verified_at TEXT,
+    PRIMARY KEY (run_id, destination)
+);
+CREATE INDEX deliveries_job ON deliveries(job, destination);
+ALTER TABLE verifications ADD COLUMN destination TEXT;
+ALTER TABLE pruned ADD COLUMN destination TEXT;
+"""
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -230,6 +254,9 @@ MIGRATIONS: list[Migration] = [
     Migration(2, "migrations log; index transitions by run", V2_MIGRATIONS_LOG),
     Migration(3, "run fingerprint and attempt start; abandoned windows", V3_RUN_IDENTITY),
     Migration(4, "restores of a date range and the archives each loaded", V4_RESTORE_LOADS),
+    Migration(
+        5, "deliveries (one per destination of a run); destination of verifications, prunes", V5_DELIVERIES
+    ),
 ]
 
 LATEST = MIGRATIONS[-1].version

@@ -85,6 +85,8 @@ class Event:
     archive_bytes: int | None = None
     remote_path: str | None = None
     resume_command: str | None = None
+    destinations: list[str] = field(default_factory=list)  # the job's, in order
+    failed_destinations: list[str] = field(default_factory=list)  # those whose delivery failed
     config_path: str | None = None
     log_tail: list[str] = field(default_factory=list)
     realert_after_seconds: float | None = None
@@ -104,6 +106,14 @@ class Event:
     @property
     def window(self) -> str:
         return f"{self.window_start}..{self.window_end}" if self.window_start else "-"
+
+    @property
+    def destination_text(self) -> str:
+        """``edge1, edge2 (failed: edge2)``; ``-`` for an event stored before destinations were."""
+        if not self.destinations:
+            return "-"
+        failed = [d for d in self.destinations if d in self.failed_destinations]
+        return ", ".join(self.destinations) + (f" (failed: {', '.join(failed)})" if failed else "")
 
     @property
     def dedup_key(self) -> str:
@@ -138,6 +148,7 @@ class Event:
             f"Table:        {self.table}",
             f"Window:       {self.window}",
             f"Phase:        {self.phase or '-'}",
+            f"Destination:  {self.destination_text}",
             f"Error:        {self.error or '-'}",
             f"Host:         {self.host}",
             f"Run id:       {self.run_id if self.run_id is not None else '-'} (attempt {self.attempts or 1})",
@@ -200,6 +211,8 @@ class Event:
             "window": {"start": self.window_start, "end": self.window_end},
             "phase": self.phase,
             "error": self.error,
+            "destinations": list(self.destinations),
+            "failed_destinations": list(self.failed_destinations),
             "host": self.host,
             "environment": self.environment,
             "run_id": self.run_id,
@@ -230,6 +243,8 @@ class Event:
             "WINDOW_START": self.window_start,
             "WINDOW_END": self.window_end,
             "PHASE": self.phase,
+            "DESTINATIONS": ",".join(self.destinations),
+            "FAILED_DESTINATIONS": ",".join(self.failed_destinations),
             "ERROR": self.error,
             "HOST": self.host,
             "ENVIRONMENT": self.environment,

@@ -32,6 +32,7 @@ import socket
 from collections.abc import Callable
 
 from tableship.core.errors import Interrupted
+from tableship.ledger import deliveries
 from tableship.ledger.lock import pid_alive
 from tableship.ops.alerts import Monitor, logtail
 from tableship.ops.alerts.channels import ChannelError, send_event, send_ping
@@ -308,12 +309,24 @@ class AlertMonitor(Monitor):
             phase=getattr(run, "failed_phase", None),
             error=err,
             last_failed_at=inc.last_failed_at,
+            destinations=list(job.destinations),
+            failed_destinations=self._failed_destinations(run),
             resume_command=resume_command(str(self.config.path), job.name, start, end),
             config_path=str(self.config.path),
             log_tail=list(tail),
             realert_after_seconds=self.alerts.realert_after.total_seconds(),
             created_at=ts,
         )
+
+    def _failed_destinations(self, run) -> list[str]:
+        run_id = getattr(run, "id", None)
+        if run_id is None:
+            return []
+        try:
+            got = deliveries.of_run(self.store, run_id)
+        except Exception:  # an alert never fails on a detail
+            return []
+        return [name for name, d in got.items() if d.result == "failed"]
 
     def _resolved_event(self, job, plan, run, inc, ts) -> Event:
         start, end = self._window(plan, run)
