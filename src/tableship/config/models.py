@@ -320,6 +320,15 @@ class JobConfig(Model):
             check_date_spec(v, f"partition_format {v!r}")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _single_destination(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "destination" in data and "destinations" not in data:
+            data = dict(data)
+            one = data.pop("destination")
+            data["destinations"] = one if isinstance(one, list) else [one]
+        return data
+
     @field_validator("destinations")
     @classmethod
     def _distinct(cls, v: tuple[str, ...]) -> tuple[str, ...]:
