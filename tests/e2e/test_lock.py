@@ -97,7 +97,7 @@ def test_different_jobs_do_not_block_each_other(ws):
         r = ws.cli("run", "--date", RUN_DATE)  # both: a is skipped, b runs again
     finally:
         lock.release()
-    assert r.rc == 75, str(r)
+    assert r.rc == 0, str(r)  # a locked job is skipped, not failed: 75 only when nothing else ran
     assert "a: SKIPPED" in r.stdout and "b 2026-06-01..2026-10-31: OK" in r.stdout
     assert (ws.dest / "b" / ARCHIVE).is_file() and not (ws.dest / "a").exists()
 

@@ -244,3 +244,13 @@ def postgres() -> Iterator[PostgresServer]:
             stop()
             unregister_cleanup(stop)
         remove_dir(base)
+
+
+_databases = iter(range(1, 1_000_000))
+
+
+def fresh_database(server: PostgresServer, prefix: str = "ledger") -> str:
+    """A new empty database on ``server``; its libpq URL (``postgresql://user@host:port/name``)."""
+    name = f"{prefix}_{os.getpid()}_{next(_databases)}"
+    server.psql(f"CREATE DATABASE {name}")
+    return f"postgresql://{server.user}@{server.host}:{server.port}/{name}"

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tableship.backup.identity import differences, fingerprint
 from tableship.backup.pipeline import Pipeline, ProgressLine
 from tableship.backup.plan import Plan, build_query, choose_window, make_plan
 from tableship.backup.preflight import preflight
@@ -26,7 +27,6 @@ from tableship.core.errors import (
 )
 from tableship.core.log import IN_SUMMARY, current_job, current_run
 from tableship.core.window import Window
-from tableship.ledger.lock import JobLock
 from tableship.ledger.schema import LedgerError
 from tableship.ledger.state import Result, Run, StateStore
 from tableship.ops.alerts import make_monitor
@@ -38,7 +38,7 @@ log = logging.getLogger("tableship")
 @dataclass
 class Outcome:
     job: str
-    status: str  # "success" | "failed" | "locked" | "planned"
+    status: str  # "success" | "failed" | "locked" | "planned" | "shared" (done by another host)
     plan: Plan | None = None
     run: Run | None = None
     error: TableshipError | None = None
@@ -56,6 +56,8 @@ class Outcome:
             )
         if self.status == "locked":
             return f"{self.job}: SKIPPED, {self.error.line() if self.error else 'locked'}"
+        if self.status == "shared":
+            return f"{self.job}{w}: SKIPPED, {self.detail}"
         if self.status == "planned":
             return f"{self.job}{w}: planned (dry run)"
         if isinstance(self.error, GapError):
@@ -76,9 +78,14 @@ def _size(n: int | None) -> str:
 
 
 def exit_code(outcomes: list[Outcome]) -> int:
+    """1 if a job failed; else 75 if a job was locked and no job ran (nor was found done by
+    another host); else 0. A job another process holds is skipped, not failed: with several
+    hosts sharing the jobs (docs/scaling.md) most jobs are locked by the others."""
     if any(o.status == "failed" for o in outcomes):
         return EXIT_JOB_FAILED
-    if any(o.status == "locked" for o in outcomes):
+    if any(o.status == "locked" for o in outcomes) and not any(
+        o.status in ("success", "shared") for o in outcomes
+    ):
         return EXIT_LOCKED
     return EXIT_OK
 
@@ -127,7 +134,7 @@ def describe_plan(config: Config, plan: Plan) -> list[str]:
 def describe_extra(config: Config, plan: Plan) -> list[str]:
     """The dry-run lines for the older windows a scheduled run would do first (the ledger
     is only read: a dry run creates or changes nothing)."""
-    store = StateStore(config.settings.state_dir, readonly=True)
+    store = StateStore.of(config.settings, readonly=True)
     try:
         extra = extra_plans(config, store, plan)
         runs = {(r.window_start, r.window_end): r for r in store.unfinished(plan.job.name)}
@@ -179,7 +186,7 @@ def run_jobs(
                 echo(outcomes[-1].summary())
         return outcomes
 
-    store = StateStore(config.settings.state_dir)
+    store = StateStore.of(config.settings)
     monitor = make_monitor(config, store)
     scheduled = start is None  # an explicit --from/--to run does only the window it names
     outcomes = []
@@ -280,12 +287,18 @@ def run_job(
     token_job = current_job.set(job.name)
     try:
         try:
-            lock = JobLock(config.settings.state_dir, job.name).acquire(wait)
+            lock = store.job_lock(job.name).acquire(wait)
         except LockedError as exc:
-            log.warning("%s", exc.line())
+            # on a shared ledger another host taking the job is the normal case, not a warning
+            log.log(logging.INFO if store.shared else logging.WARNING, "%s", exc.line())
             return [Outcome(job.name, "locked", plan, error=exc)]
         with lock:
+            done = done_elsewhere(config, store, plan) if scheduled else None
             plans = extra_plans(config, store, plan) if scheduled else []
+            if done is not None:
+                log.info("%s: %s", job.name, done.detail)
+                if not plans:
+                    return [done]
             if plans:
                 log.info(
                     "%s: also finishing %d older window%s first: %s",
@@ -295,7 +308,9 @@ def run_job(
                     ", ".join(str(p.window) for p in plans),
                 )
             monitor.job_started(job, plan)
-            outcomes = [run_window(config, store, p, progress_factory, blocked) for p in plans + [plan]]
+            todo = plans + ([] if done is not None else [plan])
+            outcomes = [run_window(config, store, p, progress_factory, blocked) for p in todo]
+            outcomes += [done] if done is not None else []
             failed = [o for o in outcomes if o.status == "failed"]
             gaps = [] if failed else coverage(job, store, plan.run_date).overdue
             if failed:
@@ -325,6 +340,38 @@ def run_job(
             return outcomes
     finally:
         current_job.reset(token_job)
+
+
+def done_elsewhere(config: Config, store: StateStore, plan: Plan) -> Outcome | None:
+    """On a ledger several hosts share: the requested window's newest run, if it already
+    succeeded for this run date with the same identity (read after taking the job's lock,
+    so a host that got the lock after another host finished the job does not do it again).
+    On SQLite (one host) a re-run does the window again, as always."""
+    if not store.shared:
+        return None
+    w = plan.window
+    runs = [
+        r
+        for r in store.runs_of(plan.job.name)
+        if (r.window_start, r.window_end) == (w.start.isoformat(), w.end.isoformat())
+    ]
+    if not runs:
+        return None
+    last = runs[-1]
+    if last.result != Result.SUCCESS.value or last.run_date != plan.run_date.isoformat():
+        return None
+    old = last.fingerprint_dict()
+    if old is None or differences(old, fingerprint(config, plan)):
+        return None  # planned under another config: this run does it again
+    return Outcome(
+        plan.job.name,
+        "shared",
+        plan,
+        last,
+        detail=(
+            f"already verified for run date {plan.run_date} by run {last.id} on {last.host} (pid {last.pid})"
+        ),
+    )
 
 
 def _prune_after_run(config: Config, store: StateStore, job) -> None:

@@ -18,7 +18,6 @@ from tableship.config.models import Config
 from tableship.core.errors import UsageError
 from tableship.core.log import current_job
 from tableship.core.window import Window
-from tableship.ledger.lock import JobLock
 from tableship.ledger.state import Phase, Result, StateStore
 
 log = logging.getLogger("tableship")
@@ -28,10 +27,10 @@ def abandon_window(config: Config, job_name: str, window: Window, reason: str, w
     """Give ``window`` of the job up; returns the lines to print. Holds the job's lock."""
     job = config.job(job_name)
     start, end = window.start.isoformat(), window.end.isoformat()
-    store = StateStore(config.settings.state_dir)
+    store = StateStore.of(config.settings)
     token = current_job.set(job.name)
     try:
-        with JobLock(config.settings.state_dir, job.name).acquire(wait):
+        with store.job_lock(job.name).acquire(wait):
             runs = [r for r in store.runs_of(job.name) if (r.window_start, r.window_end) == (start, end)]
             if any(r.phase == Phase.DONE.value and r.result == Result.SUCCESS.value for r in runs):
                 raise UsageError(

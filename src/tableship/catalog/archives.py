@@ -57,7 +57,7 @@ from tableship.core.errors import TableshipError, UsageError
 from tableship.core.names import render_relative
 from tableship.core.window import Window, compute_window, parse_window
 from tableship.destinations.base import Destination, open_destination
-from tableship.ledger.schema import LEDGER_FILE, LedgerError
+from tableship.ledger.schema import LedgerError
 from tableship.ledger.state import StateStore, now
 
 log = logging.getLogger("tableship")
@@ -295,7 +295,7 @@ def archive_folders(job: JobConfig, store: StateStore | None, today: dt.date | N
     if not (_fields(job.remote_dir) & DATE_FIELDS):
         return [_render_dir(job, Window(today, today), today)]
     folders: dict[str, None] = {}
-    if store is not None and store.path.exists():
+    if store is not None and store.exists():
         rows = store.connect().execute(
             "SELECT remote_path FROM runs WHERE job=? AND remote_path IS NOT NULL ORDER BY id DESC",
             (job.name,),
@@ -393,7 +393,7 @@ def _manifest_window(m: dict) -> Window | None:
 
 def pruned_paths(store: StateStore | None, job: str) -> dict[str, set[str | None]]:
     """remote_path → the sha256s prune deleted (or began deleting) under that name."""
-    if store is None or not store.path.exists():
+    if store is None or not store.exists():
         return {}
     out: dict[str, set[str | None]] = {}
     for r in db(store).execute("SELECT remote_path, sha256 FROM pruned WHERE job=?", (job,)):
@@ -524,7 +524,7 @@ class JobVerification:
 
 def last_status(store: StateStore | None, job: str) -> dict[str, tuple[str, str | None, str]]:
     """remote_path → (status, sha256, verified_at) of its newest verification."""
-    if store is None or not store.path.exists():
+    if store is None or not store.exists():
         return {}
     rows = db(store).execute(
         "SELECT remote_path, status, sha256, verified_at FROM verifications WHERE id IN "
@@ -597,7 +597,7 @@ def verify_one(dest: Destination, a: Archive, tmpdir: Path) -> Verification:
 def known_missing(store: StateStore | None, job: str, present: Iterable[Archive]) -> Archive | None:
     """The archive of the job's newest successful run, if the destination no longer has it
     (and prune did not delete it)."""
-    if store is None or not store.path.exists():
+    if store is None or not store.exists():
         return None
     run = store.last_success(job)
     if run is None or not run.remote_path:
@@ -614,7 +614,7 @@ def known_missing(store: StateStore | None, job: str, present: Iterable[Archive]
 
 def record(store: StateStore, jv: JobVerification) -> None:
     if store.readonly:
-        log.info("%s: no ledger at %s: the verification results are not recorded", jv.job, store.path)
+        log.info("%s: no ledger at %s: the verification results are not recorded", jv.job, store.where)
         return
     con = db(store)
     con.execute("BEGIN IMMEDIATE")
@@ -701,9 +701,9 @@ def verify_jobs(
     w = parse_window_option(window)
     jobs = select_jobs(config, names, all_jobs)
     # verify records its results in an existing ledger; it never creates one (nothing ran here yet)
-    store = StateStore(
-        config.settings.state_dir, readonly=not (Path(config.settings.state_dir) / LEDGER_FILE).exists()
-    )
+    store = StateStore.of(config.settings)
+    if not store.exists():
+        store = StateStore.of(config.settings, readonly=True)
     out = []
     try:
         store.connect()  # a broken ledger is reported before any destination is contacted
@@ -733,7 +733,7 @@ class NoArchiveError(TableshipError):
 
 def last_verification(store: StateStore, job: str) -> dict | None:
     """The job's newest ``verify`` batch: when, how many, per status; for ``status``."""
-    if not store.path.exists():
+    if not store.exists():
         return None
     con = db(store)
     row = con.execute(
@@ -765,7 +765,7 @@ def ls_rows(config: Config, names: list[str] | None = None) -> list[dict]:
     from tableship.backup.runner import select_jobs
 
     jobs = select_jobs(config, names or [])
-    store = StateStore(config.settings.state_dir, readonly=True)
+    store = StateStore.of(config.settings, readonly=True)
     rows = []
     try:
         for n in jobs:

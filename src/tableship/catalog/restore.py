@@ -391,7 +391,7 @@ def restore(
     if to is None and target is None:
         to = "."
     con = None
-    store = StateStore(config.settings.state_dir, readonly=True)
+    store = StateStore.of(config.settings, readonly=True)
     staging = config.staging_dir / "restore"
     tmpdir: Path | None = None
     csv_tmp: Path | None = None

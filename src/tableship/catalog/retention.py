@@ -38,7 +38,6 @@ from tableship.catalog.archives import (
 from tableship.config.models import Config, JobConfig, RetentionSpec
 from tableship.core import holds
 from tableship.core.errors import EXIT_JOB_FAILED, EXIT_LOCKED, TableshipError
-from tableship.ledger.lock import JobLock
 from tableship.ledger.schema import LedgerError
 from tableship.ledger.state import StateStore, now
 
@@ -193,13 +192,13 @@ def prune_jobs(
     from tableship.backup.runner import select_jobs
 
     jobs = select_jobs(config, names, all_jobs)
-    store = StateStore(config.settings.state_dir, readonly=dry_run)  # a dry run never writes the ledger
+    store = StateStore.of(config.settings, readonly=dry_run)  # a dry run never writes the ledger
     results = []
     try:
         store.connect()  # a broken ledger is reported before any destination is contacted
         for n in jobs:
             try:
-                with JobLock(config.settings.state_dir, n).acquire(0):
+                with store.job_lock(n).acquire(0):
                     results.append(prune_job(config, config.jobs[n], store, dry_run, today, echo))
             except LedgerError:
                 raise  # the same for every job: one Error: line, exit 74

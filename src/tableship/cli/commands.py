@@ -202,7 +202,7 @@ def status(obj: Ctx, as_json, today):
     )
 
     config = obj.config
-    store = StateStore(config.settings.state_dir, readonly=True)  # never creates or migrates the ledger
+    store = StateStore.of(config.settings, readonly=True)  # never creates or migrates the ledger
     try:
         rows = status_rows(config, store, today)
     finally:
@@ -273,7 +273,7 @@ def history(obj: Ctx, job, limit, as_json):
     config = obj.config
     if job:
         config.job(job)
-    store = StateStore(config.settings.state_dir, readonly=True)  # never creates or migrates the ledger
+    store = StateStore.of(config.settings, readonly=True)  # never creates or migrates the ledger
     try:
         rows = history_rows(store, job, limit)
     finally:
@@ -284,6 +284,35 @@ def history(obj: Ctx, job, limit, as_json):
         click.echo("no runs yet")
     else:
         click.echo(format_table(rows, STATUS_COLUMNS))
+
+
+@cli.group("state")
+def state_group():
+    """The ledger itself (docs/scaling.md)."""
+
+
+@state_group.command("migrate")
+@click.option(
+    "--to",
+    "to_url",
+    required=True,
+    metavar="URL",
+    help="The PostgreSQL ledger to copy into (postgresql://user:password@host:5432/db; $VAR is expanded).",
+)
+@click.pass_obj
+def state_migrate(obj: Ctx, to_url):
+    """Copy this host's SQLite ledger (state_dir/state.db: every run, transition, incident, alert,
+    verification and prune) into an empty PostgreSQL ledger, then point settings.state at it.
+    The SQLite file is only read."""
+    import os
+
+    from tableship.core.redact import activate
+    from tableship.ledger.migrate import migrate_ledger
+
+    config = obj.config
+    url = os.path.expandvars(to_url)
+    activate([*config.secrets, url])  # the URL's password is a secret like the config's
+    migrate_ledger(config.settings, url, click.echo)
 
 
 @cli.group("config")

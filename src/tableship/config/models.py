@@ -73,6 +73,23 @@ class Settings(Model):
     metrics_file: ConfigPath | None = None
     status_file: ConfigPath | None = None
     staging_dir: ConfigPath | None = None  # default: state_dir/staging
+    # the ledger: None = SQLite under state_dir; "postgresql://user:pw@host/db" = shared by
+    # several hosts (docs/scaling.md); a secret (its password is redacted everywhere)
+    state: SecretStr | None = None
+
+    @field_validator("state")
+    @classmethod
+    def _state_url(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None:
+            return v
+        text = v.get_secret_value().strip()
+        scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+        if scheme not in ("postgresql", "postgres", "postgresql+psycopg"):
+            raise ValueError(
+                "must be a PostgreSQL URL (postgresql://user:password@host:5432/dbname); leave it out "
+                "for the SQLite ledger under state_dir"
+            )
+        return SecretStr(text)
 
 
 # ---------------------------------------------------------------- sources

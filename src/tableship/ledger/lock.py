@@ -1,4 +1,5 @@
-"""Per-job locks: ``fcntl.flock`` on ``state_dir/locks/<job>.lock``.
+"""Per-job locks: ``fcntl.flock`` on ``state_dir/locks/<job>.lock`` (an SQLite ledger), or a
+PostgreSQL session advisory lock (:class:`PgJobLock`, a ledger shared by several hosts).
 
 The kernel drops a flock when its process dies, so a crashed run never leaves a stale
 lock. The file holds the owner's pid, host and start time for the "held by" message.
@@ -18,9 +19,11 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tableship.core.errors import LockedError
+from tableship.ledger.postgres import PgConnection, advisory_key
 
 
 def _held_flocks() -> set[tuple[int, int, int]] | None:
@@ -124,6 +127,106 @@ class JobLock:
             self._fd = None
 
     def __enter__(self) -> JobLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+# ---------------------------------------------------------------- PostgreSQL ledgers
+
+
+def job_key(job: str) -> int:
+    return advisory_key("job:" + job)
+
+
+def pg_lock_held(db: PgConnection, job: str) -> bool:
+    """Whether any session (any host) holds the job's advisory lock (read from ``pg_locks``,
+    never by trying it: see :func:`run_alive`)."""
+    key = job_key(job)
+    row = db.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = ? "
+        "AND objid::bigint = ? AND objsubid = 1 AND granted",
+        ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF),
+    ).fetchone()
+    return bool(row[0])
+
+
+class PgJobLock:
+    """A job's lock on a PostgreSQL ledger, for every host that shares it.
+
+    A *session* advisory lock (``pg_try_advisory_lock``) held by the process's lock session
+    (one connection per process, beside the ledger's own). Chosen over a lease row with a
+    heartbeat because the server itself frees it when the session ends — a killed process
+    at once (its kernel closes the socket), a vanished host within the keepalive bound of
+    :mod:`.postgres` (about 25-30 s) — with no heartbeat thread to keep alive during a long
+    export and no clock to trust across hosts. ``job_locks`` records the holder's host, pid
+    and start for ``status`` and the "held by" message; a row left by a dead holder is only
+    information (the advisory lock is the truth) and is overwritten by the next holder.
+    """
+
+    def __init__(self, session: Callable[[], PgConnection], job: str):
+        self._session = session
+        self.job = job
+        self.key = job_key(job)
+        self._db: PgConnection | None = None
+
+    def owner(self) -> dict:
+        db = self._db or self._session()
+        row = db.execute("SELECT host, pid, started_at FROM job_locks WHERE job=?", (self.job,)).fetchone()
+        return {"host": row[0], "pid": row[1], "started": row[2]} if row else {}
+
+    def _try(self, db: PgConnection) -> bool:
+        if self.key in db.held:
+            return False  # another thread of this process holds it
+        ok = bool(db.execute("SELECT pg_try_advisory_lock(?)", (self.key,)).fetchone()[0])
+        if ok:
+            db.held.add(self.key)
+        return ok
+
+    def acquire(self, wait: float = 0) -> PgJobLock:
+        db = self._session()
+        deadline = time.monotonic() + max(wait, 0)
+        while not self._try(db):
+            if time.monotonic() >= deadline:
+                o = self.owner()
+                holder = f"pid {o.get('pid', '?')} on {o.get('host', '?')} since {o.get('started', '?')}"
+                raise LockedError(
+                    f"job {self.job!r} is already running ({holder})",
+                    "wait for it to finish, or pass --wait SECONDS",
+                )
+            time.sleep(min(0.2, max(deadline - time.monotonic(), 0.01)))
+        self._db = db
+        try:
+            db.execute(
+                "INSERT INTO job_locks (job, host, pid, started_at) VALUES (?,?,?,?) ON CONFLICT (job) "
+                "DO UPDATE SET host=excluded.host, pid=excluded.pid, started_at=excluded.started_at",
+                (
+                    self.job,
+                    socket.gethostname(),
+                    os.getpid(),
+                    dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                ),
+            )
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    def release(self) -> None:
+        db, self._db = self._db, None
+        if db is None or db.closed:
+            return
+        try:
+            db.execute(
+                "DELETE FROM job_locks WHERE job=? AND pid=? AND host=?",
+                (self.job, os.getpid(), socket.gethostname()),
+            )
+        finally:
+            db.execute("SELECT pg_advisory_unlock(?)", (self.key,))
+            db.held.discard(self.key)
+
+    def __enter__(self) -> PgJobLock:
         return self
 
     def __exit__(self, *exc) -> None:

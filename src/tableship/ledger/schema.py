@@ -32,9 +32,11 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tableship.core.errors import EXIT_LEDGER, EXIT_LOCKED, TableshipError
-from tableship.ledger.lock import flock_within
+from tableship.core.errors import EXIT_LEDGER, EXIT_LOCKED, ConfigError, TableshipError
+from tableship.ledger import postgres
+from tableship.ledger.lock import JobLock, PgJobLock, flock_within, pg_lock_held, run_alive
 
 log = logging.getLogger("tableship")
 
@@ -231,6 +233,19 @@ ALTER TABLE verifications ADD COLUMN destination TEXT;
 ALTER TABLE pruned ADD COLUMN destination TEXT;
 """
 
+# Version 6 (issue 16): several hosts on one (PostgreSQL) ledger: who holds a job's lock, and
+# which host and process recorded each phase.
+V6_HOSTS = """
+CREATE TABLE job_locks (
+    job TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started_at TEXT NOT NULL
+);
+ALTER TABLE transitions ADD COLUMN host TEXT;
+ALTER TABLE transitions ADD COLUMN pid INTEGER;
+"""
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -242,7 +257,7 @@ class Migration:
 
     version: int
     description: str
-    apply: str | Callable[[sqlite3.Connection], None]
+    apply: str | Callable[[Any], None]
 
 
 MIGRATIONS: list[Migration] = [
@@ -257,6 +272,7 @@ MIGRATIONS: list[Migration] = [
     Migration(
         5, "deliveries (one per destination of a run); destination of verifications, prunes", V5_DELIVERIES
     ),
+    Migration(6, "job lock holders; host and pid of each transition", V6_HOSTS),
 ]
 
 LATEST = MIGRATIONS[-1].version
@@ -282,6 +298,9 @@ def _check_steps() -> None:
 
 
 _check_steps()
+
+#: table → its identity column on PostgreSQL (for ``cursor.lastrowid``), from every step's DDL
+IDENTITY = postgres.identity_columns(m.apply for m in MIGRATIONS if isinstance(m.apply, str))
 
 
 # ---------------------------------------------------------------- errors
@@ -421,26 +440,50 @@ def _connect(target: str, path: Path, uri: bool = False) -> _Connection:
 
 
 class Ledger:
-    """``state_dir/state.db``. Safe for several processes (WAL, busy timeout).
+    """The ledger: ``state_dir/state.db`` (SQLite; safe for several processes of one host: WAL,
+    busy timeout), or a PostgreSQL database when ``url`` is given (``settings.state``; shared
+    by several hosts, see :mod:`.postgres`).
 
-    ``readonly=True``: never creates, migrates or writes the file (see the module docstring).
+    ``readonly=True``: never creates, migrates or writes it (see the module docstring).
     """
 
-    def __init__(self, state_dir: Path, readonly: bool = False):
+    def __init__(self, state_dir: Path, readonly: bool = False, url: str | None = None):
         self.state_dir = Path(state_dir)
         self.path = self.state_dir / LEDGER_FILE
         self.readonly = readonly
-        self._db: _Connection | None = None
+        self.url = url or None
+        #: how messages name the ledger (a PostgreSQL URL without its password)
+        self.where = postgres.display_url(self.url) if self.url else str(self.path)
+        self._db: Any = None
+        self._lock_session: postgres.PgConnection | None = None
+
+    @classmethod
+    def of(cls, settings: Any, readonly: bool = False):
+        """The ledger ``settings`` (the config's ``[settings]``) name: ``state`` or ``state_dir``."""
+        state = getattr(settings, "state", None)
+        url = state.get_secret_value() if hasattr(state, "get_secret_value") else state
+        return cls(settings.state_dir, readonly=readonly, url=url)
+
+    @property
+    def shared(self) -> bool:
+        """Whether other hosts may use this ledger too (PostgreSQL)."""
+        return self.url is not None
 
     @property
     def lock_path(self) -> Path:
         return self.path.with_name(self.path.name + ".lock")
 
     def exists(self) -> bool:
-        return self.path.exists()
+        """Whether there is a ledger to read (a PostgreSQL ledger always is: it may be empty)."""
+        return True if self.url else self.path.exists()
 
-    def connect(self) -> sqlite3.Connection:
+    def connect(self) -> Any:
+        """The connection (``sqlite3.Connection``, or a :class:`.postgres.PgConnection` with the
+        same methods). Opening a writable ledger migrates it."""
         if self._db is None:
+            if self.url:
+                self._db = self._open_pg()
+                return self._db
             try:
                 self._db = self._open_readonly() if self.readonly else self._open_writable()
             except (sqlite3.Error, OSError) as exc:
@@ -448,14 +491,17 @@ class Ledger:
         return self._db
 
     def close(self) -> None:
-        if self._db is not None:
-            db, self._db = self._db, None
-            with contextlib.suppress(sqlite3.Error):
-                db.close()
+        for attr in ("_db", "_lock_session"):
+            db = getattr(self, attr)
+            if db is not None:
+                setattr(self, attr, None)
+                with contextlib.suppress(sqlite3.Error):
+                    db.close()
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on any exception, signals included)."""
+    def transaction(self) -> Iterator[Any]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on any exception, signals included).
+        On PostgreSQL: the ledger-wide write lock for the transaction (see :mod:`.postgres`)."""
         db = self.connect()
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -468,9 +514,64 @@ class Ledger:
             raise
 
     def version(self) -> int:
-        return self.connect().execute("PRAGMA user_version").fetchone()[0]
+        db = self.connect()
+        if isinstance(db, postgres.PgConnection):
+            return _pg_version(db)
+        return db.execute("PRAGMA user_version").fetchone()[0]
+
+    # -- locks
+    def job_lock(self, job: str) -> JobLock | PgJobLock:
+        """The job's lock: a ``flock`` beside an SQLite ledger, a session advisory lock on a
+        PostgreSQL one (:class:`.lock.PgJobLock`: held by this process's lock session)."""
+        if self.url:
+            return PgJobLock(self._locks, job)
+        return JobLock(self.state_dir, job)
+
+    def _locks(self) -> postgres.PgConnection:
+        if self._lock_session is None or self._lock_session.closed:
+            self.connect()  # migrated first: the lock rows live in job_locks
+            self._lock_session = postgres.connect(self.url or "", self.where, IDENTITY, pg_error)
+        return self._lock_session
+
+    def run_alive(self, job: str, pid: int | None, host: str | None) -> bool:
+        """Whether a run recorded as running (by ``pid`` on ``host``) is still being worked on:
+        its job's lock is held (on PostgreSQL: by any host's session)."""
+        if self.url:
+            db = self.connect()
+            if not isinstance(db, postgres.PgConnection):
+                return False  # an empty PostgreSQL ledger read through memory: nothing runs
+            return pg_lock_held(db, job)
+        return run_alive(self.state_dir, job, pid, host)
 
     # -- opening
+    def _open_pg(self) -> Any:
+        db = postgres.connect(self.url or "", self.where, IDENTITY, pg_error, readonly=self.readonly)
+        try:
+            found = _pg_version(db)
+            if found > LATEST:
+                raise LedgerError(
+                    f"the ledger {self.where} has schema version {found}, newer than this tableship "
+                    f"knows ({LATEST})",
+                    "upgrade tableship (or point settings.state elsewhere)",
+                )
+            if found == LATEST:
+                return db
+            if self.readonly:
+                if found == 0:  # nothing there yet: reads as an empty ledger, nothing is created
+                    db.close()
+                    return _memory(Path(self.where))
+                raise LedgerError(
+                    f"the ledger {self.where} has schema version {found}, older than this tableship's "
+                    f"({LATEST}); a reading command does not migrate it",
+                    "run 'tableship run' (or 'tableship state migrate --to' the same URL) with this "
+                    "tableship once: a writing command migrates it",
+                )
+            _apply_pg(db, self.where)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
     def _open_writable(self) -> _Connection:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         db = _connect(str(self.path), self.path)
@@ -643,3 +744,112 @@ def _flock(lock_path: Path, path: Path, wait: float = BUSY_TIMEOUT) -> Iterator[
         yield
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------- PostgreSQL
+
+#: the schema version of a PostgreSQL ledger (there is no PRAGMA user_version): one row
+PG_VERSION_TABLE = "tableship_schema"
+
+
+def _pg_version(db: Any) -> int:
+    row = db.execute(f"SELECT to_regclass('{PG_VERSION_TABLE}') IS NOT NULL AS present").fetchone()
+    if not row[0]:
+        return 0
+    row = db.execute(f"SELECT max(version) FROM {PG_VERSION_TABLE}").fetchone()
+    return int(row[0] or 0)
+
+
+def _apply_pg(db: Any, where: str) -> None:
+    """Apply the missing steps, each in its own transaction under the ledger's write lock
+    (``BEGIN IMMEDIATE`` → ``pg_advisory_xact_lock``): concurrent writers on other hosts wait,
+    then find the step applied and skip it. PostgreSQL's DDL is transactional, so a step is
+    applied whole or not at all."""
+    from tableship.core.version import __version__
+    from tableship.ledger.state import now
+
+    for step in MIGRATIONS:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(f"CREATE TABLE IF NOT EXISTS {PG_VERSION_TABLE} (version INTEGER NOT NULL)")
+            if _pg_version(db) >= step.version:
+                db.execute("COMMIT")
+                continue
+            if step.version == 1 or step.version == LATEST:
+                log.info("migrating the ledger %s to schema version %d", where, step.version)
+            if callable(step.apply):
+                step.apply(db)
+            else:
+                for stmt in _statements(step.apply):
+                    db.execute(stmt)
+            if step.version >= 2:
+                db.execute(
+                    "INSERT INTO migrations VALUES (?,?,?,?)",
+                    (step.version, step.description, now(), __version__),
+                )
+            db.execute(f"DELETE FROM {PG_VERSION_TABLE}")
+            db.execute(f"INSERT INTO {PG_VERSION_TABLE} (version) VALUES (?)", (step.version,))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                with contextlib.suppress(Exception):
+                    db.execute("ROLLBACK")
+            raise
+
+
+class LedgerUnreachableError(LedgerError):
+    """The PostgreSQL ledger's server cannot be reached now. Exit 75 (temporary)."""
+
+    exit_code = EXIT_LOCKED
+    transient = True
+
+
+def pg_error(exc: BaseException, where: str) -> BaseException:
+    """The ledger's error for a psycopg error on ``where`` (a bug — a wrong query, a broken
+    constraint — is returned as it is)."""
+    if isinstance(exc, (LedgerError, ConfigError)):
+        return exc
+    if isinstance(exc, ImportError):
+        return ConfigError(
+            f"settings.state is a PostgreSQL ledger ({where}), which needs the Python package "
+            "'psycopg', not installed",
+            "install it with: pip install 'tableship[postgres]'",
+        )
+    try:
+        import psycopg  # optional driver (tableship[postgres])
+        from psycopg import errors as pe
+    except ImportError:
+        return exc
+    if not isinstance(exc, psycopg.Error):
+        return exc
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, (pe.LockNotAvailable, pe.QueryCanceled, pe.DeadlockDetected)):
+        return LedgerLockedError(
+            f"the ledger {where} is locked by another process ({text})",
+            "wait for the other tableship process to finish, then re-run",
+        )
+    if isinstance(exc, pe.DiskFull):
+        return LedgerError(
+            f"the ledger {where} cannot be written: the server's disk is full ({text})",
+            "free space on the PostgreSQL server, then re-run",
+        )
+    if isinstance(exc, (pe.InsufficientPrivilege, pe.ReadOnlySqlTransaction)):
+        return LedgerError(
+            f"the ledger {where} cannot be written ({text})",
+            "grant this user CREATE and read/write on the ledger's database (or point settings.state "
+            "at a primary, not a standby), then re-run",
+        )
+    if isinstance(exc, (pe.InvalidAuthorizationSpecification, pe.InvalidPassword)):
+        return LedgerError(
+            f"the ledger {where} refused the login ({text})",
+            "check the user and password of settings.state",
+        )
+    if isinstance(exc, (psycopg.IntegrityError, psycopg.ProgrammingError, psycopg.DataError)):
+        return exc  # a bug, not the server's fault
+    if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return LedgerUnreachableError(
+            f"the ledger {where} cannot be reached ({text})",
+            "check that the PostgreSQL server is up and reachable from this host (settings.state), "
+            "then re-run",
+        )
+    return LedgerError(f"the ledger {where} failed: {text}", "re-run with --debug and report it")

@@ -1,4 +1,4 @@
-"""SQLite run ledger: runs and their phase transitions.
+"""The run ledger (SQLite or PostgreSQL, :mod:`.schema`): runs and their phase transitions.
 
 Each run of a job for a window is a row in ``runs``; each transition is committed
 (``synchronous=FULL``) before the next phase starts, so after a crash the ledger says
@@ -215,9 +215,7 @@ class StateStore(Ledger):
     def liveness(self, run: Run) -> Run:
         """``run``, its result ``interrupted`` if it is recorded as running but its job's lock is free
         (the process died: ``kill -9``, a crash, a reboot). The next run of the job resumes it."""
-        from tableship.ledger.lock import run_alive
-
-        if run.result == Result.RUNNING.value and not run_alive(self.state_dir, run.job, run.pid, run.host):
+        if run.result == Result.RUNNING.value and not self.run_alive(run.job, run.pid, run.host):
             return replace(run, result=Result.INTERRUPTED.value)
         return run
 
@@ -316,6 +314,15 @@ class StateStore(Ledger):
 
     def _log(self, run_id: int, from_phase: Phase | None, to_phase: Phase, note: str) -> None:
         self.connect().execute(
-            "INSERT INTO transitions VALUES (?,?,?,?,?)",
-            (run_id, now(), from_phase.value if from_phase else None, to_phase.value, note),
+            "INSERT INTO transitions (run_id, at, from_phase, to_phase, note, host, pid) "
+            "VALUES (?,?,?,?,?,?,?)",
+            (
+                run_id,
+                now(),
+                from_phase.value if from_phase else None,
+                to_phase.value,
+                note,
+                socket.gethostname(),
+                os.getpid(),
+            ),
         )

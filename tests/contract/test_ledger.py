@@ -1,0 +1,193 @@
+"""The ledger contract: the same statements behave the same on both backends.
+
+Every test runs against the SQLite ledger under a state_dir and against a PostgreSQL ledger
+(a fresh database on the suite's PostgreSQL server, tests/servers/postgres.py).
+"""
+
+from __future__ import annotations
+
+import pytest
+from tests.servers.postgres import fresh_database
+
+from tableship.core import redact
+from tableship.core.errors import LockedError
+from tableship.ledger.schema import LATEST, MIGRATIONS, LedgerError
+from tableship.ledger.state import Phase, Result, StateStore
+from tableship.ops.alerts.incidents import IncidentStore
+
+W = ("2026-06-01", "2026-10-31")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, tmp_path):
+    """(state_dir, url): url None for SQLite."""
+    if request.param == "sqlite":
+        return tmp_path / "state", None
+    server = request.getfixturevalue("postgres")
+    return tmp_path / "state", fresh_database(server)
+
+
+@pytest.fixture
+def store(backend):
+    s = StateStore(backend[0], url=backend[1])
+    yield s
+    s.close()
+
+
+def other(backend, readonly=False) -> StateStore:
+    """Another process's view of the same ledger (another connection / session)."""
+    return StateStore(backend[0], readonly=readonly, url=backend[1])
+
+
+def walk_to(store, run, target: Phase):
+    while Phase(run.phase) != target:
+        run = store.advance(run, Phase(run.phase).next())
+    return run
+
+
+def test_migrated_to_latest_once(store, backend):
+    store.connect()
+    assert store.version() == LATEST
+    logged = [r[0] for r in store.connect().execute("SELECT version FROM migrations ORDER BY version")]
+    assert logged == [m.version for m in MIGRATIONS if m.version >= 2]
+    again = other(backend)
+    try:
+        assert again.version() == LATEST  # a second opener finds it migrated and applies nothing
+        assert [r[0] for r in again.connect().execute("SELECT version FROM migrations")] == logged
+    finally:
+        again.close()
+
+
+def test_runs_round_trip(store):
+    a = store.start("job", *W, "2026-11-26", fingerprint='{"x": 1}')
+    b = store.start("other", *W, "2026-11-26")
+    assert b.id > a.id > 0
+    a = store.advance(a, Phase.EXPORTED, "staged", rows=3, archive_bytes=5 * 2**32, sha256="ab" * 32)
+    assert (a.phase, a.rows, a.archive_bytes) == ("exported", 3, 5 * 2**32)  # 64-bit integers
+    assert store.resumable("job", *W).id == a.id
+    a = walk_to(store, a, Phase.DONE)
+    a = store.finish(a, Result.SUCCESS)
+    assert store.resumable("job", *W) is None
+    assert store.last_success("job").id == a.id
+    assert [r.id for r in store.history(None, 10)] == [b.id, a.id]
+    assert [r.id for r in store.unfinished("other")] == [b.id]
+    steps = store.connect().execute(
+        "SELECT from_phase, to_phase, host, pid FROM transitions WHERE run_id=? ORDER BY at", (a.id,)
+    )
+    rows = [tuple(r) for r in steps]
+    assert [r[1] for r in rows] == ["planned", "exported", "uploaded", "verified", "done"]
+    assert all(r[2] and r[3] for r in rows)  # which host and process recorded each phase
+    with pytest.raises(RuntimeError):
+        store.advance(a, Phase.DONE)  # no step to the same phase
+
+
+def test_rows_by_name_and_index(store):
+    run = store.start("job", *W, "2026-11-26")
+    row = store.connect().execute("SELECT id, job FROM runs WHERE id=?", (run.id,)).fetchone()
+    assert row[0] == row["id"] == run.id and dict(row) == {"id": run.id, "job": "job"}
+    assert store.connect().execute("SELECT id FROM runs WHERE job=?", ("none",)).fetchone() is None
+
+
+def test_abandon_and_windows(store):
+    run = store.start("job", *W, "2026-11-26")
+    run = store.abandon(run, "given up")
+    assert run.result == Result.ABANDONED.value and not run.unfinished
+    store.abandon_window("job", *W, "gone", [run.id])
+    assert store.abandoned_windows("job") == {W}
+
+
+def test_incidents_and_outbox(store):
+    store.connect()
+    inc = IncidentStore(store)
+    inc.begin()
+    first = inc.record_failure("job", "2026-11-26T02:00:00+00:00", 1, "export", "boom")
+    inc.commit()
+    again = inc.record_failure("job", "2026-11-26T03:00:00+00:00", 2, "export", "boom")
+    assert again.id == first.id and again.failures == 2
+    mid = inc.add_message(first.id, "job", "mail", "failed", 2, "{}", "2026-11-26T03:00:00+00:00")
+    inc.set_state(mid, "sent", "2026-11-26T03:00:01+00:00", counted_at="2026-11-26T03:00:01+00:00")
+    assert inc.used_budget("mail", "2026-11-26T02:30:00+00:00") == 1
+    assert inc.used_budget("mail", "2026-11-26T03:30:00+00:00") == 0
+    assert inc.alerted_channels(first.id) == ["mail"]
+    assert inc.last_alert(first.id, "mail").id == mid
+    assert inc.counts() == [("mail", "sent", 1)]
+    inc.close(first.id, "2026-11-26T04:00:00+00:00", 3)
+    assert inc.open_incident("job") is None
+    assert inc.record_failure("job", "2026-11-27T02:00:00+00:00", 4, None, None).id != first.id
+
+
+def test_one_open_incident_per_job_is_a_constraint(store):
+    store.connect()
+    inc = IncidentStore(store)
+    inc.record_failure("job", "2026-11-26T02:00:00+00:00", 1, None, None)
+    with pytest.raises(Exception) as caught:  # sqlite3.IntegrityError / psycopg.IntegrityError: a bug
+        store.connect().execute(
+            "INSERT INTO incidents (job, opened_at, failures) VALUES (?,?,1)", ("job", "2026-11-26")
+        )
+    assert "unique" in str(caught.value).lower()
+    assert not isinstance(caught.value, LedgerError)
+
+
+def test_write_transactions_are_serial(store, backend):
+    """BEGIN IMMEDIATE takes the ledger's write lock on both backends: while one writer's
+    transaction is open, another's BEGIN IMMEDIATE waits (here: with no patience, refused)."""
+    store.connect()
+    second = other(backend)
+    db2 = second.connect()
+    db2.execute("SET lock_timeout = 50" if backend[1] else "PRAGMA busy_timeout = 0")
+    try:
+        with store.transaction() as db:
+            db.execute(
+                "INSERT INTO job_locks (job, host, pid, started_at) VALUES (?,?,?,?)", ("a", "h", 1, "t")
+            )
+            with pytest.raises(LedgerError) as caught:
+                with second.transaction():
+                    pass
+            assert caught.value.exit_code == 75 and "locked" in caught.value.message
+        with second.transaction() as db2:  # free again after the first committed
+            db2.execute("DELETE FROM job_locks WHERE job=?", ("a",))
+    finally:
+        second.close()
+    assert store.connect().execute("SELECT count(*) FROM job_locks").fetchone()[0] == 0
+
+
+def test_job_lock_is_exclusive_and_names_its_holder(store, backend):
+    store.connect()
+    lock = store.job_lock("job").acquire()
+    rival = other(backend)
+    try:
+        with pytest.raises(LockedError) as caught:
+            rival.job_lock("job").acquire(0)
+        assert "already running (pid" in caught.value.message
+        run = store.start("job", *W, "2026-11-26")
+        assert rival.run_alive("job", run.pid, run.host)
+        lock.release()
+        assert not rival.run_alive("job", run.pid, run.host)
+        rival.job_lock("job").acquire(0).release()
+    finally:
+        lock.release()
+        rival.close()
+
+
+def test_strings_bound_are_redacted(store):
+    redact.activate(["Sup3rSecretPw"])
+    try:
+        run = store.start("job", *W, "2026-11-26")
+        store.finish(run, Result.FAILED, "login as u:Sup3rSecretPw failed")
+        assert "Sup3rSecretPw" not in (store.get(run.id).error or "")
+    finally:
+        redact.activate([])
+
+
+def test_reader_of_a_missing_ledger_creates_nothing(backend):
+    reader = other(backend, readonly=True)
+    try:
+        assert reader.history() == [] and reader.version() == LATEST
+    finally:
+        reader.close()
+    writer = other(backend)
+    try:
+        # nothing was created by the reader: the first writer migrates from scratch
+        assert writer.version() == LATEST
+    finally:
+        writer.close()
