@@ -146,3 +146,35 @@ argv = ["sh", "-c", "echo \\"$TABLESHIP_EVENT $TABLESHIP_JOB\\" >> \\"$1\\"", "p
     assert ledger_rows(estate.ledger_url, "SELECT count(*) FROM incidents WHERE closed_at IS NOT NULL") == [
         (1,)
     ]
+
+
+def test_a_run_uploaded_by_a_dead_host_is_verified_by_another_without_exporting(postgres, tmp_path):
+    """Resume on another host: host1 dies after the upload (holding in the verification's
+    sha256); host2 finishes the run with verify + sidecars only — its staged archive was on
+    host1, and is not needed."""
+    estate = make_estate(postgres, tmp_path, 1, f"r{os.getpid()}_{tmp_path.name[-12:].replace('-', '_')}")
+    c1, c2 = estate.config("host1"), estate.config("host2")
+    holds = tmp_path / "holds"
+    holds.mkdir()
+    env = {"TABLESHIP_TEST_HOLD": "sha256", "TABLESHIP_TEST_HOLD_DIR": str(holds)}
+    victim = start(c1, "run", "--all", "--date", RUN_DATE, env=env, name="victim")
+    wait_for(lambda: (holds / "sha256").exists() or victim.poll() is not None, 300, what="host1 verifying")
+    assert victim.poll() is None, output(c1, "victim")
+    phase = ledger_rows(estate.ledger_url, "SELECT phase FROM runs")
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(60)
+    assert phase == [("uploaded",)]
+    later = start(c2, "run", "--all", "--date", RUN_DATE, name="later")
+    assert later.wait(600) == 0, output(c2, "later")
+    assert_each_window_verified_once(estate)  # one export: host1's
+    run_id, attempts = ledger_rows(estate.ledger_url, "SELECT id, attempts FROM runs")[0]
+    steps = ledger_rows(
+        estate.ledger_url, "SELECT to_phase, pid FROM transitions WHERE run_id=%s ORDER BY at", (run_id,)
+    )
+    by: dict[str, int] = {}
+    for phase, pid in steps:
+        by.setdefault(phase, pid)  # who first recorded it (host2's "resumed" repeats "uploaded")
+    assert by["exported"] == by["uploaded"] == victim.pid
+    assert by["verified"] == by["done"] != victim.pid  # verified and finished by host2's process
+    assert attempts == 2
+    (holds / "sha256").unlink(missing_ok=True)

@@ -9,6 +9,7 @@ root).  Trust auth, TCP on 127.0.0.1:PORT, unix socket in the temp dir, a
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -151,6 +152,17 @@ def _pg_env() -> dict[str, str]:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """Session-wide throw-away PostgreSQL with a ``warehouse`` database."""
+    try:
+        with running_postgres() as server:
+            yield server
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    """A throw-away PostgreSQL (the fixture's; benchmarks use it directly). RuntimeError if
+    it cannot start."""
     bindir = _find_bindir()
     if bindir is None:
         ok, out = apt_install("postgresql")
@@ -237,8 +249,6 @@ def postgres() -> Iterator[PostgresServer]:
         )
         print(f"\n[postgres fixture] ready on {LOCALHOST}:{port} in {startup:.1f}s")
         yield server
-    except RuntimeError as exc:
-        pytest.fail(str(exc), pytrace=False)
     finally:
         if started:
             stop()

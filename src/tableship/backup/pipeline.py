@@ -355,10 +355,20 @@ class Pipeline:
             manifest=manifest,
         )
 
+    def _here(self, staged: str | None) -> bool:
+        """Whether a recorded staged archive lies in this host's own staging folder (a run
+        resumed from another host's ledger row may name that host's folder)."""
+        if not staged:
+            return False
+        return Path(staged).resolve().is_relative_to((self.config.staging_dir / self.job.name).resolve())
+
     def _staged_ok(self, run: Run) -> bool:
         if self._staged_checked:
             return True
         path = Path(run.staged_path or self.plan.staged_path)
+        if not self._here(str(path)):
+            log.warning("staged archive %s is not in this host's staging folder; exporting again", path)
+            return False
         if not path.is_file():
             log.warning("staged archive %s is missing; exporting again", path)
             return False
@@ -482,7 +492,7 @@ class Pipeline:
         )
 
     def clean(self, run: Run) -> Run:
-        if not self.job.keep_local and run.staged_path:
+        if not self.job.keep_local and run.staged_path and self._here(run.staged_path):
             Path(run.staged_path).unlink(missing_ok=True)
         # partial exports left by a killed run of another window (we hold the job's lock)
         for stale in Path(run.staged_path or self.plan.staged_path).parent.glob("*.part"):

@@ -247,6 +247,8 @@ class PgConnection:
         self._lock = threading.RLock()
         #: advisory keys this session holds (a session may take its own lock again: refuse that)
         self.held: set[int] = set()
+        #: statements sent (each a round trip to the server): the cost figure of bench_hosts
+        self.round_trips = 0
 
     @property
     def raw(self):
@@ -261,11 +263,13 @@ class PgConnection:
     def execute(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
         word = sql.strip().split(None, 1)[0].upper() if sql.strip() else ""
         with self._lock:
+            self.round_trips += 1
             try:
                 if word == "BEGIN":
                     mode = sql.strip().upper().split()
                     cur = self._conn.execute("BEGIN")
                     if "IMMEDIATE" in mode or "EXCLUSIVE" in mode:
+                        self.round_trips += 1
                         try:
                             self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_KEY,))
                         except BaseException:
@@ -292,6 +296,7 @@ class PgConnection:
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> Cursor:
         with self._lock:
+            self.round_trips += 1
             try:
                 cur = self._conn.cursor()
                 cur.executemany(translate(sql, True), [_params(p) for p in seq])
