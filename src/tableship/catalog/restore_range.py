@@ -255,7 +255,7 @@ def restore_range(
         )
     loader = open_loader(config, job, load) if load else None
     out_dir = Path(out).expanduser() if out is not None else None
-    store = StateStore(config.settings.state_dir, readonly=dry_run)
+    store = StateStore.of(config.settings, readonly=dry_run)
     try:
         listed = _listed(config, job, store)
         selection = select(listed, rng)

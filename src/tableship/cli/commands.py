@@ -475,7 +475,7 @@ def restore(obj: Ctx, job, range_from, to, which, out, load, replace, dry_run):
                 "--from and --window are exclusive", "pass a range (--from/--to) or one --window"
             )
         config = obj.load(log_file=not dry_run)
-        store = None if dry_run else StateStore(config.settings.state_dir)
+        store = None if dry_run else StateStore.of(config.settings)
         try:
             result = restore_range(
                 config,
