@@ -323,10 +323,12 @@ def _table_exists(con, target: LoadTarget) -> bool:
     return bool(row[0] or views[0])
 
 
-def _decompress(archive: Path, codec: str, out: Path) -> tuple[int, bytes, int]:
+def _decompress(archive: Path, codec: str, out: Path, sync: bool = True) -> tuple[int, bytes, int]:
     """Decompress into ``out``; (bytes, first line, longest physical line).
 
-    A read error of the codec is a RestoreError; a write error stays an OSError."""
+    ``sync=False`` for a temporary that is read and deleted by this process (a range
+    restore's staged CSV): no fsync. A read error of the codec is a RestoreError; a
+    write error stays an OSError."""
     import numpy as np
 
     def bad(exc: Exception) -> RestoreError:
@@ -366,7 +368,8 @@ def _decompress(archive: Path, codec: str, out: Path) -> tuple[int, bytes, int]:
                 run = len(chunk) - int(nl[-1]) - 1
             dst.write(chunk)
         dst.flush()
-        os.fsync(dst.fileno())
+        if sync:
+            os.fsync(dst.fileno())
     return total, head.split(b"\n", 1)[0], max(longest, run)
 
 

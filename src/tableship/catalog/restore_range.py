@@ -173,7 +173,7 @@ def _verify(config: Config, pick: Pick, tmp: Path, say: Callable[[str], None]) -
             log.warning("%s: %s; using the copy on %s", pick.archive.remote_path, "; ".join(problems), name)
         csv = tmp / _csv_name(copy.file_name, codec)
         try:
-            size, header, longest = _decompress(local, codec, csv)
+            size, header, longest = _decompress(local, codec, csv, sync=False)
         except OSError as exc:
             raise RestoreError(
                 f"cannot write {str(csv)!r}: {exc.strerror}", "free space in the staging folder"
@@ -336,6 +336,7 @@ def _run(
             result.seconds = time.monotonic() - t0
             return result
         # 4. the target
+        assert record is not None  # a loader always has its restore record
         phase = "prepare"
         created = loader.prepare(columns, job.partition_column)
         pending = {p for p, s, _ in loadlog.loads(store, record.id) if s == "loading"}
@@ -353,12 +354,13 @@ def _run(
         phase = "load"
         for i, v in enumerate(verified):
             a = v.pick.archive
+            manifest = a.manifest or {}
             holds.hold("restore-load")
             loadlog.loading(
                 store,
                 record.id,
                 a.remote_path,
-                a.sha256,
+                a.sha256 or "",
                 v.destination,
                 v.pick.first_day.isoformat(),
                 v.pick.spans[-1].end.isoformat(),
@@ -366,8 +368,8 @@ def _run(
             spec = LoadSpec(
                 csv=v.csv,
                 columns=columns,
-                dialect=_dialect(a.manifest),
-                expected_rows=a.rows,
+                dialect=_dialect(manifest),
+                expected_rows=int(manifest["rows"]),
                 partition_column=job.partition_column,
                 spans=_spans(job, columns, v.pick),
                 whole=v.pick.whole,

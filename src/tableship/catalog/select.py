@@ -133,20 +133,22 @@ def select(listed: dict[str, list[Archive]], rng: Window) -> Selection:
             key = (a.remote_path, a.sha256 or "")
             pick = by_key.setdefault(key, Pick(a))
             pick.copies.setdefault(dest_name, a)
-    newest_first = sorted(
-        by_key.values(),
-        key=lambda p: (p.archive.created_at or "", p.archive.window.end, p.archive.remote_path),
-        reverse=True,
-    )
+    newest_first = sorted(by_key.values(), key=_newest, reverse=True)
     free = [rng]
     picks = []
     for p in newest_first:
+        assert p.archive.window is not None  # usable() checked it
         taken, free = _subtract(free, p.archive.window)
         if taken:
             p.spans = _merge(sorted(taken))
             picks.append(p)
     picks.sort(key=lambda p: (p.first_day, p.archive.remote_path))
     return Selection(rng, picks, free, sorted(unusable.values(), key=Archive.sort_key))
+
+
+def _newest(p: Pick) -> tuple:
+    w = p.archive.window
+    return (p.archive.created_at or "", w.end if w else dt.date.min, p.archive.remote_path)
 
 
 def _merge(spans: list[Window]) -> list[Window]:

@@ -7,8 +7,8 @@ Per archive:
    mount of the cluster's storage), temporary name then rename;
 2. a session-scoped view reads it with the engine's own CSV reader and the archive's
    dialect: ``CREATE TEMPORARY VIEW … (every column STRING) USING csv OPTIONS (path, sep,
-   header, quote '"', escape '"', multiLine 'true', nullValue <null text>, emptyValue '',
-   mode 'FAILFAST')``;
+   header, quote '"', escape '"', multiLine 'true', nullValue <null text>, emptyValue <a
+   sentinel turned back into ''>, mode 'FAILFAST')``;
 3. its rows are counted: a count that is not the manifest's stops here, the table untouched;
 4. ``INSERT OVERWRITE TABLE t PARTITION (<partition column>) SELECT CAST(… AS <type>) …
    WHERE <spans>`` with dynamic partition overwrite (``spark.sql.sources.partitionOverwriteMode
@@ -85,17 +85,21 @@ def literal(value: Any) -> str:
     return f"'{text}'"
 
 
-def csv_options(spec: LoadSpec, uri: str) -> str:
+def csv_options(spec: LoadSpec, uri: str, empty: str) -> str:
+    """The CSV reader's options for the archive's dialect. Spark turns a field equal to
+    ``nullValue`` into NULL *after* parsing, so a quoted ``""`` (an empty string) would become
+    NULL too when the null text is empty: ``emptyValue`` (what a quoted empty field reads as)
+    is set to the ``empty`` sentinel, turned back into '' by :meth:`HS2Loader.select_sql`."""
     d = spec.dialect
     opts = {
         "path": uri,
         "header": "true" if d.header else "false",
         "sep": d.delimiter,
-        "quote": '"' if d.quoting == "minimal" else "\u0000",
+        "quote": '"' if d.quoting == "minimal" else "",  # "" turns quoting off when reading
         "escape": '"',
         "multiLine": "true",
         "nullValue": d.null,
-        "emptyValue": "",
+        "emptyValue": empty,
         "mode": "FAILFAST",
         "encoding": "UTF-8",
         "ignoreLeadingWhiteSpace": "false",
@@ -223,26 +227,28 @@ class HS2Loader:
                 out.append(value)
         return out
 
-    def select_sql(self, spec: LoadSpec, view: str) -> str:
+    def select_sql(self, spec: LoadSpec, view: str, empty: str) -> str:
         exprs = []
         for n, t in self._columns(spec.columns, self._pc):
-            src = ident(n)
+            src = f"CASE WHEN {ident(n)} = {literal(empty)} THEN '' ELSE {ident(n)} END"
             exprs.append(f"unhex({src})" if t == "binary" else f"CAST({src} AS {t}) AS {ident(n)}")
         return f"SELECT {', '.join(exprs)} FROM {ident(view)} WHERE {self._pred(spec.spans)}"
 
     def load(self, spec: LoadSpec) -> int:
         folder = self.staging / f"tableship-load-{secrets.token_hex(6)}"
         view = f"tableship_load_{secrets.token_hex(6)}"
+        empty = f"\u0001tableship-empty-{secrets.token_hex(8)}\u0001"
         try:
             place(spec.csv, folder)
             cols = ", ".join(f"{ident(n)} STRING" for n, _ in spec.columns)
             uri = f"{self.uri_base.rstrip('/')}/{folder.name}"
             self._run(
-                f"CREATE TEMPORARY VIEW {ident(view)} ({cols}) USING csv OPTIONS ({csv_options(spec, uri)})",
+                f"CREATE TEMPORARY VIEW {ident(view)} ({cols}) USING csv "
+                f"OPTIONS ({csv_options(spec, uri, empty)})",
                 f"reading {spec.name} with the engine's CSV reader",
             )
             total = int(
-                (self._run(f"SELECT count(*) FROM {ident(view)}", f"counting {spec.name}") or [[0]])[0][0]
+                (self._run(f"SELECT count(*) FROM {ident(view)}", f"counting {spec.name}") or [(0,)])[0][0]
             )
             if total != spec.expected_rows:
                 raise LoadError(
@@ -253,7 +259,7 @@ class HS2Loader:
             before = self._partitions(spec.spans)
             self._run(
                 f"INSERT OVERWRITE TABLE {self.sql_name} PARTITION ({ident(self._pc)}) "
-                f"{self.select_sql(spec, view)}",
+                f"{self.select_sql(spec, view, empty)}",
                 f"loading {spec.name}",
             )
             if before:
@@ -261,7 +267,7 @@ class HS2Loader:
                     str(r[0])
                     for r in self._run(
                         f"SELECT DISTINCT CAST({ident(self._pc)} AS STRING) "
-                        f"FROM ({self.select_sql(spec, view)}) s",
+                        f"FROM ({self.select_sql(spec, view, empty)}) s",
                         "listing the partitions written",
                     )
                     or []

@@ -121,6 +121,11 @@ class SQLAlchemyLoader:
         self._pc = ""
         self.is_pg = self.url.get_backend_name() == "postgresql" and self.url.get_driver_name() == "psycopg"
 
+    @property
+    def table(self) -> sa.Table:
+        assert self._table is not None, "prepare() first"
+        return self._table
+
     # -- plumbing
     def _error(self, exc: BaseException, what: str) -> LoadError:
         text = redact(str(getattr(exc, "orig", None) or exc)).strip().splitlines()
@@ -172,13 +177,13 @@ class SQLAlchemyLoader:
             raise self._error(exc, "creating or checking the table") from None
 
     def _where(self, spans: list[Span]):
-        col = self._table.c[self._pc]
+        col = self.table.c[self._pc]
         return sa.or_(*[col.between(s.low, s.high) for s in spans]) if spans else sa.false()
 
     def rows_in(self, spans: list[Span]) -> int:
         try:
             with self.engine().connect() as conn:
-                q = sa.select(sa.func.count()).select_from(self._table).where(self._where(spans))
+                q = sa.select(sa.func.count()).select_from(self.table).where(self._where(spans))
                 return int(conn.execute(q).scalar_one())
         except sa_exc.SQLAlchemyError as exc:
             raise self._error(exc, "counting the range's rows") from None
@@ -189,10 +194,10 @@ class SQLAlchemyLoader:
         total = self._count(spec)
         try:
             with self.engine().begin() as conn:
-                conn.execute(self._table.delete().where(self._where(spec.spans)))
+                conn.execute(self.table.delete().where(self._where(spec.spans)))
                 written = 0
                 for rows in self._batches(spec):
-                    conn.execute(self._table.insert(), rows)
+                    conn.execute(self.table.insert(), rows)
                     written += len(rows)
                 if total != spec.expected_rows:
                     raise count_mismatch(spec, total)
@@ -213,7 +218,7 @@ class SQLAlchemyLoader:
         sql, params = read_sql(spec, filtered=False)
         con = duckdb.connect()
         try:
-            return int(con.execute(f"SELECT count(*) FROM ({sql})", params).fetchone()[0])
+            return _one(con.execute(f"SELECT count(*) FROM ({sql})", params).fetchone())
         except duckdb.Error as exc:
             raise parse_failed(exc, spec) from None
         finally:
@@ -225,7 +230,7 @@ class SQLAlchemyLoader:
         try:
             con.execute("SET TimeZone = 'UTC'")
             reader = con.execute(sql, params).to_arrow_reader(BATCH_ROWS)
-            for batch in reader:
+            for batch in reader or ():
                 yield batch.to_pylist()
         except duckdb.Error as exc:
             raise parse_failed(exc, spec) from None
@@ -250,6 +255,8 @@ class SQLAlchemyLoader:
         cols = pgsql.SQL(", ").join(pgsql.Identifier(n) for n, _ in spec.columns)
         pc = pgsql.Identifier(self._pc)
         with contextlib.ExitStack() as stack:
+            opts: pgsql.Composable
+            total: int | None
             if self._fast(spec):
                 source, d, header, total = spec.csv, spec.dialect, spec.dialect.header, None
                 opts = pgsql.SQL(
@@ -317,7 +324,7 @@ class SQLAlchemyLoader:
         try:
             con.execute("SET TimeZone = 'UTC'")
             con.execute(f"CREATE TEMP TABLE rows AS {sql}", params)
-            total = int(con.execute("SELECT count(*) FROM rows").fetchone()[0])
+            total = _one(con.execute("SELECT count(*) FROM rows").fetchone())
             fp: dict[str, Any] = {}
             parts = []
             for i, s in enumerate(spec.spans):
@@ -334,6 +341,11 @@ class SQLAlchemyLoader:
             raise parse_failed(exc, spec) from None
         finally:
             con.close()
+
+
+def _one(row: tuple | None) -> int:
+    assert row is not None
+    return int(row[0])
 
 
 def _sql_str(text: str) -> str:

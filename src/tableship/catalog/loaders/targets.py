@@ -39,7 +39,7 @@ def _make(kind: str, *args: Any, **kwargs: Any) -> Loader:
         try:
             importlib.import_module(driver)
         except ImportError:
-            raise MissingExtraError(f"--load into {kind}", extra, driver) from None
+            raise MissingExtraError(f"--load into {kind}", extra or kind, driver) from None
     return getattr(importlib.import_module(module), cls)(*args, **kwargs)
 
 
@@ -96,7 +96,7 @@ def open_loader(config: Config, job: JobConfig, spec: str) -> Loader:
             impala = (cfg.impala_refresh, other)
         return _make("hs2", head, cfg, full, impala)
     # a DuckDB file, optionally :TABLE
-    path, table = spec, None
+    path, table = spec, ""
     m = re.match(r"^(.*):([^:/]+)$", spec)
     if m and m.group(1):
         path, table = m.group(1), m.group(2)

@@ -1,0 +1,236 @@
+"""Restore + load speed: ``tableship restore --from/--to --load`` vs a plain load of the
+decompressed CSV, into PostgreSQL and into DuckDB, in the same run.
+
+Builds a DuckDB warehouse of CDR-like rows (--rows, default 2,000,000, over --months
+monthly partitions: BIGINT, TIMESTAMP with microseconds, DECIMAL(18,4), BOOLEAN, texts
+with ';', quotes, line breaks, non-ASCII, NULL next to ''), backs each month up with
+``tableship run`` (one gzip archive per month on a local destination; not timed), starts
+a throw-away PostgreSQL (tests/servers/postgres.py), then round-robin per round:
+
+* ``pg tableship`` — ``tableship restore JOB --from M1 --to Mn --load pg:bench.t`` into a new
+  table: list, download, sha256 against the manifest, decompress, header/size checks, the
+  table created from the manifest, one ``COPY FROM STDIN`` transaction per archive, the
+  ledger records; the wall of the whole process;
+* ``pg baseline`` — ``psql -c "\\copy bench.b FROM 'month.csv' (FORMAT csv, DELIMITER ';',
+  HEADER true, NULL '')"`` per decompressed CSV into a table created beforehand;
+* ``duckdb tableship`` — the same restore with ``--load FILE.duckdb:t`` (a new file);
+* ``duckdb baseline`` — a Python process running ``CREATE TABLE t AS SELECT * FROM
+  read_csv([...], delim=';', header=true, columns={...})`` over the decompressed CSVs.
+
+Prints the median wall and rows/s of each and the ratio tableship / baseline; the goal is
+≤ 1.3x. The decompressed CSVs for the baselines are made before timing (the baseline gets
+them for free).
+
+    python bench/bench_restore.py                      # 2,000,000 rows, 2 months, 3 rounds
+    python bench/bench_restore.py --rows 500000 --rounds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.servers import postgres as pg_fixture  # noqa: E402  (the fixture's server, outside pytest)
+
+COLUMNS = {
+    "cdr_id": "BIGINT",
+    "event_ts": "TIMESTAMP",
+    "msisdn": "VARCHAR",
+    "customer_name": "VARCHAR",
+    "service_type": "VARCHAR",
+    "duration_sec": "INTEGER",
+    "bytes_down": "BIGINT",
+    "charge_amount": "DECIMAL(18,4)",
+    "cell_id": "VARCHAR",
+    "roaming": "BOOLEAN",
+    "partition_date": "DATE",
+}
+PG_DDL = (
+    "cdr_id bigint, event_ts timestamp, msisdn text, customer_name text, service_type text, "
+    "duration_sec integer, bytes_down bigint, charge_amount numeric(18,4), cell_id text, roaming boolean, "
+    "partition_date date"
+)
+
+
+def build(work: Path, rows: int, months: int) -> None:
+    con = duckdb.connect(str(work / "warehouse.duckdb"))
+    con.execute("CREATE SCHEMA bench")
+    con.execute(f"""
+        CREATE TABLE bench.cdr AS SELECT
+          i AS cdr_id,
+          make_date(2024, ((i * {months}) // {rows})::INTEGER + 1, (i % 28)::INTEGER + 1)::TIMESTAMP
+            + to_microseconds((i * 7919) % 86400000000) AS event_ts,
+          '3361' || lpad(((i * 7919) % 100000000)::VARCHAR, 8, '0') AS msisdn,
+          CASE i % 7 WHEN 0 THEN NULL WHEN 1 THEN 'Dupont; Jean' WHEN 2 THEN 'O''Brien "Bob"'
+               WHEN 3 THEN 'Zoë Müller' WHEN 4 THEN '' WHEN 5 THEN 'two' || chr(10) || 'lines'
+               ELSE 'Customer ' || (i % 5000)::VARCHAR END AS customer_name,
+          ['voice', 'sms', 'data', 'mms'][i % 4 + 1] AS service_type,
+          (i % 3600)::INTEGER AS duration_sec,
+          (i * 31) % 10000000 AS bytes_down,
+          ((i % 100000) / 10000.0)::DECIMAL(18,4) AS charge_amount,
+          CASE WHEN i % 13 = 0 THEN NULL ELSE 'CELL-' || (i % 4000)::VARCHAR END AS cell_id,
+          i % 5 = 0 AS roaming,
+          make_date(2024, ((i * {months}) // {rows})::INTEGER + 1, (i % 28)::INTEGER + 1) AS partition_date
+        FROM range({rows}) t(i)
+    """)
+    con.close()
+
+
+def months_of(months: int) -> list[tuple[str, str]]:
+    """(first day, last day) of each month of 2024 the data covers."""
+    out = []
+    for m in range(1, months + 1):
+        last = (dt.date(2024 + m // 12, m % 12 + 1, 1) - dt.timedelta(days=1)).day
+        out.append((f"2024-{m:02d}-01", f"2024-{m:02d}-{last:02d}"))
+    return out
+
+
+def write_config(work: Path, pg_url: str) -> Path:
+    (work / "backup").mkdir()
+    cfg = work / "tableship.toml"
+    cfg.write_text(f"""
+[settings]
+state_dir = "state"
+
+[sources.wh]
+type = "duckdb"
+path = "warehouse.duckdb"
+
+[sources.pg]
+type = "sqlalchemy"
+url = "{pg_url}"
+
+[destinations.backup]
+type = "local"
+path = "backup"
+
+[defaults]
+source = "wh"
+destination = "backup"
+window = {{ unit = "month", count = 1 }}
+
+[jobs.cdr]
+table = "bench.cdr"
+""")
+    return cfg
+
+
+def tableship(cfg: Path, *args: str) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "tableship", "--config", str(cfg), "-q", *args], capture_output=True, text=True
+    )
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"tableship {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}")
+    return wall
+
+
+def timed(argv: list[str]) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{argv[0]} failed:\n{proc.stdout}{proc.stderr}")
+    return wall
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=2_000_000)
+    ap.add_argument("--months", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+
+    start_pg = getattr(pg_fixture.postgres, "__wrapped__", None) or pg_fixture.postgres.__pytest_wrapped__.obj
+    pg_gen = start_pg()
+    server = next(pg_gen)
+    work = Path(tempfile.mkdtemp(prefix="bench-restore-"))
+    try:
+        t0 = time.perf_counter()
+        build(work, args.rows, args.months)
+        cfg = write_config(work, server.url)
+        for start, end in months_of(args.months):
+            tableship(cfg, "run", "cdr", "--from", start, "--to", end)
+        archives = sorted((work / "backup").rglob("*.csv.gz"))
+        csvs = []
+        for a in archives:
+            out = work / a.name.removesuffix(".gz")
+            with gzip.open(a, "rb") as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            csvs.append(out)
+        mb = sum(p.stat().st_size for p in csvs) / 1e6
+        print(
+            f"# {args.rows:,} rows in {len(archives)} archives ({mb:.0f} MB of CSV), "
+            f"set up in {time.perf_counter() - t0:.0f}s; PostgreSQL on port {server.port}",
+            flush=True,
+        )
+        frm, to = "2024-01", f"2024-{args.months:02d}"
+        psql = [str(server.bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+        psql += ["-h", server.host, "-p", str(server.port), "-U", server.user, "-d", server.dbname]
+        server.psql("CREATE SCHEMA IF NOT EXISTS bench")
+        cols = ", ".join(f"'{k}': '{v}'" for k, v in COLUMNS.items())
+        duck_baseline = (
+            "import duckdb, sys; con = duckdb.connect(sys.argv[1]); "
+            'con.execute("CREATE TABLE t AS SELECT * FROM read_csv(" + repr(sys.argv[2:]) + '
+            f"\", delim=';', header=true, quote='\\\"', escape='\\\"', nullstr='', auto_detect=false, "
+            f'columns={{{cols}}})"); con.close()'
+        )
+        results: dict[str, list[float]] = {
+            k: [] for k in ("pg tableship", "pg baseline", "duckdb tableship", "duckdb baseline")
+        }
+        for rnd in range(1, args.rounds + 1):
+            server.psql("DROP TABLE IF EXISTS bench.t; DROP TABLE IF EXISTS bench.b")
+            results["pg tableship"].append(
+                tableship(cfg, "restore", "cdr", "--from", frm, "--to", to, "--load", "pg:bench.t")
+            )
+            server.psql(f"CREATE TABLE bench.b ({PG_DDL})")
+            t0 = time.perf_counter()
+            for c in csvs:
+                copy = f"\\copy bench.b FROM '{c}' WITH (FORMAT csv, DELIMITER ';', HEADER true, NULL '')"
+                timed([*psql, "-c", copy])
+            results["pg baseline"].append(time.perf_counter() - t0)
+            n_pg = int(server.psql("SELECT count(*) FROM bench.t").strip())
+            n_b = int(server.psql("SELECT count(*) FROM bench.b").strip())
+            assert n_pg == n_b == args.rows, (n_pg, n_b)
+            for f in work.glob("r*.duckdb*"):
+                f.unlink()
+            results["duckdb tableship"].append(
+                tableship(cfg, "restore", "cdr", "--from", frm, "--to", to, "--load", f"{work}/r.duckdb:t")
+            )
+            results["duckdb baseline"].append(
+                timed([sys.executable, "-c", duck_baseline, str(work / "rb.duckdb"), *map(str, csvs)])
+            )
+            print(f"# round {rnd}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in results.items()), flush=True)
+        print(f"\n{'case':<18} {'median wall':>12} {'rows/s':>12}")
+        med = {k: statistics.median(v) for k, v in results.items()}
+        for k, v in med.items():
+            print(f"{k:<18} {v:>11.2f}s {args.rows / v:>12,.0f}")
+        for engine in ("pg", "duckdb"):
+            ratio = med[f"{engine} tableship"] / med[f"{engine} baseline"]
+            verdict = "goal met" if ratio <= 1.3 else "goal NOT met"
+            print(f"{engine}: tableship / baseline = {ratio:.2f}x (goal <= 1.3x: {verdict})")
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        try:
+            next(pg_gen)
+        except StopIteration:
+            pass
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,202 @@
+"""The Loader contract (catalog/loaders/base.py), checked against every loader on a real engine:
+``duckdb`` (a DuckDB file), ``sqlite`` (SQLAlchemy, batched executemany), ``postgres``
+(SQLAlchemy + psycopg, COPY FROM STDIN) and ``hs2`` (Spark over HiveServer2; marked slow).
+
+One small archive CSV with the awkward values (NULL next to '', ';', quotes, a line
+break, decimals, microsecond timestamps, booleans) over two months: created from the
+manifest's columns, loaded whole and cut to a span, loaded twice without doubling, a
+wrong count leaves the table as it was, an existing table with other columns is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tableship.archive.csvrender import CsvDialect
+from tableship.catalog.loaders.base import Loader, LoadError, LoadSpec, Span
+from tableship.catalog.loaders.duckdb import DuckDBLoader
+from tableship.catalog.loaders.hs2 import HS2Loader, metadata_statement
+from tableship.catalog.loaders.sqlalchemy import SQLAlchemyLoader
+from tableship.config.models import HS2Source
+
+COLUMNS = [
+    ("id", "BIGINT"),
+    ("txt", "VARCHAR"),
+    ("amount", "DECIMAL(18,4)"),
+    ("ts", "TIMESTAMP"),
+    ("flag", "BOOLEAN"),
+    ("partition_date", "DATE"),
+]
+CSV = (
+    "id;txt;amount;ts;flag;partition_date\n"
+    '1;"";1.5000;2024-01-01 00:00:01.123456;true;2024-01-01\n'
+    "2;;-2.0001;;false;2024-01-02\n"
+    '3;"a;b ""q""\nline2";0.0000;2024-01-03 23:59:59.999999;;2024-01-03\n'
+    "4;plain;;2024-02-01 00:00:00;true;2024-02-01\n"
+)
+TXT = {1: "", 2: None, 3: 'a;b "q"\nline2', 4: "plain"}
+JAN = Span(dt.date(2024, 1, 1), dt.date(2024, 1, 31), dt.date(2024, 1, 1), dt.date(2024, 1, 31))
+FEB = Span(dt.date(2024, 2, 1), dt.date(2024, 2, 29), dt.date(2024, 2, 1), dt.date(2024, 2, 29))
+
+
+@dataclass
+class Engine:
+    make: Callable[[str], Loader]  # table name → a new loader on it
+    txt: Callable[[str], dict]  # table name → {id: txt}
+    setup: Callable[[str, str], None]  # (table, DDL of other columns) → an existing table
+
+
+def duckdb_engine(tmp: Path) -> Engine:
+    db = tmp / "t.duckdb"
+
+    def txt(table: str) -> dict:
+        con = duckdb.connect(str(db))
+        try:
+            return dict(con.execute(f"SELECT id, txt FROM {table}").fetchall())
+        finally:
+            con.close()
+
+    def setup(table: str, ddl: str) -> None:
+        con = duckdb.connect(str(db))
+        con.execute(f"CREATE TABLE {table} ({ddl})")
+        con.close()
+
+    return Engine(lambda t: DuckDBLoader(db, None, t), txt, setup)
+
+
+def sqlite_engine(tmp: Path) -> Engine:
+    db = tmp / "t.sqlite"
+
+    def txt(table: str) -> dict:
+        con = sqlite3.connect(db)
+        try:
+            return dict(con.execute(f"SELECT id, txt FROM {table}").fetchall())
+        finally:
+            con.close()
+
+    def setup(table: str, ddl: str) -> None:
+        con = sqlite3.connect(db)
+        con.execute(f"CREATE TABLE {table} ({ddl})")
+        con.commit()
+        con.close()
+
+    return Engine(lambda t: SQLAlchemyLoader(f"sqlite:///{db}", None, t), txt, setup)
+
+
+def postgres_engine(pg, schema: str) -> Engine:
+    import psycopg
+
+    pg.psql(
+        f"SET client_min_messages = warning; DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+    )
+
+    def txt(table: str) -> dict:
+        with psycopg.connect(pg.dsn) as conn:
+            return dict(conn.execute(f"SELECT id, txt FROM {schema}.{table}").fetchall())
+
+    return Engine(
+        lambda t: SQLAlchemyLoader(pg.url, schema, t),
+        txt,
+        lambda t, ddl: pg.psql(f"CREATE TABLE {schema}.{t} ({ddl})"),
+    )
+
+
+def hs2_engine(hs2, tmp: Path) -> Engine:
+    staging = tmp / "staging"
+    staging.mkdir()
+    hs2.execute("CREATE DATABASE IF NOT EXISTS ltest")
+    cfg = HS2Source(
+        type="hive", host=hs2.host, port=hs2.port, auth="nosasl", timeout=120, load_staging=staging
+    )
+
+    def txt(table: str) -> dict:
+        return {int(i): t for i, t in hs2.execute(f"SELECT id, txt FROM ltest.{table}")}
+
+    def setup(table: str, ddl: str) -> None:
+        hs2.execute(f"DROP TABLE IF EXISTS ltest.{table}")
+        hs2.execute(f"CREATE TABLE ltest.{table} ({ddl}) USING parquet")
+
+    return Engine(lambda t: HS2Loader("hs", cfg, f"ltest.{t}"), txt, setup)
+
+
+ENGINES = ["duckdb", "sqlite", "postgres", pytest.param("hs2", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request, tmp_path) -> Engine:
+    if request.param == "duckdb":
+        return duckdb_engine(tmp_path)
+    if request.param == "sqlite":
+        return sqlite_engine(tmp_path)
+    if request.param == "postgres":
+        return postgres_engine(request.getfixturevalue("postgres"), "ltest")
+    hs2 = request.getfixturevalue("hs2")
+    for t in ("t_new", "t_other"):
+        hs2.execute(f"DROP TABLE IF EXISTS ltest.{t}")
+    return hs2_engine(hs2, tmp_path)
+
+
+@pytest.fixture
+def csv_file(tmp_path) -> Path:
+    p = tmp_path / "a.csv"
+    p.write_bytes(CSV.encode())
+    return p
+
+
+def spec(csv: Path, spans: list[Span], whole: bool, expected: int = 4) -> LoadSpec:
+    return LoadSpec(csv, COLUMNS, CsvDialect(), expected, "partition_date", spans, whole, 200, "a.csv.gz")
+
+
+@pytest.fixture
+def opened(engine) -> Iterator[Callable[[str], Loader]]:
+    made: list[Loader] = []
+
+    def make(table: str) -> Loader:
+        loader = engine.make(table)
+        made.append(loader)
+        return loader
+
+    yield make
+    for loader in made:
+        loader.close()
+
+
+def test_create_load_reload_cut_and_refuse(engine, opened, csv_file):
+    loader = opened("t_new")
+    assert isinstance(loader, Loader)
+    assert loader.prepare(COLUMNS, "partition_date") is True
+    assert loader.rows_in([JAN, FEB]) == 0
+    assert loader.load(spec(csv_file, [JAN, FEB], whole=True)) == 4
+    assert engine.txt("t_new") == TXT  # NULL vs '', ';', quotes and the line break exactly
+    # the same archive again: its spans are replaced, no row doubled
+    assert loader.load(spec(csv_file, [JAN, FEB], whole=True)) == 4
+    assert loader.rows_in([JAN, FEB]) == 4 and loader.rows_in([FEB]) == 1
+    # a wrong count: the table stays as it was
+    with pytest.raises(LoadError, match="the manifest says 5"):
+        loader.load(spec(csv_file, [JAN, FEB], whole=True, expected=5))
+    assert engine.txt("t_new") == TXT
+    # cut to January: February's row of the archive is filtered out, February's row in the table stays
+    assert loader.load(spec(csv_file, [JAN], whole=False)) == 3
+    assert loader.rows_in([JAN]) == 3 and loader.rows_in([FEB]) == 1
+    loader.finish(created=True)
+    # a second loader on the existing table: same schema, not created again
+    again = opened("t_new")
+    assert again.prepare(COLUMNS, "partition_date") is False
+
+
+def test_an_existing_table_with_other_columns_is_refused(engine, opened):
+    engine.setup("t_other", "id BIGINT, other_col BIGINT")
+    with pytest.raises(LoadError, match="exists"):
+        opened("t_other").prepare(COLUMNS, "partition_date")
+
+
+def test_impala_metadata_statements():
+    assert metadata_statement("db.t", created=True) == "INVALIDATE METADATA `db`.`t`"
+    assert metadata_statement("db.t", created=False) == "REFRESH `db`.`t`"
