@@ -259,3 +259,27 @@ def test_an_existing_table_with_other_columns_is_refused(site, tmp_path):
     con.close()
     proc = tableship(site, "restore", "events", "--from", "2026-01", "--load", f"{db}:t")
     one_error_line(proc, 1, "exists with the columns")
+
+
+def test_a_damaged_copy_on_one_destination_is_taken_from_the_next(tmp_path, warehouse):
+    os.symlink(warehouse, tmp_path / "warehouse.duckdb")
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    cfg = tmp_path / "tableship.toml"
+    cfg.write_text(
+        '[settings]\nstate_dir = "state"\n[sources.wh]\ntype = "duckdb"\npath = "warehouse.duckdb"\n'
+        '[destinations.a]\ntype = "local"\npath = "a"\n[destinations.b]\ntype = "local"\npath = "b"\n'
+        '[defaults]\nwindow = { unit = "month", count = 1 }\n'
+        '[jobs.events]\ntable = "app.events"\ndestinations = ["a", "b"]\n'
+    )
+    proc = tableship(cfg, "run", "events", "--from", "2026-01-01", "--to", "2026-01-31")
+    assert proc.returncode == 0, proc.stderr
+    archive = tmp_path / "a" / "events" / "events_20260101_20260131.csv.gz"
+    data = bytearray(archive.read_bytes())
+    data[100] ^= 0x01
+    archive.write_bytes(bytes(data))
+    db = tmp_path / "r.duckdb"
+    proc = tableship(cfg, "restore", "events", "--from", "2026-01", "--load", f"{db}:t")
+    assert proc.returncode == 0, proc.stderr
+    assert "from b" in proc.stdout and "on a its sha256" in proc.stderr, proc.stdout + proc.stderr
+    compare_restored(warehouse, db, "t", "2026-01-01", "2026-01-31")

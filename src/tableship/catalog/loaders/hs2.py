@@ -152,7 +152,8 @@ class HS2Loader:
             if not cur.description:
                 return None
             try:
-                return list(cur.fetchall())
+                # the source's cursor leaves strings as bytes (convert_strings_to_unicode=False)
+                return [tuple(_text(v) for v in row) for row in cur.fetchall()]
             except IndexError:  # Spark answers DDL with a zero-column rowset
                 return None
         except TransientSourceError as exc:
@@ -302,6 +303,10 @@ class HS2Loader:
 
     def close(self) -> None:
         self.src.close()
+
+
+def _text(v: Any) -> Any:
+    return v.decode("utf-8") if isinstance(v, bytes) else v
 
 
 def place(csv: Path, folder: Path) -> Path:
