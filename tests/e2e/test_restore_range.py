@@ -283,3 +283,29 @@ def test_a_damaged_copy_on_one_destination_is_taken_from_the_next(tmp_path, ware
     assert proc.returncode == 0, proc.stderr
     assert "from b" in proc.stdout and "on a its sha256" in proc.stderr, proc.stdout + proc.stderr
     compare_restored(warehouse, db, "t", "2026-01-01", "2026-01-31")
+
+
+def test_a_failed_restore_opens_one_incident_and_alerts_once(tmp_path, warehouse):
+    os.symlink(warehouse, tmp_path / "warehouse.duckdb")
+    tickets = tmp_path / "tickets"
+    alerts = (
+        '\n[alerts]\nchannels = ["pager"]\n[alerts.pager]\ntype = "command"\n'
+        f'argv = ["sh", "-c", "echo \\"$TABLESHIP_EVENT $TABLESHIP_JOB\\" >> {tickets}"]\n'
+    )
+    cfg = write_config(tmp_path, local_destination(tmp_path), alerts)
+    for start, end in MONTHS[1:]:
+        assert tableship(cfg, "run", "events", "--from", start, "--to", end).returncode == 0
+    archive = tmp_path / "backup" / "events" / "events_20260101_20260131.csv.gz"
+    good = archive.read_bytes()
+    archive.write_bytes(good[:-8] + bytes(8))
+    db = tmp_path / "r.duckdb"
+    for _ in range(2):
+        proc = tableship(
+            cfg, "restore", "events", "--from", "2025-12", "--to", "2026-01", "--load", f"{db}:t"
+        )
+        one_error_line(proc, 1, "sha256")
+    assert tickets.read_text().splitlines() == ["failed events:restore"]  # two failures, one alert
+    archive.write_bytes(good)
+    proc = tableship(cfg, "restore", "events", "--from", "2025-12", "--to", "2026-01", "--load", f"{db}:t")
+    assert proc.returncode == 0, proc.stderr
+    assert tickets.read_text().splitlines() == ["failed events:restore", "resolved events:restore"]

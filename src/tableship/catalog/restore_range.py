@@ -30,6 +30,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -51,6 +52,8 @@ from tableship.ledger.lock import JobLock
 from tableship.ledger.state import StateStore
 
 log = logging.getLogger("tableship")
+
+VERIFY_WORKERS = 4
 
 
 def job_destinations(job: JobConfig) -> list[str]:
@@ -137,7 +140,7 @@ def _csv_name(file_name: str, codec: str) -> str:
     return file_name + ".csv" if codec != "none" else file_name
 
 
-def _verify(config: Config, pick: Pick, tmp: Path, say: Callable[[str], None]) -> Verified:
+def _verify(config: Config, pick: Pick, tmp: Path, say: Callable[[str], None], n: int = 0) -> Verified:
     """Download the first copy that has the manifest's sha256, decompress it, check size and header."""
     m = pick.archive.manifest or {}
     codec = (m.get("compression") or {}).get("codec", "gzip")
@@ -147,7 +150,7 @@ def _verify(config: Config, pick: Pick, tmp: Path, say: Callable[[str], None]) -
         )
     problems = []
     for name, copy in pick.copies.items():
-        local = tmp / f"{len(os.listdir(tmp))}-{copy.file_name}"
+        local = tmp / f"{n}-{name}-{copy.file_name}"
         dest = open_destination(name, config.destinations[name])
         try:
             say(f"downloading {copy.remote_path} from {name} ({copy.archive_bytes} bytes)")
@@ -171,7 +174,8 @@ def _verify(config: Config, pick: Pick, tmp: Path, say: Callable[[str], None]) -
             dest.close()
         if problems:
             log.warning("%s: %s; using the copy on %s", pick.archive.remote_path, "; ".join(problems), name)
-        csv = tmp / _csv_name(copy.file_name, codec)
+        csv = tmp / f"{n}" / _csv_name(copy.file_name, codec)
+        csv.parent.mkdir()
         try:
             size, header, longest = _decompress(local, codec, csv, sync=False)
         except OSError as exc:
@@ -302,7 +306,8 @@ def _run(
     monitor: Any,
     t0: float,
 ) -> RangeResult:
-    alert_job = SimpleNamespace(name=f"{job.name}:restore", table=job.table)
+    # the alert policy sees the job under its own incident name (a restore failure is not a backup failure)
+    alert_job = job.model_copy(update={"name": f"{job.name}:restore"})
     record = None
     if loader is not None:
         record = loadlog.open_restore(
@@ -328,7 +333,10 @@ def _run(
         ]
         result.skipped = [p for p in result.selection.picks if p not in todo]
         # 3. verify everything before anything is loaded
-        verified = [_verify(config, p, tmp, say) for p in todo]
+        # several archives at once: download, sha256 and decompression release the GIL
+        workers = max(1, min(len(todo), os.cpu_count() or 1, VERIFY_WORKERS))
+        with ThreadPoolExecutor(workers, thread_name_prefix="verify") as pool:
+            verified = list(pool.map(lambda ip: _verify(config, ip[1], tmp, say, ip[0]), enumerate(todo)))
         columns = _check_columns(result.selection.picks)
         if out_dir is not None:
             result.csv_paths = _publish(verified, out_dir, replace, keep=loader is not None)
@@ -390,21 +398,25 @@ def _run(
         loadlog.finish(store, record.id, "done", len(result.loaded), result.rows)
         result.seconds = time.monotonic() - t0
         if monitor is not None:
-            monitor.job_succeeded(
-                alert_job, None, SimpleNamespace(id=None, rows=result.rows, archive_bytes=None)
-            )
+            monitor.job_succeeded(alert_job, None, _alert_run(rng, rows=result.rows, archive_bytes=None))
         return result
     except JobError as exc:
         if record is not None:
             loadlog.finish(store, record.id, "failed", len(result.loaded), result.rows, exc.line())
         if monitor is not None:
-            monitor.job_failed(
-                alert_job, None, SimpleNamespace(id=None, failed_phase=f"restore {phase}"), exc
-            )
+            monitor.job_failed(alert_job, None, _alert_run(rng, failed_phase=f"restore {phase}"), exc)
         raise
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alert_run(rng: Window, **kw: Any) -> SimpleNamespace:
+    """What the alert policy reads of a run (a restore has no backup run: no id, the range as window)."""
+    base: dict[str, Any] = dict(
+        id=None, window_start=rng.start.isoformat(), window_end=rng.end.isoformat(), attempts=None, host=None
+    )
+    return SimpleNamespace(**(base | kw))
 
 
 def _check_columns(picks: list[Pick]) -> list[tuple[str, str]]:

@@ -127,6 +127,8 @@ def select(listed: dict[str, list[Archive]], rng: Window) -> Selection:
         for a in archives:
             if a.window is None or a.window.end < rng.start or a.window.start > rng.end:
                 continue
+            if isinstance(a.manifest, dict) and a.manifest.get("kind") == "window-manifest":
+                continue  # layout "chunk": the window's index, its chunks are the archives
             if not usable(a):
                 unusable.setdefault(a.remote_path, a)
                 continue
