@@ -491,9 +491,7 @@ class Ledger:
         return self._db
 
     def close(self) -> None:
-        trips = sum(
-            getattr(db, "round_trips", 0) for db in (self._db, self._lock_session) if db is not None
-        )
+        trips = sum(getattr(db, "round_trips", 0) for db in (self._db, self._lock_session) if db is not None)
         if trips:
             log.debug("ledger %s: %d round trips in this process", self.where, trips)
         for attr in ("_db", "_lock_session"):
