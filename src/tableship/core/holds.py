@@ -7,7 +7,10 @@ that file is removed. Points: ``export`` (after the source handed over its first
 ``upload`` (the destination's temporary exists), ``sha256`` (a remote ``sha256sum`` is
 running, or the local file is open), ``read-back`` (an SFTP read-back or download is
 under way), ``get`` (a local download), ``prune`` (before deleting an archive), ``list``
-(while listing a destination folder). Without the variables a hold is a no-op.
+(while listing a destination folder), ``restore-load`` (a range restore, before each
+archive's load), ``restore-loaded`` (the target committed an archive, the ledger does not
+know yet), ``restore-next`` (between two archives' loads). Without the variables a hold is
+a no-op.
 """
 
 from __future__ import annotations

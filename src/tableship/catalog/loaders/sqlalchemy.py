@@ -229,7 +229,7 @@ class SQLAlchemyLoader:
         con = duckdb.connect()
         try:
             con.execute("SET TimeZone = 'UTC'")
-            reader = con.execute(sql, params).to_arrow_reader(BATCH_ROWS)
+            reader = con.sql(sql, params=params).to_arrow_reader(BATCH_ROWS)
             for batch in reader or ():
                 yield batch.to_pylist()
         except duckdb.Error as exc:
