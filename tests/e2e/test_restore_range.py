@@ -309,3 +309,19 @@ def test_a_failed_restore_opens_one_incident_and_alerts_once(tmp_path, warehouse
     proc = tableship(cfg, "restore", "events", "--from", "2025-12", "--to", "2026-01", "--load", f"{db}:t")
     assert proc.returncode == 0, proc.stderr
     assert tickets.read_text().splitlines() == ["failed events:restore", "resolved events:restore"]
+
+
+def test_out_leaves_the_verified_csvs_of_the_range(site, tmp_path):
+    out = tmp_path / "out"
+    proc = tableship(site, "restore", "events", "--from", "2025-12", "--to", "2026-01", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "OK, 2 verified CSV file(s)" in proc.stdout
+    assert sorted(p.name for p in out.iterdir()) == [
+        "events_20251201_20251231.csv",
+        "events_20260101_20260131.csv",
+    ]
+    one_error_line(
+        tableship(site, "restore", "events", "--from", "2025-12", "--to", "2026-01", "--out", str(out)),
+        2,
+        "--replace",
+    )

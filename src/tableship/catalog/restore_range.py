@@ -107,6 +107,12 @@ class RangeResult:
                 f"{self.job}: restore {self.range}: would use {len(self.selection.picks)} archive(s) "
                 f"(dry run, nothing downloaded)"
             )
+        if self.target is None:
+            folder = self.csv_paths[0].parent if self.csv_paths else "-"
+            return (
+                f"{self.job}: restore {self.range}: OK, {len(self.csv_paths)} verified CSV file(s) "
+                f"(whole archives) in {folder} in {self.seconds:.1f}s"
+            )
         dests = sorted({d for _, d, _ in self.loaded})
         into = f" into {self.target}" if self.target else ""
         skipped = f", {len(self.skipped)} already loaded by an earlier run" if self.skipped else ""
