@@ -30,6 +30,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import gzip
+import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -128,21 +130,25 @@ table = "bench.cdr"
     return cfg
 
 
+CPU: dict[str, list[float]] = {}  # case → CPU seconds (user + sys) of its processes, per round
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def tableship(cfg: Path, *args: str) -> float:
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "tableship", "--config", str(cfg), "-q", *args], capture_output=True, text=True
-    )
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        raise SystemExit(f"tableship {' '.join(args)} failed:\n{proc.stdout}{proc.stderr}")
-    return wall
+    return timed([sys.executable, "-m", "tableship", "--config", str(cfg), "-q", *args])
 
 
-def timed(argv: list[str]) -> float:
-    t0 = time.perf_counter()
+def timed(argv: list[str], case: str | None = None) -> float:
+    """Wall seconds of one process; its CPU seconds are added to ``CPU[case]``'s last entry."""
+    t0, c0 = time.perf_counter(), _cpu()
     proc = subprocess.run(argv, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    if case is not None:
+        CPU[case][-1] += _cpu() - c0
     if proc.returncode != 0:
         raise SystemExit(f"{argv[0]} failed:\n{proc.stdout}{proc.stderr}")
     return wall
@@ -192,16 +198,38 @@ def main() -> int:
         results: dict[str, list[float]] = {
             k: [] for k in ("pg tableship", "pg baseline", "duckdb tableship", "duckdb baseline")
         }
+        for k in results:
+            CPU[k] = []
         for rnd in range(1, args.rounds + 1):
+            for k in results:
+                CPU[k].append(0.0)
             server.psql("DROP TABLE IF EXISTS bench.t; DROP TABLE IF EXISTS bench.b")
             results["pg tableship"].append(
-                tableship(cfg, "restore", "cdr", "--from", frm, "--to", to, "--load", "pg:bench.t")
+                timed(
+                    [
+                        sys.executable,
+                        "-m",
+                        "tableship",
+                        "--config",
+                        str(cfg),
+                        "-q",
+                        "restore",
+                        "cdr",
+                        "--from",
+                        frm,
+                        "--to",
+                        to,
+                        "--load",
+                        "pg:bench.t",
+                    ],
+                    "pg tableship",
+                )  # fmt: skip
             )
             server.psql(f"CREATE TABLE bench.b ({PG_DDL})")
             t0 = time.perf_counter()
             for c in csvs:
                 copy = f"\\copy bench.b FROM '{c}' WITH (FORMAT csv, DELIMITER ';', HEADER true, NULL '')"
-                timed([*psql, "-c", copy])
+                timed([*psql, "-c", copy], "pg baseline")
             results["pg baseline"].append(time.perf_counter() - t0)
             n_pg = int(server.psql("SELECT count(*) FROM bench.t").strip())
             n_b = int(server.psql("SELECT count(*) FROM bench.b").strip())
@@ -209,16 +237,42 @@ def main() -> int:
             for f in work.glob("r*.duckdb*"):
                 f.unlink()
             results["duckdb tableship"].append(
-                tableship(cfg, "restore", "cdr", "--from", frm, "--to", to, "--load", f"{work}/r.duckdb:t")
+                timed(
+                    [
+                        sys.executable,
+                        "-m",
+                        "tableship",
+                        "--config",
+                        str(cfg),
+                        "-q",
+                        "restore",
+                        "cdr",
+                        "--from",
+                        frm,
+                        "--to",
+                        to,
+                        "--load",
+                        f"{work}/r.duckdb:t",
+                    ],
+                    "duckdb tableship",
+                )  # fmt: skip
             )
             results["duckdb baseline"].append(
-                timed([sys.executable, "-c", duck_baseline, str(work / "rb.duckdb"), *map(str, csvs)])
+                timed(
+                    [sys.executable, "-c", duck_baseline, str(work / "rb.duckdb"), *map(str, csvs)],
+                    "duckdb baseline",
+                )
             )
             print(f"# round {rnd}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in results.items()), flush=True)
-        print(f"\n{'case':<18} {'median wall':>12} {'rows/s':>12}")
+        print(f"\n{'case':<18} {'median wall':>12} {'rows/s':>12} {'client CPU':>11}")
         med = {k: statistics.median(v) for k, v in results.items()}
+        cpu = {k: statistics.median(v) for k, v in CPU.items()}
         for k, v in med.items():
-            print(f"{k:<18} {v:>11.2f}s {args.rows / v:>12,.0f}")
+            print(f"{k:<18} {v:>11.2f}s {args.rows / v:>12,.0f} {cpu[k]:>10.2f}s")
+        load = os.getloadavg()[0]
+        print(
+            f"# load average at the end: {load:.1f} on {os.cpu_count()} CPUs (wall times include contention)"
+        )
         for engine in ("pg", "duckdb"):
             ratio = med[f"{engine} tableship"] / med[f"{engine} baseline"]
             verdict = "goal met" if ratio <= 1.3 else "goal NOT met"

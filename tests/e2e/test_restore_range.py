@@ -325,3 +325,37 @@ def test_out_leaves_the_verified_csvs_of_the_range(site, tmp_path):
         2,
         "--replace",
     )
+
+
+def test_a_second_restore_into_the_same_table_is_locked_out(site, warehouse, tmp_path):
+    db = tmp_path / "r.duckdb"
+    holds = tmp_path / "holds"
+    holds.mkdir()
+    argv = [
+        sys.executable,
+        "-m",
+        "tableship",
+        "--config",
+        str(site),
+        "restore",
+        "events",
+        "--from",
+        "2026-01",
+    ]
+    argv += ["--load", f"{db}:t"]
+    env = dict(os.environ, TABLESHIP_TEST_HOLD="restore-load", TABLESHIP_TEST_HOLD_DIR=str(holds))
+    first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (holds / "restore-load").exists() or first.poll() is not None, 120, "the first load")
+        assert first.poll() is None
+        one_error_line(
+            tableship(site, "restore", "events", "--from", "2026-01", "--load", f"{db}:t"), 75, "another"
+        )
+        (holds / "restore-load").unlink()  # let the first one go on
+        out, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == 0, err
+    compare_restored(warehouse, db, "t", "2026-01-01", "2026-01-31")
