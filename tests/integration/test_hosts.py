@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import signal
+import socket
 from pathlib import Path
 
 import psycopg
@@ -90,6 +91,10 @@ argv = ["sh", "-c", "echo \\"$TABLESHIP_EVENT $TABLESHIP_JOB\\" >> \\"$1\\"", "p
     codes = [p.wait(600) for p in others]
     assert all(rc == 0 for rc in codes), [output(c) for c in configs[1:]]
     assert not (estate.dest / "t01" / ARCHIVE.format(t="t01")).exists()
+    # status, from another host, says which host runs t01
+    status = start(configs[2], "status", "--date", RUN_DATE, name="status")
+    status.wait(300)
+    assert f"t01: running on {socket.gethostname()} (pid {victim.pid}) since" in output(configs[2], "status")
     os.kill(victim.pid, signal.SIGKILL)  # mid-export: the staged archive is a .part on host1
     assert victim.wait(60) == -signal.SIGKILL
     # a later run of another host finishes t01 (the others are found done)

@@ -212,6 +212,9 @@ def status(obj: Ctx, as_json, today):
     else:
         click.echo(format_table(rows, STATUS_COLUMNS))
         for r in rows:
+            if r.get("result") == "running":  # live: its job's lock is held (any host's, on PostgreSQL)
+                where = f"{r.get('host')} (pid {r.get('pid')})"
+                click.echo(f"{r['job']}: running on {where} since {r.get('started')}")
             if r.get("error"):
                 click.echo(f"{r['job']}: last error ({r.get('failed_phase')}): {r['error']}")
             for gap in r.get("_gaps", []):

@@ -279,6 +279,11 @@ def environment_problems(config) -> list[str]:
                     f"{section}.{name}.type: {cfg.type!r} needs the Python package {missing[0]!r}, "
                     f"which is not installed: pip install 'tableship[{missing[1]}]'"
                 )
+    if getattr(config.settings, "state", None) is not None and importlib.util.find_spec("psycopg") is None:
+        problems.append(
+            "settings.state: a PostgreSQL ledger needs the Python package 'psycopg', which is not "
+            "installed: pip install 'tableship[postgres]'"
+        )
     for name, cfg in config.destinations.items():
         if cfg.type == "local" and not Path(cfg.path).is_dir():
             what = "is not a folder" if Path(cfg.path).exists() else "does not exist"

@@ -129,11 +129,18 @@ def run_job(
     reschedule_after: float,
 ) -> None:
     """Run one job as a task; map its exit code onto Airflow (see the module docstring)."""
-    from airflow.exceptions import (  # optional extra (tableship[airflow])
-        AirflowException,
-        AirflowFailException,
-        AirflowRescheduleException,
-    )
+    try:  # optional extra (tableship[airflow]); Airflow 3 moved them to the task SDK
+        from airflow.sdk.exceptions import (
+            AirflowException,
+            AirflowFailException,
+            AirflowRescheduleException,
+        )
+    except ImportError:  # Airflow 2.x
+        from airflow.exceptions import (  # type: ignore[no-redef]
+            AirflowException,
+            AirflowFailException,
+            AirflowRescheduleException,
+        )
 
     argv = run_command(command, Path(config_path), job, run_date)
     print("running:", " ".join(argv), flush=True)

@@ -57,6 +57,8 @@ def run_row(job: str, run: Run | None) -> dict:
         "bytes": run.archive_bytes,
         "size": human_size(run.archive_bytes),
         "started": run.started_at,
+        "host": run.host,
+        "pid": run.pid,
         "duration": run.duration,
         "elapsed": run.elapsed,
         "failed_phase": run.failed_phase,
