@@ -37,6 +37,7 @@ from tableship.destinations.base import TMP_RE
 START, END = "2024-01-01", "2024-01-31"
 EARLIER = ("2023-12-01", "2023-12-31")
 JOBS = ("first", "second")
+SERIAL = ("--jobs", "1")  # one job after the other: the second one never starts (pools: test_pool.py)
 BANNED = ("Traceback", "Task exception", "never retrieved", "Exception ignored", "Exception in callback")
 
 
@@ -290,7 +291,7 @@ PHASES = [
 @pytest.mark.parametrize("phase,dest,verify,point", PHASES, ids=[f"{p}-{d}" for p, d, _, _ in PHASES])
 def test_sigterm_in_each_phase(make_site, source, phase, dest, verify, point):
     site = make_site(source, dest, verify)
-    result = site.interrupt_at(point, "run", *JOBS, "--from", START, "--to", END)
+    result = site.interrupt_at(point, "run", *JOBS, *SERIAL, "--from", START, "--to", END)
     assert_interrupted(result)
     assert_batch_stopped(site)
     if phase in ("export", "upload"):
@@ -310,7 +311,7 @@ def test_sigterm_in_each_phase(make_site, source, phase, dest, verify, point):
 )
 def test_other_signals(make_site, sig, point, dest):
     site = make_site("duckdb", dest)
-    result = site.interrupt_at(point, "run", *JOBS, "--from", START, "--to", END, sig=sig)
+    result = site.interrupt_at(point, "run", *JOBS, *SERIAL, "--from", START, "--to", END, sig=sig)
     assert_interrupted(result, sig)
     assert_batch_stopped(site, sig)
     assert site.temporaries() == []
@@ -337,7 +338,7 @@ def test_sigterm_while_postgres_blocks_in_the_server(make_site, postgres):
             ).fetchone()
             return row[0] > 0
 
-        proc = site.start("run", *JOBS, "--from", START, "--to", END)
+        proc = site.start("run", *JOBS, *SERIAL, "--from", START, "--to", END)
         try:
             wait_for(query_waits, 120, "the export query to wait for the lock", proc)
             proc.send_signal(signal.SIGTERM)

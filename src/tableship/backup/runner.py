@@ -1,16 +1,18 @@
-"""Run many jobs: one after another, one lock per job, continue past failures,
-one summary line per job, one aggregated exit code."""
+"""Run many jobs: one after another, or up to ``max_jobs`` at once (backup/pool.py); one
+lock per job, continue past failures, one summary line per job, one aggregated exit code."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from tableship.backup.identity import differences, fingerprint
 from tableship.backup.pipeline import Pipeline, ProgressLine
 from tableship.backup.plan import Plan, build_query, choose_window, make_plan
+from tableship.backup.pool import run_parallel
 from tableship.backup.preflight import preflight
 from tableship.config.models import Config
 from tableship.core import interrupts
@@ -39,6 +41,7 @@ log = logging.getLogger("tableship")
 class Outcome:
     job: str
     status: str  # "success" | "failed" | "locked" | "planned" | "shared" (done by another host)
+    #   | "interrupted" | "not started" (a parallel run stopped by a signal)
     plan: Plan | None = None
     run: Run | None = None
     error: TableshipError | None = None
@@ -60,6 +63,10 @@ class Outcome:
             return f"{self.job}{w}: SKIPPED, {self.detail}"
         if self.status == "planned":
             return f"{self.job}{w}: planned (dry run)"
+        if self.status == "interrupted":
+            return f"{self.job}{w}: INTERRUPTED (resumes on the next run)"
+        if self.status == "not started":
+            return f"{self.job}{w}: NOT STARTED (interrupted before its turn)"
         if isinstance(self.error, GapError):
             return f"{self.job}{w}: MISSING: {self.error.message}" if detail else f"{self.job}{w}: MISSING"
         phase = f" in {self.run.failed_phase}" if self.run and self.run.failed_phase else ""
@@ -161,8 +168,15 @@ def run_jobs(
     progress_factory: Callable[[str], ProgressLine | None] | None = None,
     echo: Callable[[str], None] = print,
     quiet: bool = False,
+    max_jobs: int | None = None,
+    on_status: Callable[[int, int, int], None] | None = None,
 ) -> list[Outcome]:
-    """Run the jobs; ``quiet`` (``-q``) prints a failure's error only once, in the CLI's ``Error:`` line."""
+    """Run the jobs; ``quiet`` (``-q``) prints a failure's error only once, in the CLI's ``Error:`` line.
+
+    ``max_jobs`` (default ``settings.max_jobs``) jobs run at once, each on its own thread
+    with its own ledger connection; ``on_status(done, running, queued)`` follows the pool.
+    A signal stops every job and raises ``Interrupted`` carrying ``outcomes`` (the jobs
+    done, interrupted and never started) for the caller's summary."""
     jobs = select_jobs(config, names, all_jobs)
     run_date = run_date or dt.date.today()
     plans = {
@@ -197,6 +211,22 @@ def run_jobs(
             blocked = preflight(
                 config, [config.jobs[n] for n in jobs]
             )  # before any export: seconds, not hours
+            workers = max_jobs or config.settings.max_jobs
+            if workers > 1 and len(jobs) > 1:
+                outcomes = _run_pool(
+                    config,
+                    jobs,
+                    plans,
+                    workers,
+                    wait,
+                    progress_factory,
+                    scheduled,
+                    blocked,
+                    echo,
+                    quiet,
+                    on_status,
+                )
+                jobs = []  # done
             for n in jobs:
                 interrupts.checkpoint()  # a signal that something swallowed: the next job never starts
                 for outcome in run_job(
@@ -217,6 +247,68 @@ def run_jobs(
             _write_outputs(config, store, run_date)
         store.close()
     return outcomes
+
+
+def _run_pool(
+    config: Config,
+    jobs: list[str],
+    plans: dict[str, Plan],
+    workers: int,
+    wait: float,
+    progress_factory,
+    scheduled: bool,
+    blocked: dict,
+    echo: Callable[[str], None],
+    quiet: bool,
+    on_status: Callable[[int, int, int], None] | None,
+) -> list[Outcome]:
+    """The jobs on ``workers`` threads; outcomes in the order of ``jobs``. Each thread has
+    its own ledger connection and alert monitor (SQLite connections are per thread)."""
+    printing = threading.Lock()
+
+    def one(name: str) -> list[Outcome]:
+        store = StateStore(config.settings.state_dir)
+        try:
+            store.connect()
+            monitor = make_monitor(config, store)
+            outcomes = run_job(
+                config, store, monitor, plans[name], wait, progress_factory, scheduled, blocked.get(name)
+            )
+        finally:
+            store.close()
+        with printing:
+            for o in outcomes:
+                echo(o.summary(detail=not quiet))
+        return outcomes
+
+    def ordered(result) -> list[Outcome]:
+        out: list[Outcome] = []
+        for n in jobs:
+            if n in result.results:
+                out += result.results[n]
+            elif isinstance(result.errors.get(n), Interrupted):
+                out.append(Outcome(n, "interrupted", plans[n]))
+            elif n in result.errors:
+                exc = result.errors[n]
+                err = exc if isinstance(exc, TableshipError) else JobError(f"unexpected error: {exc!r}")
+                out.append(Outcome(n, "failed", plans[n], error=err))
+            else:
+                out.append(Outcome(n, "not started", plans[n]))
+        return out
+
+    try:
+        result = run_parallel(
+            jobs, workers, one, stop_on=lambda exc: isinstance(exc, LedgerError), on_status=on_status
+        )
+    except Interrupted as exc:
+        exc.outcomes = ordered(exc.pool_result)  # type: ignore[attr-defined]
+        raise
+    for exc in result.errors.values():
+        if isinstance(exc, LedgerError):
+            raise exc  # the batch stops as it does one job at a time (run_jobs alerts)
+    for n, exc in result.errors.items():  # a bug in one job never stops the others
+        log.error("job %s: unexpected error: %r", n, exc)
+    return ordered(result)
 
 
 def extra_plans(config: Config, store: StateStore, plan: Plan) -> list[Plan]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from tableship.backup.runner import select_jobs
 from tableship.catalog.restore_range import restore_range
 from tableship.config.models import load_config
 from tableship.core import interrupts
@@ -140,31 +141,53 @@ def cli(ctx, config, verbose, quiet, debug, log_format):
     metavar="SECONDS",
     help="Wait up to SECONDS for a job's lock held by another run (default: skip at once, exit 75).",
 )
+@click.option(
+    "--jobs",
+    "max_jobs",
+    type=click.IntRange(min=1, max=64),
+    default=None,
+    metavar="N",
+    help="Run up to N jobs at once (default: settings.max_jobs); 1 runs them one after another.",
+)
 @click.pass_obj
-def run(obj: Ctx, jobs, all_jobs, run_date, start, end, dry_run, wait):
-    """Back up the named JOBs (or all), one after another; one summary line per job.
+def run(obj: Ctx, jobs, all_jobs, run_date, start, end, dry_run, wait, max_jobs):
+    """Back up the named JOBs (or all), up to --jobs N at once; one summary line per job
+    as it ends, and after several jobs at once one summary table.
 
     Exit codes: 0 all succeeded, 1 a job failed, 2 usage/config error, 74 the ledger
-    (state.db) cannot be used, 75 a job was skipped because another run holds its lock.
+    (state.db) cannot be used, 75 a job was skipped because another run holds its lock
+    (and none failed), 128+N stopped by signal N (143 SIGTERM, 130 SIGINT).
     """
     from tableship.backup.runner import exit_code, run_jobs
     from tableship.cli.progress import live_progress
+    from tableship.cli.summary import print_summary
 
     config = obj.load(log_file=not dry_run)
-    with live_progress(obj.verbosity) as progress:
-        outcomes = run_jobs(
-            config,
-            list(jobs),
-            all_jobs=all_jobs,
-            run_date=run_date,
-            start=start,
-            end=end,
-            dry_run=dry_run,
-            wait=wait,
-            progress_factory=progress,
-            echo=click.echo,
-            quiet=obj.verbosity < 0,
-        )
+    workers = max_jobs or config.settings.max_jobs
+    table = not dry_run and workers > 1 and len(select_jobs(config, list(jobs), all_jobs)) > 1
+    try:
+        with live_progress(obj.verbosity) as progress:
+            outcomes = run_jobs(
+                config,
+                list(jobs),
+                all_jobs=all_jobs,
+                run_date=run_date,
+                start=start,
+                end=end,
+                dry_run=dry_run,
+                wait=wait,
+                progress_factory=progress,
+                echo=click.echo,
+                quiet=obj.verbosity < 0,
+                max_jobs=workers,
+                on_status=progress.pool_status if progress is not None and table else None,
+            )
+    except Interrupted as exc:
+        if table:
+            print_summary(getattr(exc, "outcomes", []), click.echo)
+        raise
+    if table:
+        print_summary(outcomes, click.echo)
     for o in outcomes:  # each failed job also ends in one "Error:" line on stderr (cron mails, scripts)
         if o.status == "failed" and o.error is not None:
             hint = "" if o.error.hint else " — fix the cause, then re-run the same command"

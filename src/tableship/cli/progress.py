@@ -8,6 +8,7 @@ Use::
         line.update(rows, csv_bytes)              # or line(rows, csv_bytes): the writer's callback
         line.set_total(rows)                      # optional: adds percent and ETA
         line.close()                              # removes the line
+        progress.pool_status(done, running, queued)  # a parallel run's "jobs: …" line
 
 A ``Progress`` holds any number of lines at once (parallel jobs); it is thread-safe (rich's lock).
 While it is live, what is written to ``sys.stderr`` (log lines: the handler writes to the current
@@ -43,6 +44,8 @@ class ExportColumn(ProgressColumn):
     """``job: 1,234 rows, 12.3 MiB CSV, 45.6 MiB/s`` (+ ``, 40%, ETA 0:12`` when the total is known)."""
 
     def render(self, task: Task) -> Text:
+        if "status" in task.fields:  # the pool's line (Progress.pool_status)
+            return Text(task.fields["status"])
         rows = int(task.completed)
         nbytes = task.fields.get("nbytes", 0)
         elapsed = task.elapsed or 0.0
@@ -139,6 +142,7 @@ class Progress:
     ):
         self._redirect = console is None if redirect is None else redirect
         self._saved: tuple[TextIO, TextIO] | None = None
+        self._status: TaskID | None = None
         self._progress = RichProgress(
             ExportColumn(),
             console=console or Console(stderr=True),
@@ -177,6 +181,15 @@ class Progress:
         return ProgressLine(self._progress, self._progress.add_task(job, total=total_rows, nbytes=0))
 
     __call__ = task
+
+    def pool_status(self, done: int, running: int, queued: int) -> None:
+        """The line of a parallel run, ``jobs: 3 done, 4 running, 5 queued`` (added on first use,
+        above the lines of the jobs it starts)."""
+        text = f"  jobs: {done} done, {running} running, {queued} queued"
+        if self._status is None:
+            self._status = self._progress.add_task("jobs", status=text)
+        else:
+            self._progress.update(self._status, status=text)
 
     def refresh(self) -> None:
         """Redraw now (the display also redraws itself ``refresh_per_second`` times a second)."""

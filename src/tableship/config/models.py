@@ -73,6 +73,8 @@ class Settings(Model):
     metrics_file: ConfigPath | None = None
     status_file: ConfigPath | None = None
     staging_dir: ConfigPath | None = None  # default: state_dir/staging
+    # jobs run at once by 'tableship run' (--jobs overrides); docs/configuration.md says why 2
+    max_jobs: int = Field(2, ge=1, le=64)
     # the ledger: None = SQLite under state_dir; "postgresql://user:pw@host/db" = shared by
     # several hosts (docs/scaling.md); a secret (its password is redacted everywhere)
     state: SecretStr | None = None
@@ -100,6 +102,7 @@ class DuckDBSource(Model):
     path: ConfigPath
     threads: int | None = Field(None, ge=1)  # None: 1 (see sources/duckdb.py)
     memory_limit: str = "32MB"
+    max_connections: int | None = Field(None, ge=1)  # queries open at once across parallel jobs
 
 
 class HS2Source(Model):
@@ -126,6 +129,7 @@ class HS2Source(Model):
     load_staging_uri: str | None = None
     load_format: Literal["parquet", "orc"] = "parquet"
     impala_refresh: str | None = None
+    max_connections: int | None = Field(None, ge=1)  # queries open at once across parallel jobs
 
     @property
     def effective_port(self) -> int:
@@ -138,6 +142,7 @@ class SQLAlchemySource(Model):
     fetch_size: int = Field(100_000, ge=1)
     timeout: float = Field(60, gt=0)
     retries: Retry = Field(default_factory=lambda: Retry())  # servers: retried like destinations
+    max_connections: int | None = Field(None, ge=1)  # queries open at once across parallel jobs
 
 
 class Retry(Model):
@@ -171,6 +176,9 @@ class SFTPDestination(Model):
     connect_timeout: float = Field(15, gt=0)
     retries: Retry = Retry()
     verify: Literal["auto", "sha256sum", "read-back"] = "auto"
+    # SSH connections open at once on this destination across parallel jobs: below
+    # OpenSSH's MaxStartups (10) and MaxSessions (10) defaults (docs/configuration.md)
+    max_connections: int = Field(8, ge=1)
 
     @field_validator("path")
     @classmethod

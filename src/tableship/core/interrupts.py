@@ -10,6 +10,11 @@ exception thrown into them at an arbitrary point:
   cancellation of the coroutine — its ``finally``/``except`` blocks run inside the loop
   (e.g. the SFTP destination removes its remote temporary) — and raises
   ``Interrupted`` once the loop has stopped. A second signal stops the loop at once.
+- the worker threads of a parallel run (``backup/pool.py``): only the main thread gets
+  signals, so it passes them on with ``interrupt_thread()`` — a thread inside
+  ``run_until_complete`` has its coroutine cancelled the same way, any other gets
+  ``Interrupted`` raised at its next Python instruction (``PyThreadState_SetAsyncExc``,
+  what the interpreter does for a signal in the main thread).
 - child processes (OpenSSH ``sftp``, which runs ``ssh``): ``child_preexec()`` makes the
   kernel send them SIGKILL when tableship dies, even by ``kill -9`` (Linux
   ``PR_SET_PDEATHSIG``); ``ssh`` then sees its ``sftp`` parent's pipes close and exits.
@@ -23,6 +28,7 @@ import ctypes.util
 import os
 import signal
 import sys
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,6 +39,11 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 #: While set, a signal is handed to this callable instead of being raised; it returns
 #: False to have it raised after all.
 _hook: Callable[[int], bool] | None = None
+
+#: The same for the worker threads inside ``run_until_complete`` (thread id → hook that
+#: is safe to call from another thread); guarded by ``_threads_lock``.
+_thread_hooks: dict[int, Callable[[int], None]] = {}
+_threads_lock = threading.Lock()
 
 #: The first termination signal received, kept after it was raised: a C extension that
 #: checks for signals itself (DuckDB, a driver) or an exception raised while Python runs
@@ -71,6 +82,28 @@ def as_interrupt(exc: BaseException) -> BaseException:
     return exc
 
 
+class ThreadInterrupted(Interrupted):
+    """``Interrupted`` raised in a worker thread by ``interrupt_thread`` (the interpreter
+    instantiates it without arguments: the signal is the one received)."""
+
+    def __init__(self, *args: object) -> None:
+        signum = args[0] if args and isinstance(args[0], int) else (_pending or signal.SIGTERM)
+        super().__init__(signum)
+
+
+def interrupt_thread(ident: int, signum: int) -> None:
+    """Pass a termination signal on to the worker thread ``ident`` (see the module docstring)."""
+    global _pending
+    if _pending is None:
+        _pending = signum
+    with _threads_lock:
+        hook = _thread_hooks.get(ident)
+        if hook is not None:
+            hook(signum)
+            return
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(ThreadInterrupted))
+
+
 def reset() -> None:
     """Forget a received signal (tests that run several commands in one process)."""
     global _pending
@@ -107,6 +140,8 @@ def run_until_complete(loop: asyncio.AbstractEventLoop, aw: Awaitable[Any]) -> A
     """``loop.run_until_complete(aw)`` where a termination signal cancels ``aw`` (its
     cleanup runs inside the loop) and then raises ``Interrupted``."""
     global _hook
+    if threading.current_thread() is not threading.main_thread():
+        return _run_in_thread(loop, aw)
     task = asyncio.ensure_future(aw, loop=loop)
     received: list[int] = []
 
@@ -138,6 +173,44 @@ def run_until_complete(loop: asyncio.AbstractEventLoop, aw: Awaitable[Any]) -> A
     finally:
         if task.done() and not task.cancelled():
             task.exception()  # retrieved: asyncio never reports it at garbage collection
+
+
+def _run_in_thread(loop: asyncio.AbstractEventLoop, aw: Awaitable[Any]) -> Any:
+    """``run_until_complete`` in a worker thread: ``interrupt_thread`` cancels ``aw``
+    through the loop (thread-safe) instead of raising inside it."""
+    ident = threading.get_ident()
+    task = asyncio.ensure_future(aw, loop=loop)
+    received: list[int] = []
+
+    def on_loop(signum: int) -> None:
+        received.append(signum)
+        if len(received) == 1 and not task.done():
+            task.cancel()
+        else:
+            loop.stop()
+
+    def hook(signum: int) -> None:  # called by the main thread
+        loop.call_soon_threadsafe(on_loop, signum)
+
+    try:
+        with _threads_lock:
+            _thread_hooks[ident] = hook
+        # (a signal passed on just before the hook was in place arrived as an exception
+        # raised here, before the loop runs; cleanup after a signal runs like any call)
+        try:
+            result = loop.run_until_complete(task)
+        except BaseException:
+            if received:
+                raise Interrupted(received[0]) from None
+            raise
+        if received:
+            raise Interrupted(received[0])
+        return result
+    finally:
+        with _threads_lock:
+            _thread_hooks.pop(ident, None)
+        if task.done() and not task.cancelled():
+            task.exception()
 
 
 # ---------------------------------------------------------------- child processes

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from tableship.core.names import check_identifier, split_table
 from tableship.core.plugins import instantiate
+from tableship.core.slots import Cap, cap
 
 
 @dataclass(frozen=True)
@@ -124,5 +125,37 @@ REGISTRY = {
 
 
 def open_source(name: str, cfg) -> Source:
-    """Instantiate the source for config ``cfg`` (lazy-importing its driver)."""
-    return instantiate("source", REGISTRY, name, cfg)
+    """Instantiate the source for config ``cfg`` (lazy-importing its driver); with
+    ``max_connections`` its statements take a slot of the source's process-wide cap."""
+    source = instantiate("source", REGISTRY, name, cfg)
+    limit = cap("source", name, getattr(cfg, "max_connections", None))
+    return source if limit is None else CappedSource(source, limit)
+
+
+class CappedSource:
+    """A source whose statements (``schema``, ``count``, a ``batches`` stream from its first
+    batch to its end) each hold a slot of ``cap``: the queries the parallel jobs have open
+    on one engine never exceed its ``max_connections``."""
+
+    def __init__(self, inner: Source, limit: Cap):
+        self._inner = inner
+        self._cap = limit
+        self.dialect = inner.dialect
+
+    def __getattr__(self, attr: str) -> Any:  # the engine's own extras (e.g. partition detection)
+        return getattr(self._inner, attr)
+
+    def schema(self, table: str) -> pa.Schema:
+        with self._cap.slot():
+            return self._inner.schema(table)
+
+    def batches(self, query: Query, batch_rows: int = 100_000) -> Iterator[pa.RecordBatch]:
+        with self._cap.slot():
+            yield from self._inner.batches(query, batch_rows)
+
+    def count(self, query: Query) -> int:
+        with self._cap.slot():
+            return self._inner.count(query)
+
+    def close(self) -> None:
+        self._inner.close()

@@ -33,7 +33,7 @@ from typing import Any
 
 import asyncssh
 
-from tableship.core import holds
+from tableship.core import holds, slots
 from tableship.core.errors import ConfigError, DestinationError, TableshipError
 from tableship.core.redact import redact
 from tableship.destinations.base import is_temp, safe_name, temp_name
@@ -79,6 +79,10 @@ class SFTPDestination:
         self._root_real: str | None = None
         self._can_exec: bool | None = None
         self.openssh_broken = False  # OpenSSH's client failed to log in here: asyncssh does the uploads
+        # max_connections across the parallel jobs of this process (core/slots.py): the
+        # asyncssh connection holds one slot while it is open, an OpenSSH upload another
+        self.cap = slots.cap("destination", name, getattr(cfg, "max_connections", None))
+        self._slot = False
 
     @property
     def known_hosts(self) -> Path:
@@ -123,17 +127,31 @@ class SFTPDestination:
                 conn.abort()
             except Exception:  # already dead
                 pass
+        self._release()
+
+    def _release(self) -> None:
+        if self._slot and self.cap is not None:
+            self._slot = False
+            self.cap.release()
 
     async def _connect(self) -> asyncssh.SFTPClient:
         if self._sftp is not None and self._conn is not None and not self._conn.is_closed():
             return self._sftp
         self._drop()
-        conn = await self.session.connect()
+        if self.cap is not None:
+            await self.cap.acquire_async()
+            self._slot = True
+        try:
+            conn = await self.session.connect()
+        except BaseException:
+            self._release()
+            raise
         try:
             sftp = await conn.start_sftp_client()
             await self._check_root(sftp)  # a missing root fails every call, not just the first
         except BaseException:
             conn.abort()
+            self._release()
             raise
         self._conn, self._sftp = conn, sftp
         log.debug("destination %s: connected to %s (%s)", self.name, self.where.login, self.cipher)
@@ -539,7 +557,10 @@ class SFTPDestination:
     def close(self) -> None:
         conn, self._conn, self._sftp = self._conn, None, None
         self._dirs.clear()
-        self._bridge.close(conn)
+        try:
+            self._bridge.close(conn)
+        finally:
+            self._release()
 
     def __del__(self) -> None:  # pragma: no cover - safety net
         try:

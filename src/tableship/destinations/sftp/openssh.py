@@ -71,6 +71,26 @@ async def put(
     args = argv(dest, sftp)
     if args is None:
         return False
+    if dest.cap is not None and not dest.cap.try_acquire():
+        # its own connection would go over max_connections: this upload goes over ours
+        log.debug("destination %s: no free connection for OpenSSH's sftp; using asyncssh", dest.name)
+        return False
+    try:
+        return await _put(dest, sftp, args, local, tmp, folder, size)
+    finally:
+        if dest.cap is not None:
+            dest.cap.release()
+
+
+async def _put(
+    dest: SFTPDestination,
+    sftp: asyncssh.SFTPClient,
+    args: list[str],
+    local: Path,
+    tmp: str,
+    folder: str,
+    size: int,
+) -> bool:
     with tempfile.TemporaryDirectory(prefix="tableship-sftp-") as private:
         link = Path(private) / "upload"  # a plain name: sftp globs its local argument
         link.symlink_to(Path(local).resolve())
