@@ -307,7 +307,7 @@ MaxStartups 100:30:200
 MaxSessions 64
 LoginGraceTime 30
 LogLevel VERBOSE
-Subsystem sftp internal-sftp
+Subsystem sftp {sftp_subsystem}
 {extra}
 Match User {sftp_user}
     ForceCommand internal-sftp
@@ -345,9 +345,10 @@ _active: SshServer | None = None
 
 
 @contextlib.contextmanager
-def running_sshd() -> Iterator[SshServer]:
+def running_sshd(sftp_subsystem: str = "internal-sftp") -> Iterator[SshServer]:
     """Start a real OpenSSH server on 127.0.0.1 in a fresh temp dir; stop and remove
-    it on exit.  Used by the ``sshd`` fixture and by ``bench/bench_sftp.py``."""
+    it on exit.  Used by the ``sshd`` fixture and by ``bench/bench_sftp.py``.
+    ``sftp_subsystem``: the command serving SFTP (e.g. a wrapper that counts sessions)."""
     if not is_root():
         missing("the sshd fixture needs root (sshd privilege separation, root login, useradd)")
     _ensure_openssh()
@@ -395,6 +396,7 @@ def running_sshd() -> Iterator[SshServer]:
             base=base,
             sftp_user=SFTP_ONLY_USER,
             password_user=PASSWORD_USER,
+            sftp_subsystem=sftp_subsystem,
         )
         log = base / "sshd.log"
         ctl = _SshdProcess(config, log, LOCALHOST, port)

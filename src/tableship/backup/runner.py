@@ -485,6 +485,11 @@ def run_window(
     Outcome, a signal ends the whole command."""
     job = plan.job
     line = progress_factory(job.name) if progress_factory else None
+    if line is not None and hasattr(line, "set_total"):
+        # the ETA of a rolling window: about as many rows as the job's last successful run
+        last = store.last_success(job.name)
+        if last is not None and last.rows:
+            line.set_total(last.rows)
     pipeline = Pipeline(config, plan, store, line)
     run = pipeline.begin()
     token_run = current_run.set(run.id)

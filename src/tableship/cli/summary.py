@@ -58,7 +58,9 @@ def print_summary(outcomes: list[Outcome], echo: Callable[[str], None], tty: boo
     if not tty:
         echo(format_table(rows, COLUMNS))
         return
-    table = Table(*[c.upper() for c in COLUMNS], box=None, header_style="bold")
+    table = Table(box=None, header_style="bold")
+    for c in COLUMNS:  # the result and destinations may wrap; names, windows and numbers never do
+        table.add_column(c.upper(), no_wrap=c not in ("result", "destination"))
     for r in rows:
         table.add_row(
             *[
