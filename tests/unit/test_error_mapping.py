@@ -47,7 +47,9 @@ def test_an_unmapped_exception_is_recorded_as_unexpected(config, monkeypatch, er
         raise error
 
     monkeypatch.setattr(pipeline, "write_archive", failing_once)  # fault injection in the export
-    outcomes = run_jobs(config, ["first", "second"], run_date=dt.date(2024, 2, 15), echo=lambda s: None)
+    outcomes = run_jobs(  # one after the other: "the first job's export" is the first export
+        config, ["first", "second"], run_date=dt.date(2024, 2, 15), echo=lambda s: None, max_jobs=1
+    )
     assert [(o.job, o.status) for o in outcomes] == [("first", "failed"), ("second", "success")]
     name = type(error).__name__
     assert "unexpected error" in outcomes[0].summary() and name in outcomes[0].summary()
