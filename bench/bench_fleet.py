@@ -110,7 +110,8 @@ def build_warehouse(path: Path, tables: int, rows: int) -> list[str]:
         for n in names:
             con.execute(f"CREATE TABLE mnaas.{n} AS SELECT * FROM mnaas.customer_traffic")
         in_window = con.execute(
-            "SELECT count(*) FROM mnaas.customer_traffic WHERE partition_date BETWEEN '2026-06-01' AND '2026-10-31'"
+            "SELECT count(*) FROM mnaas.customer_traffic "
+            "WHERE partition_date BETWEEN '2026-06-01' AND '2026-10-31'"
         ).fetchone()[0]
     finally:
         con.close()
@@ -208,14 +209,11 @@ def main() -> None:
             ok_wall = wall["4"] <= WALL_GOAL * ref
             ok_never = all(wall[m] <= ref for m in modes if m not in ("1", "legacy"))
             ok_rss = rss["4"] <= RSS_GOAL_MIB
+            verdict = {True: "met", False: "NOT met"}
             print()
-            print(
-                f"goal --jobs 4 ≤ {WALL_GOAL}× --jobs 1: {wall['4'] / ref:.2f} {'met' if ok_wall else 'NOT met'}"
-            )
-            print(f"goal no --jobs N slower than --jobs 1: {'met' if ok_never else 'NOT met'}")
-            print(
-                f"goal --jobs 4 peak RSS ≤ {RSS_GOAL_MIB} MiB: {rss['4']:.0f} {'met' if ok_rss else 'NOT met'}"
-            )
+            print(f"goal --jobs 4 ≤ {WALL_GOAL}× --jobs 1: {wall['4'] / ref:.2f} {verdict[ok_wall]}")
+            print(f"goal no --jobs N slower than --jobs 1: {verdict[ok_never]}")
+            print(f"goal --jobs 4 peak RSS ≤ {RSS_GOAL_MIB} MiB: {rss['4']:.0f} {verdict[ok_rss]}")
     finally:
         remove_dir(base)
 

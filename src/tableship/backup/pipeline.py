@@ -110,6 +110,14 @@ class Pipeline:
             self._dests[name] = open_destination(name, self.config.destinations[name])
         return self._dests[name]
 
+    def _close_dest(self, name: str) -> None:
+        dest = self._dests.pop(name, None)
+        if dest is not None:
+            try:
+                dest.close()
+            except Exception:  # closing must never hide the run's own outcome
+                log.debug("close failed", exc_info=True)
+
     def _dest_retry(self, what: str, name: str | None = None):
         cfg = self.config.destinations[name or self.job.destination]
         return retrying(getattr(cfg, "retries", None), what)
@@ -390,7 +398,13 @@ class Pipeline:
                 continue
             interrupts.checkpoint()
             try:
-                self._deliver(run, name)
+                try:
+                    self._deliver(run, name)
+                finally:
+                    if len(self.job.destinations) > 1:
+                        # one host's connection is never held while waiting for another's
+                        # (max_connections across parallel jobs: no two jobs can deadlock)
+                        self._close_dest(name)
             except _StagedLost:
                 return self.store.advance(run, Phase.PLANNED, "staged archive lost or changed")
             except LedgerError:
