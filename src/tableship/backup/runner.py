@@ -267,7 +267,7 @@ def _run_pool(
     printing = threading.Lock()
 
     def one(name: str) -> list[Outcome]:
-        store = StateStore(config.settings.state_dir)
+        store = StateStore.of(config.settings)  # SQLite or PostgreSQL: one connection per thread
         try:
             store.connect()
             monitor = make_monitor(config, store)
