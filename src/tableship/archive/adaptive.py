@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 __all__ = [
     "BLOCK_BYTES",
@@ -78,10 +78,15 @@ def _gzip_compressor(level: int):
     comp = cache.get(level)
     if comp is None:
         cache.clear()  # one compressor (state + 1.1 MiB buffer) per thread: the level changes rarely
+        lib: Any
         if level <= _ISAL_MAX_LEVEL:
-            from isal import isal_zlib as lib
+            from isal import isal_zlib
+
+            lib = isal_zlib
         else:
-            from zlib_ng import zlib_ng as lib
+            from zlib_ng import zlib_ng
+
+            lib = zlib_ng
         bufsize = BLOCK_BYTES["gzip"] + BLOCK_BYTES["gzip"] // 10 + 500
         if _private_api_ok(lib):
             # The C helper behind isal.igzip_threaded / zlib_ng.gzip_ng_threaded: one

@@ -158,9 +158,9 @@ class Progress:
         if self._redirect:
             console = self._progress.console
             self._saved = sys.stdout, sys.stderr
-            sys.stderr = _Above(console, sys.stderr)  # type: ignore[assignment]
+            sys.stderr = _Above(console, sys.stderr)
             if sys.stdout.isatty():  # a redirected stdout (a file, a pipe) is left alone
-                sys.stdout = _Above(console, sys.stdout)  # type: ignore[assignment]
+                sys.stdout = _Above(console, sys.stdout)
         return self
 
     def __exit__(

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import dataclasses
 import hashlib
 import io
@@ -362,7 +363,7 @@ class SFTPDestination:
     ) -> None:
         """The upload on asyncssh."""
         try:
-            with open(local, "rb", buffering=0) if local is not None else io.BytesIO(data) as src:
+            with open(local, "rb", buffering=0) if local is not None else io.BytesIO(data or b"") as src:
                 await write_remote(sftp, src, tmp, size)
         except SizeChanged as exc:
             read, expected = exc.args
@@ -486,7 +487,7 @@ class SFTPDestination:
         path = self._folder(folder)
         prefix = "" if path == self.root else safe_name(folder) + "/"
 
-        async def listing() -> list[str]:
+        async def listing() -> builtins.list[str]:
             await holds.hold_async("list")
             if not await self._confine(self.sftp, path, folder=True):
                 return []
@@ -521,10 +522,10 @@ class SFTPDestination:
 
         self._call(f"deleting {name}", delete)
 
-    def cleanup(self, folder: str, owner: str) -> list[str]:
+    def cleanup(self, folder: str, owner: str) -> builtins.list[str]:
         path = self._folder(folder)
 
-        async def cleanup() -> list[str]:
+        async def cleanup() -> builtins.list[str]:
             if not await self._confine(self.sftp, path, folder=True):
                 return []
             try:
@@ -550,7 +551,7 @@ class SFTPDestination:
 
         return self._call(f"cleaning temporaries in {folder or '/'}", cleanup)
 
-    def check(self) -> list[tuple[str, bool, str]]:
+    def check(self) -> builtins.list[tuple[str, bool, str]]:
         """Connect, check the host key, the root folder, write permission, free space, verification."""
         return check_mod.check(self)
 
