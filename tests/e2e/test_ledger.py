@@ -357,7 +357,7 @@ def tmpfs_state(aws):
 
 
 def fill(folder) -> None:
-    with open(folder / "filler", "wb") as f:
+    with open(folder / "filler", "wb", buffering=0) as f:  # unbuffered: close() has nothing left to flush
         try:
             while True:
                 f.write(b"\0" * 65536)
