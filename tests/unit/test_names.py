@@ -7,6 +7,7 @@ absolute, contains ``..`` or a backslash, or would leave the destination root is
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -110,7 +111,20 @@ def test_every_placeholder_renders():
     assert render_relative(template, VALUES, "remote_dir") == (
         "daily_cdr/mnaas/customer_traffic/2026-06-01_2026-10-31_2026-11-26"
     )
-    assert set(TEMPLATE_FIELDS) == {"job", "table", "database", "start", "end", "run_date"}
+    assert set(TEMPLATE_FIELDS) == {
+        "job",
+        "table",
+        "database",
+        "start",
+        "end",
+        "run_date",
+        "chunk_start",
+        "chunk_end",
+    }
+    # outside a chunk, {chunk_start}/{chunk_end} are the window's bounds; in a chunk, the chunk's
+    assert render_relative("{chunk_start:%m%Y}_{chunk_end:%d}", VALUES, "f") == "062026_31"
+    chunk = dataclasses.replace(VALUES, chunk_start=dt.date(2026, 8, 1), chunk_end=dt.date(2026, 8, 31))
+    assert render_relative("{chunk_start:%m%Y}_{chunk_end:%d}", chunk, "f") == "082026_31"
 
 
 @pytest.mark.parametrize(

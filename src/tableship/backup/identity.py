@@ -55,7 +55,7 @@ def fingerprint(config: Config, plan: Plan) -> dict:
     """
     job = plan.job
     src = config.sources[job.source]
-    return {
+    fp = {
         "source": {"name": job.source, "type": src.type, "target": source_target(src)},
         "table": job.table,
         "partition": {
@@ -80,6 +80,9 @@ def fingerprint(config: Config, plan: Plan) -> dict:
             for n in job.destinations
         ],
     }
+    if job.chunk != "none":  # only then: the runs of an unchunked job keep their identity
+        fp["chunks"] = {"chunk": job.chunk, "layout": job.layout}
+    return fp
 
 
 def dumps(fp: dict) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -18,7 +19,9 @@ from typing import Protocol
 
 import tenacity
 
-from tableship.archive.writer import BATCH_ROWS, file_sha256, write_archive
+from tableship.archive.writer import BATCH_ROWS, ExportResult, file_sha256, write_archive
+from tableship.backup.chunked import ChunkedExport
+from tableship.backup.chunks import ConnectionSlot, no_cap
 from tableship.backup.identity import differences, dumps, fingerprint
 from tableship.backup.plan import Plan, build_query
 from tableship.config.models import Config, Retry
@@ -34,11 +37,12 @@ from tableship.core.errors import (
 from tableship.core.log import current_run
 from tableship.core.redact import redact_bytes
 from tableship.core.version import __version__
+from tableship.core.window import Window
 from tableship.destinations.base import Destination, open_destination
 from tableship.ledger import deliveries
 from tableship.ledger.schema import LedgerError
 from tableship.ledger.state import WORKING_ON, Phase, Result, Run, StateStore
-from tableship.sources.base import Source, open_source
+from tableship.sources.base import Query, Source, open_source
 
 log = logging.getLogger("tableship")
 
@@ -81,8 +85,16 @@ def retrying(policy: Retry | None, what: str):
 class Pipeline:
     """One run: ``Pipeline(config, plan, store).run()`` returns the finished Run or raises."""
 
-    def __init__(self, config: Config, plan: Plan, store: StateStore, progress: ProgressLine | None = None):
+    def __init__(
+        self,
+        config: Config,
+        plan: Plan,
+        store: StateStore,
+        progress: ProgressLine | None = None,
+        connection_slot: ConnectionSlot = no_cap,
+    ):
         self.config = config
+        self.connection_slot = connection_slot  # a job pool's per-source cap on chunk queries
         self.plan = plan
         self.job = plan.job
         self.store = store
@@ -303,6 +315,8 @@ class Pipeline:
         query = build_query(self.source, plan, schema)
         if job.expect_columns is not None:
             check_columns(job.expect_columns, schema.names)
+        if job.chunk != "none":
+            return self.export_chunks(run, schema)
         log.info("exporting %s: %s", job.table, query.display())
         result = self._source_retry(f"export of {job.table}")(
             lambda: write_archive(
@@ -325,30 +339,7 @@ class Pipeline:
         check_rows(
             job, result.rows, lambda: self._source_retry(f"COUNT(*) of {job.table}")(self.source.count, query)
         )
-        manifest = {
-            "job": job.name,
-            "table": job.table,
-            "source": {"name": job.source, "type": self.config.sources[job.source].type},
-            "window": {"start": plan.window.start.isoformat(), "end": plan.window.end.isoformat()},
-            "run_date": plan.run_date.isoformat(),
-            "run_id": run.id,
-            "query": query.display(),
-            "query_sql": query.sql,
-            "query_params": [v.isoformat() if isinstance(v, dt.date) else v for v in query.values],
-            "rows": result.rows,
-            "csv_bytes": result.csv_bytes,
-            "columns": result.columns,
-            "format": job.format.model_dump(exclude_none=True),
-            "compression": result.compression,
-            "file_name": plan.file_name,
-            "remote_path": plan.remote_path,
-            "destination": job.destination,
-            "destinations": list(job.destinations),
-            "archive_bytes": result.archive_bytes,
-            "sha256": result.sha256,
-            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "tableship_version": __version__,
-        }
+        manifest = self.manifest(run, query, result, plan.window, plan.file_name, plan.remote_path)
         self._exported_here = True
         return self.store.advance(
             run,
@@ -369,6 +360,46 @@ class Pipeline:
         if not staged:
             return False
         return Path(staged).resolve().is_relative_to((self.config.staging_dir / self.job.name).resolve())
+
+    def export_chunks(self, run: Run, schema) -> Run:
+        """The export phase of a chunked job (backup/chunked.py)."""
+        return ChunkedExport(self).run(run, schema)
+
+    def check_rows(self, rows: int, query: Query) -> None:
+        job = self.job
+        check_rows(
+            job, rows, lambda: self._source_retry(f"COUNT(*) of {job.table}")(self.source.count, query)
+        )
+
+    def manifest(
+        self, run: Run, query: Query, result: ExportResult, window: Window, file_name: str, remote_path: str
+    ) -> dict:
+        """An archive's ``.manifest.json`` (a window's, or a chunk's with ``window`` = the chunk)."""
+        job, plan = self.job, self.plan
+        return {
+            "job": job.name,
+            "table": job.table,
+            "source": {"name": job.source, "type": self.config.sources[job.source].type},
+            "window": {"start": window.start.isoformat(), "end": window.end.isoformat()},
+            "run_date": plan.run_date.isoformat(),
+            "run_id": run.id,
+            "query": query.display(),
+            "query_sql": query.sql,
+            "query_params": [v.isoformat() if isinstance(v, dt.date) else v for v in query.values],
+            "rows": result.rows,
+            "csv_bytes": result.csv_bytes,
+            "columns": result.columns,
+            "format": job.format.model_dump(exclude_none=True),
+            "compression": result.compression,
+            "file_name": file_name,
+            "remote_path": remote_path,
+            "destination": job.destination,
+            "destinations": list(job.destinations),
+            "archive_bytes": result.archive_bytes,
+            "sha256": result.sha256,
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "tableship_version": __version__,
+        }
 
     def _staged_ok(self, run: Run) -> bool:
         if self._staged_checked:
@@ -491,6 +522,13 @@ class Pipeline:
         def write_sidecars() -> None:
             dest.put_bytes(sidecar, remote + ".sha256", self.job.name)
             dest.put_bytes(body, remote + ".manifest.json", self.job.name)
+
+        if manifest.get("kind") == "window-manifest":
+            # layout "chunk": the chunks carry the manifests; the window manifest gets its .sha256
+            # (rewritten only when it changed: a re-run with nothing changed uploads nothing)
+            def write_sidecars() -> None:
+                if dest.sha256(remote + ".sha256") != hashlib.sha256(sidecar).hexdigest():
+                    dest.put_bytes(sidecar, remote + ".sha256", self.job.name)
 
         self._dest_retry(f"writing sidecars of {remote}{where}", name)(write_sidecars)
         deliveries.record(

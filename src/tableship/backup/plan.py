@@ -76,13 +76,32 @@ def build_query(source: Source, plan: Plan, schema: pa.Schema | None = None) -> 
     source when not given): detected when ``partition_type = "auto"``, else checked
     against the declared one, so a mismatch is one error naming both, not a raw engine
     error (``Binder Error``...) or a silently wrong comparison."""
-    job = plan.job
+    return range_query(source, plan.job, schema, plan.window.start, plan.window.end)
+
+
+def range_query(
+    source: Source, job: JobConfig, schema: pa.Schema | None, start: dt.date, end: dt.date
+) -> Query:
+    """The query of the rows whose partition lies in ``start..end`` (a window or a chunk)."""
+    low, high = partition_bounds(source, job, schema, start, end)
+    try:
+        return window_query(source.dialect, job.table, job.partition_column, low, high)
+    except ValueError as exc:
+        raise ConfigError(
+            f"jobs.{job.name}: {exc}", "fix the job's table, partition_column or partition_format"
+        ) from None
+
+
+def partition_bounds(
+    source: Source, job: JobConfig, schema: pa.Schema | None, start: dt.date, end: dt.date
+) -> tuple:
+    """The bound values comparing the partition column with the days ``start..end``."""
     schema = schema if schema is not None else source.schema(job.table)
     field = schema.field(job.partition_column) if job.partition_column in schema.names else None
     if field is None:
         raise SourceError(
-            f"column {job.partition_column!r} not found in table {job.table} (columns: "
-            f"{', '.join(schema.names)})",
+            f"column {job.partition_column!r} not found in table {job.table} "
+            f"(columns: {', '.join(schema.names)})",
             f"fix jobs.{job.name}.partition_column",
         )
     ptype = job.partition_type
@@ -96,16 +115,16 @@ def build_query(source: Source, plan: Plan, schema: pa.Schema | None = None) -> 
     else:
         check_partition_type(job, field)
     try:  # identifiers and partition formats the config validation let through
-        low = partition_value(plan.window.start, ptype, job.partition_format)
-        high = partition_value(plan.window.end, ptype, job.partition_format)
-        if pa.types.is_timestamp(field.type):
-            # a TIMESTAMP column compared with a DATE end bound would drop the last day after 00:00
-            low, high = dt.datetime.combine(low, dt.time.min), dt.datetime.combine(high, dt.time.max)
-        return window_query(source.dialect, job.table, job.partition_column, low, high)
+        low = partition_value(start, ptype, job.partition_format)
+        high = partition_value(end, ptype, job.partition_format)
     except ValueError as exc:
         raise ConfigError(
             f"jobs.{job.name}: {exc}", "fix the job's table, partition_column or partition_format"
         ) from None
+    if pa.types.is_timestamp(field.type):
+        # a TIMESTAMP column compared with a DATE end bound would drop the last day after 00:00
+        low, high = dt.datetime.combine(low, dt.time.min), dt.datetime.combine(high, dt.time.max)
+    return low, high
 
 
 def check_partition_type(job: JobConfig, field: pa.Field) -> None:

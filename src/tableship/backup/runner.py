@@ -54,8 +54,8 @@ class Outcome:
         if self.status == "success" and self.run:
             return (
                 f"{self.job}{w}: OK, {self.run.rows} rows, {_size(self.run.archive_bytes)} → "
-                f"{self.run.remote_path or self.plan.remote_path} (run {self.run.id}, "
-                f"{self.run.duration or 0:.1f}s)"
+                f"{self.run.remote_path or self.plan.remote_path}{_chunk_counts(self.run)} "
+                f"(run {self.run.id}, {self.run.duration or 0:.1f}s)"
             )
         if self.status == "locked":
             return f"{self.job}: SKIPPED, {self.error.line() if self.error else 'locked'}"
@@ -73,6 +73,14 @@ class Outcome:
         if not detail and self.error is not None:
             return f"{self.job}{w}: FAILED{phase}"
         return f"{self.job}{w}: FAILED{phase}: {self.error.line() if self.error else self.detail}"
+
+
+def _chunk_counts(run: Run) -> str:
+    """``, chunks: 1 exported, 1 changed, 3 unchanged`` for a run of layout "chunk"."""
+    counts = (run.manifest_dict() or {}).get("counts")
+    if not counts:
+        return ""
+    return ", chunks: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("exported", "changed", "unchanged"))
 
 
 def _size(n: int | None) -> str:

@@ -603,11 +603,24 @@ def known_missing(store: StateStore | None, job: str, present: Iterable[Archive]
     if run is None or not run.remote_path:
         return None
     paths = {a.remote_path for a in present if a.has_archive or a.has_manifest or a.has_sidecar}
-    if run.remote_path in paths or run.sha256 in pruned_paths(store, job).get(run.remote_path, ()):
+    pruned = pruned_paths(store, job)
+    manifest = run.manifest_dict() or {}
+    if manifest.get("kind") == "window-manifest":
+        # layout "chunk": the run's archives are its chunks (the window manifest is no archive)
+        for c in manifest.get("chunks") or []:
+            path = c.get("remote_path")
+            if path and path not in paths and c.get("sha256") not in pruned.get(path, ()):
+                folder, name = posixpath.split(path)
+                a = Archive(job, folder, name, known_from_run=run.id)
+                a.manifest = {"job": job, "rows": c.get("rows"), "sha256": c.get("sha256"), "file_name": name}
+                a.window = Window(dt.date.fromisoformat(c["start"]), dt.date.fromisoformat(c["end"]))
+                return a
+        return None
+    if run.remote_path in paths or run.sha256 in pruned.get(run.remote_path, ()):
         return None
     folder, name = posixpath.split(run.remote_path)
     a = Archive(job, folder, name, known_from_run=run.id)
-    a.manifest = run.manifest_dict()
+    a.manifest = manifest or None
     a.window = Window(dt.date.fromisoformat(run.window_start), dt.date.fromisoformat(run.window_end))
     return a
 

@@ -33,6 +33,7 @@ from tableship.config.tables import expand as expand_tables
 from tableship.core import redact
 from tableship.core.errors import ConfigError
 from tableship.core.names import (
+    CHUNK_FIELDS,
     TemplateValues,
     check_identifier,
     check_job_name,
@@ -332,6 +333,12 @@ class JobConfig(Model):
     gap_grace: int = Field(1, ge=0, le=3660)
     catch_up: bool = False
     catch_up_max: int = Field(3, ge=1, le=1000)
+    # chunked windows (docs/configuration.md, "Chunks"): one query per month or day of the
+    # window, up to ``parallel`` at once; one archive per window or per chunk
+    chunk: Literal["none", "month", "day"] = "none"
+    parallel: int = Field(1, ge=1, le=64)
+    layout: Literal["window", "chunk"] = "window"
+    refresh: Literal["changed", "always", "never"] | None = None  # None: "changed" (layout = "chunk")
 
     @field_validator("name")
     @classmethod
@@ -375,8 +382,76 @@ class JobConfig(Model):
     def table_name(self) -> str:
         return split_table(self.table)[1]
 
-    def template_values(self, start: dt.date, end: dt.date, run_date: dt.date) -> TemplateValues:
-        return TemplateValues(self.name, self.table_name, self.database or "", start, end, run_date)
+    def template_values(
+        self,
+        start: dt.date,
+        end: dt.date,
+        run_date: dt.date,
+        chunk_start: dt.date | None = None,
+        chunk_end: dt.date | None = None,
+    ) -> TemplateValues:
+        return TemplateValues(
+            self.name, self.table_name, self.database or "", start, end, run_date, chunk_start, chunk_end
+        )
+
+    @property
+    def effective_refresh(self) -> str:
+        """What a chunk archive already on the destination is checked against (layout = "chunk")."""
+        return self.refresh or "changed"
+
+    @model_validator(mode="after")
+    def _chunks(self) -> JobConfig:
+        uses_chunk_names = any(f"{{{f}" in self.file_name for f in CHUNK_FIELDS)
+        if self.layout == "chunk" and self.chunk == "none":
+            raise ValueError('layout = "chunk" needs chunk = "month" or "day"')
+        if self.parallel > 1 and self.chunk == "none":
+            raise ValueError('parallel > 1 needs chunk = "month" or "day" (one query per chunk)')
+        if self.refresh is not None and self.layout != "chunk":
+            raise ValueError(
+                'refresh applies to layout = "chunk" only (a window archive is always rewritten)'
+            )
+        if uses_chunk_names and self.layout != "chunk":
+            raise ValueError(
+                f"file_name {self.file_name!r} uses {{chunk_start}}/{{chunk_end}}, which only "
+                'layout = "chunk" renders: set layout = "chunk" or use {start}/{end}'
+            )
+        if any(f"{{{f}" in self.remote_dir for f in CHUNK_FIELDS):
+            raise ValueError(
+                "remote_dir cannot use {chunk_start}/{chunk_end}: one window's chunks share a folder"
+            )
+        if self.layout == "chunk":
+            # two neighbouring chunks (and the same month a year apart) must get two names
+            if self.chunk == "month":
+                pairs = [
+                    (
+                        (dt.date(2026, 1, 1), dt.date(2026, 1, 31)),
+                        (dt.date(2026, 2, 1), dt.date(2026, 2, 28)),
+                    ),
+                    (
+                        (dt.date(2026, 1, 1), dt.date(2026, 1, 31)),
+                        (dt.date(2027, 1, 1), dt.date(2027, 1, 31)),
+                    ),
+                ]
+                hint = "{chunk_start:%m%Y} or {chunk_start:%Y%m}"
+            else:
+                pairs = [
+                    ((dt.date(2026, 1, 1),) * 2, (dt.date(2026, 1, 2),) * 2),
+                    ((dt.date(2026, 1, 1),) * 2, (dt.date(2026, 2, 1),) * 2),
+                    ((dt.date(2026, 1, 1),) * 2, (dt.date(2027, 1, 1),) * 2),
+                ]
+                hint = "{chunk_start:%Y%m%d}"
+            w0, w1 = dt.date(2026, 1, 1), dt.date(2027, 12, 31)
+            for a, b in pairs:
+                names = {
+                    render_relative(self.file_name, self.template_values(w0, w1, w1, *c), "file_name")
+                    for c in (a, b)
+                }
+                if len(names) < 2:
+                    raise ValueError(
+                        f'file_name {self.file_name!r} gives two {self.chunk}s of layout = "chunk" the same '
+                        f"name: put the chunk in it, e.g. {hint}"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _names_render(self) -> JobConfig:

@@ -18,7 +18,9 @@ from tableship.core.templates import DATE_FIELDS, check_date_spec
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _JOB = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
-TEMPLATE_FIELDS = ("job", "table", "database", "start", "end", "run_date")
+TEMPLATE_FIELDS = ("job", "table", "database", "start", "end", "run_date", "chunk_start", "chunk_end")
+#: the fields only a ``layout = "chunk"`` file name may use (one archive per chunk)
+CHUNK_FIELDS = ("chunk_start", "chunk_end")
 
 
 def check_identifier(name: str, what: str = "identifier") -> str:
@@ -58,9 +60,15 @@ class TemplateValues:
     start: dt.date
     end: dt.date
     run_date: dt.date
+    chunk_start: dt.date | None = None  # layout = "chunk": the chunk's first and last day
+    chunk_end: dt.date | None = None
 
     def as_dict(self) -> dict:
-        return {f: getattr(self, f) for f in TEMPLATE_FIELDS}
+        d = {f: getattr(self, f) for f in TEMPLATE_FIELDS}
+        # outside a chunk (remote_dir, a window's names) a chunk field renders as the window's bound
+        d["chunk_start"] = self.chunk_start or self.start
+        d["chunk_end"] = self.chunk_end or self.end
+        return d
 
 
 def check_template(template: str) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 
-DATE_FIELDS = ("start", "end", "run_date")
+DATE_FIELDS = ("start", "end", "run_date", "chunk_start", "chunk_end")
 NAME_FIELDS = ("job", "table", "database")
 
 _DIGITS = frozenset("0123456789")

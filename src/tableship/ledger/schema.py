@@ -246,6 +246,37 @@ ALTER TABLE transitions ADD COLUMN host TEXT;
 ALTER TABLE transitions ADD COLUMN pid INTEGER;
 """
 
+# Version 7 (issue 13): one row per chunk of a chunked run (ledger/chunks.py). A chunk is
+# recorded once its effect is durable: appended to the window's staged archive and fsynced
+# (layout "window": state "staged", with its byte range), or verified on the destination
+# with its sidecars (layout "chunk": state "done"); "unchanged" = skipped, its archive from
+# an earlier run verified and its engine fingerprint the same.
+V7_CHUNKS = """
+CREATE TABLE chunks (
+    run_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    job TEXT NOT NULL,
+    chunk_start TEXT NOT NULL,
+    chunk_end TEXT NOT NULL,
+    layout TEXT NOT NULL,
+    state TEXT NOT NULL,
+    outcome TEXT,
+    rows INTEGER,
+    csv_bytes INTEGER,
+    archive_bytes INTEGER,
+    byte_offset INTEGER,
+    sha256 TEXT,
+    file_name TEXT,
+    remote_path TEXT,
+    fingerprint TEXT,
+    identity TEXT,
+    manifest TEXT,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);
+CREATE INDEX chunks_by_job ON chunks(job, chunk_start, chunk_end);
+"""
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -273,6 +304,7 @@ MIGRATIONS: list[Migration] = [
         5, "deliveries (one per destination of a run); destination of verifications, prunes", V5_DELIVERIES
     ),
     Migration(6, "job lock holders; host and pid of each transition", V6_HOSTS),
+    Migration(7, "chunks of chunked runs", V7_CHUNKS),
 ]
 
 LATEST = MIGRATIONS[-1].version

@@ -67,6 +67,39 @@ def window_query(dialect: Dialect, table: str, column: str, low: Any, high: Any,
     return Query(sql, dialect.bind([low, high]), (low, high))
 
 
+def fingerprint_query(
+    dialect: Dialect, table: str, column: str, bounds: list[tuple[Any, Any]], row_hash: str | None
+) -> Query:
+    """One grouped query giving, per chunk of the window, its row count and (when the engine
+    has a usable hash: ``row_hash``, an expression over the row ``tableship_t``) the sum of
+    its rows' hashes — order-independent, computed by the engine. Chunk ``i`` is the rows
+    with ``bounds[i][0] <= column <= bounds[i][1]``; every bound is a bound parameter.
+    Result rows: ``(tableship_chunk, tableship_rows[, tableship_sum])``."""
+    col = dialect.ident(column)
+    values: list = []
+    cases = []
+    for low, high in bounds:
+        i = len(values)
+        cases.append(
+            f"WHEN {col} >= {dialect.marker(i)} AND {col} <= {dialect.marker(i + 1)} THEN {len(cases)}"
+        )
+        values += [low, high]
+    i = len(values)
+    values += [bounds[0][0], bounds[-1][1]]
+    hashed = f", {row_hash} AS tableship_hash" if row_hash else ""
+    inner = (
+        f"SELECT CASE {' '.join(cases)} END AS tableship_chunk{hashed} "
+        f"FROM {dialect.table(table)} tableship_t "
+        f"WHERE {col} >= {dialect.marker(i)} AND {col} <= {dialect.marker(i + 1)}"
+    )
+    total = ", SUM(tableship_hash) AS tableship_sum" if row_hash else ""
+    sql = (
+        f"SELECT tableship_chunk, COUNT(*) AS tableship_rows{total} FROM ({inner}) tableship_s "
+        "GROUP BY tableship_chunk"
+    )
+    return Query(sql, dialect.bind(values), tuple(values))
+
+
 def count_query(dialect: Dialect, query: Query) -> Query:
     return Query(f"SELECT COUNT(*) FROM ({query.sql}) AS tableship_count", query.params, query.values)
 
@@ -101,6 +134,11 @@ class Source(Protocol):
       memory stays flat however big the result.
     - ``count(query)``: number of rows the query returns.
     - ``close()``: release connections; idempotent.
+    - optional ``row_hash(columns)``: an SQL expression hashing one row of ``tableship_t``
+      (all ``columns``, NULL-safe) into a number the engine can SUM, or None when the engine
+      has no usable hash (refresh = "changed" then compares row counts only).
+    - optional ``wide()``: a context in which one aggregate query may use more of the
+      engine's threads than an export (DuckDB: every core for the fingerprint query).
     Driver exceptions never escape: they become SourceError / TransientSourceError.
     """
 

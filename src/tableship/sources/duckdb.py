@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 
 import duckdb
@@ -56,6 +58,28 @@ class DuckDBSource:
                     "check that it is a DuckDB database and no other process holds it for writing",
                 ) from None
         return self._con
+
+    @contextlib.contextmanager
+    def wide(self) -> Iterator[None]:
+        """One aggregate query (the chunk fingerprints) on every core: it scans the whole
+        window but keeps one row per chunk, so the extra threads cost no memory to speak of
+        (the exports stay on ``threads``; see the comment in ``_connect``)."""
+        con = self._connect()
+        configured = self.cfg.threads or 1
+        cores = os.cpu_count() or 1
+        if cores <= configured:
+            yield
+            return
+        con.execute(f"SET threads = {int(cores)}")
+        try:
+            yield
+        finally:
+            con.execute(f"SET threads = {int(configured)}")
+
+    def row_hash(self, columns: list[str]) -> str | None:
+        """DuckDB's ``hash`` of all columns (NULL hashes to a constant), summed as HUGEINT."""
+        cols = ", ".join(f"tableship_t.{self.dialect.ident(c)}" for c in columns)
+        return f"CAST(hash({cols}) AS HUGEINT)"
 
     def schema(self, table: str) -> pa.Schema:
         try:

@@ -492,6 +492,17 @@ class HS2Source:
                 raise
 
     # -- Source protocol
+    def row_hash(self, columns: list[str]) -> str | None:
+        """Hive/Spark: ``hash`` (32-bit murmur3) of all columns plus their ``isnull`` flags
+        (``hash`` skips a NULL, so the flags keep (NULL, x) and (x, NULL) apart); Impala:
+        ``fnv_hash`` (64-bit) of the columns as text, NULL as ``\\N``."""
+        cols = [f"tableship_t.{self.dialect.ident(c)}" for c in columns]
+        if self.cfg.type == "impala":
+            text = ", ".join(f"coalesce(cast({c} AS STRING), '\\\\N')" for c in cols)
+            return f"CAST(fnv_hash(concat_ws('|', {text})) AS DECIMAL(38,0))"
+        flags = ", ".join(f"isnull({c})" for c in cols)
+        return f"CAST(hash({', '.join(cols)}, {flags}) AS BIGINT)"
+
     def schema(self, table: str) -> pa.Schema:
         if table not in self._schemas:
             sql = f"SELECT * FROM {self.dialect.table(table)} LIMIT 0"

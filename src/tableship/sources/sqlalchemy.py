@@ -355,6 +355,13 @@ class SQLAlchemySource:
         return SourceError(f"{self._where()}: {what} failed: {msg}", hint)
 
     # -- Source protocol
+    def row_hash(self, columns: list[str]) -> str | None:
+        """PostgreSQL: the first 64 bits of ``md5`` of the row's text form (NULL and ``""``
+        differ there), as BIGINT; other dialects: None (row counts only)."""
+        if self._engine.dialect.name != "postgresql":
+            return None
+        return "CAST(CAST(('x' || substr(md5(CAST(tableship_t AS text)), 1, 16)) AS bit(64)) AS bigint)"
+
     def schema(self, table: str) -> pa.Schema:
         if table in self._schemas:
             return self._schemas[table]

@@ -1,0 +1,440 @@
+"""The export phase of a chunked run (``chunk = "month" | "day"``), both layouts.
+
+``layout = "window"``: the chunks are pulled (up to ``parallel`` at once) and appended in
+order to the window's one archive; the run then goes on as an unchunked one (upload,
+verify, sidecars). ``layout = "chunk"``: each chunk is its own archive, exported,
+uploaded, verified and given its sidecars here, one after another in chunk order while
+the next chunks are pulled; the run's own "archive" is then the *window manifest*
+(``<job>_<start>_<end>.chunks.json``, listing the chunks), which the usual phases upload
+and verify — byte-identical when nothing changed, so nothing is uploaded again.
+
+Each finished chunk is recorded in the ledger (ledger/chunks.py) before the next one is
+handed over, so a re-run after ``kill -9`` queries and uploads only the others; with
+``refresh = "changed"`` a later run skips every chunk whose archive is verified on the
+destination and whose engine fingerprint (:func:`chunks.fingerprints`) is unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import threading
+from typing import Any
+
+import pyarrow as pa
+
+from tableship.archive.writer import BATCH_ROWS, ExportResult, columns_of, write_archive
+from tableship.backup.chunks import (
+    ChunkTask,
+    Puller,
+    WindowAssembler,
+    chunk_entry,
+    fingerprints,
+    label,
+    split,
+)
+from tableship.backup.identity import destination_target, dumps, source_target
+from tableship.backup.plan import partition_bounds, range_query
+from tableship.core import holds
+from tableship.core.errors import VerificationError
+from tableship.core.fsutil import fsync_dir
+from tableship.core.names import render_relative
+from tableship.core.redact import redact_bytes
+from tableship.core.version import __version__
+from tableship.core.window import Window
+from tableship.ledger.chunks import DONE, FINAL, UNCHANGED, ChunkLedger, ChunkRecord
+from tableship.ledger.state import Phase, Run
+from tableship.sources.base import open_source
+
+log = logging.getLogger("tableship")
+
+WINDOW_MANIFEST = "{job}_{start:%Y%m%d}_{end:%Y%m%d}.chunks.json"
+
+
+def window_manifest_name(job_name: str, window: Window) -> str:
+    return WINDOW_MANIFEST.format(job=job_name, start=window.start, end=window.end)
+
+
+class ChunkedExport:
+    """``ChunkedExport(pipeline).run(run, schema)`` → the run advanced to ``exported``.
+
+    ``pipeline`` is the run's :class:`~tableship.backup.pipeline.Pipeline` (its source,
+    destination, retry policies, store, progress and connection slot)."""
+
+    def __init__(self, pipeline: Any):
+        self.p = pipeline
+        self.job = pipeline.job
+        self.plan = pipeline.plan
+        self.store = pipeline.store
+        self.ledger = ChunkLedger(pipeline.store)
+        self.staging = self.plan.staged_path.parent
+        self._progress_lock = threading.Lock()
+        self._progress: dict[int, tuple[int, int]] = {}
+        self.counts = {"exported": 0, "changed": 0, "unchanged": 0}
+
+    # -- shared
+    def _query(self, schema: pa.Schema, start: dt.date, end: dt.date):
+        return range_query(self.p.source, self.job, schema, start, end)
+
+    def _progress_for(self, seq: int):
+        if self.p.progress is None:
+            return None
+
+        def report(rows: int, csv_bytes: int) -> None:
+            with self._progress_lock:
+                self._progress[seq] = (rows, csv_bytes)
+                total = [sum(v) for v in zip(*self._progress.values(), strict=True)]
+            self.p.progress(total[0], total[1])
+
+        return report
+
+    def _pull(self, tasks: list[ChunkTask], schema: pa.Schema, on_done) -> None:
+        job = self.job
+        cfg = self.p.config.sources[job.source]
+        puller = Puller(
+            lambda: open_source(job.source, cfg), job.parallel, self.p.connection_slot, shared=self.p.source
+        )
+        dialect = self.plan.dialect
+
+        def export_one(src, task: ChunkTask) -> ExportResult:
+            d = dataclasses.replace(dialect, header=task.header)
+            log.info("chunk %s: querying %s", label(task.start, task.end, job.chunk), task.query.display())
+            return self.p._source_retry(
+                f"export of {job.table} chunk {label(task.start, task.end, job.chunk)}"
+            )(
+                lambda: write_archive(
+                    holds.after_first(puller.guard(src.batches(task.query, BATCH_ROWS)), "export"),
+                    schema,
+                    task.target,
+                    d,
+                    job.compression.codec,
+                    job.compression.level,
+                    self._progress_for(task.seq),
+                )
+            )
+
+        if job.keep_local and job.layout == "chunk":
+            puller.kept = {t.seq for t in tasks}
+        try:
+            puller.run(tasks, export_one, on_done)
+        finally:
+            puller.close()
+
+    def run(self, run: Run, schema: pa.Schema) -> Run:
+        chunks = split(self.plan.window, self.job.chunk)
+        if self.job.layout == "window":
+            return self._window(run, schema, chunks)
+        return self._chunks(run, schema, chunks)
+
+    # -- layout "window"
+    def _window(self, run: Run, schema: pa.Schema, chunks: list[tuple[dt.date, dt.date]]) -> Run:
+        job, plan = self.job, self.plan
+        asm = WindowAssembler(self.ledger, run.id, job.name, plan.staged_path)
+        first = asm.resume()
+        if first:
+            log.info("resuming the export: %d of %d chunks already staged", first, len(chunks))
+        tasks = [
+            ChunkTask(
+                seq,
+                start,
+                end,
+                self._query(schema, start, end),
+                self.staging / f"{plan.file_name}.chunk{seq:05d}.part",  # a temporary name
+                header=seq == 0 and plan.dialect.header,
+            )
+            for seq, (start, end) in enumerate(chunks)
+            if seq >= first
+        ]
+
+        def on_done(task: ChunkTask, result: ExportResult) -> None:
+            rec = asm.append(task, result)
+            log.info(
+                "chunk %s: exported, %d rows, %d archive bytes at offset %d",
+                label(task.start, task.end, job.chunk),
+                rec.rows,
+                rec.archive_bytes,
+                rec.byte_offset,
+            )
+            self.counts["exported"] += 1
+            holds.hold(f"chunk-{task.seq}")
+
+        self._pull(tasks, schema, on_done)
+        done = asm.finish()
+        query = self._query(schema, plan.window.start, plan.window.end)
+        self.p.check_rows(done.rows, query)
+        result = ExportResult(
+            done.rows, done.csv_bytes, done.archive_bytes, done.sha256, columns_of(schema), done.compression
+        )
+        manifest = self.p.manifest(run, query, result, plan.window, plan.file_name, plan.remote_path)
+        manifest["layout"] = "window"
+        manifest["chunk"] = job.chunk
+        manifest["chunks"] = done.chunks
+        log.info(
+            "exported %d rows in %d chunks, %d CSV bytes → %d archive bytes (sha256 %s)",
+            done.rows,
+            len(chunks),
+            done.csv_bytes,
+            done.archive_bytes,
+            done.sha256[:12],
+        )
+        self.p._exported_here = True
+        return self.store.advance(
+            run,
+            Phase.EXPORTED,
+            f"archive staged ({len(chunks)} chunks)",
+            rows=done.rows,
+            archive_bytes=done.archive_bytes,
+            sha256=done.sha256,
+            file_name=plan.file_name,
+            remote_path=plan.remote_path,
+            staged_path=str(plan.staged_path),
+            manifest=manifest,
+        )
+
+    # -- layout "chunk"
+    def identity(self) -> str:
+        """What a chunk archive of an earlier run must share to be reused (no window, no secret)."""
+        job, cfg = self.job, self.p.config
+        return dumps(
+            {
+                "source": {"name": job.source, "target": source_target(cfg.sources[job.source])},
+                "table": job.table,
+                "partition": [job.partition_column, job.partition_type, job.partition_format],
+                "format": job.format.model_dump(mode="json", exclude_none=True),
+                "compression": [job.compression.codec, job.compression.level],
+                "file_name": job.file_name,
+                "destinations": [[n, destination_target(cfg.destinations[n])] for n in job.destinations],
+            }
+        )
+
+    def _names(self, start: dt.date, end: dt.date) -> tuple[str, str]:
+        w, rd = self.plan.window, self.plan.run_date
+        name = render_relative(
+            self.job.file_name, self.job.template_values(w.start, w.end, rd, start, end), "file_name"
+        )
+        remote = f"{self.plan.remote_dir}/{name}" if self.plan.remote_dir else name
+        return name, remote
+
+    def _chunks(self, run: Run, schema: pa.Schema, chunks: list[tuple[dt.date, dt.date]]) -> Run:
+        job, plan = self.job, self.plan
+        refresh = job.effective_refresh
+        identity = self.identity()
+        fps: dict[int, str] = {}
+        if refresh == "changed":
+            bounds = [partition_bounds(self.p.source, job, schema, s, e) for s, e in chunks]
+            fps = self.p._source_retry(f"fingerprints of {job.table}")(
+                lambda: fingerprints(
+                    self.p.source,
+                    job.table,
+                    job.partition_column,
+                    bounds,
+                    schema,
+                    self.p.config.sources[job.source].type,
+                )
+            )
+        this_run = {r.seq: r for r in self.ledger.of_run(run.id) if r.state in FINAL}
+        records: dict[int, ChunkRecord] = {}
+        tasks: list[ChunkTask] = []
+        for seq, (start, end) in enumerate(chunks):
+            name, remote = self._names(start, end)
+            what = label(start, end, job.chunk)
+            mine = this_run.get(seq)
+            if mine is not None and mine.remote_path == remote:
+                records[seq] = mine  # finished by an earlier attempt of this run
+                self.counts[mine.outcome or "exported"] = self.counts.get(mine.outcome or "exported", 0) + 1
+                log.info("chunk %s: %s by an earlier attempt of this run", what, mine.outcome)
+                continue
+            fp = fps.get(seq)
+            prev = self.ledger.last_final(job.name, start.isoformat(), end.isoformat(), identity)
+            outcome = "exported"
+            if prev is not None and prev.remote_path == remote:
+                there = all(  # verified on every destination of the job
+                    self.p._dest_retry(f"checking {remote} on {n}", n)(self.p.dest_for(n).sha256, remote)
+                    == prev.sha256
+                    for n in job.destinations
+                )
+                if there and (refresh == "never" or (refresh == "changed" and prev.fingerprint == fp)):
+                    rec = dataclasses.replace(
+                        prev, run_id=run.id, seq=seq, state=UNCHANGED, outcome="unchanged", layout="chunk"
+                    )
+                    records[seq] = self.ledger.record(rec)
+                    self.counts["unchanged"] += 1
+                    log.info(
+                        "chunk %s: unchanged (%s verified on %s)", what, remote, ", ".join(job.destinations)
+                    )
+                    continue
+                if there:
+                    outcome = "changed"
+                else:
+                    log.warning("chunk %s: %s is missing or different on a destination", what, remote)
+            tasks.append(
+                ChunkTask(
+                    seq,
+                    start,
+                    end,
+                    self._query(schema, start, end),
+                    self.staging / name,
+                    header=plan.dialect.header,
+                    outcome=outcome,
+                    file_name=name,
+                    remote_path=remote,
+                    fingerprint=fp,
+                )
+            )
+
+        def on_done(task: ChunkTask, result: ExportResult) -> None:
+            records[task.seq] = self._deliver(run, task, result)
+            self.counts[task.outcome] += 1
+            holds.hold(f"chunk-{task.seq}")
+
+        self._pull(tasks, schema, on_done)
+        ordered = [records[seq] for seq in range(len(chunks))]
+        total = sum(r.rows or 0 for r in ordered)
+        self.p.check_rows(total, self._query(schema, plan.window.start, plan.window.end))
+        return self._stage_window_manifest(run, schema, ordered)
+
+    def _deliver(self, run: Run, task: ChunkTask, result: ExportResult) -> ChunkRecord:
+        """Upload one chunk archive to every destination, prove its bytes there, write its
+        sidecars, then record it ``done``."""
+        job = self.job
+        remote = task.remote_path or ""
+        what = label(task.start, task.end, job.chunk)
+        notes = []
+        for name in job.destinations:
+            notes.append(self._deliver_to(name, run, task, result))
+        rec = self.ledger.record(
+            ChunkRecord(
+                run_id=run.id,
+                seq=task.seq,
+                job=job.name,
+                chunk_start=task.start.isoformat(),
+                chunk_end=task.end.isoformat(),
+                layout="chunk",
+                state=DONE,
+                outcome=task.outcome,
+                rows=result.rows,
+                csv_bytes=result.csv_bytes,
+                archive_bytes=result.archive_bytes,
+                sha256=result.sha256,
+                file_name=task.file_name,
+                remote_path=remote,
+                fingerprint=task.fingerprint,
+                identity=self.identity(),
+            )
+        )
+        if not job.keep_local:
+            task.target.unlink(missing_ok=True)
+        shown = "changed, re-exported" if task.outcome == "changed" else "exported"
+        log.info("chunk %s: %s, %d rows → %s (%s)", what, shown, result.rows, remote, "; ".join(notes))
+        return rec
+
+    def _deliver_to(self, name: str, run: Run, task: ChunkTask, result: ExportResult) -> str:
+        job, dest = self.job, self.p.dest_for(name)
+        remote = task.remote_path or ""
+        where = f" on {name}" if len(job.destinations) > 1 else ""
+
+        def attempt() -> str:
+            if dest.sha256(remote) == result.sha256:
+                return "already on the destination with the same sha256"
+            dest.put(task.target, remote, job.name)
+            return "uploaded"
+
+        for _ in range(3):
+            note = self.p._dest_retry(f"upload of {remote}{where}", name)(attempt)
+            remote_sha = self.p._dest_retry(f"verification of {remote}{where}", name)(dest.sha256, remote)
+            if remote_sha == result.sha256:
+                break
+            log.warning("verification of %s%s failed (sha256 %s); uploading again", remote, where, remote_sha)
+        else:
+            raise VerificationError(
+                f"{remote}{where} does not match its sha256 after re-uploading twice",
+                "check the destination's storage, then re-run",
+            )
+        method = getattr(dest, "last_verify_method", "unknown")
+        manifest = self.p.manifest(
+            run, task.query, result, Window(task.start, task.end), task.file_name, remote
+        )
+        manifest.update(
+            layout="chunk",
+            chunk={
+                "seq": task.seq,
+                "unit": job.chunk,
+                "start": task.start.isoformat(),
+                "end": task.end.isoformat(),
+            },
+            job_window={"start": self.plan.window.start.isoformat(), "end": self.plan.window.end.isoformat()},
+            window_manifest=window_manifest_name(job.name, self.plan.window),
+            fingerprint=task.fingerprint,
+            destination=name,
+            verify_method=method,
+            verified_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        )
+        sidecar = f"{result.sha256}  {task.file_name}\n".encode()
+        body = redact_bytes((json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+
+        def write_sidecars() -> None:
+            dest.put_bytes(sidecar, remote + ".sha256", job.name)
+            dest.put_bytes(body, remote + ".manifest.json", job.name)
+
+        self.p._dest_retry(f"writing sidecars of {remote}{where}", name)(write_sidecars)
+        return f"{note}{where}, {method}"
+
+    def _stage_window_manifest(self, run: Run, schema: pa.Schema, ordered: list[ChunkRecord]) -> Run:
+        """The window manifest, staged: the same bytes whenever the chunks are the same."""
+        job, plan = self.job, self.plan
+        name = window_manifest_name(job.name, plan.window)
+        remote = f"{plan.remote_dir}/{name}" if plan.remote_dir else name
+        rows = sum(r.rows or 0 for r in ordered)
+        manifest = {
+            "job": job.name,
+            "table": job.table,
+            "layout": "chunk",
+            "kind": "window-manifest",
+            "chunk": job.chunk,
+            "window": {"start": plan.window.start.isoformat(), "end": plan.window.end.isoformat()},
+            "rows": rows,
+            "columns": columns_of(schema),
+            "format": job.format.model_dump(exclude_none=True),
+            "codec": job.compression.codec,
+            "chunks": [chunk_entry(r) for r in ordered],
+            "tableship_version": __version__,
+        }
+        body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+        body = redact_bytes(body)
+        target = self.staging / name
+        part = target.with_name(target.name + ".part")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(part, "wb") as f:
+            f.write(body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(part, target)
+        fsync_dir(target.parent)
+        c = self.counts
+        log.info(
+            "window %s: %d chunks: %d exported, %d changed (re-exported), %d unchanged; %d rows",
+            plan.window,
+            len(ordered),
+            c["exported"],
+            c["changed"],
+            c["unchanged"],
+            rows,
+        )
+        self.p._exported_here = True
+        run_manifest = dict(manifest, counts=dict(c))
+        return self.store.advance(
+            run,
+            Phase.EXPORTED,
+            f"{len(ordered)} chunk archives verified; window manifest staged",
+            rows=rows,
+            archive_bytes=len(body),
+            sha256=hashlib.sha256(body).hexdigest(),
+            file_name=name,
+            remote_path=remote,
+            staged_path=str(target),
+            manifest=run_manifest,
+        )

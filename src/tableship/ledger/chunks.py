@@ -1,0 +1,106 @@
+"""The chunks of chunked runs (table ``chunks``, ledger migration 7).
+
+A chunked run (``chunk = "month" | "day"``) records each chunk once its effect is
+durable, in the same database as its run:
+
+- layout ``window``: ``staged`` — its gzip member / zstd frames are appended to the run's
+  staged ``<archive>.part`` and fsynced; ``byte_offset`` and ``archive_bytes`` are its
+  byte range in that file, ``sha256`` the hash of those bytes;
+- layout ``chunk``: ``done`` — its own archive is verified on the destination and its
+  sidecars written; ``unchanged`` — not exported by this run: an earlier run's archive is
+  verified there and the source's fingerprint of the chunk has not changed.
+
+A re-run of the same run skips every recorded chunk (chunk-level resume); a later run of
+a window with the same chunk (layout ``chunk``) finds the newest ``done``/``unchanged``
+record of it by :meth:`ChunkLedger.last_final`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, fields
+
+from tableship.ledger.schema import Ledger
+
+STAGED = "staged"
+DONE = "done"
+UNCHANGED = "unchanged"
+FINAL = (DONE, UNCHANGED)
+
+
+@dataclass
+class ChunkRecord:
+    run_id: int
+    seq: int
+    job: str
+    chunk_start: str
+    chunk_end: str
+    layout: str
+    state: str
+    outcome: str | None = None  # exported | changed | unchanged (what this run did)
+    rows: int | None = None
+    csv_bytes: int | None = None
+    archive_bytes: int | None = None
+    byte_offset: int | None = None
+    sha256: str | None = None
+    file_name: str | None = None
+    remote_path: str | None = None
+    fingerprint: str | None = None
+    identity: str | None = None
+    manifest: str | None = None
+    updated_at: str = ""
+
+
+_COLS = [f.name for f in fields(ChunkRecord)]
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+class ChunkLedger:
+    """Reads and writes ``chunks`` on a ledger's connection (the caller's thread only)."""
+
+    def __init__(self, ledger: Ledger):
+        self.ledger = ledger
+
+    def of_run(self, run_id: int) -> list[ChunkRecord]:
+        rows = self.ledger.connect().execute(
+            f"SELECT {', '.join(_COLS)} FROM chunks WHERE run_id=? ORDER BY seq", (run_id,)
+        )
+        return [ChunkRecord(**dict(r)) for r in rows]
+
+    def record(self, rec: ChunkRecord) -> ChunkRecord:
+        """Insert or replace the row of ``(run_id, seq)`` in one transaction (portable SQL)."""
+        rec.updated_at = _now()
+        db = self.ledger.connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM chunks WHERE run_id=? AND seq=?", (rec.run_id, rec.seq))
+            db.execute(
+                f"INSERT INTO chunks ({', '.join(_COLS)}) VALUES ({', '.join('?' for _ in _COLS)})",
+                tuple(getattr(rec, c) for c in _COLS),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return rec
+
+    def forget(self, run_id: int, from_seq: int = 0) -> None:
+        """Drop the records of ``run_id`` from chunk ``from_seq`` on (their bytes were lost)."""
+        self.ledger.connect().execute("DELETE FROM chunks WHERE run_id=? AND seq>=?", (run_id, from_seq))
+
+    def last_final(self, job: str, start: str, end: str, identity: str) -> ChunkRecord | None:
+        """The newest ``done``/``unchanged`` chunk archive of ``job`` for exactly these days,
+        written under the same identity (name, format, codec, source)."""
+        row = (
+            self.ledger.connect()
+            .execute(
+                f"SELECT {', '.join(_COLS)} FROM chunks WHERE job=? AND chunk_start=? AND chunk_end=? "
+                "AND layout='chunk' AND identity=? AND state IN (?, ?) ORDER BY run_id DESC LIMIT 1",
+                (job, start, end, identity, DONE, UNCHANGED),
+            )
+            .fetchone()
+        )
+        return ChunkRecord(**dict(row)) if row else None
