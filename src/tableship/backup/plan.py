@@ -104,7 +104,7 @@ def partition_bounds(
             f"(columns: {', '.join(schema.names)})",
             f"fix jobs.{job.name}.partition_column",
         )
-    ptype = job.partition_type
+    ptype: str = job.partition_type
     if ptype == "auto":
         try:
             ptype = arrow_partition_type(field.type)

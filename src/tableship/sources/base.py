@@ -77,7 +77,7 @@ def fingerprint_query(
     Result rows: ``(tableship_chunk, tableship_rows[, tableship_sum])``."""
     col = dialect.ident(column)
     values: list = []
-    cases = []
+    cases: list[str] = []
     for low, high in bounds:
         i = len(values)
         cases.append(
