@@ -321,3 +321,15 @@ def test_layout_chunk_catalog(ws):
     assert r.rc == 0, str(r)
     left = sorted(p.name for p in (ws.dest / REMOTE_DIR).iterdir() if p.name.endswith(".csv.gz"))
     assert left == [chunk_file(m) for m in MONTHS[-3:]], left
+
+
+def test_parallel_within_the_source_cap(ws, unchunked):
+    """``parallel = 3`` on a source with ``max_connections = 1``: the chunk queries wait for
+    the one slot (one at a time) and the archive is the same."""
+    ws.write_config(
+        sources={"warehouse": {"type": "duckdb", "path": str(ws.warehouse), "max_connections": 1}},
+        defaults={"chunk": "month", "parallel": 3},
+    )
+    r = ws.cli("run", "--date", RUN_DATE)
+    assert r.rc == 0, str(r)
+    assert sorted_lines(decompress(ws.archive())) == sorted_lines(unchunked)

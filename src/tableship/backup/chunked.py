@@ -95,9 +95,7 @@ class ChunkedExport:
     def _pull(self, tasks: list[ChunkTask], schema: pa.Schema, on_done) -> None:
         job = self.job
         cfg = self.p.config.sources[job.source]
-        puller = Puller(
-            lambda: open_source(job.source, cfg), job.parallel, self.p.connection_slot, shared=self.p.source
-        )
+        puller = Puller(lambda: open_source(job.source, cfg), job.parallel, shared=self.p.source)
         dialect = self.plan.dialect
 
         def export_one(src, task: ChunkTask) -> ExportResult:

@@ -6,8 +6,9 @@ How the pieces fit:
 
 - :func:`split` cuts the window into calendar months or days (clipped to the window).
 - :class:`Puller` runs the chunk queries on up to ``parallel`` worker threads, each with
-  its own source connection, taken through a :data:`ConnectionSlot` (the hook a job
-  pool's per-source ``max_connections`` cap plugs into; by default no cap). Each worker
+  its own source connection (``open_source``: with the source's ``max_connections``,
+  each chunk query holds a slot of that process-wide cap, shared with the job pool's
+  other jobs — a worker waits for a slot, never exceeds it). Each worker
   writes its chunk, compressed, to its own file in staging (:func:`write_archive`, so it
   is complete or absent); the caller's thread receives the finished chunks **in chunk
   order** — a chunk finished out of order waits on disk, never in memory. Memory is
@@ -44,14 +45,6 @@ from tableship.ledger.chunks import STAGED, ChunkLedger, ChunkRecord
 from tableship.sources.base import Query, Source, fingerprint_query
 
 log = logging.getLogger("tableship")
-
-#: ``slot()`` is entered around every chunk query (a worker holds one source connection
-#: while inside). A job pool passes one that counts against the source's ``max_connections``.
-ConnectionSlot = Callable[[], contextlib.AbstractContextManager]
-
-
-def no_cap() -> contextlib.AbstractContextManager:
-    return contextlib.nullcontext()
 
 
 def split(window: Window, unit: str) -> list[tuple[dt.date, dt.date]]:
@@ -110,7 +103,6 @@ class Puller:
         self,
         open_source: Callable[[], Source],
         parallel: int,
-        slot: ConnectionSlot = no_cap,
         shared: Source | None = None,
     ):
         """``shared``: the run's own source, used by the only worker when ``parallel`` is 1."""
@@ -118,7 +110,6 @@ class Puller:
         self.shared = shared
         self.kept: set[int] = set()  # chunks whose file is kept on purpose (keep_local)
         self.parallel = max(1, parallel)
-        self.slot = slot
         self.cancel = threading.Event()
         self._local = threading.local()
         self._sources: list[Source] = []
@@ -145,8 +136,7 @@ class Puller:
     def _work(self, export_one: ExportOne, task: ChunkTask) -> ExportResult:
         if self.cancel.is_set():
             raise Cancelled()
-        with self.slot():
-            return export_one(self._source(), task)
+        return export_one(self._source(), task)
 
     def run(
         self,

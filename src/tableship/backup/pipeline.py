@@ -21,7 +21,6 @@ import tenacity
 
 from tableship.archive.writer import BATCH_ROWS, ExportResult, file_sha256, write_archive
 from tableship.backup.chunked import ChunkedExport
-from tableship.backup.chunks import ConnectionSlot, no_cap
 from tableship.backup.identity import differences, dumps, fingerprint
 from tableship.backup.plan import Plan, build_query
 from tableship.config.models import Config, Retry
@@ -91,10 +90,8 @@ class Pipeline:
         plan: Plan,
         store: StateStore,
         progress: ProgressLine | None = None,
-        connection_slot: ConnectionSlot = no_cap,
     ):
         self.config = config
-        self.connection_slot = connection_slot  # a job pool's per-source cap on chunk queries
         self.plan = plan
         self.job = plan.job
         self.store = store
