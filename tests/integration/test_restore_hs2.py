@@ -107,3 +107,25 @@ def test_month_range_into_a_new_spark_table_and_duckdb(tmp_path, server):
         tuple(r) for r in server.execute(f"SELECT id, note, partition_date FROM rtest.traffic WHERE {RANGE}")
     )
     assert got == want and len(got) == 590
+
+
+def test_chunk_layout_range_into_a_new_spark_table(tmp_path, server):
+    staging = tmp_path / "load_staging"
+    staging.mkdir()
+    src = {"type": "hive", "host": server.host, "port": server.port, "auth": "nosasl", "timeout": 120}
+    src["load_staging"] = str(staging)
+    job = {"table": "rtest.traffic", "chunk": "month", "layout": "chunk"}
+    job["file_name"] = "{table}_{chunk_start:%Y%m}.csv.gz"
+    site = Site(tmp_path / "site", src, jobs={"traffic": job})
+    result = site.run("traffic", "2024-02-01", "2024-03-31")
+    assert result.rc == 0, str(result)
+    server.execute("DROP TABLE IF EXISTS rtest.traffic_chunks")
+    result = site.cli(
+        "restore", "traffic", "--from", "2024-02", "--to", "2024-03", "--load", "src:rtest.traffic_chunks"
+    )
+    assert result.rc == 0, str(result)
+    assert "OK, 2 archive(s), 590 rows" in result.stdout
+    src_rows = f"SELECT * FROM rtest.traffic WHERE {RANGE}"
+    back = "SELECT * FROM rtest.traffic_chunks"
+    for a, b in ((src_rows, back), (back, src_rows)):
+        assert count(server, f"SELECT count(*) FROM ({a} EXCEPT ALL {b}) d") == 0

@@ -146,3 +146,26 @@ def test_a_pg_load_with_a_wrong_count_is_rolled_back(site, server):
     result = site.cli("restore", "traffic", "--from", "2024-01", "--load", "src:back2.traffic")
     assert_clean_error(result, 1, "the manifest says 311", "rolled back")
     assert pg_rows(server, "SELECT count(*) FROM back2.traffic") == [(0,)]
+
+
+def test_chunk_layout_range_into_postgres_equals_the_source(tmp_path, server):
+    src = {"type": "sqlalchemy", "url": server.url, "timeout": 10}
+    job = {
+        "table": "rtest.traffic",
+        "chunk": "month",
+        "layout": "chunk",
+        "file_name": "{table}_{chunk_start:%Y%m}.csv.gz",
+    }
+    site = Site(tmp_path / "site", src, jobs={"traffic": job})
+    result = site.run("traffic", "2024-01-01", "2024-03-31")  # one run, one archive per month
+    assert result.rc == 0, str(result)
+    assert len(site.archives()) == 3
+    server.psql("DROP SCHEMA IF EXISTS backc CASCADE")
+    result = site.cli(
+        "restore", "traffic", "--from", "2024-02", "--to", "2024-03", "--load", "src:backc.traffic"
+    )
+    assert result.rc == 0, str(result)
+    assert "OK, 2 archive(s), 590 rows" in result.stdout
+    src_rows = f"SELECT * FROM rtest.traffic WHERE {RANGE}"
+    for a, b in ((src_rows, "SELECT * FROM backc.traffic"), ("SELECT * FROM backc.traffic", src_rows)):
+        assert pg_rows(server, f"SELECT count(*) FROM ({a} EXCEPT ALL {b}) d") == [(0,)]
