@@ -333,3 +333,18 @@ def test_parallel_within_the_source_cap(ws, unchunked):
     r = ws.cli("run", "--date", RUN_DATE)
     assert r.rc == 0, str(r)
     assert sorted_lines(decompress(ws.archive())) == sorted_lines(unchunked)
+
+
+def test_layout_chunk_range_restore(ws, unchunked):
+    """A window of chunk archives restores as its chunks, in order: the rows of the window."""
+    chunk_config(ws)
+    assert ws.cli("run", "--date", RUN_DATE).rc == 0
+    target = ws.root / "restored.duckdb"
+    r = ws.cli("restore", JOB, "--from", "2026-06", "--to", "2026-10", "--load", f"{target}:t")
+    assert r.rc == 0, str(r)
+    con = duckdb.connect(str(target), read_only=True)
+    try:
+        (n,) = con.execute("SELECT count(*) FROM t").fetchone()
+    finally:
+        con.close()
+    assert n == ws.unchunked_rows
