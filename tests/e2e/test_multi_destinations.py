@@ -126,3 +126,59 @@ def test_the_same_place_twice_is_refused(ws):
     ws.write_config({JOB: {"table": TABLE, "destinations": ["backup", "alias"]}}, destinations=dests)
     r = ws.cli("config", "validate")
     assert r.rc == 2 and any("are the same place" in x for x in r.error_lines), str(r)
+
+
+def test_status_ls_verify_prune_name_the_destination(ws):
+    two(ws)
+    (ws.second / REMOTE_DIR).write_text("not a folder")
+    assert ws.cli("run", "--date", RUN_DATE).rc == 1
+    r = ws.cli("status", "--date", RUN_DATE)
+    assert f"{JOB}: run 1 on backup verified, second pending (failed)" in r.stdout, str(r)
+    rows = json.loads(ws.cli("status", "--json", "--date", RUN_DATE).stdout)
+    assert rows[0]["destinations"] == ["backup", "second"]
+    assert {d["destination"]: d["result"] for d in rows[0]["deliveries"]} == {
+        "backup": "success",
+        "second": "failed",
+    }
+    (ws.second / REMOTE_DIR).unlink()
+    assert ws.cli("run", "--date", RUN_DATE).rc == 0
+
+    listed = json.loads(ws.cli("ls", "--json").stdout)
+    assert sorted((a["destination"], a["remote_path"]) for a in listed) == [
+        ("backup", f"{REMOTE_DIR}/{ARCHIVE}"),
+        ("second", f"{REMOTE_DIR}/{ARCHIVE}"),
+    ]
+    text = ws.cli("ls").stdout
+    assert "DESTINATION" in text.splitlines()[0] and "second" in text, text
+
+    # a damaged copy on one destination: verify says which
+    (ws.second / REMOTE_DIR / ARCHIVE).write_bytes(b"damaged")
+    r = ws.cli("verify", JOB)
+    assert r.rc == 1, str(r)
+    assert f"{JOB} on backup: 1 archive(s): 1 OK" in r.stdout, str(r)
+    assert f"{JOB} on second: 1 archive(s):" in r.stdout and "1 OK" not in r.stdout.split("on second")[1], (
+        str(r)
+    )
+    db = sqlite3.connect(ws.state_dir / "state.db")
+    got = sorted(db.execute("SELECT destination, status FROM verifications").fetchall())
+    db.close()
+    assert got[0] == ("backup", "OK") and got[1][0] == "second" and got[1][1] != "OK", got
+
+    # prune with keep_last = 1 after a second window: each destination prunes its own copies
+    ws.write_config(
+        {JOB: {"table": TABLE, "destinations": ["backup", "second"], "retention": {"keep_last": 1}}},
+        destinations={
+            "backup": {"type": "local", "path": "backup-server"},
+            "second": {"type": "local", "path": "second-server"},
+        },
+    )
+    (ws.second / REMOTE_DIR / ARCHIVE).unlink()
+    for suffix in (".sha256", ".manifest.json"):
+        (ws.second / REMOTE_DIR / f"{ARCHIVE}{suffix}").unlink()
+    assert ws.cli("run", "--date", RUN_DATE).rc == 0  # (the window's run is done: nothing to redo)
+    assert ws.cli("run", "--date", "2026-12-26").rc == 0
+    r = ws.cli("prune", JOB, "--dry-run")
+    assert r.rc == 0, str(r)
+    assert f"would delete {REMOTE_DIR}/{ARCHIVE} (window 2026-06-01..2026-10-31) on backup" in r.stdout, str(
+        r
+    )

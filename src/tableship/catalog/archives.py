@@ -57,6 +57,7 @@ from tableship.core.errors import TableshipError, UsageError
 from tableship.core.names import render_relative
 from tableship.core.window import Window, compute_window, parse_window
 from tableship.destinations.base import Destination, open_destination
+from tableship.ledger import deliveries
 from tableship.ledger.schema import LedgerError
 from tableship.ledger.state import StateStore, now
 
@@ -105,6 +106,7 @@ class Archive:
     manifest_problem: str | None = None
     window: Window | None = None
     known_from_run: int | None = None  # not on the destination; the state store's newest successful run
+    destination: str | None = None  # the destination it was listed on
     pruning: bool = False  # recorded as pruned, leftovers remain (an interrupted prune)
 
     @property
@@ -177,6 +179,7 @@ class Archive:
     def as_dict(self) -> dict:
         return {
             "job": self.job,
+            "destination": self.destination,
             "remote_path": self.remote_path,
             "folder": self.folder,
             "file_name": self.file_name,
@@ -391,12 +394,19 @@ def _manifest_window(m: dict) -> Window | None:
         return None
 
 
-def pruned_paths(store: StateStore | None, job: str) -> dict[str, set[str | None]]:
-    """remote_path → the sha256s prune deleted (or began deleting) under that name."""
+def pruned_paths(
+    store: StateStore | None, job: str, destination: str | None = None
+) -> dict[str, set[str | None]]:
+    """remote_path → the sha256s prune deleted (or began deleting) under that name (on
+    ``destination``; rows from before destinations were recorded count for every one)."""
     if store is None or not store.exists():
         return {}
     out: dict[str, set[str | None]] = {}
-    for r in db(store).execute("SELECT remote_path, sha256 FROM pruned WHERE job=?", (job,)):
+    rows = db(store).execute(
+        "SELECT remote_path, sha256 FROM pruned WHERE job=? AND (destination IS NULL OR destination=?)",
+        (job, destination or ""),
+    )
+    for r in rows:
         out.setdefault(r["remote_path"], set()).add(r["sha256"])
     return out
 
@@ -456,18 +466,32 @@ def list_archives(
 ) -> list[Archive]:
     """Every archive group of ``job`` on ``dest``, oldest first."""
     pattern = NamePattern(job)
-    pruned = pruned_paths(store, job.name)
+    pruned = pruned_paths(store, job.name, job.destination)
     seen: dict[str, Archive] = {}
     with tempfile.TemporaryDirectory(prefix="tableship-ls-") as tmp:
         for folder in archive_folders(job, store, today):
             for a in scan_folder(dest, job, folder, Path(tmp), pattern):
                 a.pruning = not a.has_archive and a.sha256 in pruned.get(a.remote_path, ())
+                a.destination = job.destination
                 seen.setdefault(a.remote_path, a)
     return sorted(seen.values(), key=Archive.sort_key)
 
 
 def open_job_destination(config: Config, job: JobConfig) -> Destination:
     return open_destination(job.destination, config.destinations[job.destination])
+
+
+def per_destination(job: JobConfig) -> list[JobConfig]:
+    """The job as seen on each of its destinations: the same job with that one destination
+    (``ls``, ``verify`` and ``prune`` look at each destination's copies on their own)."""
+    if len(job.destinations) == 1:
+        return [job]
+    return [job.model_copy(update={"destinations": (name,)}) for name in job.destinations]
+
+
+def on_destination(job: JobConfig, multi: bool) -> str:
+    """`` on <destination>`` for the lines of a job with several destinations."""
+    return f" on {job.destination}" if multi else ""
 
 
 # ---------------------------------------------------------------- verification records
@@ -496,6 +520,8 @@ class JobVerification:
     batch: str = ""
     at: str = ""
     error: TableshipError | None = None  # the job could not be verified at all (destination down...)
+    destination: str | None = None
+    multi: bool = False  # the job has several destinations: lines name the destination
 
     @property
     def ok(self) -> bool:
@@ -509,27 +535,39 @@ class JobVerification:
 
     def as_dicts(self) -> list[dict]:
         if self.error is not None:
-            return [{"job": self.job, "status": "ERROR", "detail": self.error.line()}]
+            return [
+                {
+                    "job": self.job,
+                    "destination": self.destination,
+                    "status": "ERROR",
+                    "detail": self.error.line(),
+                }
+            ]
         return [r.as_dict() for r in self.results]
 
     def summary(self) -> str:
+        on = f" on {self.destination}" if self.multi and self.destination else ""
         if self.error is not None:
-            return f"{self.job}: ERROR: {self.error.line()}"
+            return f"{self.job}{on}: ERROR: {self.error.line()}"
         if not self.results:
-            return f"{self.job}: no archives on the destination"
+            return f"{self.job}{on}: no archives on the destination"
         c = self.counts()
         parts = [f"{n} {s}" for s, n in c.items() if n]
-        return f"{self.job}: {len(self.results)} archive(s): {', '.join(parts)}"
+        return f"{self.job}{on}: {len(self.results)} archive(s): {', '.join(parts)}"
 
 
-def last_status(store: StateStore | None, job: str) -> dict[str, tuple[str, str | None, str]]:
-    """remote_path → (status, sha256, verified_at) of its newest verification."""
+def last_status(
+    store: StateStore | None, job: str, destination: str | None = None
+) -> dict[str, tuple[str, str | None, str]]:
+    """remote_path → (status, sha256, verified_at) of its newest verification on ``destination``
+    (rows from before destinations were recorded count for every one)."""
     if store is None or not store.exists():
         return {}
     rows = db(store).execute(
         "SELECT remote_path, status, sha256, verified_at FROM verifications WHERE id IN "
-        "(SELECT max(id) FROM verifications WHERE job=? GROUP BY remote_path)",
-        (job,),
+        "(SELECT max(id) FROM verifications WHERE job=? AND (destination IS NULL OR destination=?) "
+        "GROUP BY remote_path)",
+        (job, destination or ""),
     )
     return {r["remote_path"]: (r["status"], r["sha256"], r["verified_at"]) for r in rows}
 
@@ -594,7 +632,9 @@ def verify_one(dest: Destination, a: Archive, tmpdir: Path) -> Verification:
     return Verification(a, Status.OK, f"sha256 {remote[:12]}… ({method})", remote, method)
 
 
-def known_missing(store: StateStore | None, job: str, present: Iterable[Archive]) -> Archive | None:
+def known_missing(
+    store: StateStore | None, job: str, present: Iterable[Archive], destination: str | None = None
+) -> Archive | None:
     """The archive of the job's newest successful run, if the destination no longer has it
     (and prune did not delete it)."""
     if store is None or not store.exists():
@@ -602,8 +642,11 @@ def known_missing(store: StateStore | None, job: str, present: Iterable[Archive]
     run = store.last_success(job)
     if run is None or not run.remote_path:
         return None
+    delivered = deliveries.of_run(store, run.id)
+    if delivered and destination not in delivered:
+        return None  # the run never delivered to this destination (added to the job later)
     paths = {a.remote_path for a in present if a.has_archive or a.has_manifest or a.has_sidecar}
-    pruned = pruned_paths(store, job)
+    pruned = pruned_paths(store, job, destination)
     manifest = run.manifest_dict() or {}
     if manifest.get("kind") == "window-manifest":
         # layout "chunk": the run's archives are its chunks (the window manifest is no archive)
@@ -614,6 +657,7 @@ def known_missing(store: StateStore | None, job: str, present: Iterable[Archive]
                 a = Archive(job, folder, name, known_from_run=run.id)
                 a.manifest = {"job": job, "rows": c.get("rows"), "sha256": c.get("sha256"), "file_name": name}
                 a.window = Window(dt.date.fromisoformat(c["start"]), dt.date.fromisoformat(c["end"]))
+                a.destination = destination
                 return a
         return None
     if run.remote_path in paths or run.sha256 in pruned.get(run.remote_path, ()):
@@ -622,6 +666,7 @@ def known_missing(store: StateStore | None, job: str, present: Iterable[Archive]
     a = Archive(job, folder, name, known_from_run=run.id)
     a.manifest = manifest or None
     a.window = Window(dt.date.fromisoformat(run.window_start), dt.date.fromisoformat(run.window_end))
+    a.destination = destination
     return a
 
 
@@ -637,7 +682,7 @@ def record(store: StateStore, jv: JobVerification) -> None:
             con.execute(
                 "INSERT INTO verifications (batch, job, remote_path, window_start, window_end, "
                 "status, detail, sha256, "
-                "method, verified_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                "method, verified_at, destination) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     jv.batch,
                     jv.job,
@@ -649,6 +694,7 @@ def record(store: StateStore, jv: JobVerification) -> None:
                     r.remote_sha256 or a.sha256,
                     r.method,
                     jv.at,
+                    a.destination or jv.destination,
                 ),
             )
         con.execute("COMMIT")
@@ -681,10 +727,10 @@ def verify_job(
     echo: Callable[[Verification], None] | None = None,
 ) -> JobVerification:
     dest = open_job_destination(config, job)
-    jv = JobVerification(job.name, batch=uuid.uuid4().hex, at=now())
+    jv = JobVerification(job.name, batch=uuid.uuid4().hex, at=now(), destination=job.destination)
     try:
         archives = [a for a in list_archives(config, job, dest, store) if in_window(a, window)]
-        gone = known_missing(store, job.name, archives)
+        gone = known_missing(store, job.name, archives, job.destination)
         if gone is not None and in_window(gone, window):
             archives.append(gone)
         with tempfile.TemporaryDirectory(prefix="tableship-verify-") as tmp:
@@ -720,16 +766,20 @@ def verify_jobs(
     out = []
     try:
         store.connect()  # a broken ledger is reported before any destination is contacted
-        for n in jobs:
+        views = [v for n in jobs for v in per_destination(config.jobs[n])]
+        for view in views:
+            n, multi = view.name, len(config.jobs[view.name].destinations) > 1
             try:
-                out.append(verify_job(config, config.jobs[n], store, w, echo))
+                jv = verify_job(config, view, store, w, echo)
+                jv.multi = multi
+                out.append(jv)
             except LedgerError:
                 raise  # the same for every job: one Error: line, exit 74
             except TableshipError as exc:  # one unreachable destination must not hide the other jobs
-                if len(jobs) == 1:
+                if len(views) == 1:
                     raise
-                log.error("%s: %s", n, exc.line())
-                out.append(JobVerification(n, error=exc))
+                log.error("%s%s: %s", n, on_destination(view, multi), exc.line())
+                out.append(JobVerification(n, error=exc, destination=view.destination, multi=multi))
     finally:
         store.close()
     if w is not None and not any(jv.results or jv.error for jv in out):
@@ -770,7 +820,7 @@ def last_verification(store: StateStore, job: str) -> dict | None:
 # ---------------------------------------------------------------- ls
 
 
-LS_COLUMNS = ["job", "window", "rows", "bytes", "created", "sha256", "state", "verify", "file"]
+LS_COLUMNS = ["job", "destination", "window", "rows", "bytes", "created", "sha256", "state", "verify", "file"]
 
 
 def ls_rows(config: Config, names: list[str] | None = None) -> list[dict]:
@@ -781,14 +831,14 @@ def ls_rows(config: Config, names: list[str] | None = None) -> list[dict]:
     store = StateStore.of(config.settings, readonly=True)
     rows = []
     try:
-        for n in jobs:
-            job = config.jobs[n]
+        for job in [v for n in jobs for v in per_destination(config.jobs[n])]:
+            n = job.name
             dest = open_job_destination(config, job)
             try:
                 archives = list_archives(config, job, dest, store)
             finally:
                 dest.close()
-            last = last_status(store, n)
+            last = last_status(store, n, job.destination)
             for a in archives:
                 d = a.as_dict()
                 rec = last.get(a.remote_path)
@@ -810,6 +860,7 @@ def ls_table_rows(rows: list[dict]) -> list[dict]:
         out.append(
             {
                 "job": r["job"],
+                "destination": r["destination"],
                 "window": r["window_text"],
                 "rows": r["rows"],
                 "bytes": r["archive_bytes"],

@@ -34,6 +34,7 @@ from tableship.catalog.archives import (
     last_status,
     list_archives,
     open_job_destination,
+    per_destination,
 )
 from tableship.config.models import Config, JobConfig, RetentionSpec
 from tableship.core import holds
@@ -126,8 +127,8 @@ class PruneResult:
 def delete_group(dest, store: StateStore, a: Archive) -> None:
     con = db(store)
     con.execute(
-        "INSERT INTO pruned (job, remote_path, window_start, window_end, sha256, pruned_at) VALUES "
-        "(?,?,?,?,?,?)",
+        "INSERT INTO pruned (job, remote_path, window_start, window_end, sha256, pruned_at, destination) "
+        "VALUES (?,?,?,?,?,?,?)",
         (
             a.job,
             a.remote_path,
@@ -135,6 +136,7 @@ def delete_group(dest, store: StateStore, a: Archive) -> None:
             a.window.end.isoformat() if a.window else None,
             a.sha256,
             now(),
+            a.destination,
         ),
     )
     if a.has_archive:
@@ -151,19 +153,41 @@ def prune_job(
     today: dt.date | None = None,
     echo: Callable[[str], None] | None = None,
 ) -> PruneResult:
-    """Apply the job's retention on its destination (the caller holds the job's lock)."""
+    """Apply the job's retention on each of its destinations (the caller holds the job's lock):
+    each destination keeps or deletes its own copies by the same rules."""
+    views = per_destination(job)
+    results = [_prune_on(config, v, store, dry_run, today, echo, len(views) > 1) for v in views]
+    if len(results) == 1:
+        return results[0]
+    merged = PruneResult(job.name, results[0].rules, dry_run=dry_run)
+    for r in results:
+        merged.decisions += r.decisions
+        merged.deleted += r.deleted
+    return merged
+
+
+def _prune_on(
+    config: Config,
+    job: JobConfig,
+    store: StateStore,
+    dry_run: bool,
+    today: dt.date | None,
+    echo: Callable[[str], None] | None,
+    multi: bool,
+) -> PruneResult:
     today = today or dt.date.today()
     result = PruneResult(job.name, rules_text(job.retention), dry_run=dry_run)
     dest = open_job_destination(config, job)
     try:
         archives = list_archives(config, job, dest, store, today)
-        last = last_status(store, job.name)
+        last = last_status(store, job.name, job.destination)
         result.decisions = decide(archives, job.retention, today, lambda a: is_verified(a, last))
         for d in result.decisions:
             if d.keep:
                 continue
             a = d.archive
             w = f" (window {a.window})" if a.window else ""
+            w += f" on {job.destination}" if multi else ""
             if dry_run:
                 line = f"{job.name}: would delete {a.remote_path}{w}: {d.reason}"
             else:

@@ -240,6 +240,8 @@ def status(obj: Ctx, as_json, today):
                 click.echo(f"{r['job']}: running on {where} since {r.get('started')}")
             if r.get("error"):
                 click.echo(f"{r['job']}: last error ({r.get('failed_phase')}): {r['error']}")
+            if r.get("_deliveries"):
+                click.echo(r["_deliveries"])
             for gap in r.get("_gaps", []):
                 click.echo(f"{r['job']}: {gap}")
             if incident_line(r):

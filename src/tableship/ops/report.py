@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from tableship.config.models import Config
+from tableship.ledger import deliveries
 from tableship.ledger.state import Run, StateStore
 
 STATUS_COLUMNS = [
@@ -81,7 +82,27 @@ def status_rows(config: Config, store: StateStore, today: dt.date | None = None)
     today = today or dt.date.today()
     rows = []
     for job in config.jobs:
-        row = run_row(job, store.latest(job))
+        latest = store.latest(job)
+        row = run_row(job, latest)
+        row["destinations"] = list(config.jobs[job].destinations)
+        got = deliveries.of_run(store, latest.id) if latest else {}
+        row["deliveries"] = [
+            {
+                "destination": n,
+                "phase": d.phase,
+                "result": d.result,
+                "error": d.error,
+                "verified_at": d.verified_at,
+            }
+            for n, d in got.items()
+        ]
+        if len(row["destinations"]) > 1 and latest:
+            row["_deliveries"] = f"{job}: run {latest.id} on " + ", ".join(
+                f"{n} {got[n].phase}" + (" (failed)" if got[n].result == "failed" else "")
+                if n in got
+                else f"{n} -"
+                for n in row["destinations"]
+            )
         last_ok = store.last_success(job)
         row["last_success"] = last_ok.finished_at if last_ok else None
         row["incident"] = incidents.get(job)
