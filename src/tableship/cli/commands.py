@@ -574,6 +574,127 @@ def check_destination(obj: Ctx, name):
     sys.exit(0 if all_ok(results) else EXIT_JOB_FAILED)
 
 
+def _write_new(out: Path, text: str, force: bool) -> None:
+    """Write ``out`` whole (temporary name + rename); an existing file only with --force."""
+    from tableship.core.fsutil import atomic_write_text
+
+    if out.exists() and not force:
+        raise UsageError(f"{out} already exists", "pass --force to replace it, or --out ANOTHER_FILE")
+    if not out.parent.is_dir():
+        raise UsageError(f"folder {out.parent} does not exist", "create it, or pass another --out")
+    atomic_write_text(out, text)
+
+
+@cli.command()
+@click.option(
+    "--source",
+    "source",
+    type=click.Choice(["duckdb", "hive", "impala", "sqlalchemy"]),
+    required=True,
+    help="The source type the config starts with.",
+)
+@click.option(
+    "--destination",
+    "destination",
+    type=click.Choice(["local", "sftp"]),
+    required=True,
+    help="The destination type the config starts with.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("tableship.toml"),
+    show_default=True,
+    help="The file to write ('-' prints it).",
+)
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+def init(source, destination, out: Path, force: bool):
+    """Write a commented starter config for the source and destination types named.
+    Replace its "<...>" placeholders (config validate refuses them until then), then run
+    'tableship config validate'."""
+    from tableship.config.starter import starter_config
+
+    text = starter_config(source, destination)
+    if str(out) == "-":
+        click.echo(text, nl=False)
+        return
+    _write_new(out, text, force)
+    click.echo(
+        f'wrote {out}: fill in the "<...>" placeholders, then run '
+        f"'tableship --config {out} config validate'"
+    )
+
+
+@cli.command("import-legacy")
+@click.option(
+    "--properties",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The legacy MNAAS_bkp_files_process.properties (read as shell syntax, never run).",
+)
+@click.option(
+    "--tables",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="The legacy table list (table_name.txt: one table per line).",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("tableship.toml"),
+    show_default=True,
+    help="The config file to write ('-' prints it).",
+)
+@click.option(
+    "--source-type",
+    type=click.Choice(["impala", "hive"]),
+    default="impala",
+    show_default=True,
+    help="What IMPALAD_HOST runs (both speak HiveServer2).",
+)
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+def import_legacy(properties: Path, tables: Path, out: Path, source_type: str, force: bool):
+    """Write a tableship config that does what the legacy Bash backup job did: its source
+    (IMPALAD_HOST), backup servers (backup_server, and edge node 1's when set), window,
+    format, environment (ENV_MODE), email alerts (SDP_ticket_cc_email), one job per line of
+    the table list. Every value it cannot infer is a "<TODO: ...>" placeholder with a
+    '# TODO' comment. See docs/migrating.md."""
+    from tableship.config.legacy import import_legacy as build
+
+    result = build(properties, tables, Path("tableship.toml") if str(out) == "-" else out, source_type)
+    if str(out) == "-":
+        click.echo(result.text, nl=False)
+        return
+    _write_new(out, result.text, force)
+    click.echo(
+        f"wrote {out}: {len(result.jobs)} job(s), {result.placeholders} placeholder(s) to fill in, "
+        f"{len(result.todos) - result.placeholders} value(s) to check (grep TODO {out})"
+    )
+    for todo in result.todos:
+        click.echo(f"  TODO {todo}")
+
+
+@cli.command("man")
+@click.argument("command", required=False)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write every page (tableship.1, tableship-run.1, ...) into this folder instead.",
+)
+def man_cmd(command, directory: Path | None):
+    """Print the man page of tableship (or of one COMMAND) in roff, generated from the
+    commands' help: 'tableship man | man -l -'. With --dir, write every page, e.g. into
+    ~/.local/share/man/man1."""
+    from tableship.cli.manpage import man_page, write_pages
+
+    if directory is not None:
+        for path in write_pages(cli, directory):
+            click.echo(f"wrote {path}")
+        return
+    click.echo(man_page(cli, command), nl=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: the one place errors become ``Error:`` lines."""
     interrupts.install()

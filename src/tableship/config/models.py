@@ -620,6 +620,22 @@ def _substitute(value: Any, path: str, problems: list[str], secrets: set[str] | 
     return _VAR.sub(repl, value)
 
 
+_PLACEHOLDER = re.compile(r"<[^<>]*>")
+
+
+def _placeholders(value: Any, path: str, problems: list[str]) -> None:
+    """A ``"<...>"`` value is a placeholder of a starter or imported config (``tableship init``,
+    ``import-legacy``), never a real value: refused until it is filled in."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _placeholders(v, f"{path}.{k}" if path else k, problems)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _placeholders(v, f"{path}[{i}]", problems)
+    elif isinstance(value, str) and _PLACEHOLDER.fullmatch(value.strip()):
+        problems.append(f"{path}: {value!r} is a placeholder: replace it with the real value")
+
+
 def _loc(prefix: str, loc: tuple, tags: set[str]) -> str:
     parts = [prefix] if prefix else []
     for item in loc:
@@ -747,6 +763,7 @@ def parse_config(raw: dict, path: Path) -> Config:
     problems: list[str] = []
     file_values: set[str] = set()
     raw = _substitute(raw, "", problems, file_values)
+    _placeholders(raw, "", problems)
     # every output of this process is redacted with these from now on (see redact.py)
     secrets = redact.raw_secrets(raw) | file_values
     redact.activate(secrets)
