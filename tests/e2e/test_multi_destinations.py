@@ -182,3 +182,22 @@ def test_status_ls_verify_prune_name_the_destination(ws):
     assert f"would delete {REMOTE_DIR}/{ARCHIVE} (window 2026-06-01..2026-10-31) on backup" in r.stdout, str(
         r
     )
+
+
+def test_a_run_recorded_before_deliveries_existed_resumes(ws):
+    """A run left at phase uploaded by a tableship without the deliveries table (ledger
+    step 5 adds it; the migrated run has no delivery row) finishes on the next run."""
+    (ws.dest / REMOTE_DIR / f"{ARCHIVE}.sha256").mkdir(parents=True)  # the sidecar cannot be written
+    assert ws.cli("run", "--date", RUN_DATE).rc == 1
+    assert ws.runs()[0]["phase"] == "uploaded"
+    db = sqlite3.connect(ws.state_dir / "state.db")
+    db.execute("DELETE FROM deliveries")
+    db.commit()
+    db.close()
+    (ws.dest / REMOTE_DIR / f"{ARCHIVE}.sha256").rmdir()
+    r = ws.cli("run", "--date", RUN_DATE)
+    assert r.rc == 0, str(r)
+    assert "already on the destination with the same sha256" in r.stderr
+    assert ws.runs()[0]["phase"] == "done" and len(ws.runs()) == 1
+    assert [(d["destination"], d["phase"]) for d in deliveries(ws)] == [("backup", "verified")]
+    sidecars_ok(ws.dest, dest="backup")
