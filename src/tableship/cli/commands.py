@@ -156,7 +156,7 @@ def run(obj: Ctx, jobs, all_jobs, run_date, start, end, dry_run, wait, max_jobs)
 
     Exit codes: 0 all succeeded, 1 a job failed, 2 usage/config error, 74 the ledger
     (state.db) cannot be used, 75 a job was skipped because another run holds its lock
-    (and none failed), 128+N stopped by signal N (143 SIGTERM, 130 SIGINT).
+    (and no job failed or ran), 128+N stopped by signal N (143 SIGTERM, 130 SIGINT).
     """
     from tableship.backup.runner import exit_code, run_jobs
     from tableship.cli.progress import live_progress
