@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHECKS = {
     "ruff check": ("ruff", ["check", "src", "tests", "bench"]),
     "ruff format": ("ruff", ["format", "--check", "src", "tests", "bench"]),
+    "mypy": ("mypy", []),  # files and options: [tool.mypy] in pyproject.toml
 }
 
 

@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 __all__ = [
     "BLOCK_BYTES",
@@ -64,6 +64,12 @@ _WINDOW = 32 * 1024
 _ISAL_MAX_LEVEL = 3
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, mtime 0, OS unknown
 _DEFLATE_END = b"\x03\x00"  # an empty final fixed-Huffman block
+
+
+class Sink(Protocol):
+    """Where compressed bytes go: any binary file-like with ``write`` (``flush`` is used if present)."""
+
+    def write(self, b: bytes | memoryview, /) -> int | None: ...
 
 
 _local = threading.local()
@@ -400,7 +406,7 @@ class BlockCompressor(io.BufferedIOBase):
 
     def __init__(
         self,
-        sink: BinaryIO,
+        sink: Sink,
         codec: str,
         threads: int = 2,
         *,

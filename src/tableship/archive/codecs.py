@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import io
 import os
-from typing import BinaryIO
+from typing import IO, Any, BinaryIO, Protocol, cast
+
+from tableship.archive.adaptive import BlockCompressor, Sink
 
 __all__ = [
     "CODECS",
@@ -59,6 +61,16 @@ _ISAL_MAX_LEVEL = 3
 #: The threaded gzip writers' block: the adaptive writer's gzip block (adaptive.BLOCK_BYTES;
 #: tests/unit/test_codecs_blocks.py checks the two give the same bytes at one level).
 THREADED_GZIP_BLOCK = 1 << 20
+
+
+class CompressedWriter(Protocol):
+    """What :func:`open_compressor` returns."""
+
+    def write(self, b: bytes | memoryview, /) -> int: ...
+
+    def close(self) -> None: ...
+
+    def record(self) -> dict: ...
 
 
 def _check_codec(codec: str) -> None:
@@ -92,7 +104,7 @@ def suffix(codec: str) -> str:
 class _KeepOpen(io.RawIOBase):
     """Writes everything to raw (looping over short writes); close() only flushes raw."""
 
-    def __init__(self, raw: BinaryIO):
+    def __init__(self, raw: Sink):
         super().__init__()
         self._raw = raw
 
@@ -197,18 +209,17 @@ class _Compressor(io.BufferedIOBase):
                 super().close()
 
 
-def open_compressor(raw: BinaryIO, codec: str, level: int | None = None, threads: int = 2) -> BinaryIO:
+def open_compressor(raw: Sink, codec: str, level: int | None = None, threads: int = 2) -> CompressedWriter:
     """Return a binary stream that compresses into raw; its close() does not close raw.
 
     ``level=None`` means the adaptive default for gzip and zstd (see the module doc).
     """
     threads = max(1, int(threads or 1))
     if level is None and codec in ("gzip", "zstd"):
-        from tableship.archive.adaptive import BlockCompressor
-
-        return BlockCompressor(raw, codec, threads)  # type: ignore[return-value]
+        return BlockCompressor(raw, codec, threads)
     level = check_level(codec, level)
     sink = _KeepOpen(raw)
+    inner: Any  # the codec's file object (no common base class)
     if codec == "none":
         inner = sink
     elif codec == "gzip":
@@ -240,8 +251,9 @@ def open_compressor(raw: BinaryIO, codec: str, level: int | None = None, threads
         cctx = zstandard.ZstdCompressor(
             level=level, threads=threads if threads > 1 else 0, write_checksum=True
         )
-        inner = cctx.stream_writer(sink, closefd=False)
-    return _Compressor(inner, sink, codec, level, threads)  # type: ignore[return-value]
+        # zstandard only calls write() and flush() on it
+        inner = cctx.stream_writer(cast(IO[bytes], sink), closefd=False)
+    return _Compressor(inner, sink, codec, level, threads)
 
 
 class _Reader(io.RawIOBase):
@@ -310,6 +322,8 @@ def open_decompressor(raw_or_path, codec: str) -> BinaryIO:
     open binary file object (left open when the reader is closed).
     """
     _check_codec(codec)
+    source: Any  # a file, or the caller's file object
+    inner: Any  # the codec's reader (no common base class)
     if isinstance(raw_or_path, (str, bytes, os.PathLike)):
         source = open(raw_or_path, "rb")
         owned = source
@@ -331,4 +345,4 @@ def open_decompressor(raw_or_path, codec: str) -> BinaryIO:
         if owned is not None:
             owned.close()
         raise
-    return io.BufferedReader(_Reader(inner, owned), buffer_size=1 << 20)  # type: ignore[return-value]
+    return io.BufferedReader(_Reader(inner, owned), buffer_size=1 << 20)

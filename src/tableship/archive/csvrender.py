@@ -64,6 +64,7 @@ loop runs over rows; memory is a small multiple of one batch.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -388,10 +389,11 @@ def _impala_timestamp_text(arr: pa.Array, name: str) -> pa.Array:
 
 def _impala_shell_plan(plan: _Plan) -> _Plan:
     t = plan.type.value_type if pa.types.is_dictionary(plan.type) else plan.type
+    conv: Callable[[pa.Array], pa.Array]
     if pa.types.is_floating(t):
         conv = _impala_float_text
     elif pa.types.is_timestamp(t):
-        conv = lambda a, _n=plan.name: _impala_timestamp_text(a, _n)  # noqa: E731
+        conv = functools.partial(_impala_timestamp_text, name=plan.name)
     else:
         return plan
     if plan.value_plan is not None:

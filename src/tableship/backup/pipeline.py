@@ -17,8 +17,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-import tenacity
-
 from tableship.archive.writer import BATCH_ROWS, ExportResult, file_sha256, write_archive
 from tableship.backup.chunked import ChunkedExport
 from tableship.backup.identity import differences, dumps, fingerprint
@@ -35,6 +33,7 @@ from tableship.core.errors import (
 )
 from tableship.core.log import current_run
 from tableship.core.redact import redact_bytes
+from tableship.core.retry import backoff
 from tableship.core.version import __version__
 from tableship.core.window import Window
 from tableship.destinations.base import Destination, open_destination
@@ -57,27 +56,18 @@ class ProgressLine(Protocol):
 
 def retrying(policy: Retry | None, what: str):
     """Retry transient TableshipErrors with exponential back-off and jitter."""
-    policy = policy or Retry(attempts=1)
+    used = policy or Retry(attempts=1)
 
-    def before_sleep(state: tenacity.RetryCallState) -> None:
-        exc = state.outcome.exception()
+    def on_retry(attempt: int, exc: BaseException, sleep: float) -> None:
+        line = exc.line() if isinstance(exc, TableshipError) else exc
         log.warning(
-            "%s failed (attempt %d of %d): %s; retrying in %.1fs",
-            what,
-            state.attempt_number,
-            policy.attempts,
-            exc.line() if isinstance(exc, TableshipError) else exc,
-            state.next_action.sleep if state.next_action else 0,
+            "%s failed (attempt %d of %d): %s; retrying in %.1fs", what, attempt, used.attempts, line, sleep
         )
 
-    return tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(policy.attempts),
-        wait=tenacity.wait_exponential_jitter(initial=policy.initial_delay, max=policy.max_delay),
-        retry=tenacity.retry_if_exception(
-            lambda e: isinstance(e, TableshipError) and e.transient and interrupts.pending() is None
-        ),
-        before_sleep=before_sleep,
-        reraise=True,
+    return backoff(
+        used,
+        lambda e: isinstance(e, TableshipError) and e.transient and interrupts.pending() is None,
+        on_retry,
     )
 
 

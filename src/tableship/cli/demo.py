@@ -325,7 +325,7 @@ FROM measures
         con.execute(f"CREATE SCHEMA {DEMO_SCHEMA}")
         con.execute(f"CREATE TABLE {DEMO_TABLE} (\n    {columns_ddl}\n)")
         con.execute(insert_sql)
-        count = con.execute(f"SELECT count(*) FROM {DEMO_TABLE}").fetchone()[0]
+        count = con.execute(f"SELECT count(*) FROM {DEMO_TABLE}").fetchall()[0][0]  # count(*): always one row
         con.execute("CHECKPOINT")
     except BaseException:
         con.close()

@@ -65,7 +65,7 @@ _QUERY_CREDS = re.compile(
 # ---------------------------------------------------------------- finding secrets
 
 
-def split_userinfo(url: str) -> tuple[str, str | None, str | None, str] | None:
+def split_userinfo(url: str) -> tuple[str, str, str | None, str] | None:
     """``scheme://user:password@host…`` → (scheme, user, password, rest-after-@), the
     password running to the *last* ``@`` before the host (so an unencoded ``@`` in a
     password is kept whole). None when ``url`` has no user info. Values stay as written

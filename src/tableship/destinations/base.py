@@ -27,6 +27,7 @@ driver exceptions never escape.
 
 from __future__ import annotations
 
+import builtins  # `list` is also a method name in the classes below
 import re
 import secrets
 from pathlib import Path, PurePosixPath
@@ -47,7 +48,7 @@ def temp_name(name: str, owner: str) -> str:
 
 def is_temp(basename: str, owner: str | None = None) -> bool:
     m = TMP_RE.match(basename)
-    return bool(m) and (owner is None or m.group("owner") == owner)
+    return m is not None and (owner is None or m.group("owner") == owner)
 
 
 def safe_name(name: str) -> str:
@@ -79,9 +80,9 @@ class Destination(Protocol):
 
     def delete(self, name: str) -> None: ...
 
-    def cleanup(self, folder: str, owner: str) -> list[str]: ...
+    def cleanup(self, folder: str, owner: str) -> builtins.list[str]: ...
 
-    def check(self) -> list[tuple[str, bool, str]]: ...
+    def check(self) -> builtins.list[tuple[str, bool, str]]: ...
 
     def close(self) -> None: ...
 

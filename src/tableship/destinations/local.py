@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins  # `list` is also a method name in the classes below
 import errno
 import hashlib
 import os
@@ -73,6 +74,12 @@ class LocalDestination:
         """The path of a final name, its folders confined; None if a folder is missing."""
         return self._confine(safe_name(name), create=create)
 
+    def _target(self, name: str) -> Path:
+        """The path to write a final name at, its folders created (and confined)."""
+        path = self._confine(safe_name(name), create=True)
+        assert path is not None  # create=True makes every missing folder
+        return path
+
     def _regular(self, path: Path | None) -> os.stat_result | None:
         """lstat of a regular file (never through a symlink at the name), else None."""
         if path is None:
@@ -100,7 +107,7 @@ class LocalDestination:
 
     def put(self, local: Path, name: str, owner: str) -> None:
         try:
-            target = self._file(name, create=True)
+            target = self._target(name)
             # os.replace over a symlink at the final name replaces the link, not its target
             atomic_copy(Path(local), target, self.root / temp_name(safe_name(name), owner), hold="upload")
         except OSError as exc:
@@ -108,14 +115,14 @@ class LocalDestination:
 
     def put_bytes(self, data: bytes, name: str, owner: str) -> None:
         try:
-            target = self._file(name, create=True)
+            target = self._target(name)
             atomic_write_bytes(target, data, self.root / temp_name(safe_name(name), owner))
         except OSError as exc:
             raise self._fail(f"writing {name}", exc) from None
 
     def get(self, name: str, local: Path) -> None:
         src = self._file(name)
-        if self._regular(src) is None:
+        if src is None or self._regular(src) is None:
             raise DestinationError(
                 f"destination {self.name!r}: {name} does not exist (or is not a regular file)"
             )
@@ -127,7 +134,7 @@ class LocalDestination:
 
     def sha256(self, name: str) -> str | None:
         path = self._file(name)
-        if self._regular(path) is None:
+        if path is None or self._regular(path) is None:
             return None  # missing, or a symlink/folder: never taken as the archive
         try:
             with open(path, "rb") as f:
@@ -178,9 +185,9 @@ class LocalDestination:
         except OSError as exc:
             raise self._fail(f"deleting {name}", exc) from None
 
-    def cleanup(self, folder: str, owner: str) -> list[str]:
+    def cleanup(self, folder: str, owner: str) -> builtins.list[str]:
         base = self._folder(folder)
-        removed = []
+        removed: builtins.list[str] = []
         if base is None:
             return removed
         try:
@@ -198,7 +205,7 @@ class LocalDestination:
             raise self._fail(f"cleaning temporaries in {folder or '/'}", exc) from None
         return removed
 
-    def check(self) -> list[tuple[str, bool, str]]:
+    def check(self) -> builtins.list[tuple[str, bool, str]]:
         out = [("folder exists", self.root.is_dir(), str(self.root))]
         if not out[0][1]:
             return out

@@ -266,6 +266,7 @@ class StateStore(Ledger):
                 t,
             ),
         )
+        assert cur.lastrowid is not None  # sqlite3 sets it after an INSERT
         self._log(cur.lastrowid, None, Phase.PLANNED, "planned")
         return self.get(cur.lastrowid)
 

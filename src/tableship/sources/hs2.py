@@ -633,6 +633,7 @@ class _Prefetcher:
             self._go.acquire()
             if self._stopped:
                 return
+            item: tuple[Any, BaseException | None]
             try:
                 item = (self._fetch(), None)
             except BaseException as exc:  # handed to the consumer

@@ -25,7 +25,7 @@ import decimal
 import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
@@ -333,6 +333,7 @@ class SQLAlchemySource:
             transient = bool(_TRANSIENT.search(msg)) or (
                 isinstance(exc, sa_exc.OperationalError) and connecting
             )
+        hint: str | None
         if transient:
             self._reset()
             hint = (
@@ -397,7 +398,7 @@ class SQLAlchemySource:
                 self._reset()
                 raise
 
-    def _result_schema(self, result, first_rows: list) -> pa.Schema:
+    def _result_schema(self, result, first_rows: Sequence) -> pa.Schema:
         names = list(result.keys())
         dups = sorted({n for n in names if names.count(n) > 1})
         if dups:

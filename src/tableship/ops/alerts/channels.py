@@ -11,10 +11,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-import tenacity
-
 from tableship.core.errors import Interrupted
 from tableship.core.redact import redact
+from tableship.core.retry import backoff
 
 log = logging.getLogger("tableship")
 
@@ -41,28 +40,19 @@ def deliver(name: str, cfg, what: str, call) -> None:
     """Run ``call()`` with the channel's retry policy; raise ChannelError after the last try."""
     policy = cfg.retries
 
-    def before_sleep(state: tenacity.RetryCallState) -> None:
-        exc = state.outcome.exception()
+    def on_retry(attempt: int, exc: BaseException, sleep: float) -> None:
         log.warning(
             "alert channel %s: %s failed (attempt %d of %d): %s; retrying in %.1fs",
             name,
             what,
-            state.attempt_number,
+            attempt,
             policy.attempts,
             exc,
-            state.next_action.sleep if state.next_action else 0,
+            sleep,
         )
 
-    retrying = tenacity.Retrying(
-        stop=tenacity.stop_after_attempt(policy.attempts),
-        wait=tenacity.wait_exponential(multiplier=policy.initial_delay, max=policy.max_delay)
-        + tenacity.wait_random(0, policy.initial_delay / 2),
-        retry=tenacity.retry_if_exception(lambda e: isinstance(e, ChannelError) and e.transient),
-        before_sleep=before_sleep,
-        reraise=True,
-    )
     try:
-        retrying(call)
+        backoff(policy, lambda e: isinstance(e, ChannelError) and e.transient, on_retry)(call)
     except (ChannelError, Interrupted):
         raise  # a SIGTERM while sending stops tableship; the outbox replays the message once
     except Exception as exc:  # a bug or an unexpected library error: still only a channel failure

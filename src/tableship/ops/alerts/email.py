@@ -55,6 +55,7 @@ def send(name: str, cfg, event) -> None:
     msg = build_message(cfg, event)
     port = cfg.port or DEFAULT_PORTS[cfg.security]
     try:
+        smtp: smtplib.SMTP
         if cfg.security == "ssl":
             smtp = smtplib.SMTP_SSL(cfg.host, port, timeout=cfg.timeout, context=_context(cfg))
         else:

@@ -23,11 +23,14 @@ from tableship.core.version import __version__
 KINDS = ("failed", "still_failing", "resolved")
 
 
-def parse_ts(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
+def to_datetime(value: str) -> dt.datetime:
+    """A ledger timestamp (ISO 8601; naive ones are UTC) as an aware datetime."""
     t = dt.datetime.fromisoformat(value)
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def parse_ts(value: str | None) -> dt.datetime | None:
+    return to_datetime(value) if value else None
 
 
 def short_ts(value: str | None) -> str:

@@ -106,6 +106,7 @@ class IncidentStore:
                 "last_phase, last_error) VALUES (?,?,1,?,?,?,?,?)",
                 (job, now, run_id, run_id, now, phase, error),
             )
+            assert cur.lastrowid is not None  # sqlite3 sets it after an INSERT
             return self.get_incident(cur.lastrowid)
         self.db.execute(
             "UPDATE incidents SET failures=failures+1, last_run_id=?, last_failed_at=?, "
@@ -154,6 +155,7 @@ class IncidentStore:
             "updated_at, pid, host) VALUES (?,?,?,?,?,'pending',?,?,?,?,?)",
             (incident_id, job, channel, kind, failures, payload, now, now, os.getpid(), socket.gethostname()),
         )
+        assert cur.lastrowid is not None  # sqlite3 sets it after an INSERT
         return cur.lastrowid
 
     def message(self, message_id: int) -> Message:

@@ -36,7 +36,7 @@ from tableship.ledger import deliveries
 from tableship.ledger.lock import pid_alive
 from tableship.ops.alerts import Monitor, logtail
 from tableship.ops.alerts.channels import ChannelError, send_event, send_ping
-from tableship.ops.alerts.event import Event, human_duration, parse_ts, resume_command
+from tableship.ops.alerts.event import Event, human_duration, parse_ts, resume_command, to_datetime
 from tableship.ops.alerts.incidents import IncidentStore, iso
 from tableship.ops.alerts.redact import Redactor
 
@@ -265,7 +265,7 @@ class AlertMonitor(Monitor):
                 db.rollback()
                 raise
         if inc is not None:
-            outage = (now - parse_ts(inc.opened_at)).total_seconds()
+            outage = (now - to_datetime(inc.opened_at)).total_seconds()
             log.info(
                 "incident #%d of %s resolved after %s (%d failures)",
                 inc.id,
@@ -330,7 +330,7 @@ class AlertMonitor(Monitor):
 
     def _resolved_event(self, job, plan, run, inc, ts) -> Event:
         start, end = self._window(plan, run)
-        outage = (parse_ts(ts) - parse_ts(inc.opened_at)).total_seconds()
+        outage = (to_datetime(ts) - to_datetime(inc.opened_at)).total_seconds()
         return Event(
             kind="resolved",
             job=job.name,
