@@ -61,7 +61,8 @@ BLOCK_BYTES = {"gzip": 1 << 20, "zstd": 4 << 20}
 IN_FLIGHT_BYTES = 6 << 20
 LADDERS = {"gzip": (2, 3, 4, 5, 6), "zstd": (3, 5, 7, 9)}
 _WINDOW = 32 * 1024
-_ISAL_MAX_LEVEL = 3
+#: gzip levels up to this one are ISA-L's (faster), the higher ones zlib-ng's
+ISAL_MAX_LEVEL = 3
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, mtime 0, OS unknown
 _DEFLATE_END = b"\x03\x00"  # an empty final fixed-Huffman block
 
@@ -76,16 +77,23 @@ _local = threading.local()
 log = logging.getLogger(__name__)
 
 
+def _thread_cache(codec: str) -> dict:
+    """This thread's compressors of ``codec`` by level."""
+    cache = getattr(_local, codec, None)
+    if cache is None:
+        cache = {}
+        setattr(_local, codec, cache)
+    return cache
+
+
 def _gzip_compressor(level: int):
     """A per-thread, per-level deflate compressor: (data, zdict) → (raw deflate, crc32)."""
-    cache = getattr(_local, "gzip", None)
-    if cache is None:
-        cache = _local.gzip = {}
+    cache = _thread_cache("gzip")
     comp = cache.get(level)
     if comp is None:
         cache.clear()  # one compressor (state + 1.1 MiB buffer) per thread: the level changes rarely
-        lib: Any
-        if level <= _ISAL_MAX_LEVEL:
+        lib: Any  # isal_zlib or zlib_ng: the same zlib-like API
+        if level <= ISAL_MAX_LEVEL:
             from isal import isal_zlib
 
             lib = isal_zlib
@@ -176,9 +184,7 @@ def _public_api_compressor(lib, level: int):
 
 
 def _zstd_compressor(level: int):
-    cache = getattr(_local, "zstd", None)
-    if cache is None:
-        cache = _local.zstd = {}
+    cache = _thread_cache("zstd")
     cctx = cache.get(level)
     if cctx is None:
         import zstandard

@@ -32,7 +32,7 @@ import io
 import os
 from typing import IO, Any, BinaryIO, Protocol, cast
 
-from tableship.archive.adaptive import BlockCompressor, Sink
+from tableship.archive.adaptive import ISAL_MAX_LEVEL, BlockCompressor, Sink
 
 __all__ = [
     "CODECS",
@@ -40,7 +40,7 @@ __all__ = [
     "LEVEL_RANGES",
     "open_compressor",
     "open_decompressor",
-    "suffix",
+    "SUFFIXES",
     "check_level",
     "configured_level",
 ]
@@ -56,8 +56,8 @@ CODECS = ("gzip", "zstd", "none")
 # level 6 ~70, gzip -6 CLI 24-31.
 DEFAULT_LEVELS = {"gzip": 2, "zstd": 3, "none": 0}
 LEVEL_RANGES = {"gzip": (1, 9), "zstd": (1, 22), "none": (0, 0)}
-_SUFFIXES = {"gzip": ".gz", "zstd": ".zst", "none": ""}
-_ISAL_MAX_LEVEL = 3
+#: the file name extension each codec's archives end with (config validation, restore --to)
+SUFFIXES = {"gzip": ".gz", "zstd": ".zst", "none": ""}
 #: The threaded gzip writers' block: the adaptive writer's gzip block (adaptive.BLOCK_BYTES;
 #: tests/unit/test_codecs_blocks.py checks the two give the same bytes at one level).
 THREADED_GZIP_BLOCK = 1 << 20
@@ -94,11 +94,6 @@ def check_level(codec: str, level: int | None) -> int:
 def configured_level(level: int | None) -> int | str:
     """The level as configured: the integer, or ``"auto"`` when none is set."""
     return "auto" if level is None else level
-
-
-def suffix(codec: str) -> str:
-    _check_codec(codec)
-    return _SUFFIXES[codec]
 
 
 class _KeepOpen(io.RawIOBase):
@@ -223,7 +218,7 @@ def open_compressor(raw: Sink, codec: str, level: int | None = None, threads: in
     if codec == "none":
         inner = sink
     elif codec == "gzip":
-        if level <= _ISAL_MAX_LEVEL:
+        if level <= ISAL_MAX_LEVEL:
             if threads > 1:
                 from isal import igzip_threaded
 
@@ -256,6 +251,17 @@ def open_compressor(raw: Sink, codec: str, level: int | None = None, threads: in
     return _Compressor(inner, sink, codec, level, threads)
 
 
+def _readinto(f: Any, b: Any) -> int:
+    """``f.readinto(b)``, or ``f.read`` into ``b`` for file objects without ``readinto``."""
+    readinto = getattr(f, "readinto", None)
+    if readinto is not None:
+        return readinto(b)
+    data = f.read(len(b))
+    n = len(data)
+    memoryview(b).cast("B")[:n] = data
+    return n
+
+
 class _Reader(io.RawIOBase):
     """Raw reader over a decompressing stream; closes the file only if it opened it."""
 
@@ -268,13 +274,7 @@ class _Reader(io.RawIOBase):
         return True
 
     def readinto(self, b) -> int:
-        readinto = getattr(self._inner, "readinto", None)
-        if readinto is not None:
-            return readinto(b)
-        data = self._inner.read(len(b))
-        n = len(data)
-        memoryview(b).cast("B")[:n] = data
-        return n
+        return _readinto(self._inner, b)
 
     def close(self) -> None:
         if self.closed:
@@ -303,13 +303,7 @@ class _CallerFile(io.RawIOBase):
         return True
 
     def readinto(self, b) -> int:
-        readinto = getattr(self._raw, "readinto", None)
-        if readinto is not None:
-            return readinto(b)
-        data = self._raw.read(len(b))
-        n = len(data)
-        memoryview(b).cast("B")[:n] = data
-        return n
+        return _readinto(self._raw, b)
 
     def read(self, size=-1):
         return self._raw.read(size)

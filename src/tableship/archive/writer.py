@@ -197,8 +197,3 @@ def _slices(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
         return
     for offset in range(0, n, step):
         yield batch.slice(offset, step)
-
-
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()

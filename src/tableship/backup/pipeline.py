@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from tableship.archive.writer import BATCH_ROWS, ExportResult, file_sha256, write_archive
+from tableship.archive.writer import BATCH_ROWS, ExportResult, write_archive
 from tableship.backup.chunked import ChunkedExport
 from tableship.backup.identity import differences, dumps, fingerprint
 from tableship.backup.plan import Plan, build_query
@@ -31,6 +31,7 @@ from tableship.core.errors import (
     TableshipError,
     VerificationError,
 )
+from tableship.core.fsutil import file_sha256
 from tableship.core.log import current_run
 from tableship.core.redact import redact_bytes
 from tableship.core.retry import backoff

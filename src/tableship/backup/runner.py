@@ -28,6 +28,7 @@ from tableship.core.errors import (
     UsageError,
 )
 from tableship.core.log import IN_SUMMARY, current_job, current_run
+from tableship.core.units import human_size
 from tableship.core.window import Window
 from tableship.ledger.schema import LedgerError
 from tableship.ledger.state import Result, Run, StateStore
@@ -53,7 +54,7 @@ class Outcome:
         w = f" {self.plan.window}" if self.plan else ""
         if self.status == "success" and self.run:
             return (
-                f"{self.job}{w}: OK, {self.run.rows} rows, {_size(self.run.archive_bytes)} → "
+                f"{self.job}{w}: OK, {self.run.rows} rows, {human_size(self.run.archive_bytes or 0)} → "
                 f"{self.run.remote_path or self.plan.remote_path}{_chunk_counts(self.run)} "
                 f"(run {self.run.id}, {self.run.duration or 0:.1f}s)"
             )
@@ -81,15 +82,6 @@ def _chunk_counts(run: Run) -> str:
     if not counts:
         return ""
     return ", chunks: " + ", ".join(f"{counts.get(k, 0)} {k}" for k in ("exported", "changed", "unchanged"))
-
-
-def _size(n: int | None) -> str:
-    n = n or 0
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def exit_code(outcomes: list[Outcome]) -> int:

@@ -26,7 +26,6 @@ without offset) are read as UTC.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -37,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tableship.archive.codecs import open_decompressor
+from tableship.archive.codecs import SUFFIXES, open_decompressor
 from tableship.archive.csvrender import CsvDialect, render_value_text
 from tableship.catalog.archives import (
     Archive,
@@ -49,6 +48,7 @@ from tableship.catalog.archives import (
 )
 from tableship.config.models import Config
 from tableship.core.errors import JobError, UsageError
+from tableship.core.fsutil import file_sha256
 from tableship.core.names import check_identifier
 from tableship.core.window import parse_window
 from tableship.ledger.state import StateStore
@@ -76,7 +76,6 @@ _SIMPLE_TYPES = {
     "HUGEINT",
 }
 _DECIMAL = re.compile(r"^DECIMAL\((\d{1,2}),(\d{1,2})\)$")
-_CODEC_SUFFIX = {"gzip": ".gz", "zstd": ".zst", "none": ""}
 _CHUNK = 1 << 20
 
 
@@ -238,11 +237,6 @@ def _parse_error(exc: Exception) -> RestoreError:
         f"the archive's CSV does not parse with its manifest's format and types: {first}",
         "nothing was loaded; check the archive with 'tableship verify' or restore it with --to DIR",
     )
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def find_archive(archives: list[Archive], which: str) -> Archive:
@@ -425,13 +419,13 @@ def restore(
                 )
             m = archive.manifest
             codec = (m.get("compression") or {}).get("codec", "gzip")
-            if codec not in _CODEC_SUFFIX:
+            if codec not in SUFFIXES:
                 raise RestoreError(f"the manifest names an unknown codec {codec!r}", "upgrade tableship")
             dialect = _dialect(m)
             columns = _columns(m, strict=target is not None)
             csv_name = archive.file_name
-            if _CODEC_SUFFIX[codec] and csv_name.endswith(_CODEC_SUFFIX[codec]):
-                csv_name = csv_name[: -len(_CODEC_SUFFIX[codec])]
+            if SUFFIXES[codec] and csv_name.endswith(SUFFIXES[codec]):
+                csv_name = csv_name[: -len(SUFFIXES[codec])]
             elif codec != "none":
                 csv_name += ".csv"
             final = _check_to(Path(to).expanduser(), csv_name, replace) if to is not None else None
@@ -448,7 +442,7 @@ def restore(
             local = tmpdir / archive.file_name
             say(f"downloading {archive.remote_path} ({archive.archive_bytes} bytes)")
             dest.get(archive.remote_path, local)
-            got = _sha256(local)
+            got = file_sha256(local)
             if got != m["sha256"]:
                 raise RestoreError(
                     f"{archive.remote_path}: sha256 {got[:12]}… differs from the manifest's "

@@ -24,6 +24,8 @@ import math
 import os
 from pathlib import Path
 
+from tableship.core.window import add_months
+
 __all__ = [
     "DEMO_TABLE",
     "DEMO_SCHEMA",
@@ -140,8 +142,7 @@ _SUBSCRIBERS = 100_000
 
 def _month_start(day: datetime.date, months_back: int) -> datetime.date:
     """First day of the month ``months_back`` months before ``day``'s month."""
-    index = day.year * 12 + (day.month - 1) - months_back
-    return datetime.date(index // 12, index % 12 + 1, 1)
+    return datetime.date(*add_months(day.year, day.month, -months_back), 1)
 
 
 def demo_date_range(

@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from tableship.archive.codecs import LEVEL_RANGES
 from tableship.config.tables import expand as expand_tables
 from tableship.core import redact
 from tableship.core.errors import ConfigError
@@ -280,8 +281,7 @@ class CompressionSpec(Model):
 
     @model_validator(mode="after")
     def _level(self) -> CompressionSpec:
-        ranges = {"gzip": (1, 9), "zstd": (1, 22), "none": (0, 0)}
-        lo, hi = ranges[self.codec]
+        lo, hi = LEVEL_RANGES[self.codec]
         if self.level is not None and not lo <= self.level <= hi:
             raise ValueError(f"{self.codec} level must be between {lo} and {hi}")
         return self

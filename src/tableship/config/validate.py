@@ -29,6 +29,7 @@ import posixpath
 from pathlib import Path
 from typing import Any
 
+from tableship.archive.codecs import SUFFIXES
 from tableship.core.templates import (
     Pos,
     anything_around,
@@ -43,7 +44,6 @@ from tableship.core.templates import (
 NAME_MAX = 255
 PATH_MAX = 4096
 
-CODEC_EXTENSION = {"gzip": ".gz", "zstd": ".zst"}
 COMPRESSED_EXTENSIONS = (
     ".gz",
     ".gzip",
@@ -106,8 +106,8 @@ def job_problems(job, dest_cfg: Any, staging_dir: Path, dest_name: str | None = 
     problems = []
 
     codec = job.compression.codec
-    if codec in CODEC_EXTENSION:
-        ext = CODEC_EXTENSION[codec]
+    ext = SUFFIXES[codec]
+    if ext:
         if not _ends_with(name_pat, ext):
             problems.append(
                 f"{key}.file_name: {shown!r} does not end with {ext!r} but compression.codec is "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import shutil
 from pathlib import Path
@@ -63,3 +65,14 @@ def atomic_copy(src: Path, target: Path, tmp: Path, hold: str | None = None) -> 
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def sha256_of(f: io.BufferedIOBase) -> str:
+    """The hex sha256 of what is left to read in binary file ``f``."""
+    return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of the file at ``path``."""
+    with open(path, "rb") as f:
+        return sha256_of(f)

@@ -53,7 +53,7 @@ _threads_lock = threading.Lock()
 _pending: int | None = None
 
 
-def on_signal(signum: int, frame: Any = None) -> None:
+def on_signal(signum: int, _frame: Any = None) -> None:
     global _pending
     if _pending is None:
         _pending = signum
@@ -127,7 +127,7 @@ def quiet() -> None:
             pass
 
 
-def _exit_now(signum: int, frame: Any = None) -> None:
+def _exit_now(signum: int, _frame: Any = None) -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -73,7 +73,7 @@ class TemplateValues:
 
 def check_template(template: str) -> None:
     """Raise ValueError if the template uses unknown fields, conversions, or a date code
-    that is not portable (see templates.PORTABLE_CODES)."""
+    that is not portable (see templates.CODES)."""
     for _, field, spec, conv in string.Formatter().parse(template):
         if field is None:
             continue

@@ -230,10 +230,6 @@ def activate(secrets: Iterable[str]) -> Redactor:
     return _active
 
 
-def active() -> Redactor:
-    return _active
-
-
 def redact(text):
     """Mask the active secrets in ``text`` (None and non-strings pass through)."""
     return _active(text)

@@ -8,7 +8,7 @@ letters...). Two patterns *overlap* when some text matches both: then two templa
 can render the same name for some dates. The classes over-approximate (``%d`` may be
 ``39``), so an overlap found here is "possible", never "impossible but reported".
 
-Only portable date codes are allowed (:data:`PORTABLE_CODES`): the C89/C99 codes that
+Only portable date codes are allowed (the keys of :data:`CODES`): the C89/C99 codes that
 every platform's ``strftime`` renders the same way for a date. Python never calls
 ``setlocale`` here, so names (``%b``, ``%A``...) are the C locale's English ones.
 """
@@ -63,11 +63,10 @@ CODES: dict[str, list[Pos]] = {
     "B": _word(3, 9),
     "%": _fixed("%"),
 }
-PORTABLE_CODES = "".join(CODES)
 
 
 def check_date_spec(spec: str, where: str) -> None:
-    """Refuse a date format spec with a code outside :data:`PORTABLE_CODES` (``%Q``,
+    """Refuse a date format spec with a code outside :data:`CODES` (``%Q``,
     glibc's ``%-d``, locale-dependent ``%c``, time codes like ``%H`` on a date...);
     ``where`` names it in the message."""
     if "{" in spec or "}" in spec:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins  # `list` is also a method name in the classes below
 import errno
-import hashlib
 import os
 import shutil
 import stat
@@ -12,7 +11,7 @@ from pathlib import Path
 
 from tableship.core import holds
 from tableship.core.errors import DestinationError, TransientDestinationError
-from tableship.core.fsutil import atomic_copy, atomic_write_bytes, fsync_dir
+from tableship.core.fsutil import atomic_copy, atomic_write_bytes, fsync_dir, sha256_of
 from tableship.destinations.base import TMP_RE, is_temp, safe_name, temp_name
 
 
@@ -139,7 +138,7 @@ class LocalDestination:
         try:
             with open(path, "rb") as f:
                 holds.hold("sha256")
-                return hashlib.file_digest(f, "sha256").hexdigest()
+                return sha256_of(f)
         except FileNotFoundError:
             return None
         except OSError as exc:

@@ -210,6 +210,22 @@ def _value(v) -> str:
     return " ".join(str(v).split())  # one line, whatever the error text holds
 
 
+# the status file's keys taken from a job's last run: (key, Run attribute), in file order
+_RUN_KEYS = (
+    ("run_id", "id"),
+    ("window", "window"),
+    ("started_at", "started_at"),
+    ("finished_at", "finished_at"),
+    ("duration_seconds", "duration"),
+    ("rows", "rows"),
+    ("archive_bytes", "archive_bytes"),
+    ("failed_phase", "failed_phase"),
+    ("error", "error"),
+    ("pid", "pid"),
+    ("host", "host"),
+)
+
+
 def status_text(jobs: list[JobStatus], now: str) -> str:
     lines = [
         "# tableship status: one key=value per line, rewritten atomically at the end of every run",
@@ -223,17 +239,7 @@ def status_text(jobs: list[JobStatus], now: str) -> str:
         values = {
             "phase": r.phase if r else "never_run",
             "result": r.result if r else "never_run",
-            "run_id": r.id if r else None,
-            "window": r.window if r else None,
-            "started_at": r.started_at if r else None,
-            "finished_at": r.finished_at if r else None,
-            "duration_seconds": r.duration if r else None,
-            "rows": r.rows if r else None,
-            "archive_bytes": r.archive_bytes if r else None,
-            "failed_phase": r.failed_phase if r else None,
-            "error": r.error if r else None,
-            "pid": r.pid if r else None,
-            "host": r.host if r else None,
+            **{key: getattr(r, attr) if r else None for key, attr in _RUN_KEYS},
             "last_success": ok.finished_at if ok else None,
             "last_success_window": ok.window if ok else None,
             "incident_open": bool(inc),

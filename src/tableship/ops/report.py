@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from tableship.config.models import Config
+from tableship.core.units import human_size
 from tableship.ledger import deliveries
 from tableship.ledger.state import Run, StateStore
 
@@ -20,18 +21,6 @@ STATUS_COLUMNS = [
     "started",
     "duration",
 ]
-
-
-def human_size(n: int | None) -> str | None:
-    """``12.3 MiB``: binary units, one decimal (bytes as a whole number)."""
-    if n is None:
-        return None
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
 
 
 def run_row(job: str, run: Run | None) -> dict:
@@ -56,7 +45,7 @@ def run_row(job: str, run: Run | None) -> dict:
         "result": run.result,
         "rows": run.rows,
         "bytes": run.archive_bytes,
-        "size": human_size(run.archive_bytes),
+        "size": None if run.archive_bytes is None else human_size(run.archive_bytes),
         "started": run.started_at,
         "host": run.host,
         "pid": run.pid,

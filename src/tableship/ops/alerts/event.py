@@ -17,10 +17,12 @@ import datetime as dt
 import json
 import shlex
 from dataclasses import asdict, dataclass, field, fields
+from typing import Literal
 
 from tableship.core.version import __version__
 
-KINDS = ("failed", "still_failing", "resolved")
+#: the event kinds (see the module doc)
+Kind = Literal["failed", "still_failing", "resolved"]
 
 
 def to_datetime(value: str) -> dt.datetime:
@@ -66,7 +68,7 @@ def resume_command(config_path: str, job: str, start: str | None, end: str | Non
 
 @dataclass
 class Event:
-    kind: str
+    kind: Kind
     job: str
     table: str
     window_start: str | None

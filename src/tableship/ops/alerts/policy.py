@@ -290,10 +290,10 @@ class AlertMonitor(Monitor):
             return run.window_start, run.window_end
         return None, None
 
-    def _failure_event(self, kind, job, plan, run, inc, err, since, tail, ts) -> Event:
+    def _incident_fields(self, job, plan, run, inc, ts) -> dict:
+        """What the failure and the resolved events of an incident have in common."""
         start, end = self._window(plan, run)
-        return Event(
-            kind=kind,
+        return dict(
             job=job.name,
             table=job.table,
             window_start=start,
@@ -303,19 +303,28 @@ class AlertMonitor(Monitor):
             incident_id=inc.id,
             opened_at=inc.opened_at,
             failures=inc.failures,
-            failures_since_last_alert=since,
             run_id=getattr(run, "id", None),
             attempts=getattr(run, "attempts", None),
+            last_failed_at=inc.last_failed_at,
+            config_path=str(self.config.path),
+            created_at=ts,
+        )
+
+    def _failure_event(self, kind, job, plan, run, inc, err, since, tail, ts) -> Event:
+        fields = self._incident_fields(job, plan, run, inc, ts)
+        return Event(
+            kind=kind,
+            **fields,
+            failures_since_last_alert=since,
             phase=getattr(run, "failed_phase", None),
             error=err,
-            last_failed_at=inc.last_failed_at,
             destinations=list(job.destinations),
             failed_destinations=self._failed_destinations(run),
-            resume_command=resume_command(str(self.config.path), job.name, start, end),
-            config_path=str(self.config.path),
+            resume_command=resume_command(
+                str(self.config.path), job.name, fields["window_start"], fields["window_end"]
+            ),
             log_tail=list(tail),
             realert_after_seconds=self.alerts.realert_after.total_seconds(),
-            created_at=ts,
         )
 
     def _failed_destinations(self, run) -> list[str]:
@@ -329,32 +338,17 @@ class AlertMonitor(Monitor):
         return [name for name, d in got.items() if d.result == "failed"]
 
     def _resolved_event(self, job, plan, run, inc, ts) -> Event:
-        start, end = self._window(plan, run)
-        outage = (to_datetime(ts) - to_datetime(inc.opened_at)).total_seconds()
         return Event(
             kind="resolved",
-            job=job.name,
-            table=job.table,
-            window_start=start,
-            window_end=end,
-            host=getattr(run, "host", None) or self.host,
-            environment=self.environment,
-            incident_id=inc.id,
-            opened_at=inc.opened_at,
-            failures=inc.failures,
+            **self._incident_fields(job, plan, run, inc, ts),
             failures_since_last_alert=0,
-            run_id=getattr(run, "id", None),
-            attempts=getattr(run, "attempts", None),
             phase=inc.last_phase,
             error=inc.last_error,
-            last_failed_at=inc.last_failed_at,
             resolved_at=ts,
-            outage_seconds=outage,
+            outage_seconds=(to_datetime(ts) - to_datetime(inc.opened_at)).total_seconds(),
             rows=getattr(run, "rows", None),
             archive_bytes=getattr(run, "archive_bytes", None),
             remote_path=getattr(run, "remote_path", None),
-            config_path=str(self.config.path),
-            created_at=ts,
         )
 
     # ------------------------------------------------------------ delivery
