@@ -25,10 +25,10 @@ from tableship.archive.codecs import (
     CODECS,
     DEFAULT_LEVELS,
     LEVEL_RANGES,
+    SUFFIXES,
     check_level,
     open_compressor,
     open_decompressor,
-    suffix,
 )
 
 
@@ -123,7 +123,7 @@ def test_constants():
     for codec in CODECS:
         lo, hi = LEVEL_RANGES[codec]
         assert lo <= DEFAULT_LEVELS[codec] <= hi
-    assert [suffix(c) for c in CODECS] == [".gz", ".zst", ""]
+    assert [SUFFIXES[c] for c in CODECS] == [".gz", ".zst", ""]
 
 
 @pytest.mark.parametrize("codec,level", _levels())
@@ -160,7 +160,6 @@ def test_bad_levels_and_codecs(codec):
 def test_unknown_codec():
     for f in (
         lambda: open_compressor(io.BytesIO(), "bzip2"),
-        lambda: suffix("lz4"),
         lambda: open_decompressor(io.BytesIO(), "xz"),
     ):
         with pytest.raises(ValueError):
@@ -214,7 +213,7 @@ def test_zstd_cli_reads_our_zstd(tmp_path, threads):
 @pytest.mark.parametrize("codec,level", _levels())
 @pytest.mark.parametrize("threads", [1, 2])
 def test_raw_is_not_closed_and_counted(tmp_path, codec, level, threads):
-    path = tmp_path / f"out{suffix(codec)}"
+    path = tmp_path / f"out{SUFFIXES[codec]}"
     with open(path, "wb") as f:
         counting = Counting(f)
         with open_compressor(counting, codec, level, threads) as out:

@@ -28,6 +28,7 @@ and flushes ``raw``, nothing more.  With ``threads > 1`` the gzip writers call
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from typing import IO, Any, BinaryIO, Protocol, cast
@@ -191,17 +192,14 @@ class _Compressor(io.BufferedIOBase):
     def close(self) -> None:
         if self.closed:
             return
-        try:
+        with contextlib.ExitStack() as closing:  # last in, first closed; each even if one fails
+            closing.callback(super().close)
+            closing.callback(self._sink.close)
             if self._partial:
                 self._inner.write(bytes(self._partial))
                 self._partial.clear()
             if self._inner is not self._sink:
                 self._inner.close()
-        finally:
-            try:
-                self._sink.close()
-            finally:
-                super().close()
 
 
 def open_compressor(raw: Sink, codec: str, level: int | None = None, threads: int = 2) -> CompressedWriter:
@@ -279,17 +277,14 @@ class _Reader(io.RawIOBase):
     def close(self) -> None:
         if self.closed:
             return
-        try:
+        with contextlib.ExitStack() as closing:  # last in, first closed; each even if one fails
+            closing.callback(super().close)
+            if self._owned is not None:
+                closing.callback(self._owned.close)
             # IGzipFile and zstd readers never close the file they read from,
             # and a _CallerFile leaves the caller's file open.
             if self._inner is not self._owned:
-                self._inner.close()
-        finally:
-            try:
-                if self._owned is not None:
-                    self._owned.close()
-            finally:
-                super().close()
+                closing.callback(self._inner.close)
 
 
 class _CallerFile(io.RawIOBase):

@@ -674,9 +674,7 @@ def record(store: StateStore, jv: JobVerification) -> None:
     if store.readonly:
         log.info("%s: no ledger at %s: the verification results are not recorded", jv.job, store.where)
         return
-    con = db(store)
-    con.execute("BEGIN IMMEDIATE")
-    try:
+    with store.transaction() as con:
         for r in jv.results:
             a = r.archive
             con.execute(
@@ -697,10 +695,6 @@ def record(store: StateStore, jv: JobVerification) -> None:
                     a.destination or jv.destination,
                 ),
             )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
 
 
 def in_window(a: Archive, w: Window | None) -> bool:

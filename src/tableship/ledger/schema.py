@@ -468,6 +468,24 @@ def _connect(target: str, path: Path, uri: bool = False) -> _Connection:
     return db
 
 
+@contextlib.contextmanager
+def transaction(db: Any) -> Iterator[Any]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT`` on ``db`` (``ROLLBACK`` on any exception, signals included).
+
+    The one way the ledger's writers group statements: the write lock is taken up front, so two
+    processes never both read-then-write, and nothing half-done survives an error or a signal.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error, LedgerError):
+                db.execute("ROLLBACK")
+        raise
+
+
 # ---------------------------------------------------------------- the ledger
 
 
@@ -535,18 +553,10 @@ class Ledger:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Any]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT`` (``ROLLBACK`` on any exception, signals included).
-        On PostgreSQL: the ledger-wide write lock for the transaction (see :mod:`.postgres`)."""
-        db = self.connect()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        """:func:`transaction` on this ledger's connection (on PostgreSQL it also takes the
+        ledger-wide write lock for the transaction, see :mod:`.postgres`)."""
+        with transaction(self.connect()) as db:
             yield db
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                with contextlib.suppress(sqlite3.Error, LedgerError):
-                    db.execute("ROLLBACK")
-            raise
 
     def version(self) -> int:
         db = self.connect()
@@ -715,8 +725,7 @@ def _apply(db: sqlite3.Connection, found: int, path: Path, log_steps: bool = Tru
 
     first = 1 if _version(db) == 0 else found + 1
     for step in MIGRATIONS[first - 1 :]:
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(db):
             if callable(step.apply):
                 step.apply(db)
             else:
@@ -728,12 +737,6 @@ def _apply(db: sqlite3.Connection, found: int, path: Path, log_steps: bool = Tru
                     (step.version, step.description, now(), __version__),
                 )
             db.execute(f"PRAGMA user_version = {int(step.version)}")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                with contextlib.suppress(sqlite3.Error, LedgerError):
-                    db.execute("ROLLBACK")
-            raise
 
 
 def _memory(path: Path, migrate: bool = True) -> _Connection:

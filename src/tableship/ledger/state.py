@@ -290,18 +290,12 @@ class StateStore(Ledger):
         if "manifest" in values and isinstance(values["manifest"], dict):
             values["manifest"] = json.dumps(values["manifest"], sort_keys=True)
         sets = ", ".join(f"{k}=?" for k in values)
-        db = self.connect()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self.transaction() as db:
             db.execute(
                 f"UPDATE runs SET phase=?, updated_at=?{', ' + sets if sets else ''} WHERE id=?",
                 (target.value, now(), *values.values(), run.id),
             )
             self._log(run.id, current, target, note)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return self.get(run.id)
 
     def finish(

@@ -20,11 +20,14 @@ messages reached ``sending`` or beyond (except ``failed``) or was logged as
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import socket
 import sqlite3
 from dataclasses import dataclass
+
+from tableship.ledger.schema import transaction
 
 #: states in which a failure message counts as having alerted its channel
 ALERTED = ("sending", "resending", "sent", "would_send", "abandoned")
@@ -75,16 +78,9 @@ class IncidentStore:
     def __init__(self, store):
         self.db: sqlite3.Connection = store.connect()
 
-    # -- transactions
-    def begin(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def commit(self) -> None:
-        self.db.execute("COMMIT")
-
-    def rollback(self) -> None:
-        if self.db.in_transaction:
-            self.db.execute("ROLLBACK")
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """The ledger's :func:`~tableship.ledger.schema.transaction` (several writes as one)."""
+        return transaction(self.db)
 
     # -- incidents
     def open_incident(self, job: str) -> Incident | None:

@@ -54,12 +54,7 @@ def never_raises(method):
             return method(self, *args, **kwargs)
         except Interrupted:
             raise  # SIGTERM/SIGHUP must still stop the run
-        except Exception as exc:
-            try:
-                if self._incidents is not None:
-                    self._incidents.rollback()
-            except Exception:
-                pass
+        except Exception as exc:  # (its ledger transaction, if any, was rolled back)
             log.error("alerting failed (%s): %s: %s", method.__name__, type(exc).__name__, exc)
             log.debug("alerting traceback", exc_info=True)
             return None
@@ -208,8 +203,7 @@ class AlertMonitor(Monitor):
         tail = [self.redact(line) for line in tail]
         db = self.incidents
         queued: list[int] = []
-        db.begin()
-        try:
+        with db.transaction():
             inc = db.record_failure(job.name, ts, getattr(run, "id", None), phase, err)
             for name in self.message_channels:
                 last = db.last_alert(inc.id, name)
@@ -219,10 +213,6 @@ class AlertMonitor(Monitor):
                 since = inc.failures - (last.failures if last else 0)
                 event = self._failure_event(kind, job, plan, run, inc, err, since, tail, ts)
                 queued.append(db.add_message(inc.id, job.name, name, kind, inc.failures, event.to_json(), ts))
-            db.commit()
-        except BaseException:
-            db.rollback()
-            raise
         if inc.failures == 1:
             log.info("incident #%d opened for %s", inc.id, job.name)
         if self.message_channels and not queued:
@@ -246,8 +236,7 @@ class AlertMonitor(Monitor):
         queued: list[int] = []
         inc = None
         if db.open_incident(job.name) is not None:
-            db.begin()
-            try:
+            with db.transaction():
                 inc = db.open_incident(job.name)
                 if inc is not None:
                     inc = db.close(inc.id, ts, getattr(run, "id", None))
@@ -260,10 +249,6 @@ class AlertMonitor(Monitor):
                                     inc.id, job.name, name, "resolved", inc.failures, event.to_json(), ts
                                 )
                             )
-                db.commit()
-            except BaseException:
-                db.rollback()
-                raise
         if inc is not None:
             outage = (now - to_datetime(inc.opened_at)).total_seconds()
             log.info(
@@ -369,31 +354,28 @@ class AlertMonitor(Monitor):
         if not replay:
             now = self.clock()
             ts = iso(now)
-            db.begin()
-            try:
+            with db.transaction():
                 used = db.used_budget(msg.channel, iso(now - HOUR))
-                if used >= self.alerts.max_per_hour:
+                limited = used >= self.alerts.max_per_hour
+                if limited:
                     db.set_state(
                         message_id,
                         "rate_limited",
                         ts,
                         error=f"{used} messages in the last hour (max_per_hour = {self.alerts.max_per_hour})",
                     )
-                    db.commit()
-                    log.warning(
-                        "alert channel %s: rate limit reached (%d messages in the last hour, "
-                        "max_per_hour = %d): not sending %r",
-                        msg.channel,
-                        used,
-                        self.alerts.max_per_hour,
-                        event.subject,
-                    )
-                    return
-                db.set_state(message_id, "sending" if self.live else "would_send", ts, counted_at=ts)
-                db.commit()
-            except BaseException:
-                db.rollback()
-                raise
+                else:
+                    db.set_state(message_id, "sending" if self.live else "would_send", ts, counted_at=ts)
+            if limited:
+                log.warning(
+                    "alert channel %s: rate limit reached (%d messages in the last hour, "
+                    "max_per_hour = %d): not sending %r",
+                    msg.channel,
+                    used,
+                    self.alerts.max_per_hour,
+                    event.subject,
+                )
+                return
             if not self.live:
                 log.info(
                     "would send %s alert on channel %s (%s) — not sent because environment = %r "
