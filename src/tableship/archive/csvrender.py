@@ -79,6 +79,38 @@ IMPALA_SHELL = "impala-shell"
 _PRESETS = (None, IMPALA_SHELL)
 
 
+def delimiter_problem(delimiter: object) -> str | None:
+    """Why ``delimiter`` cannot be a dialect's delimiter, or None (config validation uses it too)."""
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        return "delimiter must be exactly one character"
+    if delimiter in '"\r\n':
+        return "delimiter cannot be a double quote, CR or LF"
+    return None
+
+
+def null_problem(null: object, delimiter: object) -> str | None:
+    """Why ``null`` cannot be the NULL text with ``delimiter``, or None (config validation uses it too).
+
+    A NULL text containing the delimiter, a double quote, CR or LF makes the file ambiguous:
+    readers would split or misread it (with either quoting: CSV readers treat ``"`` specially
+    even in a file written with ``quoting = "none"``).
+    """
+    if not isinstance(null, str):
+        return f"null must be a string, got {null!r}"
+    for char, what in (
+        (delimiter, "the delimiter"),
+        ('"', "the quote character"),
+        ("\r", "a carriage return"),
+        ("\n", "a line feed"),
+    ):
+        if isinstance(char, str) and char and char in null:
+            return (
+                f"null {null!r} contains {what} {char!r}: readers would split or misread it; "
+                'choose a marker without it (e.g. "" or "NULL")'
+            )
+    return None
+
+
 @dataclass(frozen=True)
 class CsvDialect:
     delimiter: str = ";"  # exactly one character
@@ -92,19 +124,14 @@ class CsvDialect:
             raise ValueError(
                 f"preset must be one of {', '.join(p for p in _PRESETS if p)}, got {self.preset!r}"
             )
-        if not isinstance(self.delimiter, str) or len(self.delimiter) != 1:
-            raise ValueError(f"delimiter must be exactly one character, got {self.delimiter!r}")
-        if self.delimiter in ('"', "\r", "\n"):
-            raise ValueError(f"delimiter {self.delimiter!r} is not allowed")
+        problem = delimiter_problem(self.delimiter)
+        if problem:
+            raise ValueError(f"{problem}, got {self.delimiter!r}")
         if self.quoting not in _QUOTINGS:
             raise ValueError(f"quoting must be one of {', '.join(_QUOTINGS)}, got {self.quoting!r}")
-        if not isinstance(self.null, str):
-            raise ValueError(f"null must be a string, got {self.null!r}")
-        bad = [c for c in (self.delimiter, "\r", "\n") if c in self.null]
-        if self.quoting == "minimal" and '"' in self.null:
-            bad.append('"')
-        if bad:
-            raise ValueError(f"null text {self.null!r} must not contain {''.join(bad)!r}")
+        problem = null_problem(self.null, self.delimiter)
+        if problem:
+            raise ValueError(problem)
         if not isinstance(self.header, bool):
             raise ValueError(f"header must be true or false, got {self.header!r}")
 

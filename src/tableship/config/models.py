@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from tableship.archive.codecs import LEVEL_RANGES
+from tableship.archive.csvrender import delimiter_problem, null_problem
 from tableship.config.tables import expand as expand_tables
 from tableship.core import redact
 from tableship.core.errors import ConfigError
@@ -250,28 +251,19 @@ class FormatSpec(Model):
     @field_validator("delimiter")
     @classmethod
     def _delim(cls, v: str) -> str:
-        if len(v) != 1:
-            raise ValueError("delimiter must be exactly one character")
-        if v in '"\r\n':
-            raise ValueError("delimiter cannot be a double quote, CR or LF")
+        problem = delimiter_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     @field_validator("null")
     @classmethod
     def _null(cls, v: str, info: ValidationInfo) -> str:
-        # a NULL marker a reader cannot tell from a value or a row boundary makes the file ambiguous
-        delimiter = info.data.get("delimiter")
-        for char, what in (
-            (delimiter, "the delimiter"),
-            ('"', "the quote character"),
-            ("\r", "a carriage return"),
-            ("\n", "a line feed"),
-        ):
-            if char and char in v:
-                raise ValueError(
-                    f"null {v!r} contains {what} {char!r}: readers would split or misread it; "
-                    'choose a marker without it (e.g. "" or "NULL")'
-                )
+        # the renderer's own rule (a NULL marker a reader cannot tell from a value or a row
+        # boundary makes the file ambiguous), refused here already
+        problem = null_problem(v, info.data.get("delimiter"))
+        if problem:
+            raise ValueError(problem)
         return v
 
 
