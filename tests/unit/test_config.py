@@ -366,7 +366,7 @@ def test_every_problem_is_reported_at_once_with_key_paths(tmp_path, monkeypatch)
         "settings.log_backups:",
         "sources.s.path: required key is missing",
         "sources.t: required key 'type' is missing",
-        "destinations.d:",  # unknown type
+        "destinations.d.type: unknown type",
         "destinations.e.path: environment variable TS_MISSING is not set",
         "jobs.a.table:",
         "jobs.a.window.unit:",

@@ -32,7 +32,7 @@ from pydantic import (
 from tableship.archive.codecs import LEVEL_RANGES
 from tableship.archive.csvrender import delimiter_problem, null_problem
 from tableship.config.tables import expand as expand_tables
-from tableship.core import redact
+from tableship.core import plugins, redact
 from tableship.core.errors import ConfigError
 from tableship.core.names import (
     CHUNK_FIELDS,
@@ -45,6 +45,8 @@ from tableship.core.names import (
 )
 from tableship.core.templates import check_date_spec
 from tableship.core.window import MAX_REACH, MAX_REACH_YEARS
+from tableship.destinations.base import REGISTRY as DESTINATION_TYPES
+from tableship.sources.base import REGISTRY as SOURCE_TYPES
 
 DEFAULT_CONFIG = "tableship.toml"
 
@@ -670,12 +672,34 @@ def _validate(adapter_or_model, data, prefix: str, problems: list[str], ctx: dic
             elif err["type"] == "union_tag_not_found":
                 msg = "required key 'type' is missing"
             loc = tuple(x for x in err["loc"] if not (isinstance(x, str) and x.startswith("function-")))
+            if err["type"] == "union_tag_invalid" and adapter_or_model in (_SOURCE, _DEST):
+                ctx_ = err.get("ctx") or {}
+                msg = (
+                    f"unknown type {ctx_.get('tag')!r} (built in: {ctx_.get('expected_tags')}; "
+                    "other types come from installed plugins, see docs/architecture.md)"
+                )
+                loc = (*loc, "type")
             problems.append(f"{_loc(prefix, loc, _TAGS)}: {msg}")
         return None
 
 
 _SOURCE = TypeAdapter(SourceConfig)
 _DEST = TypeAdapter(DestinationConfig)
+BUILTIN_TYPES = {"source": SOURCE_TYPES, "destination": DESTINATION_TYPES}
+
+
+def _schema(kind: str, builtin: TypeAdapter, raw: Any) -> Any:
+    """What validates a ``[sources.x]`` / ``[destinations.x]`` table: the built-in types'
+    union, or the ``config_model`` of the installed plugin registering its ``type``
+    (core/plugins.py)."""
+    type_ = raw.get("type") if isinstance(raw, dict) else None
+    if isinstance(type_, str) and type_ not in BUILTIN_TYPES[kind]:
+        cls = plugins.plugin(kind, type_)
+        if cls is not None:
+            return cls.config_model
+    return builtin
+
+
 _CHANNEL = TypeAdapter(ChannelConfig)
 _TOP_KEYS = {"settings", "sources", "destinations", "defaults", "jobs", "alerts"}
 _ALERT_KEYS = set(AlertsConfig.model_fields) - {"definitions"}
@@ -772,9 +796,13 @@ def parse_config(raw: dict, path: Path) -> Config:
         return value
 
     settings = _validate(Settings, table("settings"), "settings", problems, ctx) or Settings()
-    sources = {n: _validate(_SOURCE, v, f"sources.{n}", problems, ctx) for n, v in table("sources").items()}
+    sources = {
+        n: _validate(_schema("source", _SOURCE, v), v, f"sources.{n}", problems, ctx)
+        for n, v in table("sources").items()
+    }
     dests = {
-        n: _validate(_DEST, v, f"destinations.{n}", problems, ctx) for n, v in table("destinations").items()
+        n: _validate(_schema("destination", _DEST, v), v, f"destinations.{n}", problems, ctx)
+        for n, v in table("destinations").items()
     }
     defaults = _check_defaults(table("defaults"), problems)
 
