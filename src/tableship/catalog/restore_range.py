@@ -36,16 +36,18 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from tableship.archive.codecs import SUFFIXES
 from tableship.archive.csvrender import render_value_text
 from tableship.catalog import loadlog
 from tableship.catalog.archives import list_archives, parse_sidecar, read_small
 from tableship.catalog.loaders.base import Loader, LoadSpec, Span, partition_kind
 from tableship.catalog.loaders.targets import open_loader
-from tableship.catalog.restore import _CODEC_SUFFIX, RestoreError, _columns, _decompress, _dialect, _sha256
+from tableship.catalog.restore import RestoreError, _columns, _decompress, _dialect
 from tableship.catalog.select import Pick, Selection, parse_range, select
 from tableship.config.models import Config, JobConfig
 from tableship.core import holds
 from tableship.core.errors import JobError, LockedError, TableshipError, UsageError
+from tableship.core.fsutil import file_sha256
 from tableship.core.window import Window, partition_value
 from tableship.destinations.base import open_destination
 from tableship.ledger.lock import JobLock
@@ -140,7 +142,7 @@ def _listed(config: Config, job: JobConfig, store: StateStore) -> dict[str, list
 
 
 def _csv_name(file_name: str, codec: str) -> str:
-    suffix = _CODEC_SUFFIX[codec]
+    suffix = SUFFIXES[codec]
     if suffix and file_name.endswith(suffix):
         return file_name[: -len(suffix)]
     return file_name + ".csv" if codec != "none" else file_name
@@ -150,7 +152,7 @@ def _verify(config: Config, pick: Pick, tmp: Path, say: Callable[[str], None], n
     """Download the first copy that has the manifest's sha256, decompress it, check size and header."""
     m = pick.archive.manifest or {}
     codec = (m.get("compression") or {}).get("codec", "gzip")
-    if codec not in _CODEC_SUFFIX:
+    if codec not in SUFFIXES:
         raise RestoreError(
             f"{pick.archive.remote_path}: the manifest names an unknown codec {codec!r}", "upgrade tableship"
         )
@@ -161,7 +163,7 @@ def _verify(config: Config, pick: Pick, tmp: Path, say: Callable[[str], None], n
         try:
             say(f"downloading {copy.remote_path} from {name} ({copy.archive_bytes} bytes)")
             dest.get(copy.remote_path, local)
-            got = _sha256(local)
+            got = file_sha256(local)
             if got != m["sha256"]:
                 problems.append(f"on {name} its sha256 is {got[:12]}…, the manifest's {m['sha256'][:12]}…")
                 local.unlink(missing_ok=True)

@@ -31,13 +31,25 @@ def plugin(kind: str, type_: str) -> Any | None:
     return None
 
 
-def instantiate(kind: str, registry: dict, name: str, cfg) -> Any:
-    """``registry[cfg.type]`` is (module, class, extra, driver module or None); other types
-    come from :func:`plugin`.
+def load_class(what: str, entry: tuple[str, str, str | None, str | None]) -> Any:
+    """The class of a built-in registry entry (module, class, extra, driver module or None).
 
     The driver is imported first so that a missing optional dependency becomes one
-    ``Error:`` line naming the extra to install, not an ImportError deep in a module.
+    ``Error:`` line naming the extra to install (``what`` needs it), not an ImportError deep
+    in a module.
     """
+    module, cls_name, extra, driver = entry
+    if driver is not None:
+        try:
+            importlib.import_module(driver)
+        except ImportError:
+            raise MissingExtraError(what, extra or driver, driver) from None
+    return getattr(importlib.import_module(module), cls_name)
+
+
+def instantiate(kind: str, registry: dict, name: str, cfg) -> Any:
+    """``Class(name, cfg)`` for ``cfg.type``: a built-in type of ``registry`` (see
+    :func:`load_class`) or one from :func:`plugin`."""
     if cfg.type not in registry:
         cls = plugin(kind, cfg.type)
         if cls is None:  # config validation refuses unknown types: only a changed install gets here
@@ -46,10 +58,4 @@ def instantiate(kind: str, registry: dict, name: str, cfg) -> Any:
                 f"install the distribution that provides it, or fix the {kind}'s type",
             )
         return cls(name, cfg)
-    module, cls_name, extra, driver = registry[cfg.type]
-    if driver is not None:
-        try:
-            importlib.import_module(driver)
-        except ImportError:
-            raise MissingExtraError(f"{kind} {name!r} (type {cfg.type})", extra, driver) from None
-    return getattr(importlib.import_module(module), cls_name)(name, cfg)
+    return load_class(f"{kind} {name!r} (type {cfg.type})", registry[cfg.type])(name, cfg)

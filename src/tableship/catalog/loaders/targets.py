@@ -14,15 +14,15 @@ TARGET is one of:
 
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
 from typing import Any
 
 from tableship.catalog.loaders.base import Loader
 from tableship.config.models import Config, JobConfig
-from tableship.core.errors import MissingExtraError, UsageError
+from tableship.core.errors import UsageError
 from tableship.core.names import check_identifier
+from tableship.core.plugins import load_class
 
 # kind → (module, class, extra, driver module): imported only when used
 REGISTRY = {
@@ -34,13 +34,7 @@ _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 
 def _make(kind: str, *args: Any, **kwargs: Any) -> Loader:
-    module, cls, extra, driver = REGISTRY[kind]
-    if driver is not None:
-        try:
-            importlib.import_module(driver)
-        except ImportError:
-            raise MissingExtraError(f"--load into {kind}", extra or kind, driver) from None
-    return getattr(importlib.import_module(module), cls)(*args, **kwargs)
+    return load_class(f"--load into {kind}", REGISTRY[kind])(*args, **kwargs)
 
 
 def _table(text: str, spec: str) -> tuple[str | None, str]:
