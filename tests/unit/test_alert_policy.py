@@ -18,6 +18,7 @@ from tableship.backup.plan import make_plan
 from tableship.config.models import parse_config
 from tableship.core.errors import SourceError
 from tableship.core.log import current_job
+from tableship.core.redact import Redactor
 from tableship.core.window import Window
 from tableship.ledger.state import Result, StateStore
 from tableship.ops.alerts import make_monitor
@@ -25,7 +26,6 @@ from tableship.ops.alerts.event import Event, human_duration, resume_command
 from tableship.ops.alerts.incidents import IncidentStore, open_incident_summaries
 from tableship.ops.alerts.ping import ping_url
 from tableship.ops.alerts.policy import AlertMonitor, decide
-from tableship.ops.alerts.redact import Redactor
 from tableship.ops.outputs import metrics_text, snapshot, status_text
 
 T0 = dt.datetime(2026, 11, 26, 2, 0, tzinfo=dt.UTC)

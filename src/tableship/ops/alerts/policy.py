@@ -32,13 +32,13 @@ import socket
 from collections.abc import Callable
 
 from tableship.core.errors import Interrupted
+from tableship.core.redact import Redactor
 from tableship.ledger import deliveries
 from tableship.ledger.lock import pid_alive
 from tableship.ops.alerts import Monitor, logtail
 from tableship.ops.alerts.channels import ChannelError, send_event, send_ping
 from tableship.ops.alerts.event import Event, human_duration, parse_ts, resume_command, to_datetime
 from tableship.ops.alerts.incidents import IncidentStore, iso
-from tableship.ops.alerts.redact import Redactor
 
 log = logging.getLogger("tableship")
 
