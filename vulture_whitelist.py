@@ -45,3 +45,16 @@ _.resolved_run_id  # ops/alerts/incidents.py Incident
 
 # documentation kept next to the code it explains (referenced from docstrings)
 IMPALA_SHELL_RULES  # archive/csvrender.py
+
+# classes loaded by name from a registry (core/plugins.load_class)
+DuckDBLoader  # catalog/loaders/duckdb.py (catalog/loaders/targets.py REGISTRY)
+HS2Loader  # catalog/loaders/hs2.py
+SQLAlchemyLoader  # catalog/loaders/sqlalchemy.py
+
+# library callbacks
+_.validate_host_public_key  # destinations/sftp/session.py (asyncssh.SSHClient, during the handshake)
+_.rich_proxied_file  # cli/progress.py (rich asks a proxied file for the real one)
+
+# result records and APIs for library callers (tableship is a library too: `import tableship`)
+_.csv_paths  # catalog/restore_range.py RangeResult: where restore --to left the CSVs
+_.set_total  # cli/progress.py: a line's total rows when known (percent and ETA)

@@ -21,6 +21,7 @@ CHECKS = {
     "ruff check": ("ruff", ["check", "src", "tests", "bench"]),
     "ruff format": ("ruff", ["format", "--check", "src", "tests", "bench"]),
     "mypy": ("mypy", []),  # files and options: [tool.mypy] in pyproject.toml
+    "vulture": ("vulture", ["src", "vulture_whitelist.py"]),  # dead code (see the whitelist's doc)
 }
 
 

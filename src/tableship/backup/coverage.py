@@ -72,8 +72,6 @@ class Coverage:
     today: dt.date
     latest: Window  # the window the schedule expects today
     latest_state: str
-    latest_run: Run | None
-    first_verified: dt.date | None
     unfinished: list[WindowGap] = field(default_factory=list)
     missing: list[WindowGap] = field(default_factory=list)
 
@@ -157,7 +155,7 @@ def coverage(job: JobConfig, store: StateStore, today: dt.date) -> Coverage:
             state = MISSING if (today - since).days >= grace else DUE
     else:
         state = _run_state(lr)
-    return Coverage(job.name, today, latest, state, lr, first, unfinished, missing)
+    return Coverage(job.name, today, latest, state, unfinished, missing)
 
 
 def _date(text: str | None) -> dt.date | None:

@@ -36,9 +36,6 @@ class Plan:
             delimiter=f.delimiter, header=f.header, null=f.null, quoting=f.quoting, preset=f.preset
         )
 
-    def sidecar(self, suffix: str) -> str:
-        return self.remote_path + suffix
-
 
 def choose_window(job: JobConfig, run_date: dt.date, start: dt.date | None, end: dt.date | None) -> Window:
     if (start is None) != (end is None):

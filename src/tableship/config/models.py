@@ -472,9 +472,6 @@ def parse_duration(value: str | int | float) -> dt.timedelta:
     return dt.timedelta(seconds=n * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}[unit])
 
 
-Duration = Annotated[dt.timedelta, AfterValidator(lambda v: v)]
-
-
 class AlertRetry(Model):
     """A failing alert channel is retried briefly: it must not hold up the next job."""
 
@@ -560,10 +557,6 @@ class Config:
     jobs: dict[str, JobConfig]
     alerts: AlertsConfig
     secrets: frozenset[str] = frozenset()  # every secret value found while loading (redact.py)
-
-    @property
-    def base_dir(self) -> Path:
-        return self.path.parent
 
     @property
     def staging_dir(self) -> Path:

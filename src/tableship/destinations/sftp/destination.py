@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 import asyncio
-import builtins
+import builtins  # `list` is also a method name of SFTPDestination
 import dataclasses
 import hashlib
 import io
