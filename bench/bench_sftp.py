@@ -115,8 +115,8 @@ def tableship(
         t2 = time.perf_counter()
     finally:
         dest.close()
-    assert digest and len(digest) == 64
-    return t2 - t0, t1 - t0, t2 - t1, dest.last_verify_method, dest.cipher or "?"
+    assert digest and len(digest.hex) == 64
+    return t2 - t0, t1 - t0, t2 - t1, digest.method, dest.cipher or "?"
 
 
 def paramiko_put(s, local: Path) -> float:

@@ -107,8 +107,9 @@ def test_put_creates_folders_and_lands_whole_bytes(backend, tmp_path, n):
     assert on_disk.read_bytes() == data
     assert temporaries(on_disk.parent) == []
     assert backend.dest.size("t/2026/archive.csv.gz") == n
-    assert backend.dest.sha256("t/2026/archive.csv.gz") == hashlib.sha256(data).hexdigest()
-    assert backend.dest.last_verify_method in ("local", "sha256sum", "read-back")
+    digest = backend.dest.sha256("t/2026/archive.csv.gz")
+    assert digest is not None and digest.hex == hashlib.sha256(data).hexdigest()
+    assert digest.method in ("local", "sha256sum", "read-back")
     assert local.read_bytes() == data  # the local file is left alone
 
 

@@ -250,7 +250,8 @@ class Pipeline:
                 and r.sha256 == run.sha256
                 for r in self.store.runs_of(self.job.name)
             )
-            if not verified_elsewhere and dest.sha256(run.remote_path) == run.sha256:
+            found = None if verified_elsewhere else dest.sha256(run.remote_path)
+            if found is not None and found.hex == run.sha256:
                 # uploaded by this run, never verified: not a backup anyone relies on
                 for name in (
                     run.remote_path + ".manifest.json",
@@ -471,7 +472,8 @@ class Pipeline:
         for attempt in range(3):
 
             def put() -> str:
-                if dest.sha256(remote) == run.sha256:
+                found = dest.sha256(remote)
+                if found is not None and found.hex == run.sha256:
                     return "already on the destination with the same sha256"
                 if not self._staged_ok(run):
                     raise _StagedLost()
@@ -481,7 +483,8 @@ class Pipeline:
             note = self._dest_retry(f"upload of {remote}{where}", name)(put)
             log.info("%s%s: %s", remote, where, note)
             deliveries.record(self.store, run.id, self.job.name, name, deliveries.UPLOADED, "running")
-            remote_sha = self._dest_retry(f"verification of {remote}{where}", name)(dest.sha256, remote)
+            digest = self._dest_retry(f"verification of {remote}{where}", name)(dest.sha256, remote)
+            remote_sha, method = (digest.hex, digest.method) if digest is not None else (None, "unknown")
             if remote_sha == run.sha256:
                 break
             problem = (
@@ -498,7 +501,6 @@ class Pipeline:
                 "verification of %s%s failed: remote file %s; uploading again", remote, where, problem
             )
             self._staged_checked = False  # the re-upload reads the staged archive again: check it
-        method = getattr(dest, "last_verify_method", "unknown")
         log.info("verified %s on %s (%s)", remote, name, method)
         manifest = run.manifest_dict() or {}
         manifest["destination"] = name

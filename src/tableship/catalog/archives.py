@@ -596,10 +596,10 @@ def verify_one(dest: Destination, a: Archive, tmpdir: Path) -> Verification:
             + " and ".join(x for x, h in (("manifest", a.has_manifest), (".sha256", a.has_sidecar)) if h)
             + " remain",
         )
-    remote = dest.sha256(a.remote_path)
-    method = getattr(dest, "last_verify_method", None)
-    if remote is None:
-        return Verification(a, Status.MISSING, "the archive disappeared during verification", None, method)
+    found = dest.sha256(a.remote_path)
+    if found is None:
+        return Verification(a, Status.MISSING, "the archive disappeared during verification")
+    remote, method = found
     mismatch: list[str] = []
     incomplete: list[str] = []
     m = a.manifest

@@ -11,8 +11,8 @@ Contract (tests/contract/test_destinations.py runs it against every implementati
   ``name``. A reader never sees a partial file under a final name.
 - ``put_bytes(data, name, owner)``: the same for a small in-memory payload (sidecars).
 - ``get(name, local)``: download ``name`` to the local path (written via temp + rename).
-- ``sha256(name)``: hex digest of the remote bytes, or None if ``name`` does not exist.
-  ``last_verify_method`` says how it was computed ("sha256sum", "read-back", "local").
+- ``sha256(name)``: a :class:`Digest` of the remote bytes — the hex digest and how it was
+  computed ("sha256sum", "read-back", "local") — or None if ``name`` does not exist.
 - ``size(name)``: bytes, or None if missing.
 - ``list(folder)``: names (relative to the root) of the files directly in ``folder``,
   temporaries excluded; [] if the folder does not exist.
@@ -31,7 +31,7 @@ import builtins  # `list` is also a method name in the classes below
 import re
 import secrets
 from pathlib import Path, PurePosixPath
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from tableship.core.errors import ConfigError
 from tableship.core.names import check_relative
@@ -61,10 +61,16 @@ def safe_name(name: str) -> str:
     return clean
 
 
+class Digest(NamedTuple):
+    """What ``Destination.sha256`` found: the hex sha256 and how it was computed."""
+
+    hex: str
+    method: str  # "sha256sum" (run on the backup host), "read-back" (read over the wire), "local"
+
+
 @runtime_checkable
 class Destination(Protocol):
     name: str
-    last_verify_method: str
 
     def put(self, local: Path, name: str, owner: str) -> None: ...
 
@@ -72,7 +78,7 @@ class Destination(Protocol):
 
     def get(self, name: str, local: Path) -> None: ...
 
-    def sha256(self, name: str) -> str | None: ...
+    def sha256(self, name: str) -> Digest | None: ...
 
     def size(self, name: str) -> int | None: ...
 

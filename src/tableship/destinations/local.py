@@ -12,7 +12,7 @@ from pathlib import Path
 from tableship.core import holds
 from tableship.core.errors import DestinationError, TransientDestinationError
 from tableship.core.fsutil import atomic_copy, atomic_write_bytes, fsync_dir, sha256_of
-from tableship.destinations.base import TMP_RE, is_temp, safe_name, temp_name
+from tableship.destinations.base import TMP_RE, Digest, is_temp, safe_name, temp_name
 
 
 class LocalDestination:
@@ -20,8 +20,6 @@ class LocalDestination:
     (``realpath``) inside the root — a symlink leading out of it is an error, never
     followed; a symlink at a final name is not trusted as the file (``sha256``/``size``
     say missing, ``list`` skips it) and ``put`` replaces the link itself."""
-
-    last_verify_method = "local"
 
     def __init__(self, name: str, cfg):
         self.name = name
@@ -131,14 +129,14 @@ class LocalDestination:
         except OSError as exc:
             raise self._fail(f"reading {name}", exc) from None
 
-    def sha256(self, name: str) -> str | None:
+    def sha256(self, name: str) -> Digest | None:
         path = self._file(name)
         if path is None or self._regular(path) is None:
             return None  # missing, or a symlink/folder: never taken as the archive
         try:
             with open(path, "rb") as f:
                 holds.hold("sha256")
-                return sha256_of(f)
+                return Digest(sha256_of(f), "local")
         except FileNotFoundError:
             return None
         except OSError as exc:

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING
 import asyncssh
 
 from tableship.core.errors import TableshipError
+from tableship.core.units import human_size
 from tableship.destinations.base import temp_name
 from tableship.destinations.sftp import remote
-from tableship.destinations.sftp.errors import AuthError, HostKeyError, RootError, fingerprint, human
+from tableship.destinations.sftp.errors import AuthError, HostKeyError, RootError, fingerprint
 
 if TYPE_CHECKING:
     from tableship.destinations.sftp.destination import SFTPDestination
@@ -80,7 +81,7 @@ def check(dest: SFTPDestination) -> Result:
             if sizes is None:
                 return True, "unknown (df not available)"
             free, total = sizes
-        return free >= MIN_FREE, f"{human(free)} free of {human(total)}"
+        return free >= MIN_FREE, f"{human_size(free)} free of {human_size(total)}"
 
     try:
         ok, detail = dest._call("checking free space", free_space)

@@ -10,8 +10,8 @@
   symlink at a final name is never taken as the file (``sha256``/``size`` say missing,
   ``list`` skips it); the upload's rename replaces the link itself.
 - **Verify.** ``sha256sum`` run on the server when the account may run commands (probed once
-  per connection), else the file is read back over SFTP and hashed locally.
-  ``last_verify_method`` says which.
+  per connection), else the file is read back over SFTP and hashed locally; the
+  :class:`~tableship.destinations.base.Digest` says which.
 - **Errors.** See ``errors.py``: every call's failure is translated there; a transient one
   drops the connection and the next call reconnects.
 """
@@ -37,11 +37,12 @@ import asyncssh
 from tableship.core import holds, slots
 from tableship.core.errors import ConfigError, DestinationError, TableshipError
 from tableship.core.redact import redact
-from tableship.destinations.base import is_temp, safe_name, temp_name
+from tableship.core.units import human_size
+from tableship.destinations.base import Digest, is_temp, safe_name, temp_name
 from tableship.destinations.sftp import check as check_mod
 from tableship.destinations.sftp import openssh, remote
 from tableship.destinations.sftp.bridge import LoopBridge
-from tableship.destinations.sftp.errors import RootError, Where, human
+from tableship.destinations.sftp.errors import RootError, Where
 from tableship.destinations.sftp.session import Session
 from tableship.destinations.sftp.transfer import SizeChanged, read_remote, write_remote
 
@@ -53,8 +54,6 @@ if logging.getLogger("asyncssh").level == logging.NOTSET:
 
 
 class SFTPDestination:
-    last_verify_method = "sha256sum"
-
     def __init__(self, name: str, cfg: Any):
         self.name = name
         self.cfg = cfg
@@ -346,7 +345,7 @@ class SFTPDestination:
             "destination %s: put %s (%s) via %s in %.2fs, %.0f MB/s",
             self.name,
             final,
-            human(size),
+            human_size(size),
             via,
             dt,
             size / dt / 1e6,
@@ -392,7 +391,7 @@ class SFTPDestination:
             )
         return self._can_exec
 
-    async def _sha256(self, name: str) -> str | None:
+    async def _sha256(self, name: str) -> Digest | None:
         sftp = await self._connect()
         path = self._remote(name)
         if await self._regular(sftp, path) is None:
@@ -402,8 +401,7 @@ class SFTPDestination:
             if await self.probe_exec():
                 digest, code, err = await remote.sha256sum(self.conn, path)
                 if digest is not None:
-                    self.last_verify_method = "sha256sum"
-                    return digest
+                    return Digest(digest, "sha256sum")
                 if mode == "sha256sum":
                     raise DestinationError(
                         f"destination {self.name!r}: remote sha256sum of {path} failed "
@@ -426,8 +424,7 @@ class SFTPDestination:
             return None
         except asyncssh.SFTPPermissionDenied:
             raise self.where.denied("reading", path) from None
-        self.last_verify_method = "read-back"
-        return h.hexdigest()
+        return Digest(h.hexdigest(), "read-back")
 
     # ------------------------------------------------------------------ the contract
     def put(self, local: Path, name: str, owner: str) -> None:
@@ -470,7 +467,7 @@ class SFTPDestination:
 
         self._call(f"downloading {name}", download)
 
-    def sha256(self, name: str) -> str | None:
+    def sha256(self, name: str) -> Digest | None:
         self._remote(name)
         return self._call(f"checking the sha256 of {name}", self._sha256, name)
 

@@ -22,6 +22,7 @@ from tableship.core.errors import (
     TableshipError,
     TransientDestinationError,
 )
+from tableship.core.units import human_size
 
 
 class HostKeyError(DestinationError):
@@ -34,14 +35,6 @@ class AuthError(DestinationError):
 
 class RootError(DestinationError):
     """The destination root is missing, not a folder, or not reachable as this user."""
-
-
-def human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n}"
 
 
 def fingerprint(key: asyncssh.SSHKey) -> str:
@@ -113,8 +106,8 @@ class Where:
 
     def disk_full(self, free: int, needed: int, folder: str) -> DestinationError:
         return DestinationError(
-            f"destination {self.name!r}: remote disk full on {self.host}: {human(free)} free under {folder}, "
-            f"{human(needed)} needed",
+            f"destination {self.name!r}: remote disk full on {self.host}: {human_size(free)} free under "
+            f"{folder}, {human_size(needed)} needed",
             f"free space on the backup host's filesystem (or point destinations.{self.name}.path elsewhere), "
             "then re-run to resume",
         )
