@@ -33,7 +33,7 @@ import secrets
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from tableship.core.errors import ConfigError
+from tableship.core.errors import ConfigError, DestinationError
 from tableship.core.names import check_relative
 from tableship.core.plugins import instantiate
 
@@ -44,6 +44,16 @@ def temp_name(name: str, owner: str) -> str:
     """``a/b.csv.gz`` → ``a/.b.csv.gz.tableship-<owner>-<hex>.part`` (same folder)."""
     p = PurePosixPath(name)
     return str(p.with_name(f".{p.name}.tableship-{owner}-{secrets.token_hex(4)}.part"))
+
+
+def escape_error(name: str, path: object, root: object, real: str, where: str = "") -> DestinationError:
+    """The error for a symlink on the way to a name that leads out of the destination's root."""
+    return DestinationError(
+        f"destination {name!r}: {path}{where} is a symlink leading out of the destination root "
+        f"{root} (to {real}); nothing is written, read or deleted through it",
+        f"replace the symlink by a real folder{where} (or point destinations.{name}.path at the "
+        "real location)",
+    )
 
 
 def is_temp(basename: str, owner: str | None = None) -> bool:

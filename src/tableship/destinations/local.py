@@ -12,7 +12,7 @@ from pathlib import Path
 from tableship.core import holds
 from tableship.core.errors import DestinationError, TransientDestinationError
 from tableship.core.fsutil import atomic_copy, atomic_write_bytes, fsync_dir, sha256_of
-from tableship.destinations.base import TMP_RE, Digest, is_temp, safe_name, temp_name
+from tableship.destinations.base import TMP_RE, Digest, escape_error, is_temp, safe_name, temp_name
 
 
 class LocalDestination:
@@ -33,12 +33,7 @@ class LocalDestination:
             )
 
     def _escape(self, path: Path, real: str) -> DestinationError:
-        return DestinationError(
-            f"destination {self.name!r}: {path} is a symlink leading out of the destination root "
-            f"{self.root} (to {real}); nothing is written, read or deleted through it",
-            "replace the symlink by a real folder (or point destinations."
-            f"{self.name}.path at the real location)",
-        )
+        return escape_error(self.name, path, self.root, real)
 
     def _confine(self, rel: str, *, folder: bool = False, create: bool = False) -> Path | None:
         """``root/rel`` after checking that every existing folder on the way (and ``rel``

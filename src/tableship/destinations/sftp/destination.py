@@ -28,7 +28,7 @@ import os
 import posixpath
 import stat as stat_mod
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -480,20 +480,24 @@ class SFTPDestination:
 
         return self._call(f"checking the size of {name}", size)
 
+    async def _entries(self, path: str) -> Sequence[asyncssh.SFTPName]:
+        """The entries of a remote folder, its way confined; [] when it does not exist."""
+        if not await self._confine(self.sftp, path, folder=True):
+            return []
+        try:
+            return await self.sftp.readdir(path)
+        except asyncssh.SFTPNoSuchFile:
+            return []
+        except asyncssh.SFTPPermissionDenied:
+            raise self.where.denied("listing", path) from None
+
     def list(self, folder: str) -> list[str]:
         path = self._folder(folder)
         prefix = "" if path == self.root else safe_name(folder) + "/"
 
         async def listing() -> builtins.list[str]:
             await holds.hold_async("list")
-            if not await self._confine(self.sftp, path, folder=True):
-                return []
-            try:
-                entries = await self.sftp.readdir(path)
-            except asyncssh.SFTPNoSuchFile:
-                return []
-            except asyncssh.SFTPPermissionDenied:
-                raise self.where.denied("listing", path) from None
+            entries = await self._entries(path)
             return sorted(
                 prefix + str(e.filename)
                 for e in entries
@@ -523,12 +527,7 @@ class SFTPDestination:
         path = self._folder(folder)
 
         async def cleanup() -> builtins.list[str]:
-            if not await self._confine(self.sftp, path, folder=True):
-                return []
-            try:
-                entries = await self.sftp.readdir(path)
-            except asyncssh.SFTPNoSuchFile:
-                return []
+            entries = await self._entries(path)
             removed = []
             for e in entries:
                 fn = str(e.filename)

@@ -23,6 +23,7 @@ from tableship.core.errors import (
     TransientDestinationError,
 )
 from tableship.core.units import human_size
+from tableship.destinations.base import escape_error
 
 
 class HostKeyError(DestinationError):
@@ -113,12 +114,7 @@ class Where:
         )
 
     def escape(self, path: str, real: str) -> DestinationError:
-        return DestinationError(
-            f"destination {self.name!r}: {path} on {self.host} is a symlink leading out of the destination "
-            f"root {self.root} (to {real}); nothing is written, read or deleted through it",
-            "replace the symlink by a real folder on the backup host "
-            f"(or point destinations.{self.name}.path at the real location)",
-        )
+        return escape_error(self.name, path, self.root, real, where=f" on {self.host}")
 
     def host_key(self, problem: HostKeyProblem | None) -> DestinationError:
         kind, key, recorded = problem or ("unknown", None, None)
