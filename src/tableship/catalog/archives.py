@@ -55,7 +55,7 @@ from pathlib import Path
 from tableship.config.models import Config, JobConfig
 from tableship.core.errors import TableshipError, UsageError
 from tableship.core.names import render_relative
-from tableship.core.window import Window, compute_window, parse_window
+from tableship.core.window import Window, compute_window, parse_window, previous_month_end
 from tableship.destinations.base import Destination, open_destination
 from tableship.ledger import deliveries
 from tableship.ledger.schema import LedgerError
@@ -316,7 +316,7 @@ def archive_folders(job: JobConfig, store: StateStore | None, today: dt.date | N
             log.warning("%s: looking at the newest %d folders only", job.name, MAX_FOLDERS)
             break
         rd = run_date
-        run_date = rd.replace(day=1) - dt.timedelta(days=1) if monthly else rd - dt.timedelta(days=1)
+        run_date = previous_month_end(rd) if monthly else rd - dt.timedelta(days=1)
         w = compute_window(rd, job.window.unit, job.window.count, job.window.lag)
         try:
             folders.setdefault(_render_dir(job, w, rd), None)

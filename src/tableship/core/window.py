@@ -44,6 +44,11 @@ def month_end(year: int, month: int) -> dt.date:
     return dt.date(year, month, calendar.monthrange(year, month)[1])
 
 
+def previous_month_end(day: dt.date) -> dt.date:
+    """The last day of the month before ``day``'s month."""
+    return month_end(*add_months(day.year, day.month, -1))
+
+
 def compute_window(run_date: dt.date, unit: str, count: int, lag: int = 0) -> Window:
     """The ``count`` whole ``unit``s ending ``lag`` units before the unit holding ``run_date``."""
     if count < 1:
