@@ -25,6 +25,8 @@ _partition_format  # config/models.py
 _names_render  # config/models.py
 _dur  # config/models.py
 _known  # config/models.py
+_single_destination  # config/models.py
+_distinct  # config/models.py
 
 # io and logging protocols: called by the standard library
 _.readable  # archive/codecs.py (io.RawIOBase: BufferedReader asks it)
@@ -42,6 +44,7 @@ _.closed_at  # ops/alerts/incidents.py Incident
 _.first_run_id  # ops/alerts/incidents.py Incident
 _.last_run_id  # ops/alerts/incidents.py Incident
 _.resolved_run_id  # ops/alerts/incidents.py Incident
+_.verified_at  # ledger/deliveries.py Delivery
 
 # documentation kept next to the code it explains (referenced from docstrings)
 IMPALA_SHELL_RULES  # archive/csvrender.py

@@ -61,20 +61,6 @@ def of_run(store: Ledger, run_id: int) -> dict[str, Delivery]:
     return {r["destination"]: Delivery(**dict(r)) for r in rows}
 
 
-def of_runs(store: Ledger, run_ids: list[int]) -> dict[int, dict[str, Delivery]]:
-    """The deliveries of many runs (``{run id: {destination: Delivery}}``)."""
-    out: dict[int, dict[str, Delivery]] = {i: {} for i in run_ids}
-    for i in range(0, len(run_ids), 500):
-        chunk = run_ids[i : i + 500]
-        marks = ",".join("?" * len(chunk))
-        rows = store.connect().execute(
-            f"SELECT {', '.join(_COLS)} FROM deliveries WHERE run_id IN ({marks})", tuple(chunk)
-        )
-        for r in rows:
-            out[r["run_id"]][r["destination"]] = Delivery(**dict(r))
-    return out
-
-
 def record(
     store: Ledger, run_id: int, job: str, destination: str, phase: str, result: str, **values: Any
 ) -> None:
@@ -118,13 +104,3 @@ def start_attempt(
         "updated_at=? WHERE run_id=? AND destination=?",
         (remote_path, sha256, _now(), run_id, destination),
     )
-
-
-def verified_on(store: Ledger, job: str, remote_path: str) -> dict[str, Delivery]:
-    """The newest verified delivery of ``remote_path`` on each destination of ``job``."""
-    rows = store.connect().execute(
-        f"SELECT {', '.join(_COLS)} FROM deliveries WHERE job=? AND remote_path=? AND phase=? "
-        "ORDER BY run_id",
-        (job, remote_path, VERIFIED),
-    )
-    return {r["destination"]: Delivery(**dict(r)) for r in rows}
