@@ -277,7 +277,6 @@ def test_plan_with_empty_remote_dir_puts_files_at_the_root(tmp_path):
     job = config.jobs["j"]
     plan = make_plan(config, job, D(2026, 11, 26), choose_window(job, D(2026, 11, 26), None, None))
     assert plan.remote_path == plan.file_name
-    assert plan.sidecar(".sha256") == plan.file_name + ".sha256"
 
 
 # ---------------------------------------------------------------- destination names
