@@ -13,6 +13,7 @@ config_validate  # cli/commands.py
 demo  # cli/commands.py
 ls_cmd  # cli/commands.py
 prune  # cli/commands.py
+state_migrate  # cli/commands.py
 
 # pydantic: validators run by the model machinery, model_config read by pydantic
 _.model_config  # config/models.py
@@ -27,6 +28,7 @@ _dur  # config/models.py
 _known  # config/models.py
 _single_destination  # config/models.py
 _distinct  # config/models.py
+_state_url  # config/models.py
 
 # io and logging protocols: called by the standard library
 _.readable  # archive/codecs.py (io.RawIOBase: BufferedReader asks it)
@@ -61,3 +63,4 @@ _.rich_proxied_file  # cli/progress.py (rich asks a proxied file for the real on
 # result records and APIs for library callers (tableship is a library too: `import tableship`)
 _.csv_paths  # catalog/restore_range.py RangeResult: where restore --to left the CSVs
 _.set_total  # cli/progress.py: a line's total rows when known (percent and ETA)
+build_dag  # ops/airflow.py: the Airflow DAG factory users import (docs/scaling.md)

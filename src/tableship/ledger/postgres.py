@@ -184,7 +184,7 @@ class Row(tuple):
     def keys(self) -> list[str]:
         return list(self._names)
 
-    def __getitem__(self, key):  # type: ignore[override]
+    def __getitem__(self, key):
         if isinstance(key, str):
             return tuple.__getitem__(self, self._names.index(key))
         return tuple.__getitem__(self, key)
@@ -306,11 +306,6 @@ class PgConnection:
                 if err is exc:
                     raise
                 raise err from exc
-
-    def executescript(self, script: str) -> None:
-        for stmt in script.split(";"):
-            if stmt.strip():
-                self.execute(stmt)
 
     def close(self) -> None:
         with self._lock:

@@ -510,7 +510,7 @@ class Ledger:
     @classmethod
     def of(cls, settings: Any, readonly: bool = False):
         """The ledger ``settings`` (the config's ``[settings]``) name: ``state`` or ``state_dir``."""
-        state = getattr(settings, "state", None)
+        state: Any = getattr(settings, "state", None)  # a SecretStr, a plain URL or None
         url = state.get_secret_value() if hasattr(state, "get_secret_value") else state
         return cls(settings.state_dir, readonly=readonly, url=url)
 

@@ -177,8 +177,8 @@ def build_dag(
     try:
         from airflow.sdk import DAG, task  # Airflow 3 (optional extra)
     except ImportError:  # Airflow 2.x
-        from airflow import DAG  # type: ignore[no-redef]
-        from airflow.decorators import task  # type: ignore[no-redef]
+        from airflow import DAG  # type: ignore[no-redef, unused-ignore]  # (needed only with Airflow installed)
+        from airflow.decorators import task  # type: ignore[no-redef, unused-ignore]
 
     path = Path(config_path).resolve()
     config = load_config(str(path))
