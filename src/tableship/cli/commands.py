@@ -79,6 +79,11 @@ def _json(data) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+def _wait_option(help: str):
+    """``--wait SECONDS``: how long a command waits for a job's lock (``run``, ``abandon``)."""
+    return click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help=help)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option(
     "--config",
@@ -134,13 +139,7 @@ def cli(ctx, config, verbose, quiet, debug, log_format):
     is_flag=True,
     help="Print the plan (window, SQL and bound values, files, destination); touch nothing.",
 )
-@click.option(
-    "--wait",
-    type=click.FloatRange(min=0),
-    default=0,
-    metavar="SECONDS",
-    help="Wait up to SECONDS for a job's lock held by another run (default: skip at once, exit 75).",
-)
+@_wait_option("Wait up to SECONDS for a job's lock held by another run (default: skip at once, exit 75).")
 @click.option(
     "--jobs",
     "max_jobs",
@@ -262,13 +261,7 @@ def status(obj: Ctx, as_json, today):
     help="The window to give up (YYYY-MM-DD..YYYY-MM-DD), as 'status' lists it.",
 )
 @click.option("--reason", default="given up by the user", show_default=True, help="Recorded in the ledger.")
-@click.option(
-    "--wait",
-    type=click.FloatRange(min=0),
-    default=0,
-    metavar="SECONDS",
-    help="Wait up to SECONDS for the job's lock held by a run (default: exit 75 at once).",
-)
+@_wait_option("Wait up to SECONDS for the job's lock held by a run (default: exit 75 at once).")
 @click.pass_obj
 def abandon(obj: Ctx, job, window, reason, wait):
     """Give up one unfinished or missing WINDOW of JOB for good: its unfinished run is
