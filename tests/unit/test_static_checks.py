@@ -34,3 +34,15 @@ def test_static_check_passes(name: str) -> None:
         [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0, f"`{module} {' '.join(args)}` failed:\n{proc.stdout}{proc.stderr}"
+
+
+def test_no_two_test_modules_share_a_name():
+    # the test folders are not packages: pytest imports each test module by its basename, so
+    # a second tests/*/test_x.py makes the whole suite fail to collect ("import file mismatch")
+    seen: dict[str, Path] = {}
+    clashes = []
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        if path.name in seen:
+            clashes.append(f"{seen[path.name].relative_to(ROOT)} and {path.relative_to(ROOT)}")
+        seen.setdefault(path.name, path)
+    assert not clashes, f"test modules with the same name: {'; '.join(clashes)} — rename one"
