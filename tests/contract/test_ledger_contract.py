@@ -99,9 +99,8 @@ def test_abandon_and_windows(store):
 def test_incidents_and_outbox(store):
     store.connect()
     inc = IncidentStore(store)
-    inc.begin()
-    first = inc.record_failure("job", "2026-11-26T02:00:00+00:00", 1, "export", "boom")
-    inc.commit()
+    with inc.transaction():
+        first = inc.record_failure("job", "2026-11-26T02:00:00+00:00", 1, "export", "boom")
     again = inc.record_failure("job", "2026-11-26T03:00:00+00:00", 2, "export", "boom")
     assert again.id == first.id and again.failures == 2
     mid = inc.add_message(first.id, "job", "mail", "failed", 2, "{}", "2026-11-26T03:00:00+00:00")
