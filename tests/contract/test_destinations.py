@@ -165,7 +165,7 @@ def test_put_bytes(backend):
     backend.dest.put_bytes(b"abc  x.csv.gz\n", "t/x.csv.gz.sha256", "job1")
     backend.dest.put_bytes(b"def  x.csv.gz\n", "t/x.csv.gz.sha256", "job1")
     assert (backend.disk / "t" / "x.csv.gz.sha256").read_bytes() == b"def  x.csv.gz\n"
-    assert backend.dest.sha256("t/x.csv.gz.sha256") == hashlib.sha256(b"def  x.csv.gz\n").hexdigest()
+    assert backend.dest.sha256("t/x.csv.gz.sha256").hex == hashlib.sha256(b"def  x.csv.gz\n").hexdigest()
     backend.dest.put_bytes(b"", "empty.json", "job1")
     assert (backend.disk / "empty.json").read_bytes() == b""
     assert temporaries(backend.disk / "t") == [] and temporaries(backend.disk) == []
@@ -200,9 +200,9 @@ def test_sha256_and_size_of_missing_names_are_none(backend):
 
 def test_sha256_sees_a_changed_remote_file(backend):
     write(backend.disk / "x", b"one")
-    assert backend.dest.sha256("x") == hashlib.sha256(b"one").hexdigest()
+    assert backend.dest.sha256("x").hex == hashlib.sha256(b"one").hexdigest()
     write(backend.disk / "x", b"two")
-    assert backend.dest.sha256("x") == hashlib.sha256(b"two").hexdigest()
+    assert backend.dest.sha256("x").hex == hashlib.sha256(b"two").hexdigest()
 
 
 # ---------------------------------------------------------------- list / delete / cleanup

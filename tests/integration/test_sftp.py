@@ -734,7 +734,7 @@ def test_a_dropped_connection_is_transient_and_the_next_call_reconnects(sshd_fre
             dest.sha256("t/a")  # reconnecting: nobody listens
         assert "connection refused" in err.value.line(), err.value.line()
         sshd.start()
-        assert dest.sha256("t/a") == hashlib.sha256(b"two").hexdigest()
+        assert dest.sha256("t/a").hex == hashlib.sha256(b"two").hexdigest()
     finally:
         dest.close()
 
