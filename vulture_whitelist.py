@@ -62,5 +62,6 @@ _.rich_proxied_file  # cli/progress.py (rich asks a proxied file for the real on
 
 # result records and APIs for library callers (tableship is a library too: `import tableship`)
 _.csv_paths  # catalog/restore_range.py RangeResult: where restore --to left the CSVs
+_.not_started  # backup/pool.py PoolResult: the jobs a stopped pool never started
 _.set_total  # cli/progress.py: a line's total rows when known (percent and ETA)
 build_dag  # ops/airflow.py: the Airflow DAG factory users import (docs/scaling.md)

@@ -155,9 +155,9 @@ def run_parallel(
         pool.interrupt(interrupts.pending() or signal.SIGINT)
         raise
     if pool.signalled is not None:  # the last job running ended by a signal
-        exc = Interrupted(pool.signalled.signum)
+        stop = Interrupted(pool.signalled.signum)
         pool.result.not_started = list(pool.queue)
-        exc.pool_result = pool.result  # type: ignore[attr-defined]
-        raise exc
+        stop.pool_result = pool.result  # type: ignore[attr-defined]
+        raise stop
     pool.result.not_started = list(pool.queue)
     return pool.result

@@ -144,35 +144,58 @@ def run_until_complete(loop: asyncio.AbstractEventLoop, aw: Awaitable[Any]) -> A
         return _run_in_thread(loop, aw)
     task = asyncio.ensure_future(aw, loop=loop)
     received: list[int] = []
+    on_signal = _cancel_then_stop(loop, task, received)
 
     def hook(signum: int) -> bool:
         # Never raise inside the loop: asyncio would log and drop an exception raised in
-        # a callback. The first signal cancels the coroutine (its cleanup runs); a second
-        # one stops the loop without waiting for that cleanup.
+        # a callback.
+        on_signal(signum)
+        loop.call_soon_threadsafe(lambda: None)  # wake the loop up if it sleeps in select()
+        return True
+
+    def restore() -> None:
+        global _hook
+        _hook = previous
+
+    previous, _hook = _hook, hook
+    try:
+        return _until_complete(loop, task, received, restore)
+    finally:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: asyncio never reports it at garbage collection
+
+
+def _cancel_then_stop(loop: asyncio.AbstractEventLoop, task: asyncio.Future, received: list[int]):
+    """The loop's reaction to a signal: the first cancels the coroutine (its cleanup runs), a
+    second one stops the loop without waiting for that cleanup."""
+
+    def on_signal(signum: int) -> None:
         received.append(signum)
         if len(received) == 1 and not task.done():
             task.cancel()
         else:
             loop.stop()
-        loop.call_soon_threadsafe(lambda: None)  # wake the loop up if it sleeps in select()
-        return True
 
-    previous, _hook = _hook, hook
+    return on_signal
+
+
+def _until_complete(
+    loop: asyncio.AbstractEventLoop, task: asyncio.Future, received: list[int], done: Any = None
+) -> Any:
+    """``run_until_complete(task)``; a signal received meanwhile becomes ``Interrupted``.
+    ``done()`` runs as soon as the loop returns (before ``Interrupted`` is raised)."""
     try:
-        try:
-            result = loop.run_until_complete(task)
-        except BaseException:
-            if received:
-                raise Interrupted(received[0]) from None
-            raise
-        finally:
-            _hook = previous
-        if received:  # the coroutine swallowed the cancellation
-            raise Interrupted(received[0])
-        return result
+        result = loop.run_until_complete(task)
+    except BaseException:
+        if received:
+            raise Interrupted(received[0]) from None
+        raise
     finally:
-        if task.done() and not task.cancelled():
-            task.exception()  # retrieved: asyncio never reports it at garbage collection
+        if done is not None:
+            done()
+    if received:  # the coroutine swallowed the cancellation
+        raise Interrupted(received[0])
+    return result
 
 
 def _run_in_thread(loop: asyncio.AbstractEventLoop, aw: Awaitable[Any]) -> Any:
@@ -181,13 +204,7 @@ def _run_in_thread(loop: asyncio.AbstractEventLoop, aw: Awaitable[Any]) -> Any:
     ident = threading.get_ident()
     task = asyncio.ensure_future(aw, loop=loop)
     received: list[int] = []
-
-    def on_loop(signum: int) -> None:
-        received.append(signum)
-        if len(received) == 1 and not task.done():
-            task.cancel()
-        else:
-            loop.stop()
+    on_loop = _cancel_then_stop(loop, task, received)
 
     def hook(signum: int) -> None:  # called by the main thread
         loop.call_soon_threadsafe(on_loop, signum)
@@ -197,15 +214,7 @@ def _run_in_thread(loop: asyncio.AbstractEventLoop, aw: Awaitable[Any]) -> Any:
             _thread_hooks[ident] = hook
         # (a signal passed on just before the hook was in place arrived as an exception
         # raised here, before the loop runs; cleanup after a signal runs like any call)
-        try:
-            result = loop.run_until_complete(task)
-        except BaseException:
-            if received:
-                raise Interrupted(received[0]) from None
-            raise
-        if received:
-            raise Interrupted(received[0])
-        return result
+        return _until_complete(loop, task, received)
     finally:
         with _threads_lock:
             _thread_hooks.pop(ident, None)

@@ -136,7 +136,7 @@ def run_job(
             AirflowRescheduleException,
         )
     except ImportError:  # Airflow 2.x
-        from airflow.exceptions import (  # type: ignore[no-redef]
+        from airflow.exceptions import (  # type: ignore[no-redef, unused-ignore]
             AirflowException,
             AirflowFailException,
             AirflowRescheduleException,
