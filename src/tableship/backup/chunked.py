@@ -336,14 +336,16 @@ class ChunkedExport:
         where = f" on {name}" if len(job.destinations) > 1 else ""
 
         def attempt() -> str:
-            if dest.sha256(remote) == result.sha256:
+            found = dest.sha256(remote)
+            if found is not None and found.hex == result.sha256:
                 return "already on the destination with the same sha256"
             dest.put(task.target, remote, job.name)
             return "uploaded"
 
         for _ in range(3):
             note = self.p._dest_retry(f"upload of {remote}{where}", name)(attempt)
-            remote_sha = self.p._dest_retry(f"verification of {remote}{where}", name)(dest.sha256, remote)
+            digest = self.p._dest_retry(f"verification of {remote}{where}", name)(dest.sha256, remote)
+            remote_sha, method = (digest.hex, digest.method) if digest is not None else (None, "unknown")
             if remote_sha == result.sha256:
                 break
             log.warning("verification of %s%s failed (sha256 %s); uploading again", remote, where, remote_sha)
@@ -352,7 +354,6 @@ class ChunkedExport:
                 f"{remote}{where} does not match its sha256 after re-uploading twice",
                 "check the destination's storage, then re-run",
             )
-        method = getattr(dest, "last_verify_method", "unknown")
         manifest = self.p.manifest(
             run, task.query, result, Window(task.start, task.end), task.file_name, remote
         )

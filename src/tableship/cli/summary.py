@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from tableship.backup.runner import Outcome
-from tableship.ops.report import format_table, human_size
+from tableship.core.units import human_size
+from tableship.ops.report import format_table
 
 COLUMNS = ["job", "window", "result", "rows", "size", "destination", "duration"]
 
