@@ -46,6 +46,7 @@ from tableship.core.names import render_relative
 from tableship.core.redact import redact_bytes
 from tableship.core.version import __version__
 from tableship.core.window import Window
+from tableship.destinations.base import digest_hex
 from tableship.ledger.chunks import DONE, FINAL, UNCHANGED, ChunkLedger, ChunkRecord
 from tableship.ledger.state import Phase, Run
 from tableship.sources.base import open_source
@@ -251,7 +252,9 @@ class ChunkedExport:
             outcome = "exported"
             if prev is not None and prev.remote_path == remote:
                 there = all(  # verified on every destination of the job
-                    self.p._dest_retry(f"checking {remote} on {n}", n)(self.p.dest_for(n).sha256, remote)
+                    digest_hex(
+                        self.p._dest_retry(f"checking {remote} on {n}", n)(self.p.dest_for(n).sha256, remote)
+                    )
                     == prev.sha256
                     for n in job.destinations
                 )

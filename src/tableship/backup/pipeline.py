@@ -37,7 +37,7 @@ from tableship.core.redact import redact_bytes
 from tableship.core.retry import backoff
 from tableship.core.version import __version__
 from tableship.core.window import Window
-from tableship.destinations.base import Destination, open_destination
+from tableship.destinations.base import Destination, digest_hex, open_destination
 from tableship.ledger import deliveries
 from tableship.ledger.schema import LedgerError
 from tableship.ledger.state import WORKING_ON, Phase, Result, Run, StateStore
@@ -517,7 +517,7 @@ class Pipeline:
             # layout "chunk": the chunks carry the manifests; the window manifest gets its .sha256
             # (rewritten only when it changed: a re-run with nothing changed uploads nothing)
             def write_sidecars() -> None:
-                if dest.sha256(remote + ".sha256") != hashlib.sha256(sidecar).hexdigest():
+                if digest_hex(dest.sha256(remote + ".sha256")) != hashlib.sha256(sidecar).hexdigest():
                     dest.put_bytes(sidecar, remote + ".sha256", self.job.name)
 
         self._dest_retry(f"writing sidecars of {remote}{where}", name)(write_sidecars)

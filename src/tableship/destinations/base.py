@@ -78,6 +78,11 @@ class Digest(NamedTuple):
     method: str  # "sha256sum" (run on the backup host), "read-back" (read over the wire), "local"
 
 
+def digest_hex(digest: Digest | None) -> str | None:
+    """The hex sha256 of what ``Destination.sha256`` found (None: the name is missing)."""
+    return digest.hex if digest is not None else None
+
+
 @runtime_checkable
 class Destination(Protocol):
     name: str
