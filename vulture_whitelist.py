@@ -14,6 +14,8 @@ demo  # cli/commands.py
 ls_cmd  # cli/commands.py
 prune  # cli/commands.py
 state_migrate  # cli/commands.py
+init  # cli/commands.py
+man_cmd  # cli/commands.py
 
 # pydantic: validators run by the model machinery, model_config read by pydantic
 _.model_config  # config/models.py

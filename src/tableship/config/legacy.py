@@ -230,10 +230,10 @@ def import_legacy(properties: Path, tables_path: Path, out: Path, source_type: s
         names.append(name)
         dest = tomlkit.table()
         dest.add("type", "sftp")
-        value = env.get(var)
+        server = env.get(var)
         user = None
-        if value:
-            user, _, h = value.strip().rpartition("@")
+        if server:
+            user, _, h = server.strip().rpartition("@")
             d.note(dest, "host", h, f"{_from(env, var)} (edge node {node})")
         else:
             d.todo(dest, "host", f"backup server of edge node {node}: {var} is {_missing(env, var)}")

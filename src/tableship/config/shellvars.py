@@ -35,10 +35,6 @@ class ShellVars:
         return None if name in self.unresolved else self.values.get(name)
 
 
-class _Unknown(Exception):
-    pass
-
-
 def _logical_lines(text: str) -> list[tuple[int, str]]:
     """Lines with backslash-newline continuations joined (numbered by their first line)."""
     out: list[tuple[int, str]] = []
