@@ -7,9 +7,9 @@ Library API (the CLI is a thin layer over it)::
     outcomes = run_jobs(config, ["customer_traffic"])
 """
 
-from tableship.backup.runner import run_jobs
 from tableship.config.models import load_config
 from tableship.core.errors import TableshipError
 from tableship.core.version import __version__
+from tableship.ops.wiring import run_jobs
 
 __all__ = ["__version__", "load_config", "run_jobs", "TableshipError"]

@@ -573,7 +573,8 @@ def test_hs2_row_protocol_fallback_gives_the_same_bytes(engine, tmp_path):
 def test_declared_partition_type_that_does_not_fit_names_both(source, column, declared, detected):
     """partition_type = "date" on an INT column (etc.) is one error naming partition_type and
     the column's detected type, for every engine: the check reads the source's own schema."""
-    from tableship.backup.plan import Plan, build_query
+    from tableship.backup.plan import Plan
+    from tableship.backup.query import build_query
     from tableship.config.models import JobConfig
     from tableship.core.errors import ConfigError
     from tableship.core.window import Window

@@ -16,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tableship.backup.plan import make_plan
 from tableship.config.models import parse_config
+from tableship.config.spec import resolve_job
 from tableship.core.errors import SourceError
 from tableship.core.log import current_job
 from tableship.core.redact import Redactor
@@ -90,7 +91,7 @@ class Harness:
         self.monitor = AlertMonitor(self.config, self.store, clock=self.clock)
 
     def plan(self, job: str):
-        return make_plan(self.config, self.config.jobs[job], dt.date(2026, 11, 26), WINDOW)
+        return make_plan(resolve_job(self.config, job), dt.date(2026, 11, 26), WINDOW)
 
     def fail(self, job="customer_traffic", message="table mnaas.x not found", phase="export"):
         token = current_job.set(job)  # as the runner does: log lines are tagged with the job

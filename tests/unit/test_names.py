@@ -15,6 +15,7 @@ import pytest
 
 from tableship.backup.plan import choose_window, make_plan
 from tableship.config.models import parse_config
+from tableship.config.spec import resolve_job
 from tableship.core.errors import ConfigError
 from tableship.core.names import (
     TEMPLATE_FIELDS,
@@ -265,7 +266,8 @@ def test_run_date_dependent_escape_is_caught_when_planning(tmp_path):
     """A format that only escapes for some dates is still refused at plan time (exit 2)."""
     config = parse_config(_cfg(tmp_path, table="db.t", remote_dir="{run_date:%d}"), tmp_path / "c.toml")
     job = config.jobs["j"]
-    plan = make_plan(config, job, D(2026, 11, 26), choose_window(job, D(2026, 11, 26), None, None))
+    spec = resolve_job(config, "j")
+    plan = make_plan(spec, D(2026, 11, 26), choose_window(job, D(2026, 11, 26), None, None))
     assert plan.remote_dir == "26"
     assert plan.file_name == "t_20260601_20261031.csv.gz"
     assert plan.remote_path == "26/t_20260601_20261031.csv.gz"
@@ -275,7 +277,8 @@ def test_run_date_dependent_escape_is_caught_when_planning(tmp_path):
 def test_plan_with_empty_remote_dir_puts_files_at_the_root(tmp_path):
     config = parse_config(_cfg(tmp_path, table="db.t", remote_dir=""), tmp_path / "c.toml")
     job = config.jobs["j"]
-    plan = make_plan(config, job, D(2026, 11, 26), choose_window(job, D(2026, 11, 26), None, None))
+    spec = resolve_job(config, "j")
+    plan = make_plan(spec, D(2026, 11, 26), choose_window(job, D(2026, 11, 26), None, None))
     assert plan.remote_path == plan.file_name
 
 

@@ -17,8 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tableship.backup.plan import build_query, choose_window, make_plan
+from tableship.backup.plan import choose_window, make_plan
+from tableship.backup.query import build_query
 from tableship.config.models import parse_config
+from tableship.config.spec import resolve_job
 from tableship.core.errors import ConfigError, SourceError
 from tableship.core.window import Window, compute_window, month_end, parse_date, parse_window, partition_value
 from tableship.sources.base import Dialect, arrow_partition_type, window_query
@@ -312,7 +314,7 @@ def _config(db: Path, tmp: Path, **job) -> dict:
 def _window_days(db: Path, tmp: Path, run_date: D, start=None, end=None, **job) -> list[D]:
     config = parse_config(_config(db, tmp, **job), tmp / "tableship.toml")
     jc = config.jobs["j"]
-    plan = make_plan(config, jc, run_date, choose_window(jc, run_date, start, end))
+    plan = make_plan(resolve_job(config, "j"), run_date, choose_window(jc, run_date, start, end))
     src = DuckDBSource("wh", config.sources["wh"])
     try:
         query = build_query(src, plan)
@@ -400,7 +402,7 @@ def test_bound_values_match_the_column_type(typed_db, tmp_path):
     for table, values in expected.items():
         config = parse_config(_config(typed_db, tmp_path, table=f"wh.{table}"), tmp_path / "t.toml")
         jc = config.jobs["j"]
-        plan = make_plan(config, jc, RUN, choose_window(jc, RUN, None, None))
+        plan = make_plan(resolve_job(config, "j"), RUN, choose_window(jc, RUN, None, None))
         src = DuckDBSource("wh", config.sources["wh"])
         try:
             q = build_query(src, plan)

@@ -37,8 +37,8 @@ from tableship.backup.chunks import (
     label,
     split,
 )
-from tableship.backup.identity import destination_target, dumps, source_target
-from tableship.backup.plan import partition_bounds, range_query
+from tableship.backup.identity import dumps
+from tableship.backup.query import partition_bounds, range_query
 from tableship.core import holds
 from tableship.core.errors import VerificationError
 from tableship.core.fsutil import fsync_dir
@@ -95,8 +95,8 @@ class ChunkedExport:
 
     def _pull(self, tasks: list[ChunkTask], schema: pa.Schema, on_done) -> None:
         job = self.job
-        cfg = self.p.config.sources[job.source]
-        puller = Puller(lambda: open_source(job.source, cfg), job.parallel, shared=self.p.source)
+        src = job.source
+        puller = Puller(lambda: open_source(src.name, src.settings), job.parallel, shared=self.p.source)
         dialect = self.plan.dialect
 
         def export_one(src, task: ChunkTask) -> ExportResult:
@@ -197,16 +197,16 @@ class ChunkedExport:
     # -- layout "chunk"
     def identity(self) -> str:
         """What a chunk archive of an earlier run must share to be reused (no window, no secret)."""
-        job, cfg = self.job, self.p.config
+        job = self.job
         return dumps(
             {
-                "source": {"name": job.source, "target": source_target(cfg.sources[job.source])},
+                "source": {"name": job.source.name, "target": job.source.target},
                 "table": job.table,
                 "partition": [job.partition_column, job.partition_type, job.partition_format],
                 "format": job.format.model_dump(mode="json", exclude_none=True),
                 "compression": [job.compression.codec, job.compression.level],
                 "file_name": job.file_name,
-                "destinations": [[n, destination_target(cfg.destinations[n])] for n in job.destinations],
+                "destinations": [[d.name, d.target] for d in job.destinations],
             }
         )
 
@@ -232,7 +232,7 @@ class ChunkedExport:
                     job.partition_column,
                     bounds,
                     schema,
-                    self.p.config.sources[job.source].type,
+                    job.source.type,
                 )
             )
         this_run = {r.seq: r for r in self.ledger.of_run(run.id) if r.state in FINAL}
@@ -256,7 +256,7 @@ class ChunkedExport:
                         self.p._dest_retry(f"checking {remote} on {n}", n)(self.p.dest_for(n).sha256, remote)
                     )
                     == prev.sha256
-                    for n in job.destinations
+                    for n in job.destination_names
                 )
                 if there and (refresh == "never" or (refresh == "changed" and prev.fingerprint == fp)):
                     rec = dataclasses.replace(
@@ -265,7 +265,10 @@ class ChunkedExport:
                     records[seq] = self.ledger.record(rec)
                     self.counts["unchanged"] += 1
                     log.info(
-                        "chunk %s: unchanged (%s verified on %s)", what, remote, ", ".join(job.destinations)
+                        "chunk %s: unchanged (%s verified on %s)",
+                        what,
+                        remote,
+                        ", ".join(job.destination_names),
                     )
                     continue
                 if there:
@@ -305,7 +308,7 @@ class ChunkedExport:
         remote = task.remote_path or ""
         what = label(task.start, task.end, job.chunk)
         notes = []
-        for name in job.destinations:
+        for name in job.destination_names:
             notes.append(self._deliver_to(name, run, task, result))
         rec = self.ledger.record(
             ChunkRecord(
@@ -336,7 +339,7 @@ class ChunkedExport:
     def _deliver_to(self, name: str, run: Run, task: ChunkTask, result: ExportResult) -> str:
         job, dest = self.job, self.p.dest_for(name)
         remote = task.remote_path or ""
-        where = f" on {name}" if len(job.destinations) > 1 else ""
+        where = f" on {name}" if len(job.destination_names) > 1 else ""
 
         def attempt() -> str:
             found = dest.sha256(remote)

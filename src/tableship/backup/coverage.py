@@ -22,6 +22,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from tableship.config.models import JobConfig
+from tableship.config.spec import JobSpec
 from tableship.core.window import Window, compute_window
 from tableship.ledger.state import Phase, Result, Run, StateStore
 
@@ -91,11 +92,11 @@ def _key(w: Window) -> tuple[str, str]:
     return w.start.isoformat(), w.end.isoformat()
 
 
-def scheduled_window(job: JobConfig, day: dt.date) -> Window:
+def scheduled_window(job: JobSpec | JobConfig, day: dt.date) -> Window:
     return compute_window(day, job.window.unit, job.window.count, job.window.lag)
 
 
-def coverage(job: JobConfig, store: StateStore, today: dt.date) -> Coverage:
+def coverage(job: JobSpec | JobConfig, store: StateStore, today: dt.date) -> Coverage:
     runs = store.runs_of(job.name)
     newest: dict[tuple[str, str], Run] = {}
     for r in runs:

@@ -13,50 +13,31 @@ passwords, keys and the user-info and query parts of a SQLAlchemy URL are left o
 from __future__ import annotations
 
 import json
-from urllib.parse import urlsplit
 
 from tableship.backup.plan import Plan
-from tableship.config.models import Config
+from tableship.config.models import DestinationSettings, SourceSettings
 
 
-def source_target(cfg) -> str:
+def source_target(settings: SourceSettings) -> str:
     """Where a source reads from, without any credential."""
-    kind = getattr(cfg, "type", "?")
-    if kind == "duckdb":
-        return str(cfg.path)
-    if kind in ("impala", "hive"):
-        return f"{cfg.host}:{cfg.effective_port}/{cfg.database or ''}"
-    if kind == "sqlalchemy":
-        try:
-            u = urlsplit(cfg.url.get_secret_value())
-            host = u.hostname or ""
-            port = f":{u.port}" if u.port else ""
-        except ValueError:
-            return "sqlalchemy"
-        return f"{u.scheme}://{host}{port}{u.path}"
-    return kind
+    return settings.target
 
 
-def destination_target(cfg) -> str:
+def destination_target(settings: DestinationSettings) -> str:
     """Where a destination writes to, without any credential."""
-    kind = getattr(cfg, "type", "?")
-    if kind == "local":
-        return str(cfg.path)
-    if kind == "sftp":
-        return f"{cfg.user}@{cfg.host}:{cfg.port}{cfg.path}"
-    return kind
+    return settings.target
 
 
-def fingerprint(config: Config, plan: Plan) -> dict:
-    """The identity of the archive ``plan`` produces under ``config`` (JSON-ready, no secrets).
+def fingerprint(plan: Plan) -> dict:
+    """The identity of the archive ``plan`` produces (JSON-ready, no secrets).
 
     The compression level is the *configured* one (``"auto"`` when left to the codec's
     default), not the level a compressor may choose per block.
     """
     job = plan.job
-    src = config.sources[job.source]
+    src = job.source
     fp = {
-        "source": {"name": job.source, "type": src.type, "target": source_target(src)},
+        "source": {"name": src.name, "type": src.type, "target": src.target},
         "table": job.table,
         "partition": {
             "column": job.partition_column,
@@ -65,20 +46,10 @@ def fingerprint(config: Config, plan: Plan) -> dict:
         },
         "window": str(plan.window),
         "format": job.format.model_dump(mode="json", exclude_none=True),
-        "compression": {
-            "codec": job.compression.codec,
-            "level": "auto" if job.compression.level is None else job.compression.level,
-        },
+        "compression": {"codec": job.compression.codec, "level": job.compression_level},
         "file_name": plan.file_name,
         "remote_path": plan.remote_path,
-        "destinations": [
-            {
-                "name": n,
-                "type": config.destinations[n].type,
-                "target": destination_target(config.destinations[n]),
-            }
-            for n in job.destinations
-        ],
+        "destinations": [{"name": d.name, "type": d.type, "target": d.target} for d in job.destinations],
     }
     if job.chunk != "none":  # only then: the runs of an unchunked job keep their identity
         fp["chunks"] = {"chunk": job.chunk, "layout": job.layout}

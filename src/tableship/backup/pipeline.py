@@ -20,8 +20,10 @@ from typing import Protocol
 from tableship.archive.writer import BATCH_ROWS, ExportResult, write_archive
 from tableship.backup.chunked import ChunkedExport
 from tableship.backup.identity import differences, dumps, fingerprint
-from tableship.backup.plan import Plan, build_query
-from tableship.config.models import Config, Retry
+from tableship.backup.plan import Plan
+from tableship.backup.query import build_query
+from tableship.config.models import Retry
+from tableship.config.spec import DestinationSpec
 from tableship.core import holds, interrupts
 from tableship.core.errors import (
     DataCheckError,
@@ -72,21 +74,29 @@ def retrying(policy: Retry | None, what: str):
     )
 
 
+DestinationLookup = Callable[[str], DestinationSpec | None]
+
+
 class Pipeline:
-    """One run: ``Pipeline(config, plan, store).run()`` returns the finished Run or raises."""
+    """One run: ``Pipeline(plan, store).run()`` returns the finished Run or raises.
+
+    Everything it needs comes with ``plan.job`` (the resolved job spec);
+    ``destinations(name)`` answers for a destination an abandoned run of the job wrote
+    to that is not one of the job's own any more (its leftovers are cleaned there too).
+    """
 
     def __init__(
         self,
-        config: Config,
         plan: Plan,
         store: StateStore,
         progress: ProgressLine | None = None,
+        destinations: DestinationLookup | None = None,
     ):
-        self.config = config
         self.plan = plan
         self.job = plan.job
         self.store = store
         self.progress = progress
+        self._lookup = destinations or (lambda name: None)
         self._source: Source | None = None
         self._dests: dict[str, Destination] = {}
         self.run_record: Run | None = None
@@ -97,17 +107,25 @@ class Pipeline:
     @property
     def source(self) -> Source:
         if self._source is None:
-            self._source = open_source(self.job.source, self.config.sources[self.job.source])
+            self._source = open_source(self.job.source.name, self.job.source.settings)
         return self._source
 
     @property
     def dest(self) -> Destination:
         """The job's first destination (the one of a single-destination job)."""
-        return self.dest_for(self.job.destination)
+        return self.dest_for(self.job.destination.name)
+
+    def dest_spec(self, name: str) -> DestinationSpec | None:
+        """One of the job's destinations, else the one configured under ``name`` now (or None)."""
+        own = next((d for d in self.job.destinations if d.name == name), None)
+        return own or self._lookup(name)
 
     def dest_for(self, name: str) -> Destination:
         if name not in self._dests:
-            self._dests[name] = open_destination(name, self.config.destinations[name])
+            spec = self.dest_spec(name)
+            if spec is None:
+                raise KeyError(name)  # callers ask only for a destination they found configured
+            self._dests[name] = open_destination(name, spec.settings)
         return self._dests[name]
 
     def _close_dest(self, name: str) -> None:
@@ -119,11 +137,11 @@ class Pipeline:
                 log.debug("close failed", exc_info=True)
 
     def _dest_retry(self, what: str, name: str | None = None):
-        cfg = self.config.destinations[name or self.job.destination]
-        return retrying(getattr(cfg, "retries", None), what)
+        spec = self.dest_spec(name) if name else self.job.destination
+        return retrying(spec.retries if spec else None, what)
 
     def _source_retry(self, what: str):
-        return retrying(getattr(self.config.sources[self.job.source], "retries", None), what)
+        return retrying(self.job.source.retries, what)
 
     def close(self) -> None:
         stop: BaseException | None = None
@@ -143,7 +161,7 @@ class Pipeline:
         """Resume the window's unfinished run if it has the current config's identity;
         otherwise abandon it (its leftovers removed) and start a fresh run."""
         w = self.plan.window
-        fp = fingerprint(self.config, self.plan)
+        fp = fingerprint(self.plan)
         run = self.store.resumable(self.job.name, w.start.isoformat(), w.end.isoformat())
         if run is not None:
             changes = self.identity_changes(run, fp)
@@ -201,7 +219,7 @@ class Pipeline:
         temporaries and an archive it uploaded but never verified. Remote clean-up is best
         effort (a warning): the fresh run does not depend on it."""
         fp = run.fingerprint_dict() or {}
-        staging = self.config.staging_dir / self.job.name
+        staging = self.job.staging_dir
         names = {run.staged_path} if run.staged_path else set()
         if fp.get("file_name"):
             names.add(str(staging / fp["file_name"]))
@@ -218,7 +236,7 @@ class Pipeline:
 
     def _discard_remote(self, run: Run, fp: dict) -> None:
         delivered = deliveries.of_run(self.store, run.id)
-        for entry in fp.get("destinations") or [{"name": self.job.destination}]:
+        for entry in fp.get("destinations") or [{"name": self.job.destination.name}]:
             name = entry.get("name")
             if name in delivered and delivered[name].verified:
                 continue  # a verified copy is a backup: abandoning the run never removes it
@@ -226,8 +244,8 @@ class Pipeline:
 
     def _discard_remote_on(self, run: Run, fp: dict, entry: dict) -> None:
         old_name = entry.get("name")
-        cfg = self.config.destinations.get(old_name)
-        if cfg is None or ("target" in entry and _dest_target(cfg) != entry["target"]):
+        spec = self.dest_spec(old_name) if old_name else None
+        if spec is None or ("target" in entry and spec.target != entry["target"]):
             log.warning(
                 "abandoned run %d wrote to destination %s, which is no longer configured as it was: "
                 "its remote temporaries (if any) are left there",
@@ -348,7 +366,7 @@ class Pipeline:
         resumed from another host's ledger row may name that host's folder)."""
         if not staged:
             return False
-        return Path(staged).resolve().is_relative_to((self.config.staging_dir / self.job.name).resolve())
+        return Path(staged).resolve().is_relative_to(self.job.staging_dir.resolve())
 
     def export_chunks(self, run: Run, schema) -> Run:
         """The export phase of a chunked job (backup/chunked.py)."""
@@ -368,7 +386,7 @@ class Pipeline:
         return {
             "job": job.name,
             "table": job.table,
-            "source": {"name": job.source, "type": self.config.sources[job.source].type},
+            "source": {"name": job.source.name, "type": job.source.type},
             "window": {"start": window.start.isoformat(), "end": window.end.isoformat()},
             "run_date": plan.run_date.isoformat(),
             "run_id": run.id,
@@ -382,8 +400,8 @@ class Pipeline:
             "compression": result.compression,
             "file_name": file_name,
             "remote_path": remote_path,
-            "destination": job.destination,
-            "destinations": list(job.destinations),
+            "destination": job.destination.name,
+            "destinations": list(job.destination_names),
             "archive_bytes": result.archive_bytes,
             "sha256": result.sha256,
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -413,7 +431,7 @@ class Pipeline:
         failure is raised (the run stays exported, its staged archive kept for the next run)."""
         done = deliveries.of_run(self.store, run.id)
         failures: list[tuple[str, TableshipError]] = []
-        for name in self.job.destinations:
+        for name in self.job.destination_names:
             if name in done and done[name].verified:
                 continue
             interrupts.checkpoint()
@@ -421,7 +439,7 @@ class Pipeline:
                 try:
                     self._deliver(run, name)
                 finally:
-                    if len(self.job.destinations) > 1:
+                    if len(self.job.destination_names) > 1:
                         # one host's connection is never held while waiting for another's
                         # (max_connections across parallel jobs: no two jobs can deadlock)
                         self._close_dest(name)
@@ -439,20 +457,20 @@ class Pipeline:
                     "failed",
                     error=exc.line(),
                 )
-                if len(self.job.destinations) > 1:
+                if len(self.job.destination_names) > 1:
                     log.error("delivery to %s failed: %s", name, exc.line())
                 failures.append((name, exc))
         got = deliveries.of_run(self.store, run.id)
-        landed = [n for n in self.job.destinations if n in got and got[n].phase != deliveries.PENDING]
-        if run.phase == Phase.EXPORTED.value and len(landed) == len(self.job.destinations):
+        landed = [n for n in self.job.destination_names if n in got and got[n].phase != deliveries.PENDING]
+        if run.phase == Phase.EXPORTED.value and len(landed) == len(self.job.destination_names):
             # the run's phase is its least advanced delivery's: uploaded once every copy landed
             run = self.store.advance(run, Phase.UPLOADED, f"uploaded to {', '.join(landed)}")
         if failures:
-            raise _delivery_error(failures, len(self.job.destinations))
+            raise _delivery_error(failures, len(self.job.destination_names))
         methods = sorted({d.verify_method or "unknown" for d in got.values()})
         manifest = run.manifest_dict() or {}
         manifest["verify_method"] = (
-            got[self.job.destination].verify_method if self.job.destination in got else methods[0]
+            got[self.job.destination.name].verify_method if self.job.destination.name in got else methods[0]
         )
         manifest["verified_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         return self.store.advance(
@@ -468,7 +486,7 @@ class Pipeline:
         (re-uploading at most twice on a mismatch), then the sidecars."""
         dest, remote = self.dest_for(name), run.remote_path
         deliveries.start_attempt(self.store, run.id, self.job.name, name, remote, run.sha256)
-        where = f" on {name}" if len(self.job.destinations) > 1 else ""
+        where = f" on {name}" if len(self.job.destination_names) > 1 else ""
         for attempt in range(3):
 
             def put() -> str:
@@ -540,7 +558,7 @@ class Pipeline:
         for stale in Path(run.staged_path or self.plan.staged_path).parent.glob("*.part"):
             stale.unlink(missing_ok=True)
             log.info("removed stale partial export %s", stale.name)
-        for name in self.job.destinations:
+        for name in self.job.destination_names:
             try:
                 removed = self.dest_for(name).cleanup(self.plan.remote_dir, self.job.name)
                 for temp in removed:
@@ -570,12 +588,6 @@ def _delivery_error(failures: list[tuple[str, TableshipError]], total: int) -> T
     got = f" ({ok} of {total} destinations verified)" if ok else ""
     hint = failures[0][1].hint or "fix the destination, then re-run"
     return DestinationError(text + got, hint + " (the next run does only the missing deliveries)")
-
-
-def _dest_target(cfg) -> str:
-    from tableship.backup.identity import destination_target
-
-    return destination_target(cfg)
 
 
 @contextlib.contextmanager

@@ -11,7 +11,10 @@ optional driver. The runner fails the jobs that cannot work before exporting the
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
+from tableship.backup.pipeline import retrying
+from tableship.config.spec import DestinationSpec, JobSpec
 from tableship.config.validate import missing_driver
 from tableship.core.errors import Interrupted, MissingExtraError, TableshipError
 from tableship.destinations.base import open_destination, temp_name
@@ -21,33 +24,30 @@ log = logging.getLogger("tableship")
 PROBE_OWNER = "preflight"
 
 
-def check_destination_usable(config, name: str) -> None:
+def check_destination_usable(dest: DestinationSpec) -> None:
     """Raise the destination's own error if it cannot be written to (retrying transient ones)."""
-    from tableship.backup.pipeline import retrying
-
-    cfg = config.destinations[name]
-    missing = missing_driver("destination", cfg.type)
+    missing = missing_driver("destination", dest.type)
     if missing:
-        raise MissingExtraError(f"destination {name!r} (type {cfg.type})", missing[1], missing[0])
+        raise MissingExtraError(f"destination {dest.name!r} (type {dest.type})", missing[1], missing[0])
 
     def probe() -> None:
-        dest = open_destination(name, cfg)
+        target = open_destination(dest.name, dest.settings)
         try:
             probe_name = temp_name(
                 "preflight", PROBE_OWNER
             )  # a hidden temporary: never listed, never an archive
-            dest.put_bytes(b"", probe_name, PROBE_OWNER)
-            dest.delete(probe_name)
+            target.put_bytes(b"", probe_name, PROBE_OWNER)
+            target.delete(probe_name)
         finally:
             try:
-                dest.close()
+                target.close()
             except Exception:  # closing never hides the probe's outcome
                 log.debug("close failed", exc_info=True)
 
-    retrying(getattr(cfg, "retries", None), f"checking destination {name!r}")(probe)
+    retrying(dest.retries, f"checking destination {dest.name!r}")(probe)
 
 
-def preflight(config, jobs) -> dict[str, tuple[str, TableshipError]]:
+def preflight(jobs: Iterable[JobSpec]) -> dict[str, tuple[str, TableshipError]]:
     """``{job name: (phase, error)}`` for the jobs that cannot run, ``phase`` being the one
     whose work cannot be done ("export" for a source, "upload" for a destination); each
     destination is probed once. A job is stopped only when none of its destinations can be
@@ -55,24 +55,24 @@ def preflight(config, jobs) -> dict[str, tuple[str, TableshipError]]:
     by_dest: dict[str, TableshipError | None] = {}
     out: dict[str, tuple[str, TableshipError]] = {}
     for job in jobs:
-        src = config.sources[job.source]
+        src = job.source
         missing = missing_driver("source", src.type)
         if missing:
             out[job.name] = (
                 "export",
-                MissingExtraError(f"source {job.source!r} (type {src.type})", missing[1], missing[0]),
+                MissingExtraError(f"source {src.name!r} (type {src.type})", missing[1], missing[0]),
             )
             continue
-        for name in job.destinations:
-            if name not in by_dest:
+        for dest in job.destinations:
+            if dest.name not in by_dest:
                 try:
-                    check_destination_usable(config, name)
-                    by_dest[name] = None
+                    check_destination_usable(dest)
+                    by_dest[dest.name] = None
                 except Interrupted:  # a signal ends the whole command
                     raise
                 except TableshipError as exc:  # logged by the runner, once per job it stops
-                    by_dest[name] = exc
-        errors = [by_dest[n] for n in job.destinations]
+                    by_dest[dest.name] = exc
+        errors = [by_dest[d.name] for d in job.destinations]
         # a job with several destinations still exports while one of them can be written to:
         # that one gets its verified copy, the others' deliveries fail (and resume later)
         if all(e is not None for e in errors):

@@ -6,15 +6,20 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
+from tableship.backup.coverage import WindowGap, coverage
+from tableship.backup.hooks import Monitor, RunHooks
 from tableship.backup.identity import differences, fingerprint
-from tableship.backup.pipeline import Pipeline, ProgressLine
-from tableship.backup.plan import Plan, build_query, choose_window, make_plan
+from tableship.backup.pipeline import DestinationLookup, Pipeline, ProgressLine
+from tableship.backup.plan import Plan, choose_window, make_plan
 from tableship.backup.pool import run_parallel
 from tableship.backup.preflight import preflight
+from tableship.backup.query import build_query
 from tableship.config.models import Config
+from tableship.config.selection import select_jobs
+from tableship.config.spec import JobSpec, destination_spec, resolve_job
 from tableship.core import interrupts
 from tableship.core.errors import (
     EXIT_JOB_FAILED,
@@ -25,14 +30,12 @@ from tableship.core.errors import (
     JobError,
     LockedError,
     TableshipError,
-    UsageError,
 )
 from tableship.core.log import IN_SUMMARY, current_job, current_run
 from tableship.core.units import human_size
 from tableship.core.window import Window
 from tableship.ledger.schema import LedgerError
 from tableship.ledger.state import Result, Run, StateStore
-from tableship.ops.alerts import make_monitor
 from tableship.sources.base import open_source
 
 log = logging.getLogger("tableship")
@@ -97,56 +100,29 @@ def exit_code(outcomes: list[Outcome]) -> int:
     return EXIT_OK
 
 
-def select_jobs(
-    config: Config, names: list[str] | tuple[str, ...] | None, all_jobs: bool = False
-) -> list[str]:
-    """Validate the job names (all when none are given); unknown names raise before anything runs."""
-    if names and all_jobs:
-        raise UsageError(
-            "pass job names or --all, not both", "e.g. 'tableship run JOB' or 'tableship run --all'"
-        )
-    if not names:
-        return list(config.jobs)
-    for n in names:
-        config.job(n)
-    return list(dict.fromkeys(names))
-
-
-def describe_plan(config: Config, plan: Plan) -> list[str]:
+def describe_plan(plan: Plan) -> list[str]:
     """The dry-run text of one plan (connects read-only to the source to detect the partition type)."""
     job = plan.job
-    source = open_source(job.source, config.sources[job.source])
+    source = open_source(job.source.name, job.source.settings)
     try:
-        query = build_query(source, plan)
+        query = build_query(source, plan, source.schema(job.table))
     finally:
         source.close()
-    lines = [
+    return [
         f"job {job.name}: table {job.table}, window {plan.window} (run date {plan.run_date})",
         f"  query:       {query.display()}",
         f"  archive:     {plan.file_name} ({job.compression.codec})",
         f"  sidecars:    {plan.file_name}.sha256, {plan.file_name}.manifest.json",
-    ]
-    for name in job.destinations:
-        dest = config.destinations[name]
-        where = getattr(dest, "path", "")
-        if dest.type == "sftp":
-            where = f"{dest.user}@{dest.host}:{dest.port}{dest.path}"
-        lines.append(f"  destination: {name} ({dest.type}) {where}/{plan.remote_path}")
-    return [
-        *lines,
+        *(f"  destination: {d.describe(plan.remote_path)}" for d in job.destinations),
         f"  staging:     {plan.staged_path}",
     ]
 
 
-def describe_extra(config: Config, plan: Plan) -> list[str]:
-    """The dry-run lines for the older windows a scheduled run would do first (the ledger
-    is only read: a dry run creates or changes nothing)."""
-    store = StateStore.of(config.settings, readonly=True)
-    try:
-        extra = extra_plans(config, store, plan)
-        runs = {(r.window_start, r.window_end): r for r in store.unfinished(plan.job.name)}
-    finally:
-        store.close()
+def describe_extra(store: StateStore, plan: Plan) -> list[str]:
+    """The dry-run lines for the older windows a scheduled run would do first (``store`` is
+    only read: a dry run creates or changes nothing)."""
+    extra = extra_plans(store, plan)
+    runs = {(r.window_start, r.window_end): r for r in store.unfinished(plan.job.name)}
     lines = []
     for p in extra:
         r = runs.get((p.window.start.isoformat(), p.window.end.isoformat()))
@@ -157,7 +133,7 @@ def describe_extra(config: Config, plan: Plan) -> list[str]:
 
 def run_jobs(
     config: Config,
-    names=None,
+    names: Sequence[str] | None = None,
     *,
     all_jobs: bool = False,
     run_date: dt.date | None = None,
@@ -168,6 +144,7 @@ def run_jobs(
     progress_factory: Callable[[str], ProgressLine | None] | None = None,
     echo: Callable[[str], None] = print,
     quiet: bool = False,
+    hooks: RunHooks | None = None,
     max_jobs: int | None = None,
     on_status: Callable[[int, int, int], None] | None = None,
 ) -> list[Outcome]:
@@ -176,22 +153,30 @@ def run_jobs(
     ``max_jobs`` (default ``settings.max_jobs``) jobs run at once, each on its own thread
     with its own ledger connection; ``on_status(done, running, queued)`` follows the pool.
     A signal stops every job and raises ``Interrupted`` carrying ``outcomes`` (the jobs
-    done, interrupted and never started) for the caller's summary."""
+    done, interrupted and never started) for the caller's summary.
+
+    Each job is resolved once into its :class:`JobSpec`; nothing below this function sees
+    ``config``. ``hooks`` (the monitor, prune after run, status outputs) come from the
+    caller: ``tableship.run_jobs`` wires the default ones, ``RunHooks()`` runs none.
+    """
+    hooks = hooks or RunHooks()
     jobs = select_jobs(config, names, all_jobs)
+    specs = {n: resolve_job(config, n) for n in jobs}
     run_date = run_date or dt.date.today()
-    plans = {
-        n: make_plan(config, config.jobs[n], run_date, choose_window(config.jobs[n], run_date, start, end))
-        for n in jobs
-    }
+    plans = {n: make_plan(specs[n], run_date, choose_window(specs[n], run_date, start, end)) for n in jobs}
     if dry_run:
         outcomes = []
         for n in jobs:
             try:
-                for line in describe_plan(config, plans[n]):
+                for line in describe_plan(plans[n]):
                     echo(line)
                 if start is None:
-                    for line in describe_extra(config, plans[n]):
-                        echo(line)
+                    store = StateStore.of(config.settings, readonly=True)
+                    try:
+                        for line in describe_extra(store, plans[n]):
+                            echo(line)
+                    finally:
+                        store.close()
                 outcomes.append(Outcome(n, "planned", plans[n]))
             except Interrupted:
                 raise
@@ -201,37 +186,25 @@ def run_jobs(
         return outcomes
 
     store = StateStore.of(config.settings)
-    monitor = make_monitor(config, store)
+    monitor = hooks.monitor(store)
     scheduled = start is None  # an explicit --from/--to run does only the window it names
+    batch = Batch(
+        store, monitor, hooks, wait, progress_factory, scheduled, lambda n: destination_spec(config, n)
+    )
     outcomes = []
     ledger_ok = False
     try:
         try:
             store.connect()  # open (and migrate) the ledger before any job: a broken one stops the batch
-            blocked = preflight(
-                config, [config.jobs[n] for n in jobs]
-            )  # before any export: seconds, not hours
+            blocked = preflight(specs[n] for n in jobs)  # before any export: seconds, not hours
             workers = max_jobs or config.settings.max_jobs
             if workers > 1 and len(jobs) > 1:
-                outcomes = _run_pool(
-                    config,
-                    jobs,
-                    plans,
-                    workers,
-                    wait,
-                    progress_factory,
-                    scheduled,
-                    blocked,
-                    echo,
-                    quiet,
-                    on_status,
-                )
+                pool = PoolRun(batch, lambda: StateStore.of(config.settings), echo, quiet)
+                outcomes = pool.run(jobs, plans, workers, blocked, on_status)
                 jobs = []  # done
             for n in jobs:
                 interrupts.checkpoint()  # a signal that something swallowed: the next job never starts
-                for outcome in run_job(
-                    config, store, monitor, plans[n], wait, progress_factory, scheduled, blocked.get(n)
-                ):
+                for outcome in run_job(batch, plans[n], blocked.get(n)):
                     outcomes.append(outcome)
                     echo(outcome.summary(detail=not quiet))
             ledger_ok = True
@@ -244,80 +217,97 @@ def run_jobs(
             raise
     finally:
         if ledger_ok:
-            _write_outputs(config, store, run_date)
+            for what, after_batch in hooks.after_batch:
+                try:
+                    after_batch(store, run_date)
+                except Exception as exc:  # status outputs must not change the run's outcome
+                    log.warning("could not write %s: %s", what, exc)
         store.close()
     return outcomes
 
 
-def _run_pool(
-    config: Config,
-    jobs: list[str],
-    plans: dict[str, Plan],
-    workers: int,
-    wait: float,
-    progress_factory,
-    scheduled: bool,
-    blocked: dict,
-    echo: Callable[[str], None],
-    quiet: bool,
-    on_status: Callable[[int, int, int], None] | None,
-) -> list[Outcome]:
-    """The jobs on ``workers`` threads; outcomes in the order of ``jobs``. Each thread has
-    its own ledger connection and alert monitor (SQLite connections are per thread)."""
-    printing = threading.Lock()
+@dataclass(frozen=True)
+class Batch:
+    """What every job of one ``run_jobs`` call shares."""
 
-    def one(name: str) -> list[Outcome]:
-        store = StateStore.of(config.settings)  # SQLite or PostgreSQL: one connection per thread
+    store: StateStore
+    monitor: Monitor
+    hooks: RunHooks
+    wait: float
+    progress_factory: Callable[[str], ProgressLine | None] | None
+    scheduled: bool
+    destinations: DestinationLookup  # any configured destination, by name (abandoned runs)
+
+
+@dataclass(frozen=True)
+class PoolRun:
+    """The jobs on worker threads; each thread has its own ledger connection and alert
+    monitor (SQLite connections are per thread)."""
+
+    batch: Batch
+    open_store: Callable[[], StateStore]  # SQLite or PostgreSQL: one connection per thread
+    echo: Callable[[str], None]
+    quiet: bool
+
+    def run(
+        self,
+        jobs: list[str],
+        plans: dict[str, Plan],
+        workers: int,
+        blocked: dict[str, tuple[str, TableshipError]],
+        on_status: Callable[[int, int, int], None] | None,
+    ) -> list[Outcome]:
+        """Outcomes in the order of ``jobs``."""
+        printing = threading.Lock()
+
+        def one(name: str) -> list[Outcome]:
+            store = self.open_store()
+            try:
+                store.connect()
+                batch = replace(self.batch, store=store, monitor=self.batch.hooks.monitor(store))
+                outcomes = run_job(batch, plans[name], blocked.get(name))
+            finally:
+                store.close()
+            with printing:
+                for o in outcomes:
+                    self.echo(o.summary(detail=not self.quiet))
+            return outcomes
+
+        def ordered(result) -> list[Outcome]:
+            out: list[Outcome] = []
+            for n in jobs:
+                if n in result.results:
+                    out += result.results[n]
+                elif isinstance(result.errors.get(n), Interrupted):
+                    out.append(Outcome(n, "interrupted", plans[n]))
+                elif n in result.errors:
+                    exc = result.errors[n]
+                    err = exc if isinstance(exc, TableshipError) else JobError(f"unexpected error: {exc!r}")
+                    out.append(Outcome(n, "failed", plans[n], error=err))
+                else:
+                    out.append(Outcome(n, "not started", plans[n]))
+            return out
+
         try:
-            store.connect()
-            monitor = make_monitor(config, store)
-            outcomes = run_job(
-                config, store, monitor, plans[name], wait, progress_factory, scheduled, blocked.get(name)
+            result = run_parallel(
+                jobs, workers, one, stop_on=lambda exc: isinstance(exc, LedgerError), on_status=on_status
             )
-        finally:
-            store.close()
-        with printing:
-            for o in outcomes:
-                echo(o.summary(detail=not quiet))
-        return outcomes
-
-    def ordered(result) -> list[Outcome]:
-        out: list[Outcome] = []
-        for n in jobs:
-            if n in result.results:
-                out += result.results[n]
-            elif isinstance(result.errors.get(n), Interrupted):
-                out.append(Outcome(n, "interrupted", plans[n]))
-            elif n in result.errors:
-                exc = result.errors[n]
-                err = exc if isinstance(exc, TableshipError) else JobError(f"unexpected error: {exc!r}")
-                out.append(Outcome(n, "failed", plans[n], error=err))
-            else:
-                out.append(Outcome(n, "not started", plans[n]))
-        return out
-
-    try:
-        result = run_parallel(
-            jobs, workers, one, stop_on=lambda exc: isinstance(exc, LedgerError), on_status=on_status
-        )
-    except Interrupted as exc:
-        exc.outcomes = ordered(exc.pool_result)  # type: ignore[attr-defined]
-        raise
-    for exc in result.errors.values():
-        if isinstance(exc, LedgerError):
-            raise exc  # the batch stops as it does one job at a time (run_jobs alerts)
-    for n, exc in result.errors.items():  # a bug in one job never stops the others
-        log.error("job %s: unexpected error: %r", n, exc)
-    return ordered(result)
+        except Interrupted as exc:
+            exc.outcomes = ordered(exc.pool_result)  # type: ignore[attr-defined]
+            raise
+        for exc in result.errors.values():
+            if isinstance(exc, LedgerError):
+                raise exc  # the batch stops as it does one job at a time (run_jobs alerts)
+        for n, exc in result.errors.items():  # a bug in one job never stops the others
+            log.error("job %s: unexpected error: %r", n, exc)
+        return ordered(result)
 
 
-def extra_plans(config: Config, store: StateStore, plan: Plan) -> list[Plan]:
+def extra_plans(store: StateStore, plan: Plan) -> list[Plan]:
     """The other windows a scheduled run of the job also does, oldest first: every window
     whose newest run is unfinished, then (``catch_up = true``) up to ``catch_up_max``
     missing windows. Oldest first because upstream tables expire their oldest partitions
     first: the oldest unfinished window is the one that can still be lost for good."""
-    from tableship.backup.coverage import coverage
-
     job = plan.job
     today = (plan.window.start.isoformat(), plan.window.end.isoformat())
     plans: dict[tuple[str, str], Plan] = {}
@@ -325,7 +315,7 @@ def extra_plans(config: Config, store: StateStore, plan: Plan) -> list[Plan]:
         key = (r.window_start, r.window_end)
         if key != today:
             w = Window(dt.date.fromisoformat(r.window_start), dt.date.fromisoformat(r.window_end))
-            plans[key] = make_plan(config, job, dt.date.fromisoformat(r.run_date), w)
+            plans[key] = make_plan(job, dt.date.fromisoformat(r.run_date), w)
     if job.catch_up:
         missing = [
             g
@@ -333,9 +323,7 @@ def extra_plans(config: Config, store: StateStore, plan: Plan) -> list[Plan]:
             if (g.window.start.isoformat(), g.window.end.isoformat()) != today
         ]
         for g in missing[: job.catch_up_max]:
-            plans[(g.window.start.isoformat(), g.window.end.isoformat())] = make_plan(
-                config, job, g.due, g.window
-            )
+            plans[(g.window.start.isoformat(), g.window.end.isoformat())] = make_plan(job, g.due, g.window)
         if len(missing) > job.catch_up_max:
             log.info(
                 "catch_up: %d more missing windows of %s are left for the next runs (catch_up_max = %d)",
@@ -346,7 +334,7 @@ def extra_plans(config: Config, store: StateStore, plan: Plan) -> list[Plan]:
     return [plans[k] for k in sorted(plans)]
 
 
-def gap_error(job, gaps) -> GapError:
+def gap_error(job: JobSpec, gaps: list[WindowGap]) -> GapError:
     first = gaps[0]
     listing = ", ".join(f"{g.window} ({g.kind} since {g.due})" for g in gaps[:3])
     more = f" and {len(gaps) - 3} more" if len(gaps) > 3 else ""
@@ -359,34 +347,23 @@ def gap_error(job, gaps) -> GapError:
     )
 
 
-def run_job(
-    config,
-    store,
-    monitor,
-    plan: Plan,
-    wait: float,
-    progress_factory,
-    scheduled: bool = True,
-    blocked: tuple[str, TableshipError] | None = None,
-) -> list[Outcome]:
+def run_job(batch: Batch, plan: Plan, blocked: tuple[str, TableshipError] | None = None) -> list[Outcome]:
     """Every window a run of this job does, under one lock: older unfinished (and, with
     catch_up, missing) windows first, then the requested one. The monitor sees one
     outcome per job: the first failure, else an overdue window, else success.
     ``blocked`` is the preflight's (phase, error): each window fails at once, unexported."""
-    from tableship.backup.coverage import coverage
-
-    job = plan.job
+    job, store, monitor, scheduled = plan.job, batch.store, batch.monitor, batch.scheduled
     token_job = current_job.set(job.name)
     try:
         try:
-            lock = store.job_lock(job.name).acquire(wait)
+            lock = store.job_lock(job.name).acquire(batch.wait)
         except LockedError as exc:
             # on a shared ledger another host taking the job is the normal case, not a warning
             log.log(logging.INFO if store.shared else logging.WARNING, "%s", exc.line())
             return [Outcome(job.name, "locked", plan, error=exc)]
         with lock:
-            done = done_elsewhere(config, store, plan) if scheduled else None
-            plans = extra_plans(config, store, plan) if scheduled else []
+            done = done_elsewhere(store, plan) if scheduled else None
+            plans = extra_plans(store, plan) if scheduled else []
             if done is not None:
                 log.info("%s: %s", job.name, done.detail)
                 if not plans:
@@ -401,7 +378,7 @@ def run_job(
                 )
             monitor.job_started(job, plan)
             todo = plans + ([] if done is not None else [plan])
-            outcomes = [run_window(config, store, p, progress_factory, blocked) for p in todo]
+            outcomes = [run_window(batch, p, blocked) for p in todo]
             outcomes += [done] if done is not None else []
             failed = [o for o in outcomes if o.status == "failed"]
             gaps = [] if failed else coverage(job, store, plan.run_date).overdue
@@ -420,21 +397,21 @@ def run_job(
                 )
             elif gaps:
                 err = gap_error(job, gaps)
-                gap_plan = make_plan(config, job, gaps[0].due, gaps[0].window)
+                gap_plan = make_plan(job, gaps[0].due, gaps[0].window)
                 log.error("%s", err.line(), extra=IN_SUMMARY)
                 monitor.job_failed(job, gap_plan, gaps[0].run, err)
                 outcomes.append(Outcome(job.name, "failed", gap_plan, gaps[0].run, err))
             else:
                 monitor.job_succeeded(job, plan, outcomes[-1].run)
-            if outcomes[-1].status == "success" and job.prune_after_run:
+            if outcomes[-1].status == "success":
                 # under the job's lock; a failure is logged, the backup stays OK
-                _prune_after_run(config, store, job)
+                _after_job(batch, job)
             return outcomes
     finally:
         current_job.reset(token_job)
 
 
-def done_elsewhere(config: Config, store: StateStore, plan: Plan) -> Outcome | None:
+def done_elsewhere(store: StateStore, plan: Plan) -> Outcome | None:
     """On a ledger several hosts share: the requested window's newest run, if it already
     succeeded for this run date with the same identity (read after taking the job's lock,
     so a host that got the lock after another host finished the job does not do it again).
@@ -453,7 +430,7 @@ def done_elsewhere(config: Config, store: StateStore, plan: Plan) -> Outcome | N
     if last.result != Result.SUCCESS.value or last.run_date != plan.run_date.isoformat():
         return None
     old = last.fingerprint_dict()
-    if old is None or differences(old, fingerprint(config, plan)):
+    if old is None or differences(old, fingerprint(plan)):
         return None  # planned under another config: this run does it again
     return Outcome(
         plan.job.name,
@@ -466,31 +443,28 @@ def done_elsewhere(config: Config, store: StateStore, plan: Plan) -> Outcome | N
     )
 
 
-def _prune_after_run(config: Config, store: StateStore, job) -> None:
-    """Pruning after a successful run never aborts the batch nor changes the job's outcome
-    (a signal still ends the command: ``Interrupted`` is not an ``Exception``)."""
-    from tableship.catalog.retention import prune_after_run
+def _after_job(batch: Batch, job: JobSpec) -> None:
+    """The after-run hooks (prune after run) never abort the batch nor change the job's
+    outcome (a signal still ends the command: ``Interrupted`` is not an ``Exception``)."""
+    for what, hook in batch.hooks.after_job:
+        try:
+            hook(batch.store, job)
+        except Exception as exc:
+            log.error("%s failed: unexpected error: %s: %s", what, type(exc).__name__, exc)
+            log.debug("traceback", exc_info=True)
 
-    try:
-        prune_after_run(config, store, job)
-    except Exception as exc:
-        log.error("prune after the run failed: unexpected error: %s: %s", type(exc).__name__, exc)
-        log.debug("traceback", exc_info=True)
 
-
-def run_window(
-    config, store, plan: Plan, progress_factory, blocked: tuple[str, TableshipError] | None = None
-) -> Outcome:
+def run_window(batch: Batch, plan: Plan, blocked: tuple[str, TableshipError] | None = None) -> Outcome:
     """One window's run (resumed or fresh); a TableshipError or a bug becomes a failed
     Outcome, a signal ends the whole command."""
-    job = plan.job
-    line = progress_factory(job.name) if progress_factory else None
+    job, store = plan.job, batch.store
+    line = batch.progress_factory(job.name) if batch.progress_factory else None
     if line is not None and hasattr(line, "set_total"):
         # the ETA of a rolling window: about as many rows as the job's last successful run
         last = store.last_success(job.name)
         if last is not None and last.rows:
             line.set_total(last.rows)
-    pipeline = Pipeline(config, plan, store, line)
+    pipeline = Pipeline(plan, store, line, batch.destinations)
     run = pipeline.begin()
     token_run = current_run.set(run.id)
     try:
@@ -519,7 +493,9 @@ def run_window(
         current_run.reset(token_run)
 
 
-def _blocked(store, pipeline, plan: Plan, blocked: tuple[str, TableshipError]) -> Outcome:
+def _blocked(
+    store: StateStore, pipeline: Pipeline, plan: Plan, blocked: tuple[str, TableshipError]
+) -> Outcome:
     """Record a run the preflight stopped as failed in the phase whose work cannot be done
     (nothing was exported); the next run resumes it."""
     phase, error = blocked
@@ -527,14 +503,3 @@ def _blocked(store, pipeline, plan: Plan, blocked: tuple[str, TableshipError]) -
     record = store.finish(pipeline.run_record, Result.FAILED, error.line(), phase)
     pipeline.run_record = record
     return Outcome(plan.job.name, "failed", plan, record, error)
-
-
-def _write_outputs(config: Config, store: StateStore, today: dt.date | None = None) -> None:
-    try:
-        from tableship.ops.outputs import write_outputs
-    except ImportError:
-        return
-    try:
-        write_outputs(config, store, today)
-    except Exception as exc:  # status outputs must not change the run's outcome
-        log.warning("could not write status outputs: %s", exc)

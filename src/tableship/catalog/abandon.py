@@ -15,6 +15,7 @@ import logging
 from tableship.backup.pipeline import Pipeline
 from tableship.backup.plan import make_plan
 from tableship.config.models import Config
+from tableship.config.spec import destination_spec, resolve_job
 from tableship.core.errors import UsageError
 from tableship.core.log import current_job
 from tableship.core.window import Window
@@ -25,7 +26,7 @@ log = logging.getLogger("tableship")
 
 def abandon_window(config: Config, job_name: str, window: Window, reason: str, wait: float = 0) -> list[str]:
     """Give ``window`` of the job up; returns the lines to print. Holds the job's lock."""
-    job = config.job(job_name)
+    job = resolve_job(config, job_name)
     start, end = window.start.isoformat(), window.end.isoformat()
     store = StateStore.of(config.settings)
     token = current_job.set(job.name)
@@ -41,8 +42,8 @@ def abandon_window(config: Config, job_name: str, window: Window, reason: str, w
                 return [f"{job.name} {window}: already abandoned"]
             lines = []
             for run in [r for r in runs if r.unfinished]:
-                plan = make_plan(config, job, dt.date.fromisoformat(run.run_date), window)
-                pipeline = Pipeline(config, plan, store)
+                plan = make_plan(job, dt.date.fromisoformat(run.run_date), window)
+                pipeline = Pipeline(plan, store, destinations=lambda n: destination_spec(config, n))
                 try:
                     pipeline.discard(run, f"abandoned: {reason}")
                 finally:

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tableship.config.models import Config, JobConfig
+from tableship.config.selection import select_jobs
 from tableship.core.errors import TableshipError, UsageError
 from tableship.core.names import render_relative
 from tableship.core.window import Window, compute_window, parse_window, previous_month_end
@@ -749,8 +750,6 @@ def verify_jobs(
     echo: Callable[[Verification], None] | None = None,
 ) -> list[JobVerification]:
     """``tableship verify``: re-hash every archive of the jobs; results recorded in the state store."""
-    from tableship.backup.runner import select_jobs
-
     w = parse_window_option(window)
     jobs = select_jobs(config, names, all_jobs)
     # verify records its results in an existing ledger; it never creates one (nothing ran here yet)
@@ -819,8 +818,6 @@ LS_COLUMNS = ["job", "destination", "window", "rows", "bytes", "created", "sha25
 
 def ls_rows(config: Config, names: list[str] | None = None) -> list[dict]:
     """``tableship ls``: one row per archive group of the job(s), from the destination."""
-    from tableship.backup.runner import select_jobs
-
     jobs = select_jobs(config, names or [])
     store = StateStore.of(config.settings, readonly=True)
     rows = []

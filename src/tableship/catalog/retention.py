@@ -37,6 +37,7 @@ from tableship.catalog.archives import (
     per_destination,
 )
 from tableship.config.models import Config, JobConfig, RetentionSpec
+from tableship.config.selection import select_jobs
 from tableship.core import holds
 from tableship.core.errors import EXIT_JOB_FAILED, EXIT_LOCKED, TableshipError
 from tableship.ledger.schema import LedgerError
@@ -213,8 +214,6 @@ def prune_jobs(
     echo: Callable[[str], None] | None = None,
 ) -> list[PruneResult]:
     """``tableship prune``: each job under its lock (exit 75 if a run of it holds the lock)."""
-    from tableship.backup.runner import select_jobs
-
     jobs = select_jobs(config, names, all_jobs)
     store = StateStore.of(config.settings, readonly=dry_run)  # a dry run never writes the ledger
     results = []

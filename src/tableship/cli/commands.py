@@ -8,15 +8,28 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 
 import click
 
-from tableship.backup.runner import select_jobs
+from tableship.backup.plan import choose_window
+from tableship.backup.runner import exit_code as run_exit_code
+from tableship.catalog.abandon import abandon_window
+from tableship.catalog.archives import LS_COLUMNS, ls_rows, ls_table_rows, verify_jobs
+from tableship.catalog.restore import restore as do_restore
 from tableship.catalog.restore_range import restore_range
+from tableship.catalog.retention import exit_code as prune_exit_code
+from tableship.catalog.retention import prune_jobs
+from tableship.cli.demo_run import run_demo
+from tableship.cli.progress import live_progress
+from tableship.cli.summary import print_summary
 from tableship.config.models import load_config
+from tableship.config.selection import select_jobs
+from tableship.config.validate import environment_problems
 from tableship.core import interrupts
 from tableship.core.errors import (
     EXIT_JOB_FAILED,
@@ -27,10 +40,24 @@ from tableship.core.errors import (
     UsageError,
 )
 from tableship.core.log import setup_logging
-from tableship.core.redact import wrap_std_streams
+from tableship.core.redact import activate, wrap_std_streams
 from tableship.core.version import __version__
+from tableship.core.window import parse_date, parse_window
+from tableship.ledger.migrate import migrate_ledger
 from tableship.ledger.state import StateStore
 from tableship.ops.alerts import make_monitor
+from tableship.ops.doctor import all_ok, format_checks
+from tableship.ops.doctor import check_destination as run_checks
+from tableship.ops.report import (
+    STATUS_COLUMNS,
+    format_table,
+    history_rows,
+    incident_line,
+    status_exit,
+    status_rows,
+    status_summary,
+)
+from tableship.ops.wiring import run_jobs
 
 _debug = False
 
@@ -67,8 +94,6 @@ class Ctx:
 def _date(ctx, param, value):
     if value is None:
         return None
-    from tableship.core.window import parse_date
-
     try:
         return parse_date(value, param.opts[0])  # the option as the user typed it: --date, --from, --to
     except ValueError as exc:
@@ -157,10 +182,6 @@ def run(obj: Ctx, jobs, all_jobs, run_date, start, end, dry_run, wait, max_jobs)
     (state.db) cannot be used, 75 a job was skipped because another run holds its lock
     (and no job failed or ran), 128+N stopped by signal N (143 SIGTERM, 130 SIGINT).
     """
-    from tableship.backup.runner import exit_code, run_jobs
-    from tableship.cli.progress import live_progress
-    from tableship.cli.summary import print_summary
-
     config = obj.load(log_file=not dry_run)
     workers = max_jobs or config.settings.max_jobs
     table = not dry_run and workers > 1 and len(select_jobs(config, list(jobs), all_jobs)) > 1
@@ -191,7 +212,7 @@ def run(obj: Ctx, jobs, all_jobs, run_date, start, end, dry_run, wait, max_jobs)
         if o.status == "failed" and o.error is not None:
             hint = "" if o.error.hint else " — fix the cause, then re-run the same command"
             click.echo(f"Error: job {o.job}: {o.error.line()}{hint}", err=True)
-    sys.exit(exit_code(outcomes))
+    sys.exit(run_exit_code(outcomes))
 
 
 @cli.command()
@@ -213,16 +234,6 @@ def status(obj: Ctx, as_json, today):
     latest scheduled window failed, a window unfinished or missing past gap_grace, an
     open incident). A config error also exits 2.
     """
-    from tableship.ledger.state import StateStore
-    from tableship.ops.report import (
-        STATUS_COLUMNS,
-        format_table,
-        incident_line,
-        status_exit,
-        status_rows,
-        status_summary,
-    )
-
     config = obj.config
     store = StateStore.of(config.settings, readonly=True)  # never creates or migrates the ledger
     try:
@@ -268,9 +279,6 @@ def abandon(obj: Ctx, job, window, reason, wait):
     recorded as abandoned (its staged archive, remote temporaries and unverified upload
     removed) and the window is no longer finished by later runs, listed as a gap, or
     alerted on. Recorded in the ledger. Verified archives are never touched."""
-    from tableship.catalog.abandon import abandon_window
-    from tableship.core.window import parse_window
-
     try:
         w = parse_window(window)
     except ValueError as exc:
@@ -288,9 +296,6 @@ def abandon(obj: Ctx, job, window, reason, wait):
 @click.pass_obj
 def history(obj: Ctx, job, limit, as_json):
     """Past runs, newest first (of one JOB, or all)."""
-    from tableship.ledger.state import StateStore
-    from tableship.ops.report import STATUS_COLUMNS, format_table, history_rows
-
     config = obj.config
     if job:
         config.job(job)
@@ -325,11 +330,6 @@ def state_migrate(obj: Ctx, to_url):
     """Copy this host's SQLite ledger (state_dir/state.db: every run, transition, incident, alert,
     verification and prune) into an empty PostgreSQL ledger, then point settings.state at it.
     The SQLite file is only read."""
-    import os
-
-    from tableship.core.redact import activate
-    from tableship.ledger.migrate import migrate_ledger
-
     config = obj.config
     url = os.path.expandvars(to_url)
     activate([*config.secrets, url])  # the URL's password is a secret like the config's
@@ -352,15 +352,11 @@ def config_validate(obj: Ctx):
         for problem in exc.problems:
             click.echo(f"Error: {problem}", err=True)
         sys.exit(exc.exit_code)
-    from tableship.config.validate import environment_problems
-
     missing = environment_problems(config)  # this machine, not the file: drivers, local folders
     if missing:
         for problem in missing:
             click.echo(f"Error: {config.path}: {problem}", err=True)
         sys.exit(EXIT_USAGE)
-    from tableship.backup.plan import choose_window
-
     today = dt.date.today()
     click.echo(
         f"OK: {config.path}: {len(config.jobs)} job(s), {len(config.sources)} source(s), "
@@ -386,8 +382,6 @@ def config_validate(obj: Ctx):
 def demo(obj: Ctx, directory: Path, rows: int):
     """Create DIRECTORY with a DuckDB demo warehouse and a commented tableship.toml,
     then back up the demo table into DIRECTORY/backup-server/."""
-    from tableship.cli.demo_run import run_demo
-
     code = run_demo(directory, rows, echo=click.echo, verbosity=obj.verbosity)
     sys.exit(code)
 
@@ -399,9 +393,6 @@ def demo(obj: Ctx, directory: Path, rows: int):
 def ls_cmd(obj: Ctx, job, as_json):
     """The archives on the destination of JOB (or of every job), read from their manifests:
     window, rows, archive bytes, created, sha256, and what is missing (incomplete)."""
-    from tableship.catalog.archives import LS_COLUMNS, ls_rows, ls_table_rows
-    from tableship.ops.report import format_table
-
     rows = ls_rows(obj.config, [job] if job else [])
     if as_json:
         _json(rows)
@@ -421,7 +412,6 @@ def verify(obj: Ctx, jobs, all_jobs, window, as_json):
     """Re-hash each archive on the destination and compare it with its manifest and .sha256
     sidecar: OK / MISMATCH / MISSING / INCOMPLETE. Exit 0 only if all are OK, else 1.
     Results are recorded in the state store (see 'status'); nothing is deleted or rewritten."""
-    from tableship.catalog.archives import verify_jobs
 
     def line(v):
         if not as_json:
@@ -523,8 +513,6 @@ def restore(obj: Ctx, job, range_from, to, which, out, load, replace, dry_run):
         raise UsageError("--dry-run lists a range's archives", "use it with --from/--to")
     if to is not None and out is not None:
         raise UsageError("--to and --out both name the CSV folder", "pass only --out DIR")
-    from tableship.catalog.restore import restore as do_restore
-
     result = do_restore(
         obj.config, job, which, to=out if out is not None else to, load=load, replace=replace, echo=echo
     )
@@ -543,12 +531,10 @@ def prune(obj: Ctx, jobs, all_jobs, dry_run):
     """Delete the archives (with their sidecars) that no retention rule of the job keeps,
     printing each. The newest verified archive and files without a manifest of the job are
     never deleted."""
-    from tableship.catalog.retention import exit_code, prune_jobs
-
     results = prune_jobs(obj.config, list(jobs), all_jobs, dry_run, echo=click.echo)
     for result in results:
         click.echo(result.summary())
-    sys.exit(exit_code(results))
+    sys.exit(prune_exit_code(results))
 
 
 @cli.command("check-destination")
@@ -558,9 +544,6 @@ def check_destination(obj: Ctx, name):
     """Connect to destination NAME and check it: host key, login, root folder, write
     permission, free space, verification method. One OK/FAIL line per check; exit 0
     if all are OK, else 1."""
-    from tableship.ops.doctor import all_ok, format_checks
-    from tableship.ops.doctor import check_destination as run_checks
-
     results = run_checks(obj.config, name)
     for line in format_checks(results):
         click.echo(line)
@@ -715,15 +698,11 @@ def main(argv: list[str] | None = None) -> None:
     except Interrupted as exc:  # a BaseException: never caught on the way up, always exit 128+N
         interrupts.quiet()
         if _debug:
-            import traceback
-
             traceback.print_exc()
         click.echo(f"Error: {exc.line()}", err=True)
         code = exc.exit_code
     except TableshipError as exc:
         if _debug:
-            import traceback
-
             traceback.print_exc()
         hint = ""
         if not exc.hint:  # every Error: line says what to do

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tableship.backup.runner import exit_code, run_jobs
+from tableship.backup.runner import exit_code
 from tableship.cli.demo import DEMO_TABLE, create_demo_warehouse, demo_config_text
 from tableship.cli.progress import live_progress
 from tableship.config.models import load_config
 from tableship.core.log import setup_logging
+from tableship.ops.wiring import run_jobs
 
 
 def run_demo(directory: Path, rows: int, echo=print, verbosity: int = 0) -> int:
@@ -32,7 +33,7 @@ def run_demo(directory: Path, rows: int, echo=print, verbosity: int = 0) -> int:
     for o in outcomes:
         if o.status != "success":
             continue
-        folder = config.destinations[o.plan.job.destination].path / o.plan.remote_dir
+        folder = Path(o.plan.job.destination.settings.path) / o.plan.remote_dir  # the demo ships locally
         archive = folder / o.plan.file_name
         echo("")
         echo(f"Archive:  {archive}")

@@ -15,6 +15,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -32,6 +33,7 @@ from pydantic import (
 from tableship.archive.codecs import LEVEL_RANGES
 from tableship.archive.csvrender import delimiter_problem, null_problem
 from tableship.config.tables import expand as expand_tables
+from tableship.config.validate import collision_problems, job_problems
 from tableship.core import plugins, redact
 from tableship.core.errors import ConfigError
 from tableship.core.names import (
@@ -109,6 +111,14 @@ class DuckDBSource(Model):
     memory_limit: str = "32MB"
     max_connections: int | None = Field(None, ge=1)  # queries open at once across parallel jobs
 
+    @property
+    def retry_policy(self) -> Retry:
+        return NO_RETRY  # a local file: nothing transient to wait out
+
+    @property
+    def target(self) -> str:
+        return str(self.path)
+
 
 class HS2Source(Model):
     type: Literal["impala", "hive"]
@@ -140,6 +150,14 @@ class HS2Source(Model):
     def effective_port(self) -> int:
         return self.port or (21050 if self.type == "impala" else 10000)
 
+    @property
+    def retry_policy(self) -> Retry:
+        return self.retries
+
+    @property
+    def target(self) -> str:
+        return f"{self.host}:{self.effective_port}/{self.database or ''}"
+
 
 class SQLAlchemySource(Model):
     type: Literal["sqlalchemy"]
@@ -149,6 +167,21 @@ class SQLAlchemySource(Model):
     retries: Retry = Field(default_factory=lambda: Retry())  # servers: retried like destinations
     max_connections: int | None = Field(None, ge=1)  # queries open at once across parallel jobs
 
+    @property
+    def retry_policy(self) -> Retry:
+        return self.retries
+
+    @property
+    def target(self) -> str:
+        """The URL without its user info and query (where passwords go)."""
+        try:
+            u = urlsplit(self.url.get_secret_value())
+            host = u.hostname or ""
+            port = f":{u.port}" if u.port else ""
+        except ValueError:
+            return "sqlalchemy"
+        return f"{u.scheme}://{host}{port}{u.path}"
+
 
 class Retry(Model):
     attempts: int = Field(5, ge=1)
@@ -156,7 +189,10 @@ class Retry(Model):
     max_delay: float = Field(60, ge=0)
 
 
-SourceConfig = Annotated[DuckDBSource | HS2Source | SQLAlchemySource, Field(discriminator="type")]
+NO_RETRY = Retry(attempts=1)
+
+SourceSettings = DuckDBSource | HS2Source | SQLAlchemySource
+SourceConfig = Annotated[SourceSettings, Field(discriminator="type")]
 
 
 # ---------------------------------------------------------------- destinations
@@ -165,6 +201,14 @@ SourceConfig = Annotated[DuckDBSource | HS2Source | SQLAlchemySource, Field(disc
 class LocalDestination(Model):
     type: Literal["local"]
     path: ConfigPath
+
+    @property
+    def retry_policy(self) -> Retry:
+        return NO_RETRY
+
+    @property
+    def target(self) -> str:
+        return str(self.path)
 
 
 class SFTPDestination(Model):
@@ -192,8 +236,17 @@ class SFTPDestination(Model):
             raise ValueError("remote path must be absolute (start with '/')")
         return v
 
+    @property
+    def retry_policy(self) -> Retry:
+        return self.retries
 
-DestinationConfig = Annotated[LocalDestination | SFTPDestination, Field(discriminator="type")]
+    @property
+    def target(self) -> str:
+        return f"{self.user}@{self.host}:{self.port}{self.path}"
+
+
+DestinationSettings = LocalDestination | SFTPDestination
+DestinationConfig = Annotated[DestinationSettings, Field(discriminator="type")]
 
 
 # ---------------------------------------------------------------- jobs
@@ -367,6 +420,11 @@ class JobConfig(Model):
     def destination(self) -> str:
         """The first destination (the one of a single-destination job)."""
         return self.destinations[0]
+
+    @property
+    def destination_names(self) -> tuple[str, ...]:
+        """As :attr:`tableship.config.spec.JobSpec.destination_names` (the alert hooks take either)."""
+        return self.destinations
 
     @property
     def database(self) -> str | None:
@@ -857,8 +915,6 @@ def parse_config(raw: dict, path: Path) -> Config:
         if job is None:
             continue
         jobs[name] = job
-
-    from tableship.config.validate import collision_problems, job_problems
 
     staging = settings.staging_dir or settings.state_dir / "staging"
     for job in jobs.values():

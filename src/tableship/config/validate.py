@@ -40,6 +40,8 @@ from tableship.core.templates import (
     pattern,
     segments,
 )
+from tableship.destinations.base import REGISTRY as DESTS
+from tableship.sources.base import REGISTRY as SOURCES
 
 NAME_MAX = 255
 PATH_MAX = 4096
@@ -244,9 +246,6 @@ def collision_problems(jobs: dict, dests: dict) -> list[str]:
 
 # type → (driver module, extra); mirrors the REGISTRY of sources/base.py and destinations/base.py
 def _drivers() -> dict[tuple[str, str], tuple[str, str]]:
-    from tableship.destinations.base import REGISTRY as DESTS
-    from tableship.sources.base import REGISTRY as SOURCES
-
     return {("source", t): (d, e) for t, (_m, _c, e, d) in SOURCES.items() if d and e} | {
         ("destination", t): (d, e) for t, (_m, _c, e, d) in DESTS.items() if d and e
     }

@@ -25,6 +25,7 @@ the fix (corrupt, full, read-only, locked, written by a newer tableship).
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import errno
 import logging
 import os
@@ -35,10 +36,17 @@ from pathlib import Path
 from typing import Any
 
 from tableship.core.errors import EXIT_LEDGER, EXIT_LOCKED, ConfigError, TableshipError
+from tableship.core.version import __version__
 from tableship.ledger import postgres
 from tableship.ledger.lock import JobLock, PgJobLock, flock_within, pg_lock_held, run_alive
 
 log = logging.getLogger("tableship")
+
+
+def now() -> str:
+    """The ledger's timestamp: UTC ISO-8601 with milliseconds."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
 
 LEDGER_FILE = "state.db"
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
@@ -720,9 +728,6 @@ def _apply(db: sqlite3.Connection, found: int, path: Path, log_steps: bool = Tru
     Version 1 is applied even to a recognised 0.1.0 database (``found == 1`` from version 0):
     its ``IF NOT EXISTS`` DDL adds the tables 0.1.0 created only on first use.
     """
-    from tableship.core.version import __version__
-    from tableship.ledger.state import now
-
     first = 1 if _version(db) == 0 else found + 1
     for step in MIGRATIONS[first - 1 :]:
         with transaction(db):
@@ -803,9 +808,6 @@ def _apply_pg(db: Any, where: str) -> None:
     (``BEGIN IMMEDIATE`` → ``pg_advisory_xact_lock``): concurrent writers on other hosts wait,
     then find the step applied and skip it. PostgreSQL's DDL is transactional, so a step is
     applied whole or not at all."""
-    from tableship.core.version import __version__
-    from tableship.ledger.state import now
-
     for step in MIGRATIONS:
         db.execute("BEGIN IMMEDIATE")
         try:

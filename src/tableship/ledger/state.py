@@ -16,7 +16,7 @@ import socket
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from tableship.ledger.schema import Ledger
+from tableship.ledger.schema import Ledger, now
 
 
 class Phase(enum.StrEnum):
@@ -59,10 +59,6 @@ class Result(enum.StrEnum):
 def allowed(current: Phase, target: Phase) -> bool:
     """Forward by exactly one step, or back to any earlier phase (redo after a bad check)."""
     return target.rank == current.rank + 1 or target.rank < current.rank
-
-
-def now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass

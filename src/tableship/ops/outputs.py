@@ -25,10 +25,12 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from tableship.backup.coverage import coverage
 from tableship.core.fsutil import atomic_write_bytes, atomic_write_text
 from tableship.core.redact import redact, redact_bytes
 from tableship.core.version import __version__
 from tableship.ledger.state import Run, StateStore
+from tableship.ops.alerts.incidents import IncidentStore, open_incident_summaries
 
 RESULTS = ("success", "failed", "running", "interrupted")
 
@@ -54,9 +56,6 @@ def _epoch(value: str | None) -> float | None:
 
 
 def snapshot(config, store: StateStore, today: dt.date | None = None) -> list[JobStatus]:
-    from tableship.backup.coverage import coverage
-    from tableship.ops.alerts.incidents import open_incident_summaries
-
     incidents = open_incident_summaries(store)
     out = []
     for name, job in config.jobs.items():
@@ -274,8 +273,6 @@ def write_outputs(config, store, today: dt.date | None = None) -> None:
     s = config.settings
     if s.metrics_file is None and s.status_file is None:
         return
-    from tableship.ops.alerts.incidents import IncidentStore
-
     with _locked(Path(s.state_dir)):
         jobs = snapshot(config, store, today)
         now = dt.datetime.now(dt.UTC)

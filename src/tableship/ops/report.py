@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+from tableship.backup.coverage import LEVEL_NAMES, coverage, level
+from tableship.catalog.archives import last_verification
 from tableship.config.models import Config
 from tableship.core.units import human_size
 from tableship.ledger import deliveries
 from tableship.ledger.state import Run, StateStore
+from tableship.ops.alerts.incidents import open_incident_summaries
 
 STATUS_COLUMNS = [
     "job",
@@ -63,10 +66,6 @@ def run_row(job: str, run: Run | None) -> dict:
 def status_rows(config: Config, store: StateStore, today: dt.date | None = None) -> list[dict]:
     """One row per configured job: its newest run, its unfinished and missing windows
     (docs/resume.md) and its monitoring ``level`` (0 OK, 1 WARNING, 2 CRITICAL)."""
-    from tableship.backup.coverage import LEVEL_NAMES, coverage, level
-    from tableship.catalog.archives import last_verification
-    from tableship.ops.alerts.incidents import open_incident_summaries
-
     incidents = open_incident_summaries(store)
     today = today or dt.date.today()
     rows = []
@@ -115,8 +114,6 @@ def status_exit(rows: list[dict]) -> int:
 
 def status_summary(rows: list[dict]) -> str:
     """``OK: 2 jobs`` / ``CRITICAL: job: reason; reason | other: reason`` (the monitoring line)."""
-    from tableship.backup.coverage import LEVEL_NAMES
-
     code = status_exit(rows)
     bad = [f"{r['job']}: {'; '.join(r['level_reasons'])}" for r in rows if r.get("level_reasons")]
     n = len(rows)

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from tableship.core.errors import SourceError
 from tableship.core.redact import redact
-from tableship.sources.base import Dialect, Query
+from tableship.sources.base import Dialect, Query, count_query
 
 #: Everything DuckDB, its Arrow stream and the OS may raise while reading.
 _ERRORS = (duckdb.Error, pa.ArrowException, OSError)
@@ -107,8 +107,6 @@ class DuckDBSource:
             raise SourceError(f"source {self.name!r}: query failed: {_msg(exc)}") from None
 
     def count(self, query: Query) -> int:
-        from tableship.sources.base import count_query
-
         q = count_query(self.dialect, query)
         try:
             return int(self._connect().execute(q.sql, q.params).fetchall()[0][0])

@@ -1,4 +1,5 @@
-"""Alerting around runs. The runner calls a Monitor at job start, success and failure.
+"""Alerting around runs. The runner calls a Monitor (``backup.hooks.Monitor``) at job
+start, success and failure; :func:`make_monitor` builds the one the caller hands it.
 
 A monitor must never raise: a failing channel is logged and never hides the job's own
 error or changes the exit code.
@@ -13,36 +14,21 @@ from __future__ import annotations
 
 import logging
 
+from tableship.backup.hooks import Monitor
+from tableship.config.models import Config
+from tableship.ledger.state import StateStore
+from tableship.ops.alerts.policy import AlertMonitor
+
+__all__ = ["AlertMonitor", "Monitor", "make_monitor"]
+
 log = logging.getLogger("tableship")
 
 
-class Monitor:
-    """No-op base monitor: the hooks the runner calls."""
-
-    def __init__(self, config, store):
-        self.config = config
-        self.store = store
-
-    def job_started(self, job, plan) -> None:
-        pass
-
-    def job_succeeded(self, job, plan, run) -> None:
-        pass
-
-    def job_failed(self, job, plan, run, error) -> None:
-        pass
-
-    def ledger_failed(self, jobs, plans, error) -> None:
-        """The ledger cannot be used: nothing of ``jobs`` can be recorded (see AlertMonitor)."""
-
-
-def make_monitor(config, store) -> Monitor:
+def make_monitor(config: Config, store: StateStore) -> Monitor:
     """The incident-policy monitor (falls back to the no-op one if it cannot start)."""
     try:
-        from tableship.ops.alerts.policy import AlertMonitor
-
         return AlertMonitor(config, store)
     except Exception as exc:  # alerting must never stop backups
         log.error("alerting disabled: could not start the alert monitor: %s", exc)
         log.debug("traceback", exc_info=True)
-        return Monitor(config, store)
+        return Monitor()

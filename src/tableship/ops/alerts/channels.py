@@ -1,4 +1,5 @@
-"""Channel dispatch: one module per channel type, each with ``send(name, cfg, event)``.
+"""Channel dispatch: one module per channel type, each with ``send(name, cfg, event)``
+(registered in :data:`SENDERS`; the channel modules import only :mod:`.errors`).
 
 A channel raises :class:`ChannelError` when delivery failed; ``transient`` says whether
 trying again may help (connection refused, timeout, HTTP 5xx/429, SMTP 4xx) — those are
@@ -14,26 +15,22 @@ import logging
 from tableship.core.errors import Interrupted
 from tableship.core.redact import redact
 from tableship.core.retry import backoff
+from tableship.ops.alerts import command, email, webhook
+from tableship.ops.alerts.errors import ChannelError
+from tableship.ops.alerts.ping import ping
 
 log = logging.getLogger("tableship")
 
 
-class ChannelError(Exception):
-    def __init__(self, message: str, transient: bool = True):
-        super().__init__(message)
-        self.transient = transient
+#: channel type → ``send(name, cfg, event)`` (ping channels: :func:`send_ping`)
+SENDERS = {"email": email.send, "webhook": webhook.send, "command": command.send}
 
 
 def _sender(kind: str):
-    if kind == "email":
-        from tableship.ops.alerts.email import send
-    elif kind == "webhook":
-        from tableship.ops.alerts.webhook import send
-    elif kind == "command":
-        from tableship.ops.alerts.command import send
-    else:  # pragma: no cover - config validation rejects other types
-        raise ChannelError(f"unknown channel type {kind!r}", transient=False)
-    return send
+    try:
+        return SENDERS[kind]
+    except KeyError:  # pragma: no cover - config validation rejects other types
+        raise ChannelError(f"unknown channel type {kind!r}", transient=False) from None
 
 
 def deliver(name: str, cfg, what: str, call) -> None:
@@ -79,7 +76,5 @@ def send_event(name: str, cfg, event) -> None:
 
 def send_ping(name: str, cfg, job: str, signal: str, body: str = "") -> None:
     """Ping channel: ``signal`` is "start", "success" or "fail"."""
-    from tableship.ops.alerts.ping import ping
-
     body = redact(body)
     deliver(name, cfg, f"ping {signal} for {job}", lambda: ping(cfg, job, signal, body))

@@ -7,7 +7,7 @@ import os
 import subprocess
 
 from tableship.core.interrupts import child_preexec
-from tableship.ops.alerts.channels import ChannelError
+from tableship.ops.alerts.errors import ChannelError
 
 MAX_ENV_VALUE = 100_000  # Linux refuses single strings over 128 KiB
 

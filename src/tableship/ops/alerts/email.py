@@ -13,7 +13,7 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 
-from tableship.ops.alerts.channels import ChannelError
+from tableship.ops.alerts.errors import ChannelError
 
 DEFAULT_PORTS = {"none": 25, "starttls": 587, "ssl": 465}
 

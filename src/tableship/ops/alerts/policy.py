@@ -31,11 +31,12 @@ import os
 import socket
 from collections.abc import Callable
 
+from tableship.backup.hooks import Monitor
 from tableship.core.errors import Interrupted
 from tableship.core.redact import Redactor
 from tableship.ledger import deliveries
 from tableship.ledger.lock import pid_alive
-from tableship.ops.alerts import Monitor, logtail
+from tableship.ops.alerts import logtail
 from tableship.ops.alerts.channels import ChannelError, send_event, send_ping
 from tableship.ops.alerts.event import Event, human_duration, parse_ts, resume_command, to_datetime
 from tableship.ops.alerts.incidents import IncidentStore, iso
@@ -92,7 +93,8 @@ def env_clock() -> Callable[[], dt.datetime] | None:
 
 class AlertMonitor(Monitor):
     def __init__(self, config, store, *, clock: Callable[[], dt.datetime] | None = None):
-        super().__init__(config, store)
+        self.config = config
+        self.store = store
         self.alerts = config.alerts
         self.clock = clock or env_clock() or (lambda: dt.datetime.now(dt.UTC))
         self.host = socket.gethostname()
@@ -146,14 +148,13 @@ class AlertMonitor(Monitor):
         ts = iso(now)
         err = self.redact(error.line() if hasattr(error, "line") else str(error))
         for name in jobs:
-            job = self.config.jobs[name]
             plan = plans.get(name) if plans else None
             tail = [self.redact(line) for line in self.tail.take(name)]
             self.tail.clear(name)
             event = Event(
                 kind="failed",
                 job=name,
-                table=job.table,
+                table=plan.job.table if plan else "",
                 window_start=plan.window.start.isoformat() if plan else None,
                 window_end=plan.window.end.isoformat() if plan else None,
                 host=self.host,
@@ -303,7 +304,7 @@ class AlertMonitor(Monitor):
             failures_since_last_alert=since,
             phase=getattr(run, "failed_phase", None),
             error=err,
-            destinations=list(job.destinations),
+            destinations=list(job.destination_names),
             failed_destinations=self._failed_destinations(run),
             resume_command=resume_command(
                 str(self.config.path), job.name, fields["window_start"], fields["window_end"]

@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 
 from tableship.core.version import __version__
-from tableship.ops.alerts.channels import ChannelError
+from tableship.ops.alerts.errors import ChannelError
 
 
 def post(url: str, body: bytes, headers: dict[str, str], timeout: float, what: str) -> int:
