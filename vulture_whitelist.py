@@ -67,3 +67,8 @@ _.csv_paths  # catalog/restore_range.py RangeResult: where restore --to left the
 _.not_started  # backup/pool.py PoolResult: the jobs a stopped pool never started
 _.set_total  # cli/progress.py: a line's total rows when known (percent and ETA)
 build_dag  # ops/airflow.py: the Airflow DAG factory users import (docs/scaling.md)
+
+# backup/identity.py: the credential-free target of a source / destination settings model,
+# the public spelling tests/e2e/test_identity.py checks (the specs read settings.target)
+source_target
+destination_target

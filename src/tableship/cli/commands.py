@@ -25,10 +25,13 @@ from tableship.catalog.restore_range import restore_range
 from tableship.catalog.retention import exit_code as prune_exit_code
 from tableship.catalog.retention import prune_jobs
 from tableship.cli.demo_run import run_demo
+from tableship.cli.manpage import man_page, write_pages
 from tableship.cli.progress import live_progress
 from tableship.cli.summary import print_summary
+from tableship.config.legacy import import_legacy as build
 from tableship.config.models import load_config
 from tableship.config.selection import select_jobs
+from tableship.config.starter import starter_config
 from tableship.config.validate import environment_problems
 from tableship.core import interrupts
 from tableship.core.errors import (
@@ -39,6 +42,7 @@ from tableship.core.errors import (
     TableshipError,
     UsageError,
 )
+from tableship.core.fsutil import atomic_write_text
 from tableship.core.log import setup_logging
 from tableship.core.redact import activate, wrap_std_streams
 from tableship.core.version import __version__
@@ -552,8 +556,6 @@ def check_destination(obj: Ctx, name):
 
 def _write_new(out: Path, text: str, force: bool) -> None:
     """Write ``out`` whole (temporary name + rename); an existing file only with --force."""
-    from tableship.core.fsutil import atomic_write_text
-
     if out.exists() and not force:
         raise UsageError(f"{out} already exists", "pass --force to replace it, or --out ANOTHER_FILE")
     if not out.parent.is_dir():
@@ -588,8 +590,6 @@ def init(source, destination, out: Path, force: bool):
     """Write a commented starter config for the source and destination types named.
     Replace its "<...>" placeholders (config validate refuses them until then), then run
     'tableship config validate'."""
-    from tableship.config.starter import starter_config
-
     text = starter_config(source, destination)
     if str(out) == "-":
         click.echo(text, nl=False)
@@ -635,8 +635,6 @@ def import_legacy(properties: Path, tables: Path, out: Path, source_type: str, f
     format, environment (ENV_MODE), email alerts (SDP_ticket_cc_email), one job per line of
     the table list. Every value it cannot infer is a "<TODO: ...>" placeholder with a
     '# TODO' comment. See docs/migrating.md."""
-    from tableship.config.legacy import import_legacy as build
-
     result = build(properties, tables, Path("tableship.toml") if str(out) == "-" else out, source_type)
     if str(out) == "-":
         click.echo(result.text, nl=False)
@@ -662,8 +660,6 @@ def man_cmd(command, directory: Path | None):
     """Print the man page of tableship (or of one COMMAND) in roff, generated from the
     commands' help: 'tableship man | man -l -'. With --dir, write every page, e.g. into
     ~/.local/share/man/man1."""
-    from tableship.cli.manpage import man_page, write_pages
-
     if directory is not None:
         for path in write_pages(cli, directory):
             click.echo(f"wrote {path}")
