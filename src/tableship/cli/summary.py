@@ -31,7 +31,7 @@ def summary_rows(outcomes: list[Outcome]) -> list[dict]:
     for o in outcomes:
         run = o.run if o.status in ("success", "failed") else None
         job = o.plan.job if o.plan else None
-        dests = getattr(job, "destinations", None) or ([job.destination] if job else [])
+        dests = list(job.destination_names) if job else []
         result = _RESULT.get(o.status, o.status)
         if o.status == "failed" and run is not None and run.failed_phase:
             result += f" in {run.failed_phase}"
