@@ -493,6 +493,17 @@ class Pipeline:
                 found = dest.sha256(remote)
                 if found is not None and found.hex == run.sha256:
                     return "already on the destination with the same sha256"
+                if found is not None:
+                    # a copy under the final name that is not this run's archive (damaged since an
+                    # earlier attempt, or changed by hand): say so before replacing it
+                    log.warning(
+                        "verification of %s%s failed: remote file has sha256 %s…, expected %s…; "
+                        "uploading again",
+                        remote,
+                        where,
+                        found.hex[:12],
+                        run.sha256[:12],
+                    )
                 if not self._staged_ok(run):
                     raise _StagedLost()
                 dest.put(Path(run.staged_path), remote, self.job.name)
