@@ -150,7 +150,10 @@ def select(listed: dict[str, list[Archive]], rng: Window) -> Selection:
 
 def _newest(p: Pick) -> tuple:
     w = p.archive.window
-    return (p.archive.created_at or "", w.end if w else dt.date.min, p.archive.remote_path)
+    # created_at has one-second resolution: on a tie, the later end, then the wider window
+    # (earlier start) wins, so a tie never depends on the file names
+    start = -w.start.toordinal() if w else 0
+    return (p.archive.created_at or "", w.end if w else dt.date.min, start, p.archive.remote_path)
 
 
 def _merge(spans: list[Window]) -> list[Window]:
