@@ -8,6 +8,7 @@ the server received)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import hashlib
 import json
@@ -24,6 +25,7 @@ from tests.e2e.helpers import (
     RUN_DATE,
     TABLE,
     Workspace,
+    assert_clean_error,
     decompress,
     parse_csv_module,
     sha256_file,
@@ -348,3 +350,35 @@ def test_layout_chunk_range_restore(ws, unchunked):
     finally:
         con.close()
     assert n == ws.unchunked_rows
+
+
+def test_layout_chunk_empty_window_refused_before_delivery(ws):
+    """``on_empty = "fail"`` (the default) with ``layout = "chunk"``: an empty window fails
+    before any chunk archive (header-only) reaches the destination, as an unchunked export
+    fails before its upload; empty chunks before a chunk with rows are delivered with it."""
+    chunk_config(ws)
+    con = duckdb.connect(str(ws.warehouse), read_only=True)
+    try:
+        (first,) = con.execute(f"SELECT min(partition_date) FROM {TABLE}").fetchone()
+    finally:
+        con.close()
+    # the three months before the table's first day: no rows
+    y, m = (first.year, first.month - 3) if first.month > 3 else (first.year - 1, first.month + 9)
+    empty_from = f"{y:04d}-{m:02d}-01"
+    empty_to = (first.replace(day=1) - dt.timedelta(days=1)).isoformat()
+    r = ws.cli("run", JOB, "--from", empty_from, "--to", empty_to)
+    assert_clean_error(r, 1, "no rows")
+    assert ws.files(ws.dest) == [], ws.files(ws.dest)
+    assert ws.files(ws.staging) == [], ws.files(ws.staging)
+    # the same empty months followed by one with rows: every chunk is delivered
+    with_rows = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+    r = ws.cli("run", JOB, "--from", empty_from, "--to", with_rows.isoformat())
+    assert r.rc == 0, str(r)
+    assert "chunks: 4 exported" in r.stdout, str(r)
+    assert len([p for p in ws.files(ws.dest) if p.endswith(".csv.gz")]) == 4
+    # on_empty = "warn": the empty window is accepted, with a warning (its header-only chunk
+    # archives, delivered by the run before, are unchanged)
+    chunk_config(ws, on_empty="warn")
+    r = ws.cli("run", JOB, "--from", empty_from, "--to", empty_to)
+    assert r.rc == 0 and "no rows" in r.stderr, str(r)
+    assert "chunks: 0 exported, 0 changed, 3 unchanged" in r.stdout, str(r)

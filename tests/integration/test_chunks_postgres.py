@@ -43,9 +43,9 @@ def pg(postgres):
     return postgres
 
 
-def site_for(tmp_path, pg, **job) -> Site:
+def site_for(tmp_path, pg, table: str = "ctest.traffic", **job) -> Site:
     src = {"type": "sqlalchemy", "url": pg.url_for("chunks"), "timeout": 10}
-    site = Site(tmp_path / "site", src, jobs={"t": {"table": "ctest.traffic", **job}})
+    site = Site(tmp_path / "site", src, jobs={"t": {"table": table, **job}})
     site.defaults = {"remote_dir": "t", "compression": {"codec": "gzip", "level": 6}}
     return site
 
@@ -77,8 +77,19 @@ def test_chunked_window_equals_unchunked(tmp_path, pg):
 
 
 def test_layout_chunk_refresh(tmp_path, pg):
+    """A rolling window whose last month (March) is the current one, its days still arriving."""
+    pg.psql(
+        "DROP TABLE IF EXISTS ctest.rolling; "
+        "CREATE TABLE ctest.rolling AS SELECT * FROM ctest.traffic WHERE partition_date < '2024-03-31'",
+        dbname="chunks",
+    )
     site = site_for(
-        tmp_path, pg, chunk="month", layout="chunk", file_name="mnaas_{table}_{chunk_start:%m%Y}.csv.gz"
+        tmp_path,
+        pg,
+        "ctest.rolling",
+        chunk="month",
+        layout="chunk",
+        file_name="mnaas_{table}_{chunk_start:%m%Y}.csv.gz",
     )
     mark = log_size(pg)
     r = site.run("t", "2024-01-01", "2024-03-31")
@@ -93,13 +104,24 @@ def test_layout_chunk_refresh(tmp_path, pg):
     assert chunk_queries(pg, mark) == []
     assert {p.name: p.stat().st_mtime_ns for p in (site.backup / "t").iterdir()} == files
     # one row of February updated (same row count): February only
-    pg.psql("UPDATE ctest.traffic SET note = 'changed' WHERE id = 40", dbname="chunks")
+    pg.psql("UPDATE ctest.rolling SET note = 'changed' WHERE id = 40", dbname="chunks")
     mark = log_size(pg)
     r = site.run("t", "2024-01-01", "2024-03-31")
     assert r.rc == 0 and "chunks: 0 exported, 1 changed, 2 unchanged" in r.stdout, str(r)
     assert chunk_queries(pg, mark) == ["2024-02-01"]
+    # a new day in the current month: the current month only
+    pg.psql(
+        "INSERT INTO ctest.rolling SELECT * FROM ctest.traffic WHERE partition_date = '2024-03-31'",
+        dbname="chunks",
+    )
+    mark = log_size(pg)
+    r = site.run("t", "2024-01-01", "2024-03-31")
+    assert r.rc == 0 and "chunks: 0 exported, 1 changed, 2 unchanged" in r.stdout, str(r)
+    assert chunk_queries(pg, mark) == ["2024-03-01"]
+    march = site.manifest(site.backup / "t" / "mnaas_rolling_032024.csv.gz")
+    assert march["rows"] == sum(1 for i in range(3000) if 60 <= i % 91)  # 2024-03-01..31
     # a deleted remote chunk archive: exported again
-    (site.backup / "t" / "mnaas_traffic_012024.csv.gz").unlink()
+    (site.backup / "t" / "mnaas_rolling_012024.csv.gz").unlink()
     mark = log_size(pg)
     r = site.run("t", "2024-01-01", "2024-03-31")
     assert r.rc == 0, str(r)

@@ -290,15 +290,34 @@ class ChunkedExport:
                 )
             )
 
-        def on_done(task: ChunkTask, result: ExportResult) -> None:
+        # on_empty = "fail" refuses an empty window before anything reaches a destination, as
+        # the unchunked export does: while no chunk has rows, finished (header-only) chunks wait
+        # in staging; the first chunk with rows releases them
+        held: list[tuple[ChunkTask, ExportResult]] = []
+        seen = sum(r.rows or 0 for r in records.values())
+
+        def deliver(task: ChunkTask, result: ExportResult) -> None:
             records[task.seq] = self._deliver(run, task, result)
             self.counts[task.outcome] += 1
             holds.hold(f"chunk-{task.seq}")
 
-        self._pull(tasks, schema, on_done)
+        def on_done(task: ChunkTask, result: ExportResult) -> None:
+            nonlocal seen
+            # count_check per chunk: a chunk archive is checked before it is delivered
+            self.p.check_rows(result.rows, task.query, empty=False)
+            seen += result.rows
+            held.append((task, result))
+            if seen or job.on_empty != "fail":
+                while held:
+                    deliver(*held.pop(0))
+
+        try:
+            self._pull(tasks, schema, on_done)
+            self.p.check_empty(seen)
+        finally:
+            for task, _ in held:  # an empty window refused (or a failure) before delivery
+                task.target.unlink(missing_ok=True)
         ordered = [records[seq] for seq in range(len(chunks))]
-        total = sum(r.rows or 0 for r in ordered)
-        self.p.check_rows(total, self._query(schema, plan.window.start, plan.window.end))
         return self._stage_window_manifest(run, schema, ordered)
 
     def _deliver(self, run: Run, task: ChunkTask, result: ExportResult) -> ChunkRecord:

@@ -372,11 +372,18 @@ class Pipeline:
         """The export phase of a chunked job (backup/chunked.py)."""
         return ChunkedExport(self).run(run, schema)
 
-    def check_rows(self, rows: int, query: Query) -> None:
+    def check_rows(self, rows: int, query: Query, empty: bool = True) -> None:
+        """The data checks of ``rows`` exported by ``query`` (``empty``: ``on_empty`` too)."""
         job = self.job
-        check_rows(
+        if empty:
+            self.check_empty(rows)
+        check_count(
             job, rows, lambda: self._source_retry(f"COUNT(*) of {job.table}")(self.source.count, query)
         )
+
+    def check_empty(self, rows: int) -> None:
+        """``on_empty`` for a window of ``rows`` rows."""
+        check_empty(self.job, rows)
 
     def manifest(
         self, run: Run, query: Query, result: ExportResult, window: Window, file_name: str, remote_path: str
@@ -627,6 +634,12 @@ def check_columns(expected: list[str], actual: list[str]) -> None:
 
 
 def check_rows(job, rows: int, count: Callable[[], int]) -> None:
+    """``on_empty`` for ``rows`` exported, then (``count_check``) ``count()`` == ``rows``."""
+    check_empty(job, rows)
+    check_count(job, rows, count)
+
+
+def check_empty(job, rows: int) -> None:
     if rows == 0:
         if job.on_empty == "fail":
             raise DataCheckError(
@@ -635,6 +648,9 @@ def check_rows(job, rows: int, count: Callable[[], int]) -> None:
             )
         if job.on_empty == "warn":
             log.warning("the window of %s has no rows (on_empty = warn)", job.table)
+
+
+def check_count(job, rows: int, count: Callable[[], int]) -> None:
     if job.count_check:
         expected = count()
         if expected != rows:
