@@ -7,6 +7,7 @@ before anything is loaded, a crash mid-range resumes without loading an archive 
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -290,7 +291,8 @@ def test_a_failed_restore_opens_one_incident_and_alerts_once(tmp_path, warehouse
     tickets = tmp_path / "tickets"
     alerts = (
         '\n[alerts]\nchannels = ["pager"]\n[alerts.pager]\ntype = "command"\n'
-        f'argv = ["sh", "-c", "echo \\"$TABLESHIP_EVENT $TABLESHIP_JOB\\" >> {tickets}"]\n'
+        f'argv = ["sh", "-c", "echo \\"$TABLESHIP_EVENT $TABLESHIP_JOB\\" >> {tickets}; '
+        f'echo \\"$TABLESHIP_RESUME_COMMAND\\" > {tickets}.resume; cat > {tickets}.text"]\n'
     )
     cfg = write_config(tmp_path, local_destination(tmp_path), alerts)
     for start, end in MONTHS[1:]:
@@ -305,8 +307,13 @@ def test_a_failed_restore_opens_one_incident_and_alerts_once(tmp_path, warehouse
         )
         one_error_line(proc, 1, "sha256")
     assert tickets.read_text().splitlines() == ["failed events:restore"]  # two failures, one alert
+    # the alert names the command that resumes the restore (not a backup's 'tableship run')
+    resume = shlex.split(Path(f"{tickets}.resume").read_text())
+    want = ["restore", "events", "--from", "2025-12", "--to", "2026-01", "--load", f"{db}:t"]
+    assert resume == ["tableship", "--config", str(cfg), *want], resume
+    assert f"Resume with:\n  {shlex.join(resume)}\n" in Path(f"{tickets}.text").read_text()
     archive.write_bytes(good)
-    proc = tableship(cfg, "restore", "events", "--from", "2025-12", "--to", "2026-01", "--load", f"{db}:t")
+    proc = tableship(cfg, *resume[3:])
     assert proc.returncode == 0, proc.stderr
     assert tickets.read_text().splitlines() == ["failed events:restore", "resolved events:restore"]
 

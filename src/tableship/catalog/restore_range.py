@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shlex
 import shutil
 import tempfile
 import time
@@ -290,8 +291,9 @@ def restore_range(
                 say(line)
             return result
         lock = _lock(config, loader) if loader is not None else None
+        resume = resume_command(config, job.name, start, end, load, out, replace)
         try:
-            return _run(config, job, rng, loader, out_dir, replace, store, result, say, monitor, t0)
+            return _run(config, job, rng, loader, out_dir, replace, store, result, say, monitor, t0, resume)
         finally:
             if lock is not None:
                 lock.release()
@@ -313,6 +315,7 @@ def _run(
     say: Callable[[str], None],
     monitor: Any,
     t0: float,
+    resume: str,
 ) -> RangeResult:
     # the alert policy sees the job under its own incident name (a restore failure is not a backup failure)
     alert_job = job.model_copy(update={"name": f"{job.name}:restore"})
@@ -412,11 +415,31 @@ def _run(
         if record is not None:
             loadlog.finish(store, record.id, "failed", len(result.loaded), result.rows, exc.line())
         if monitor is not None:
-            monitor.job_failed(alert_job, None, _alert_run(rng, failed_phase=f"restore {phase}"), exc)
+            monitor.job_failed(
+                alert_job, None, _alert_run(rng, failed_phase=f"restore {phase}", resume_command=resume), exc
+            )
         raise
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resume_command(
+    config: Config,
+    job: str,
+    start: str,
+    end: str | None,
+    load: str | None,
+    out: str | Path | None,
+    replace: bool,
+) -> str:
+    """The command that resumes this restore (archives already loaded are skipped), for the alert."""
+    argv = ["tableship", "--config", str(config.path), "restore", job, "--from", start]
+    argv += ["--to", end] if end else []
+    argv += ["--load", load] if load else []
+    argv += ["--out", str(out)] if out is not None else []
+    argv += ["--replace"] if replace else []
+    return " ".join(shlex.quote(a) for a in argv)
 
 
 def _alert_run(rng: Window, **kw: Any) -> SimpleNamespace:

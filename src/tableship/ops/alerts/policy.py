@@ -306,9 +306,9 @@ class AlertMonitor(Monitor):
             error=err,
             destinations=list(job.destination_names),
             failed_destinations=self._failed_destinations(run),
-            resume_command=resume_command(
-                str(self.config.path), job.name, fields["window_start"], fields["window_end"]
-            ),
+            # a run that is not a backup (a restore) names the command that resumes it
+            resume_command=getattr(run, "resume_command", None)
+            or resume_command(str(self.config.path), job.name, fields["window_start"], fields["window_end"]),
             log_tail=list(tail),
             realert_after_seconds=self.alerts.realert_after.total_seconds(),
         )
