@@ -7,7 +7,7 @@ Library API (the CLI is a thin layer over it)::
     outcomes = run_jobs(config, ["customer_traffic"])
 """
 
-from tableship.config.models import load_config
+from tableship.config.loader import load_config
 from tableship.core.errors import TableshipError
 from tableship.core.version import __version__
 from tableship.ops.wiring import run_jobs

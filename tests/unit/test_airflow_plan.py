@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tableship.config.models import load_config
+from tableship.config.loader import load_config
 from tableship.ops.airflow import dag_plan, run_command, task_outcome
 
 

@@ -15,7 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tableship.backup.plan import make_plan
-from tableship.config.models import parse_config
+from tableship.config.loader import parse_config
 from tableship.config.spec import resolve_job
 from tableship.core.errors import SourceError
 from tableship.core.log import current_job

@@ -1,4 +1,4 @@
-"""Config loading and validation (tableship.config.models).
+"""Config loading and validation (tableship.config.loader, models, problems, substitute).
 
 Every problem is reported at once, each with the file and its key path; unknown keys are
 errors at every level; ``${VAR}`` / ``${file:...}`` are substituted (a missing variable
@@ -14,7 +14,7 @@ from pathlib import Path
 import pydantic
 import pytest
 
-from tableship.config.models import config_path, load_config, parse_config
+from tableship.config.loader import config_path, load_config, parse_config
 from tableship.core.errors import ConfigError
 
 ISSUE_SAMPLE = """

@@ -14,7 +14,7 @@ from tests.e2e.helpers import to_toml
 import tableship.backup.pipeline as pipeline
 from tableship import run_jobs
 from tableship.cli.demo import create_demo_warehouse
-from tableship.config.models import load_config
+from tableship.config.loader import load_config
 
 
 @pytest.fixture

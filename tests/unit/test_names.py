@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tableship.backup.plan import choose_window, make_plan
-from tableship.config.models import parse_config
+from tableship.config.loader import parse_config
 from tableship.config.spec import resolve_job
 from tableship.core.errors import ConfigError
 from tableship.core.names import (

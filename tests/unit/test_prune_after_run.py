@@ -15,7 +15,7 @@ from tests.e2e.helpers import to_toml
 import tableship.catalog.retention as retention
 from tableship import run_jobs
 from tableship.cli.demo import create_demo_warehouse
-from tableship.config.models import load_config
+from tableship.config.loader import load_config
 from tableship.core.errors import Interrupted
 
 

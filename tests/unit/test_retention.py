@@ -21,7 +21,8 @@ from tableship.catalog.archives import (
     open_job_destination,
 )
 from tableship.catalog.retention import decide, prune_job, prune_jobs
-from tableship.config.models import RetentionSpec, load_config
+from tableship.config.loader import load_config
+from tableship.config.models import RetentionSpec
 from tableship.core.errors import LockedError
 from tableship.core.window import Window, month_end
 from tableship.ledger.lock import JobLock

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from tableship.backup.plan import choose_window, make_plan
 from tableship.backup.query import build_query
-from tableship.config.models import parse_config
+from tableship.config.loader import parse_config
 from tableship.config.spec import resolve_job
 from tableship.core.errors import ConfigError, SourceError
 from tableship.core.window import Window, compute_window, month_end, parse_date, parse_window, partition_value

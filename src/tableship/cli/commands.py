@@ -29,7 +29,7 @@ from tableship.cli.manpage import man_page, write_pages
 from tableship.cli.progress import live_progress
 from tableship.cli.summary import print_summary
 from tableship.config.legacy import import_legacy as build
-from tableship.config.models import load_config
+from tableship.config.loader import load_config
 from tableship.config.selection import select_jobs
 from tableship.config.starter import starter_config
 from tableship.config.validate import environment_problems

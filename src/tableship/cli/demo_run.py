@@ -7,7 +7,7 @@ from pathlib import Path
 from tableship.backup.runner import exit_code
 from tableship.cli.demo import DEMO_TABLE, create_demo_warehouse, demo_config_text
 from tableship.cli.progress import live_progress
-from tableship.config.models import load_config
+from tableship.config.loader import load_config
 from tableship.core.log import setup_logging
 from tableship.ops.wiring import run_jobs
 

@@ -1,6 +1,6 @@
 """Checks that need more than one key: names that would be misread, clobbered or too long.
 
-Called by :func:`tableship.config.models.parse_config` once every job parsed, so that every
+Called by :func:`tableship.config.loader.parse_config` once every job parsed, so that every
 command (``config validate``, ``run``...) refuses such a config with exit 2 and the key
 path, before anything is exported or written. :func:`environment_problems` holds the
 checks that depend on this machine rather than on the file (optional drivers installed,

@@ -1,7 +1,7 @@
 """Keep secrets out of every text tableship writes: the one redaction choke point.
 
 Secrets are known structurally, once, when the configuration is loaded
-(:func:`tableship.config.models.parse_config` calls :func:`activate`):
+(:func:`tableship.config.loader.parse_config` calls :func:`activate`):
 
 - every ``SecretStr`` field (``password``, ``key_passphrase``, SQLAlchemy / webhook / ping
   ``url``, webhook ``headers``) and every value under a secret-looking key of the raw

@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tableship.config.models import Config, load_config
+from tableship.config.loader import load_config
+from tableship.config.models import Config
 from tableship.core.errors import EXIT_JOB_FAILED, EXIT_LOCKED, EXIT_OK, EXIT_USAGE
 
 
