@@ -9,18 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tableship.catalog.archives import (
-    Archive,
-    NamePattern,
-    Status,
-    archive_folders,
-    db,
-    is_verified,
-    last_status,
-    list_archives,
-    open_job_destination,
-)
+from tableship.catalog.history import db, last_status
+from tableship.catalog.patterns import NamePattern
+from tableship.catalog.records import Archive, Status
 from tableship.catalog.retention import decide, prune_job, prune_jobs
+from tableship.catalog.scan import archive_folders, list_archives, open_job_destination
+from tableship.catalog.verify import is_verified
 from tableship.config.loader import load_config
 from tableship.config.models import RetentionSpec
 from tableship.core.errors import LockedError

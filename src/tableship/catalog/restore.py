@@ -38,14 +38,10 @@ from pathlib import Path
 
 from tableship.archive.codecs import SUFFIXES, open_decompressor
 from tableship.archive.csvrender import CsvDialect, render_value_text
-from tableship.catalog.archives import (
-    Archive,
-    NoArchiveError,
-    list_archives,
-    open_job_destination,
-    parse_sidecar,
-    read_small,
-)
+from tableship.catalog.manifest import parse_sidecar, read_small
+from tableship.catalog.records import Archive
+from tableship.catalog.scan import list_archives, open_job_destination
+from tableship.catalog.verify import NoArchiveError
 from tableship.config.models import Config
 from tableship.core.errors import JobError, UsageError
 from tableship.core.fsutil import file_sha256

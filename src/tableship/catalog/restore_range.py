@@ -40,10 +40,11 @@ from typing import Any
 from tableship.archive.codecs import SUFFIXES
 from tableship.archive.csvrender import render_value_text
 from tableship.catalog import loadlog
-from tableship.catalog.archives import list_archives, parse_sidecar, read_small
 from tableship.catalog.loaders.base import Loader, LoadSpec, Span, partition_kind
 from tableship.catalog.loaders.targets import open_loader
+from tableship.catalog.manifest import parse_sidecar, read_small
 from tableship.catalog.restore import RestoreError, _columns, _decompress, _dialect
+from tableship.catalog.scan import list_archives
 from tableship.catalog.select import Pick, Selection, parse_range, select
 from tableship.config.models import Config, JobConfig
 from tableship.core import holds

@@ -27,21 +27,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tableship.catalog.archives import (
-    Archive,
-    db,
-    is_verified,
-    last_status,
-    list_archives,
-    open_job_destination,
-    per_destination,
-)
+from tableship.catalog.history import last_status, record_pruned
+from tableship.catalog.records import Archive
+from tableship.catalog.scan import list_archives, open_job_destination, per_destination
+from tableship.catalog.verify import is_verified
 from tableship.config.models import Config, JobConfig, RetentionSpec
 from tableship.config.selection import select_jobs
 from tableship.core import holds
 from tableship.core.errors import EXIT_JOB_FAILED, EXIT_LOCKED, TableshipError
 from tableship.ledger.schema import LedgerError
-from tableship.ledger.state import StateStore, now
+from tableship.ledger.state import StateStore
 
 log = logging.getLogger("tableship")
 
@@ -126,20 +121,7 @@ class PruneResult:
 
 
 def delete_group(dest, store: StateStore, a: Archive) -> None:
-    con = db(store)
-    con.execute(
-        "INSERT INTO pruned (job, remote_path, window_start, window_end, sha256, pruned_at, destination) "
-        "VALUES (?,?,?,?,?,?,?)",
-        (
-            a.job,
-            a.remote_path,
-            a.window.start.isoformat() if a.window else None,
-            a.window.end.isoformat() if a.window else None,
-            a.sha256,
-            now(),
-            a.destination,
-        ),
-    )
+    record_pruned(store, a)  # first: an interrupted prune is known and finished by the next one
     if a.has_archive:
         dest.delete(a.remote_path)
     dest.delete(a.sha256_path)

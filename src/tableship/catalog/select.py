@@ -4,7 +4,7 @@ The range is given in months (``2020-02``: the whole month) or days (``2020-02-1
 ``--from`` is the first day of its month or that day, ``--to`` the last day of its month
 or that day.
 
-Selection works on archive records (:class:`~tableship.catalog.archives.Archive`) read
+Selection works on archive records (:class:`~tableship.catalog.records.Archive`) read
 from manifests, so it is the same for the ``window`` layout (one archive per run window)
 and for a ``chunk`` layout (one archive per month or day, each with its own manifest):
 
@@ -25,7 +25,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
-from tableship.catalog.archives import Archive
+from tableship.catalog.records import Archive
 from tableship.core.errors import UsageError
 from tableship.core.window import Window, month_end, parse_date
 

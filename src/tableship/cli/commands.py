@@ -19,11 +19,12 @@ import click
 from tableship.backup.plan import choose_window
 from tableship.backup.runner import exit_code as run_exit_code
 from tableship.catalog.abandon import abandon_window
-from tableship.catalog.archives import LS_COLUMNS, ls_rows, ls_table_rows, verify_jobs
+from tableship.catalog.ls import LS_COLUMNS, ls_rows, ls_table_rows
 from tableship.catalog.restore import restore as do_restore
 from tableship.catalog.restore_range import restore_range
 from tableship.catalog.retention import exit_code as prune_exit_code
 from tableship.catalog.retention import prune_jobs
+from tableship.catalog.verify import verify_jobs
 from tableship.cli.demo_run import run_demo
 from tableship.cli.manpage import man_page, write_pages
 from tableship.cli.progress import live_progress

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from tableship.backup.coverage import LEVEL_NAMES, coverage, level
-from tableship.catalog.archives import last_verification
+from tableship.catalog.history import last_verification
 from tableship.config.models import Config
 from tableship.core.units import human_size
 from tableship.ledger import deliveries
