@@ -9,6 +9,7 @@ import json
 import re
 import uuid
 from pathlib import Path
+from typing import Any
 
 from tableship.core.errors import TableshipError
 from tableship.core.window import Window
@@ -47,7 +48,7 @@ def parse_manifest(data: bytes, file_name: str) -> tuple[dict | None, str | None
     problems = []
     if not isinstance(m.get("job"), str):
         problems.append("no job")
-    w = m.get("window")
+    w: Any = m.get("window")
     try:
         Window(dt.date.fromisoformat(w["start"]), dt.date.fromisoformat(w["end"]))
     except (TypeError, KeyError, ValueError):

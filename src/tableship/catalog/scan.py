@@ -126,7 +126,7 @@ def scan_folder(
                 if m is not None and m.get("job") != job.name:
                     continue  # another job's archive: not ours to list or touch
                 ours = m is not None
-                if problem is None:
+                if problem is None and m is not None:
                     a.manifest = m
                     a.window = manifest_window(m)
                 else:
