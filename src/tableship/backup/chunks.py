@@ -24,6 +24,7 @@ How the pieces fit:
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import datetime as dt
 import hashlib
 import json
@@ -155,7 +156,10 @@ class Puller:
         try:
             for i, task in enumerate(tasks):
                 while nxt < len(tasks) and nxt < i + ahead:
-                    futures[nxt] = pool.submit(self._work, export_one, tasks[nxt])
+                    # each chunk thread runs in a copy of the caller's context, so its log
+                    # lines keep the caller's [job#run] tag (contextvars do not cross threads)
+                    ctx = contextvars.copy_context()
+                    futures[nxt] = pool.submit(ctx.run, self._work, export_one, tasks[nxt])
                     nxt += 1
                 fut = futures.pop(i)
                 while True:  # wake up regularly: a signal must stop the run promptly

@@ -57,7 +57,7 @@ class Outcome:
         w = f" {self.plan.window}" if self.plan else ""
         if self.status == "success" and self.run:
             return (
-                f"{self.job}{w}: OK, {self.run.rows} rows, {human_size(self.run.archive_bytes or 0)} → "
+                f"{self.job}{w}: OK, {self.run.rows} rows, {human_size(self.run.stored_bytes or 0)} → "
                 f"{self.run.remote_path or self.plan.remote_path}{_chunk_counts(self.run)} "
                 f"(run {self.run.id}, {self.run.duration or 0:.1f}s)"
             )

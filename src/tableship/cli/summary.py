@@ -41,7 +41,7 @@ def summary_rows(outcomes: list[Outcome]) -> list[dict]:
                 "window": str(o.plan.window) if o.plan else None,
                 "result": result,
                 "rows": run.rows if run is not None and run.rows is not None else None,
-                "size": human_size(run.archive_bytes) if run is not None and run.archive_bytes else None,
+                "size": human_size(run.stored_bytes) if run is not None and run.stored_bytes else None,
                 "destination": ", ".join(dests) or None,
                 "duration": run.duration if run is not None else None,
             }

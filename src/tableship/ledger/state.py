@@ -121,6 +121,16 @@ class Run:
     def manifest_dict(self) -> dict | None:
         return json.loads(self.manifest) if self.manifest else None
 
+    @property
+    def stored_bytes(self) -> int | None:
+        """The bytes the run keeps on a destination: its archive, or with layout "chunk" its
+        chunk archives plus the window manifest (``archive_bytes`` is then the manifest's own
+        size, which is what the upload verifies, but not what a reader of a summary means)."""
+        m = self.manifest_dict() or {}
+        if m.get("kind") != "window-manifest":
+            return self.archive_bytes
+        return (self.archive_bytes or 0) + sum(c.get("archive_bytes") or 0 for c in m.get("chunks", []))
+
     def as_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "manifest"}
         d["window"] = self.window

@@ -47,8 +47,9 @@ def run_row(job: str, run: Run | None) -> dict:
         "phase": run.phase,
         "result": run.result,
         "rows": run.rows,
-        "bytes": run.archive_bytes,
-        "size": None if run.archive_bytes is None else human_size(run.archive_bytes),
+        "bytes": run.archive_bytes,  # the file at remote_path, the one sha256 names
+        "stored_bytes": run.stored_bytes,  # with layout "chunk": its chunk archives as well
+        "size": None if run.stored_bytes is None else human_size(run.stored_bytes),
         "started": run.started_at,
         "host": run.host,
         "pid": run.pid,
