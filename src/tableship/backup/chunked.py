@@ -37,10 +37,10 @@ from tableship.backup.chunks import (
     label,
     split,
 )
+from tableship.backup.delivery import upload_verified, write_sidecars
 from tableship.backup.identity import dumps
 from tableship.backup.query import partition_bounds, range_query
 from tableship.core import holds
-from tableship.core.errors import VerificationError
 from tableship.core.fsutil import fsync_dir
 from tableship.core.names import render_relative
 from tableship.core.redact import redact_bytes
@@ -48,7 +48,7 @@ from tableship.core.version import __version__
 from tableship.core.window import Window
 from tableship.destinations.base import digest_hex
 from tableship.ledger.chunks import DONE, FINAL, UNCHANGED, ChunkLedger, ChunkRecord
-from tableship.ledger.state import Phase, Run
+from tableship.ledger.state import Run
 from tableship.sources.base import open_source
 
 log = logging.getLogger("tableship")
@@ -180,19 +180,8 @@ class ChunkedExport:
             done.archive_bytes,
             done.sha256[:12],
         )
-        self.p._exported_here = True
-        return self.store.advance(
-            run,
-            Phase.EXPORTED,
-            f"archive staged ({len(chunks)} chunks)",
-            rows=done.rows,
-            archive_bytes=done.archive_bytes,
-            sha256=done.sha256,
-            file_name=plan.file_name,
-            remote_path=plan.remote_path,
-            staged_path=str(plan.staged_path),
-            manifest=manifest,
-        )
+        note = f"archive staged ({len(chunks)} chunks)"
+        return self.p.staged(run, note, done.rows, done.archive_bytes, done.sha256, manifest)
 
     # -- layout "chunk"
     def identity(self) -> str:
@@ -330,17 +319,13 @@ class ChunkedExport:
         for name in job.destination_names:
             notes.append(self._deliver_to(name, run, task, result))
         rec = self.ledger.record(
-            ChunkRecord(
-                run_id=run.id,
-                seq=task.seq,
-                job=job.name,
-                chunk_start=task.start.isoformat(),
-                chunk_end=task.end.isoformat(),
+            task.record(
+                run.id,
+                job.name,
+                result,
                 layout="chunk",
                 state=DONE,
                 outcome=task.outcome,
-                rows=result.rows,
-                csv_bytes=result.csv_bytes,
                 archive_bytes=result.archive_bytes,
                 sha256=result.sha256,
                 file_name=task.file_name,
@@ -356,31 +341,11 @@ class ChunkedExport:
         return rec
 
     def _deliver_to(self, name: str, run: Run, task: ChunkTask, result: ExportResult) -> str:
-        job, dest = self.job, self.p.dest_for(name)
-        remote = task.remote_path or ""
-        where = f" on {name}" if len(job.destination_names) > 1 else ""
-
-        def attempt() -> str:
-            found = dest.sha256(remote)
-            if found is not None and found.hex == result.sha256:
-                return "already on the destination with the same sha256"
-            dest.put(task.target, remote, job.name)
-            return "uploaded"
-
-        for _ in range(3):
-            note = self.p._dest_retry(f"upload of {remote}{where}", name)(attempt)
-            digest = self.p._dest_retry(f"verification of {remote}{where}", name)(dest.sha256, remote)
-            remote_sha, method = (digest.hex, digest.method) if digest is not None else (None, "unknown")
-            if remote_sha == result.sha256:
-                break
-            log.warning("verification of %s%s failed (sha256 %s); uploading again", remote, where, remote_sha)
-        else:
-            raise VerificationError(
-                f"{remote}{where} does not match its sha256 after re-uploading twice",
-                "check the destination's storage, then re-run",
-            )
+        job = self.job
+        d = self.p.delivery(name, task.remote_path or "", result.sha256)
+        note, method = upload_verified(d, lambda _: d.dest.put(task.target, d.remote, job.name))
         manifest = self.p.manifest(
-            run, task.query, result, Window(task.start, task.end), task.file_name, remote
+            run, task.query, result, Window(task.start, task.end), task.file_name, d.remote
         )
         manifest.update(
             layout="chunk",
@@ -397,15 +362,8 @@ class ChunkedExport:
             verify_method=method,
             verified_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         )
-        sidecar = f"{result.sha256}  {task.file_name}\n".encode()
-        body = redact_bytes((json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-
-        def write_sidecars() -> None:
-            dest.put_bytes(sidecar, remote + ".sha256", job.name)
-            dest.put_bytes(body, remote + ".manifest.json", job.name)
-
-        self.p._dest_retry(f"writing sidecars of {remote}{where}", name)(write_sidecars)
-        return f"{note}{where}, {method}"
+        write_sidecars(d, task.file_name or "", manifest)
+        return f"{note}{d.where}, {method}"
 
     def _stage_window_manifest(self, run: Run, schema: pa.Schema, ordered: list[ChunkRecord]) -> Run:
         """The window manifest, staged: the same bytes whenever the chunks are the same."""
@@ -448,17 +406,12 @@ class ChunkedExport:
             c["unchanged"],
             rows,
         )
-        self.p._exported_here = True
-        run_manifest = dict(manifest, counts=dict(c))
-        return self.store.advance(
+        return self.p.staged(
             run,
-            Phase.EXPORTED,
             f"{len(ordered)} chunk archives verified; window manifest staged",
-            rows=rows,
-            archive_bytes=len(body),
-            sha256=hashlib.sha256(body).hexdigest(),
-            file_name=name,
-            remote_path=remote,
-            staged_path=str(target),
-            manifest=run_manifest,
+            rows,
+            len(body),
+            hashlib.sha256(body).hexdigest(),
+            dict(manifest, counts=dict(c)),
+            (name, remote, target),
         )

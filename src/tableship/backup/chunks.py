@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -88,6 +89,19 @@ class ChunkTask:
     file_name: str | None = None  # layout "chunk"
     remote_path: str | None = None
     fingerprint: str | None = None
+
+    def record(self, run_id: int, job: str, result: ExportResult, **more: Any) -> ChunkRecord:
+        """This chunk's ledger record after ``result``; ``more``: the other columns."""
+        return ChunkRecord(
+            run_id=run_id,
+            seq=self.seq,
+            job=job,
+            chunk_start=self.start.isoformat(),
+            chunk_end=self.end.isoformat(),
+            rows=result.rows,
+            csv_bytes=result.csv_bytes,
+            **more,
+        )
 
 
 ExportOne = Callable[[Source, ChunkTask], ExportResult]
@@ -296,17 +310,13 @@ class WindowAssembler:
             os.fsync(out.fileno())
         if not self.compression:
             self.compression = result.compression
-        rec = ChunkRecord(
-            run_id=self.run_id,
-            seq=task.seq,
-            job=self.job,
-            chunk_start=task.start.isoformat(),
-            chunk_end=task.end.isoformat(),
+        rec = task.record(
+            self.run_id,
+            self.job,
+            result,
             layout="window",
             state=STAGED,
             outcome="exported",
-            rows=result.rows,
-            csv_bytes=result.csv_bytes,
             archive_bytes=size,
             byte_offset=offset,
             sha256=h.hexdigest(),

@@ -136,16 +136,12 @@ def coverage(job: JobSpec | JobConfig, store: StateStore, today: dt.date) -> Cov
         if not r.unfinished:
             continue
         since = due.get(k) or _date(r.run_date) or today
-        unfinished.append(
-            WindowGap(Window(_date(k[0]), _date(k[1])), "unfinished", since, (today - since).days >= grace, r)
-        )
+        unfinished.append(WindowGap(_window(k), "unfinished", since, (today - since).days >= grace, r))
     missing = []
     for k, since in sorted(due.items()):
         if k in verified or k in given_up or (k in newest and newest[k].unfinished):
             continue
-        missing.append(
-            WindowGap(Window(_date(k[0]), _date(k[1])), "missing", since, (today - since).days >= grace)
-        )
+        missing.append(WindowGap(_window(k), "missing", since, (today - since).days >= grace))
 
     lr = newest.get(_key(latest))
     if lr is None:
@@ -157,6 +153,11 @@ def coverage(job: JobSpec | JobConfig, store: StateStore, today: dt.date) -> Cov
     else:
         state = _run_state(lr)
     return Coverage(job.name, today, latest, state, unfinished, missing)
+
+
+def _window(key: tuple[str, str]) -> Window:
+    """The window of a ``_key``."""
+    return Window(dt.date.fromisoformat(key[0]), dt.date.fromisoformat(key[1]))
 
 
 def _date(text: str | None) -> dt.date | None:

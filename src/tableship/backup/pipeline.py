@@ -10,15 +10,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import errno
-import hashlib
-import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
 from tableship.archive.writer import BATCH_ROWS, ExportResult, write_archive
 from tableship.backup.chunked import ChunkedExport
+from tableship.backup.delivery import Delivery, upload_verified, write_sidecars
 from tableship.backup.identity import differences, dumps, fingerprint
 from tableship.backup.plan import Plan
 from tableship.backup.query import build_query
@@ -31,15 +30,13 @@ from tableship.core.errors import (
     Interrupted,
     JobError,
     TableshipError,
-    VerificationError,
 )
 from tableship.core.fsutil import file_sha256
 from tableship.core.log import current_run
-from tableship.core.redact import redact_bytes
 from tableship.core.retry import backoff
 from tableship.core.version import __version__
 from tableship.core.window import Window
-from tableship.destinations.base import Destination, digest_hex, open_destination
+from tableship.destinations.base import Destination, open_destination
 from tableship.ledger import deliveries
 from tableship.ledger.schema import LedgerError
 from tableship.ledger.state import WORKING_ON, Phase, Result, Run, StateStore
@@ -243,9 +240,9 @@ class Pipeline:
             self._discard_remote_on(run, fp, entry)
 
     def _discard_remote_on(self, run: Run, fp: dict, entry: dict) -> None:
-        old_name = entry.get("name")
+        old_name: str | None = entry.get("name")
         spec = self.dest_spec(old_name) if old_name else None
-        if spec is None or ("target" in entry and spec.target != entry["target"]):
+        if old_name is None or spec is None or ("target" in entry and spec.target != entry["target"]):
             log.warning(
                 "abandoned run %d wrote to destination %s, which is no longer configured as it was: "
                 "its remote temporaries (if any) are left there",
@@ -347,17 +344,33 @@ class Pipeline:
             job, result.rows, lambda: self._source_retry(f"COUNT(*) of {job.table}")(self.source.count, query)
         )
         manifest = self.manifest(run, query, result, plan.window, plan.file_name, plan.remote_path)
+        return self.staged(run, "archive staged", result.rows, result.archive_bytes, result.sha256, manifest)
+
+    def staged(
+        self,
+        run: Run,
+        note: str,
+        rows: int,
+        archive_bytes: int,
+        sha256: str,
+        manifest: dict,
+        names: tuple[str, str, Path] | None = None,
+    ) -> Run:
+        """``run`` → ``exported``: its archive staged by this process, under the plan's names
+        or ``names`` (file name, remote path, staged path)."""
+        plan = self.plan
+        file_name, remote_path, path = names or (plan.file_name, plan.remote_path, plan.staged_path)
         self._exported_here = True
         return self.store.advance(
             run,
             Phase.EXPORTED,
-            "archive staged",
-            rows=result.rows,
-            archive_bytes=result.archive_bytes,
-            sha256=result.sha256,
-            file_name=plan.file_name,
-            remote_path=plan.remote_path,
-            staged_path=str(plan.staged_path),
+            note,
+            rows=rows,
+            archive_bytes=archive_bytes,
+            sha256=sha256,
+            file_name=file_name,
+            remote_path=remote_path,
+            staged_path=str(path),
             manifest=manifest,
         )
 
@@ -491,72 +504,29 @@ class Pipeline:
     def _deliver(self, run: Run, name: str) -> None:
         """One destination: upload (unless it already holds the archive), verify its sha256
         (re-uploading at most twice on a mismatch), then the sidecars."""
-        dest, remote = self.dest_for(name), run.remote_path
-        deliveries.start_attempt(self.store, run.id, self.job.name, name, remote, run.sha256)
-        where = f" on {name}" if len(self.job.destination_names) > 1 else ""
-        for attempt in range(3):
+        remote, sha256, staged = _exported(run)
+        deliveries.start_attempt(self.store, run.id, self.job.name, name, remote, sha256)
+        d = self.delivery(name, remote, sha256)
 
-            def put() -> str:
-                found = dest.sha256(remote)
-                if found is not None and found.hex == run.sha256:
-                    return "already on the destination with the same sha256"
-                if found is not None:
-                    # a copy under the final name that is not this run's archive (damaged since an
-                    # earlier attempt, or changed by hand): say so before replacing it
-                    log.warning(
-                        "verification of %s%s failed: remote file has sha256 %s…, expected %s…; "
-                        "uploading again",
-                        remote,
-                        where,
-                        found.hex[:12],
-                        run.sha256[:12],
-                    )
-                if not self._staged_ok(run):
-                    raise _StagedLost()
-                dest.put(Path(run.staged_path), remote, self.job.name)
-                return "uploaded"
+        def upload(attempt: int) -> None:
+            if attempt:
+                self._staged_checked = False  # the re-upload reads the staged archive again: check it
+            if not self._staged_ok(run):
+                raise _StagedLost()
+            d.dest.put(staged, remote, self.job.name)
 
-            note = self._dest_retry(f"upload of {remote}{where}", name)(put)
-            log.info("%s%s: %s", remote, where, note)
+        def uploaded() -> None:
             deliveries.record(self.store, run.id, self.job.name, name, deliveries.UPLOADED, "running")
-            digest = self._dest_retry(f"verification of {remote}{where}", name)(dest.sha256, remote)
-            remote_sha, method = (digest.hex, digest.method) if digest is not None else (None, "unknown")
-            if remote_sha == run.sha256:
-                break
-            problem = (
-                "is missing"
-                if remote_sha is None
-                else f"has sha256 {remote_sha[:12]}…, expected {run.sha256[:12]}…"
-            )
-            if attempt == 2:
-                raise VerificationError(
-                    f"{remote}{where} {problem} after re-uploading twice",
-                    "check the destination's storage, then re-run",
-                )
-            log.warning(
-                "verification of %s%s failed: remote file %s; uploading again", remote, where, problem
-            )
-            self._staged_checked = False  # the re-upload reads the staged archive again: check it
+
+        _, method = upload_verified(d, upload, uploaded)
         log.info("verified %s on %s (%s)", remote, name, method)
         manifest = run.manifest_dict() or {}
         manifest["destination"] = name
         manifest["verify_method"] = method
         manifest["verified_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        sidecar = f"{run.sha256}  {run.file_name}\n".encode()
-        body = redact_bytes((json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-
-        def write_sidecars() -> None:
-            dest.put_bytes(sidecar, remote + ".sha256", self.job.name)
-            dest.put_bytes(body, remote + ".manifest.json", self.job.name)
-
-        if manifest.get("kind") == "window-manifest":
-            # layout "chunk": the chunks carry the manifests; the window manifest gets its .sha256
-            # (rewritten only when it changed: a re-run with nothing changed uploads nothing)
-            def write_sidecars() -> None:
-                if digest_hex(dest.sha256(remote + ".sha256")) != hashlib.sha256(sidecar).hexdigest():
-                    dest.put_bytes(sidecar, remote + ".sha256", self.job.name)
-
-        self._dest_retry(f"writing sidecars of {remote}{where}", name)(write_sidecars)
+        # layout "chunk": the chunks carry the manifests; the window manifest gets its .sha256
+        window_manifest = manifest.get("kind") == "window-manifest"
+        write_sidecars(d, run.file_name or remote.rpartition("/")[2], None if window_manifest else manifest)
         deliveries.record(
             self.store,
             run.id,
@@ -567,6 +537,18 @@ class Pipeline:
             verify_method=method,
             verified_at=manifest["verified_at"],
             error=None,
+        )
+
+    def delivery(self, name: str, remote: str, sha256: str) -> Delivery:
+        """``sha256``'s archive to ``remote`` on destination ``name``, with its retry policy."""
+        where = f" on {name}" if len(self.job.destination_names) > 1 else ""
+        return Delivery(
+            self.dest_for(name),
+            remote,
+            sha256,
+            self.job.name,
+            where,
+            lambda what: self._dest_retry(what, name),
         )
 
     def clean(self, run: Run) -> Run:
@@ -588,6 +570,16 @@ class Pipeline:
 
 class _StagedLost(Exception):
     """The staged archive a delivery needs is gone or changed: the run exports again."""
+
+
+def _exported(run: Run) -> tuple[str, str, Path]:
+    """(remote path, sha256, staged path) of an exported run (recorded with its phase)."""
+    if run.remote_path is None or run.sha256 is None or run.staged_path is None:
+        raise JobError(
+            f"run {run.id} is recorded as {run.phase} without its archive",
+            "the ledger was edited by hand: abandon the run (tableship abandon), then re-run",
+        )
+    return run.remote_path, run.sha256, Path(run.staged_path)
 
 
 def _phase_of(store: StateStore, run_id: int, name: str) -> str:
@@ -618,7 +610,7 @@ def _run_tag(run_id: int):
         current_run.reset(token)
 
 
-def check_columns(expected: list[str], actual: list[str]) -> None:
+def check_columns(expected: Sequence[str], actual: Sequence[str]) -> None:
     missing = [c for c in expected if c not in actual]
     extra = [c for c in actual if c not in expected]
     if missing or extra:

@@ -40,7 +40,7 @@ def choose_window(
         raise UsageError(
             "--from and --to must be given together", "pass both, e.g. --from 2026-01-01 --to 2026-01-31"
         )
-    if start is not None:
+    if start is not None and end is not None:
         if start > end:
             raise UsageError(
                 f"--from {start} is after --to {end}", "swap them: the window is inclusive from..to"

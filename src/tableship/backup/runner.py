@@ -56,9 +56,10 @@ class Outcome:
         line already says it, and a cron mail should say it once)."""
         w = f" {self.plan.window}" if self.plan else ""
         if self.status == "success" and self.run:
+            remote = self.run.remote_path or (self.plan.remote_path if self.plan else "")
             return (
                 f"{self.job}{w}: OK, {self.run.rows} rows, {human_size(self.run.stored_bytes or 0)} → "
-                f"{self.run.remote_path or self.plan.remote_path}{_chunk_counts(self.run)} "
+                f"{remote}{_chunk_counts(self.run)} "
                 f"(run {self.run.id}, {self.run.duration or 0:.1f}s)"
             )
         if self.status == "locked":
@@ -295,11 +296,11 @@ class PoolRun:
         except Interrupted as exc:
             exc.outcomes = ordered(exc.pool_result)  # type: ignore[attr-defined]
             raise
-        for exc in result.errors.values():
-            if isinstance(exc, LedgerError):
-                raise exc  # the batch stops as it does one job at a time (run_jobs alerts)
-        for n, exc in result.errors.items():  # a bug in one job never stops the others
-            log.error("job %s: unexpected error: %r", n, exc)
+        for err in result.errors.values():
+            if isinstance(err, LedgerError):
+                raise err  # the batch stops as it does one job at a time (run_jobs alerts)
+        for n, err in result.errors.items():  # a bug in one job never stops the others
+            log.error("job %s: unexpected error: %r", n, err)
         return ordered(result)
 
 
@@ -383,7 +384,7 @@ def run_job(batch: Batch, plan: Plan, blocked: tuple[str, TableshipError] | None
             failed = [o for o in outcomes if o.status == "failed"]
             gaps = [] if failed else coverage(job, store, plan.run_date).overdue
             if failed:
-                monitor.job_failed(job, failed[0].plan, failed[0].run, failed[0].error)
+                monitor.job_failed(job, failed[0].plan or plan, failed[0].run, failed[0].error)
             elif gaps and not scheduled:
                 # a --from/--to run answers for its own window; the schedule is judged (and
                 # alerted on) by scheduled runs, so an open gap incident stays as it is
@@ -469,7 +470,7 @@ def run_window(batch: Batch, plan: Plan, blocked: tuple[str, TableshipError] | N
     token_run = current_run.set(run.id)
     try:
         if blocked is not None:
-            return _blocked(store, pipeline, plan, blocked)
+            return _blocked(store, pipeline, plan, run, blocked)
         try:
             run = pipeline.run()
         except Interrupted:  # a signal ends the whole command (exit 128+N), not just this job
@@ -494,12 +495,12 @@ def run_window(batch: Batch, plan: Plan, blocked: tuple[str, TableshipError] | N
 
 
 def _blocked(
-    store: StateStore, pipeline: Pipeline, plan: Plan, blocked: tuple[str, TableshipError]
+    store: StateStore, pipeline: Pipeline, plan: Plan, run: Run, blocked: tuple[str, TableshipError]
 ) -> Outcome:
     """Record a run the preflight stopped as failed in the phase whose work cannot be done
     (nothing was exported); the next run resumes it."""
     phase, error = blocked
     log.error("%s (checked before exporting)", error.line(), extra=IN_SUMMARY)
-    record = store.finish(pipeline.run_record, Result.FAILED, error.line(), phase)
+    record = store.finish(run, Result.FAILED, error.line(), phase)
     pipeline.run_record = record
     return Outcome(plan.job.name, "failed", plan, record, error)

@@ -1,0 +1,106 @@
+"""One archive delivered to one destination: uploaded under a temporary name unless the
+destination already holds the same bytes, its sha256 proved there (re-uploaded at most
+twice on a mismatch), then its sidecars. The one loop the window's archive
+(backup/pipeline.py) and each chunk archive (backup/chunked.py) go through."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tableship.core.errors import VerificationError
+from tableship.core.redact import redact_bytes
+from tableship.destinations.base import Destination, digest_hex
+
+log = logging.getLogger("tableship")
+
+Retrying = Callable[[str], Callable[..., Any]]  # what → a retry policy (pipeline.retrying)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What is delivered where: ``sha256`` of the archive that must end at ``remote``."""
+
+    dest: Destination
+    remote: str
+    sha256: str
+    owner: str  # the job's name: the owner part of the destination's temporary names
+    where: str  # " on NAME" for a job with several destinations, else ""
+    retry: Retrying
+
+
+def upload_verified(
+    d: Delivery,
+    upload: Callable[[int], None],
+    on_uploaded: Callable[[], None] | None = None,
+) -> tuple[str, str]:
+    """Upload (``upload(attempt)`` puts the file under ``d.remote``) unless the destination
+    already has the same sha256, then prove the sha256 there. Returns (what was done, how
+    it was verified); raises :class:`VerificationError` after two re-uploads."""
+    method = "unknown"
+    for attempt in range(3):
+
+        def put(attempt: int = attempt) -> str:
+            found = d.dest.sha256(d.remote)
+            if found is not None and found.hex == d.sha256:
+                return "already on the destination with the same sha256"
+            if found is not None:
+                # a copy under the final name that is not this archive (damaged since an earlier
+                # attempt, or changed by hand): say so before replacing it
+                log.warning(
+                    "verification of %s%s failed: remote file has sha256 %s…, expected %s…; uploading again",
+                    d.remote,
+                    d.where,
+                    found.hex[:12],
+                    d.sha256[:12],
+                )
+            upload(attempt)
+            return "uploaded"
+
+        note = d.retry(f"upload of {d.remote}{d.where}")(put)
+        log.info("%s%s: %s", d.remote, d.where, note)
+        if on_uploaded is not None:
+            on_uploaded()
+        digest = d.retry(f"verification of {d.remote}{d.where}")(d.dest.sha256, d.remote)
+        remote_sha, method = (digest.hex, digest.method) if digest is not None else (None, "unknown")
+        if remote_sha == d.sha256:
+            return note, method
+        problem = (
+            "is missing"
+            if remote_sha is None
+            else f"has sha256 {remote_sha[:12]}…, expected {d.sha256[:12]}…"
+        )
+        if attempt == 2:
+            raise VerificationError(
+                f"{d.remote}{d.where} {problem} after re-uploading twice",
+                "check the destination's storage, then re-run",
+            )
+        log.warning(
+            "verification of %s%s failed: remote file %s; uploading again", d.remote, d.where, problem
+        )
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def write_sidecars(d: Delivery, file_name: str, manifest: dict | None) -> None:
+    """``<remote>.sha256`` and ``<remote>.manifest.json`` (redacted). ``manifest`` None: a
+    window manifest of ``layout = "chunk"``, which gets its ``.sha256`` only, rewritten only
+    when it changed (a re-run with nothing changed uploads nothing)."""
+    sidecar = f"{d.sha256}  {file_name}\n".encode()
+    if manifest is None:
+
+        def write() -> None:
+            if digest_hex(d.dest.sha256(d.remote + ".sha256")) != hashlib.sha256(sidecar).hexdigest():
+                d.dest.put_bytes(sidecar, d.remote + ".sha256", d.owner)
+
+    else:
+        body = redact_bytes((json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+
+        def write() -> None:
+            d.dest.put_bytes(sidecar, d.remote + ".sha256", d.owner)
+            d.dest.put_bytes(body, d.remote + ".manifest.json", d.owner)
+
+    d.retry(f"writing sidecars of {d.remote}{d.where}")(write)
