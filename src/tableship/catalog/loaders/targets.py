@@ -9,7 +9,9 @@ TARGET is one of:
   its own source;
 * ``DIALECT+DRIVER://…#[SCHEMA.]TABLE`` — a SQLAlchemy URL (use ``${VAR}`` in a source
   instead when it holds a password: a command line is visible to other users);
-* ``PATH[:[SCHEMA.]TABLE]`` — a DuckDB file (the table defaults to the job's table name).
+* ``PATH[:[SCHEMA.]TABLE]`` — a DuckDB file (the table defaults to the job's table name);
+  ``duckdb:///PATH#[SCHEMA.]TABLE``, the URL spelling of the same, goes to the DuckDB loader
+  too (DuckDB ships with tableship; its SQLAlchemy dialect does not).
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ def open_loader(config: Config, job: JobConfig, spec: str) -> Loader:
                 "--load with a database URL needs the table after '#'", "write it as URL#SCHEMA.TABLE"
             )
         schema, name = _table(table, "URL#…")
+        if url.startswith("duckdb:///"):
+            return _make("duckdb", Path(url.removeprefix("duckdb:///")).expanduser(), schema, name)
         return _make("sqlalchemy", url, schema, name)
     head, sep, tail = spec.partition(":")
     if head in config.sources:
