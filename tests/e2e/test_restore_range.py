@@ -25,6 +25,7 @@ from tests.e2e.test_archives import (
     write_config,
 )
 from tests.servers import wait_for
+from tests.servers.postgres import fresh_database
 
 MONTHS = [("2025-11-01", "2025-11-30"), ("2025-12-01", "2025-12-31"), ("2026-01-01", "2026-01-31")]
 
@@ -365,4 +366,42 @@ def test_a_second_restore_into_the_same_table_is_locked_out(site, warehouse, tmp
             first.kill()
             first.communicate()
     assert first.returncode == 0, err
+    compare_restored(warehouse, db, "t", "2026-01-01", "2026-01-31")
+
+
+def test_the_target_lock_is_the_postgresql_ledgers_for_every_host(tmp_path, warehouse, postgres):
+    """With ``settings.state`` on PostgreSQL the target table's lock is a session advisory lock
+    of the shared ledger: a restore into the same table from another host (here: another
+    state folder, so another flock file) is refused while the first holds it."""
+    url = fresh_database(postgres)
+    cfg = make_site(tmp_path, warehouse, MONTHS[2:])
+    text = cfg.read_text().replace('state_dir = "state"', f'state_dir = "state"\nstate = "{url}"', 1)
+    cfg.write_text(text)
+    other = tmp_path / "other.toml"  # the second host: its own state folder, the same ledger
+    other.write_text(text.replace('state_dir = "state"', 'state_dir = "state-other"', 1))
+    db = tmp_path / "r.duckdb"
+    holds = tmp_path / "holds"
+    holds.mkdir()
+    argv = [sys.executable, "-m", "tableship", "--config", str(cfg), "restore", "events", "--from", "2026-01"]
+    argv += ["--load", f"{db}:t"]
+    env = dict(os.environ, TABLESHIP_TEST_HOLD="restore-load", TABLESHIP_TEST_HOLD_DIR=str(holds))
+    first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (holds / "restore-load").exists() or first.poll() is not None, 120, "the first load")
+        assert first.poll() is None
+        line = one_error_line(
+            tableship(other, "restore", "events", "--from", "2026-01", "--load", f"{db}:t"), 75, "another"
+        )
+        assert f"pid {first.pid} on" in line, line
+        (holds / "restore-load").unlink()
+        out, err = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
+    assert first.returncode == 0, err
+    assert not list((tmp_path / "state").glob("**/restore-*"))  # no flock file: the ledger's lock
+    # released: the other host can restore into it now
+    proc = tableship(other, "restore", "events", "--from", "2026-01", "--load", f"{db}:t", "--replace")
+    assert proc.returncode == 0, proc.stderr
     compare_restored(warehouse, db, "t", "2026-01-01", "2026-01-31")

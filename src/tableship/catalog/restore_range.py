@@ -37,7 +37,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from tableship.archive.codecs import SUFFIXES
+from tableship.archive.codecs import SUFFIXES, open_decompressor
 from tableship.archive.csvrender import render_value_text
 from tableship.catalog import loadlog
 from tableship.catalog.loaders.base import Loader, LoadSpec, Span, partition_kind
@@ -52,7 +52,7 @@ from tableship.core.errors import JobError, LockedError, TableshipError, UsageEr
 from tableship.core.fsutil import file_sha256
 from tableship.core.window import Window, partition_value
 from tableship.destinations.base import open_destination
-from tableship.ledger.lock import JobLock
+from tableship.ledger.lock import JobLock, PgJobLock
 from tableship.ledger.state import StateStore
 
 log = logging.getLogger("tableship")
@@ -68,10 +68,14 @@ def job_destinations(job: JobConfig) -> list[str]:
 
 @dataclass
 class Verified:
+    """An archive whose local copy has the manifest's sha256 (and the header line it names)."""
+
     pick: Pick
     destination: str
-    csv: Path
+    csv: Path | None  # decompressed (``--out``), or None: the loader reads ``archive``
     longest: int
+    archive: Path | None = None
+    codec: str = "none"
 
 
 @dataclass
@@ -150,8 +154,13 @@ def _csv_name(file_name: str, codec: str) -> str:
     return file_name + ".csv" if codec != "none" else file_name
 
 
-def _verify(config: Config, pick: Pick, tmp: Path, say: Callable[[str], None], n: int = 0) -> Verified:
-    """Download the first copy that has the manifest's sha256, decompress it, check size and header."""
+def _verify(
+    config: Config, pick: Pick, tmp: Path, say: Callable[[str], None], n: int = 0, decompress: bool = False
+) -> Verified:
+    """Download the first copy that has the manifest's sha256 and check its header line;
+    ``decompress`` (``--out``): decompress it too and check its size. Without it the loader
+    reads the compressed copy (its size and row count are checked inside the load's
+    transaction, before the commit)."""
     m = pick.archive.manifest or {}
     codec = (m.get("compression") or {}).get("codec", "gzip")
     if codec not in SUFFIXES:
@@ -184,6 +193,9 @@ def _verify(config: Config, pick: Pick, tmp: Path, say: Callable[[str], None], n
             dest.close()
         if problems:
             log.warning("%s: %s; using the copy on %s", pick.archive.remote_path, "; ".join(problems), name)
+        if not decompress:
+            _check_header(pick, m, _first_line(local, codec))
+            return Verified(pick, name, None, 0, local, codec)
         csv = tmp / f"{n}" / _csv_name(copy.file_name, codec)
         csv.parent.mkdir()
         try:
@@ -199,22 +211,46 @@ def _verify(config: Config, pick: Pick, tmp: Path, say: Callable[[str], None], n
                 f"{m['csv_bytes']}; nothing was loaded",
                 "the archive is inconsistent with its manifest: re-run the backup of that window",
             )
-        dialect = _dialect(m)
-        cols = _columns(m, strict=False)
-        if dialect.header and not any("\n" in n or "\r" in n for n, _ in cols):
-            expected = dialect.delimiter.join(render_value_text(n, dialect) for n, _ in cols)
-            if header.decode("utf-8", "replace") != expected:
-                raise RestoreError(
-                    f"{pick.archive.remote_path}: the CSV header does not list the manifest's columns; "
-                    "nothing was loaded",
-                    "the archive is inconsistent with its manifest: re-run the backup of that window",
-                )
+        _check_header(pick, m, header)
         return Verified(pick, name, csv, longest)
     raise RestoreError(
         f"{pick.archive.remote_path} cannot be used: {'; '.join(problems)}; refusing the whole range, "
         "nothing was loaded",
         "the archive is damaged: re-run the backup of that window, or restore a range without it",
     )
+
+
+def _first_line(local: Path, codec: str) -> bytes:
+    """The archive's first line, decompressed (at most 64 KiB of it)."""
+    head = b""
+    try:
+        with open_decompressor(local, codec) as src:
+            while b"\n" not in head and len(head) < 65536:
+                chunk = src.read(65536)
+                if not chunk:
+                    break
+                head += chunk
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # gzip/isal/zstd each raise their own error types
+        raise RestoreError(
+            f"the archive does not decompress as {codec}: {type(exc).__name__}: {exc}; nothing was loaded",
+            "the archive is inconsistent with its manifest: restore another window",
+        ) from None
+    return head[:65536].split(b"\n", 1)[0]
+
+
+def _check_header(pick: Pick, m: dict, header: bytes) -> None:
+    dialect = _dialect(m)
+    cols = _columns(m, strict=False)
+    if dialect.header and not any("\n" in n or "\r" in n for n, _ in cols):
+        expected = dialect.delimiter.join(render_value_text(n, dialect) for n, _ in cols)
+        if header.decode("utf-8", "replace") != expected:
+            raise RestoreError(
+                f"{pick.archive.remote_path}: the CSV header does not list the manifest's columns; "
+                "nothing was loaded",
+                "the archive is inconsistent with its manifest: re-run the backup of that window",
+            )
 
 
 def _spans(job: JobConfig, columns: list[tuple[str, str]], pick: Pick) -> list[Span]:
@@ -232,9 +268,11 @@ def _spans(job: JobConfig, columns: list[tuple[str, str]], pick: Pick) -> list[S
     ]
 
 
-def _lock(config: Config, loader: Loader) -> JobLock:
+def _lock(store: StateStore, loader: Loader) -> JobLock | PgJobLock:
+    """The target table's lock: the ledger's kind of job lock (a ``flock`` in the state folder
+    beside an SQLite ledger; a session advisory lock, for every host, on a PostgreSQL one)."""
     key = hashlib.sha256(loader.lock_name.encode()).hexdigest()[:20]
-    lock = JobLock(config.settings.state_dir, f"restore-{key}")
+    lock = store.job_lock(f"restore-{key}")
     try:
         return lock.acquire()
     except LockedError:
@@ -291,7 +329,7 @@ def restore_range(
             for line in result.plan_lines():
                 say(line)
             return result
-        lock = _lock(config, loader) if loader is not None else None
+        lock = _lock(store, loader) if loader is not None else None
         resume = resume_command(config, job.name, start, end, load, out, replace)
         try:
             return _run(config, job, rng, loader, out_dir, replace, store, result, say, monitor, t0, resume)
@@ -348,7 +386,12 @@ def _run(
         # several archives at once: download, sha256 and decompression release the GIL
         workers = max(1, min(len(todo), os.cpu_count() or 1, VERIFY_WORKERS))
         with ThreadPoolExecutor(workers, thread_name_prefix="verify") as pool:
-            verified = list(pool.map(lambda ip: _verify(config, ip[1], tmp, say, ip[0]), enumerate(todo)))
+            verified = list(
+                pool.map(
+                    lambda ip: _verify(config, ip[1], tmp, say, ip[0], decompress=out_dir is not None),
+                    enumerate(todo),
+                )
+            )
         columns = _check_columns(result.selection.picks)
         if out_dir is not None:
             result.csv_paths = _publish(verified, out_dir, replace, keep=loader is not None)
@@ -395,6 +438,9 @@ def _run(
                 whole=v.pick.whole,
                 longest_line=v.longest,
                 name=a.remote_path,
+                archive=v.archive,
+                codec=v.codec,
+                csv_bytes=manifest["csv_bytes"] if isinstance(manifest.get("csv_bytes"), int) else None,
             )
             say(f"loading {a.remote_path} ({v.pick.spans_text()}) into {loader.display}")
             rows = loader.load(spec)
@@ -402,8 +448,9 @@ def _run(
             loadlog.loaded(store, record.id, a.remote_path, rows)
             result.loaded.append((v.pick, v.destination, rows))
             say(f"loaded {rows} rows of {a.remote_path} (from {v.destination})")
-            if not v.csv.parent == out_dir:
-                v.csv.unlink(missing_ok=True)
+            for done in (spec.csv, v.archive):  # the staged copies (a --out CSV stays)
+                if done is not None and done.parent != out_dir:
+                    done.unlink(missing_ok=True)
             if i + 1 < len(verified):
                 holds.hold("restore-next")
         loader.finish(created)
@@ -477,6 +524,7 @@ def _publish(verified: list[Verified], out_dir: Path, replace: bool, keep: bool)
         ) from None
     paths = []
     for v in verified:
+        assert v.csv is not None  # --out: verified with decompress=True
         final = out_dir / v.csv.name
         if final.exists() and not replace:
             raise UsageError(

@@ -54,17 +54,26 @@ class Span:
 
 @dataclass
 class LoadSpec:
-    """One archive to load: its decompressed CSV, dialect, columns and the spans it supplies."""
+    """One archive to load: its CSV, dialect, columns and the spans it supplies.
 
-    csv: Path
+    The archive's sha256 was checked before any load, so a loader reads its rows straight
+    from ``archive`` (``codec``-compressed) where it can — DuckDB's ``read_csv`` and
+    PostgreSQL's ``COPY`` are fed from the compressed file, no decompressed copy is written
+    — and asks :func:`~tableship.catalog.loaders.csvread.ensure_csv` for a decompressed
+    file otherwise (``csv`` is then set, its size checked against ``csv_bytes``)."""
+
+    csv: Path | None  # the decompressed CSV, once there is one
     columns: list[tuple[str, str]]  # (name, DuckDB type spelling as in the manifest)
     dialect: CsvDialect
     expected_rows: int  # the manifest's row count (the whole archive, before filtering)
     partition_column: str
     spans: list[Span]
     whole: bool  # every row of the archive is inside the spans: no filtering needed
-    longest_line: int
+    longest_line: int  # 0: not measured (the archive was not decompressed)
     name: str  # the archive's remote path, for messages
+    archive: Path | None = None  # the verified compressed archive
+    codec: str = "none"
+    csv_bytes: int | None = None  # the manifest's decompressed size
 
 
 @runtime_checkable

@@ -7,10 +7,14 @@ a dialect PostgreSQL's COPY cannot read as is)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tableship.catalog.loaders.base import LoadError, LoadSpec, Span
-from tableship.catalog.restore import _parse_error, _read_csv_sql, quote_ident
+from tableship.catalog.restore import RestoreError, _decompress, _parse_error, _read_csv_sql, quote_ident
+
+# the codecs DuckDB's read_csv decompresses itself (its ``compression`` option)
+_DUCKDB_CODECS = {"gzip": "gzip", "zstd": "zstd", "none": "none"}
 
 
 def span_predicate(column: str, spans: list[Span], params: dict[str, Any]) -> str:
@@ -22,10 +26,60 @@ def span_predicate(column: str, spans: list[Span], params: dict[str, Any]) -> st
     return "(" + " OR ".join(parts) + ")" if parts else "false"
 
 
+def ensure_csv(spec: LoadSpec) -> Path:
+    """The archive decompressed next to it (once), its size checked against the manifest's."""
+    if spec.csv is not None:
+        return spec.csv
+    assert spec.archive is not None
+    out = spec.archive.with_name(spec.archive.name + ".csv")
+    try:
+        size, _, longest = _decompress(spec.archive, spec.codec, out, sync=False)
+    except RestoreError as exc:
+        raise LoadError(f"{spec.name}: {exc.message}", exc.hint) from None
+    except OSError as exc:
+        raise LoadError(
+            f"cannot write {str(out)!r}: {exc.strerror}", "free space in the staging folder"
+        ) from None
+    if spec.csv_bytes is not None and size != spec.csv_bytes:
+        out.unlink(missing_ok=True)
+        raise size_mismatch(spec, size)
+    spec.csv, spec.longest_line = out, longest
+    return out
+
+
+def size_mismatch(spec: LoadSpec, size: int) -> LoadError:
+    return LoadError(
+        f"{spec.name} decompresses to {size} bytes, the manifest says {spec.csv_bytes}; "
+        "nothing of it was loaded",
+        "the archive is inconsistent with its manifest: re-run the backup of that window",
+    )
+
+
+def reads_archive(spec: LoadSpec) -> bool:
+    """DuckDB reads the compressed archive itself (no decompressed copy yet)."""
+    return spec.csv is None and spec.archive is not None and spec.codec in _DUCKDB_CODECS
+
+
+def line_too_long(exc: Exception) -> bool:
+    """DuckDB refused a line longer than its default ``max_line_size`` (the longest line is
+    only known once the archive was decompressed: :func:`ensure_csv` measures it)."""
+    return "maximum line size" in str(exc).lower()
+
+
 def read_sql(spec: LoadSpec, filtered: bool) -> tuple[str, dict[str, Any]]:
-    """``SELECT <typed columns> FROM read_csv(...) [WHERE <spans>]`` and its parameters."""
+    """``SELECT <typed columns> FROM read_csv(...) [WHERE <spans>]`` and its parameters: of the
+    compressed archive when DuckDB can decompress it, else of the decompressed CSV."""
+    if not reads_archive(spec):
+        ensure_csv(spec)
     sql, params = _read_csv_sql(spec.columns, spec.dialect, spec.longest_line)
-    params["path"] = str(spec.csv)
+    if spec.csv is None:
+        assert spec.archive is not None
+        marker = "FROM read_csv($path, "
+        assert marker in sql
+        sql = sql.replace(marker, marker + "compression = $compression, ", 1)
+        params["path"], params["compression"] = str(spec.archive), _DUCKDB_CODECS[spec.codec]
+    else:
+        params["path"] = str(spec.csv)
     if filtered:
         sql = f"SELECT * FROM ({sql}) WHERE {span_predicate(spec.partition_column, spec.spans, params)}"
     return sql, params

@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from tableship.catalog.loaders.base import LoadError, LoadSpec, Span, check_same, count_mismatch
-from tableship.catalog.loaders.csvread import parse_failed, read_sql, span_predicate
+from tableship.catalog.loaders.csvread import (
+    ensure_csv,
+    line_too_long,
+    parse_failed,
+    read_sql,
+    span_predicate,
+)
 from tableship.catalog.restore import duckdb_type, quote_ident
 
 _INFO_TYPES = {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ", "TIME WITH TIME ZONE": "TIMETZ"}
@@ -81,6 +87,13 @@ class DuckDBLoader:
         )
 
     def load(self, spec: LoadSpec) -> int:
+        try:
+            return self._load(spec)
+        except _LineTooLong:
+            ensure_csv(spec)  # measures the longest line: read_csv is told its size
+            return self._load(spec)
+
+    def _load(self, spec: LoadSpec) -> int:
         import duckdb
 
         con = self._connect()
@@ -115,6 +128,8 @@ class DuckDBLoader:
                 con.execute("ROLLBACK")
             except duckdb.Error:
                 pass
+            if spec.csv is None and line_too_long(exc):
+                raise _LineTooLong from None
             raise parse_failed(exc, spec) from None
 
     def finish(self, created: bool) -> None:
@@ -124,3 +139,7 @@ class DuckDBLoader:
         if self._con is not None:
             self._con.close()
             self._con = None
+
+
+class _LineTooLong(Exception):
+    """The compressed archive has a line longer than read_csv's default limit."""

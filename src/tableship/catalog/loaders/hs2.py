@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from tableship.catalog.loaders.base import LoadError, LoadSpec, Span, TransientLoadError, check_same
+from tableship.catalog.loaders.csvread import ensure_csv
 from tableship.core.errors import SourceError, TransientSourceError
 from tableship.sources.hs2 import HS2Source
 
@@ -240,7 +241,7 @@ class HS2Loader:
         view = f"tableship_load_{secrets.token_hex(6)}"
         empty = f"\u0001tableship-empty-{secrets.token_hex(8)}\u0001"
         try:
-            place(spec.csv, folder)
+            place(ensure_csv(spec), folder)
             cols = ", ".join(f"{ident(n)} STRING" for n, _ in spec.columns)
             uri = f"{self.uri_base.rstrip('/')}/{folder.name}"
             self._run(

@@ -29,8 +29,9 @@ import duckdb
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import types as sat
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 
+from tableship.archive.codecs import open_decompressor
 from tableship.catalog.loaders.base import (
     LoadError,
     LoadSpec,
@@ -39,7 +40,7 @@ from tableship.catalog.loaders.base import (
     check_same,
     count_mismatch,
 )
-from tableship.catalog.loaders.csvread import parse_failed, read_sql
+from tableship.catalog.loaders.csvread import ensure_csv, parse_failed, read_sql, size_mismatch
 from tableship.catalog.restore import quote_ident
 from tableship.core.redact import redact
 
@@ -140,7 +141,9 @@ class SQLAlchemyLoader:
 
     def engine(self):
         if self._engine is None:
-            self._engine = sa.create_engine(self.url, poolclass=NullPool)
+            # one connection kept for the restore (prepare, counts, one transaction per archive):
+            # a new connection per step costs more than a small archive's load
+            self._engine = sa.create_engine(self.url, poolclass=QueuePool, pool_size=1, max_overflow=1)
         return self._engine
 
     def _columns(self, columns: list[tuple[str, str]]) -> list[sa.Column]:
@@ -191,6 +194,7 @@ class SQLAlchemyLoader:
     def load(self, spec: LoadSpec) -> int:
         if self.is_pg:
             return self._load_pg(spec)
+        ensure_csv(spec)
         total = self._count(spec)
         try:
             with self.engine().begin() as conn:
@@ -257,8 +261,9 @@ class SQLAlchemyLoader:
         with contextlib.ExitStack() as stack:
             opts: pgsql.Composable
             total: int | None
+            size: int | None = None  # bytes sent, when COPY reads the decompressed archive
             if self._fast(spec):
-                source, d, header, total = spec.csv, spec.dialect, spec.dialect.header, None
+                d, header, total = spec.dialect, spec.dialect.header, None
                 opts = pgsql.SQL(
                     "FORMAT csv, DELIMITER {}, NULL {}, HEADER {}, QUOTE '\"', ESCAPE '\"'"
                 ).format(
@@ -266,14 +271,22 @@ class SQLAlchemyLoader:
                     pgsql.Literal(d.null),
                     pgsql.SQL("true" if header else "false"),
                 )
+                if spec.csv is None:
+                    # stream: decompressed on the fly into COPY (the archive's sha256 was checked
+                    # before; its size and row count are checked before the commit)
+                    assert spec.archive is not None
+                    source = stack.enter_context(open_decompressor(spec.archive, spec.codec))
+                    size = 0
+                else:
+                    source = stack.enter_context(open(spec.csv, "rb"))
             else:
+                csv = ensure_csv(spec)
                 tmp = Path(
-                    stack.enter_context(
-                        tempfile.TemporaryDirectory(prefix="tableship-pg-", dir=spec.csv.parent)
-                    )
+                    stack.enter_context(tempfile.TemporaryDirectory(prefix="tableship-pg-", dir=csv.parent))
                 )
-                source = tmp / "rows.csv"
-                total = self._render(spec, source)
+                rendered = tmp / "rows.csv"
+                total = self._render(spec, rendered)
+                source = stack.enter_context(open(rendered, "rb"))
                 opts = pgsql.SQL("FORMAT csv, DELIMITER ',', NULL '', HEADER false, QUOTE '\"', ESCAPE '\"'")
             where = pgsql.SQL(" OR ").join(
                 pgsql.SQL("{} BETWEEN {} AND {}").format(pc, pgsql.Literal(s.low), pgsql.Literal(s.high))
@@ -288,10 +301,15 @@ class SQLAlchemyLoader:
                     cur.execute("SET LOCAL DateStyle = 'ISO, YMD'")
                     cur.execute(pgsql.SQL("DELETE FROM {} WHERE {}").format(target, where))
                     stmt = pgsql.SQL("COPY {} ({}) FROM STDIN WITH ({})").format(target, cols, opts)
-                    with cur.copy(stmt) as copy, open(source, "rb") as f:
-                        while chunk := f.read(_COPY_CHUNK):
+                    with cur.copy(stmt) as copy:
+                        while chunk := _read(source, spec):
                             copy.write(chunk)
+                            if size is not None:
+                                size += len(chunk)
                     written = cur.rowcount
+                if size is not None and spec.csv_bytes is not None and size != spec.csv_bytes:
+                    conn.rollback()
+                    raise size_mismatch(spec, size)
                 got = written if total is None else total
                 if got != spec.expected_rows:
                     conn.rollback()
@@ -341,6 +359,19 @@ class SQLAlchemyLoader:
             raise parse_failed(exc, spec) from None
         finally:
             con.close()
+
+
+def _read(source: Any, spec: LoadSpec) -> bytes:
+    try:
+        return source.read(_COPY_CHUNK)
+    except (MemoryError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # gzip/isal/zstd each raise their own error types
+        raise LoadError(
+            f"{spec.name}: the archive does not decompress as {spec.codec}: {type(exc).__name__}: {exc}; "
+            "its load was rolled back",
+            "the archive is inconsistent with its manifest: re-run the backup of that window",
+        ) from None
 
 
 def _one(row: tuple | None) -> int:
