@@ -93,6 +93,23 @@ def _lookup(name: str, default: str | None, env: ShellVars, reasons: list[str]) 
     return env.values[name]
 
 
+def _piece(text: str, i: int, env: ShellVars, reasons: list[str], quoted: bool) -> tuple[str, int]:
+    """The character at ``text[i]`` of a word, inside double quotes or not, with what it
+    starts (a backslash escape, a ``$…`` expansion, a backquoted command kept as written
+    and not run): its value and the index after it."""
+    c = text[i]
+    if c == "\\" and i + 1 < len(text) and (not quoted or text[i + 1] in '$`"\\'):
+        return text[i + 1], i + 2
+    if c == "$":
+        return _expand(text, i, env, reasons)
+    if c == "`":
+        end = text.find("`", i + 1)
+        reasons.append("a command substitution `...` is not run")
+        stop = end + 1 if end > 0 else len(text)
+        return text[i:stop], stop
+    return c, i + 1
+
+
 def parse_value(text: str, env: ShellVars) -> tuple[str, list[str], str]:
     """One shell word → (value, reasons it is not fully known, the rest of the line)."""
     out: list[str] = []
@@ -113,38 +130,14 @@ def parse_value(text: str, env: ShellVars) -> tuple[str, list[str], str]:
             while True:
                 if i >= n:
                     raise ValueError("unterminated double quote")
-                c = text[i]
-                if c == '"':
+                if text[i] == '"':
                     i += 1
                     break
-                if c == "\\" and i + 1 < n and text[i + 1] in '$`"\\':
-                    out.append(text[i + 1])
-                    i += 2
-                elif c == "$":
-                    value, i = _expand(text, i, env, reasons)
-                    out.append(value)
-                elif c == "`":
-                    end = text.find("`", i + 1)
-                    reasons.append("a command substitution `...` is not run")
-                    out.append(text[i : end + 1 if end > 0 else n])
-                    i = end + 1 if end > 0 else n
-                else:
-                    out.append(c)
-                    i += 1
-        elif c == "\\" and i + 1 < n:
-            out.append(text[i + 1])
-            i += 2
-        elif c == "$":
-            value, i = _expand(text, i, env, reasons)
-            out.append(value)
-        elif c == "`":
-            end = text.find("`", i + 1)
-            reasons.append("a command substitution `...` is not run")
-            out.append(text[i : end + 1 if end > 0 else n])
-            i = end + 1 if end > 0 else n
+                value, i = _piece(text, i, env, reasons, quoted=True)
+                out.append(value)
         else:
-            out.append(c)
-            i += 1
+            value, i = _piece(text, i, env, reasons, quoted=False)
+            out.append(value)
     return "".join(out), reasons, ""
 
 
