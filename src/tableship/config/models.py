@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -57,6 +57,17 @@ ConfigPath = Annotated[Path, AfterValidator(_resolve_path)]
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Retried:
+    """Settings of a server, whose transient errors are retried by its own ``retries``."""
+
+    if TYPE_CHECKING:
+        retries: Retry  # a field of the model this is mixed into
+
+    @property
+    def retry_policy(self) -> Retry:
+        return self.retries
 
 
 # ---------------------------------------------------------------- settings
@@ -111,7 +122,7 @@ class DuckDBSource(Model):
         return str(self.path)
 
 
-class HS2Source(Model):
+class HS2Source(Model, Retried):
     type: Literal["impala", "hive"]
     host: str
     port: int | None = Field(None, ge=1, le=65535)
@@ -142,25 +153,17 @@ class HS2Source(Model):
         return self.port or (21050 if self.type == "impala" else 10000)
 
     @property
-    def retry_policy(self) -> Retry:
-        return self.retries
-
-    @property
     def target(self) -> str:
         return f"{self.host}:{self.effective_port}/{self.database or ''}"
 
 
-class SQLAlchemySource(Model):
+class SQLAlchemySource(Model, Retried):
     type: Literal["sqlalchemy"]
     url: SecretStr
     fetch_size: int = Field(100_000, ge=1)
     timeout: float = Field(60, gt=0)
     retries: Retry = Field(default_factory=lambda: Retry())  # servers: retried like destinations
     max_connections: int | None = Field(None, ge=1)  # queries open at once across parallel jobs
-
-    @property
-    def retry_policy(self) -> Retry:
-        return self.retries
 
     @property
     def target(self) -> str:
@@ -202,7 +205,7 @@ class LocalDestination(Model):
         return str(self.path)
 
 
-class SFTPDestination(Model):
+class SFTPDestination(Model, Retried):
     type: Literal["sftp"]
     host: str
     port: int = Field(22, ge=1, le=65535)
@@ -226,10 +229,6 @@ class SFTPDestination(Model):
         if not v.startswith("/"):
             raise ValueError("remote path must be absolute (start with '/')")
         return v
-
-    @property
-    def retry_policy(self) -> Retry:
-        return self.retries
 
     @property
     def target(self) -> str:
@@ -344,7 +343,43 @@ def _check_tpl(v: str) -> str:
     return v
 
 
-class JobConfig(Model):
+class JobNames:
+    """What a job's ``name``, ``table`` and ``refresh`` give, the same for the job as
+    configured (:class:`JobConfig`) and as resolved (:class:`tableship.config.spec.JobSpec`)."""
+
+    if TYPE_CHECKING:  # fields of the class this is mixed into
+        name: str
+        table: str
+        refresh: str | None
+
+    @property
+    def database(self) -> str | None:
+        return split_table(self.table)[0]
+
+    @property
+    def table_name(self) -> str:
+        return split_table(self.table)[1]
+
+    @property
+    def effective_refresh(self) -> str:
+        """What a chunk archive already on the destination is checked against (layout = "chunk")."""
+        return self.refresh or "changed"
+
+    def template_values(
+        self,
+        start: dt.date,
+        end: dt.date,
+        run_date: dt.date,
+        chunk_start: dt.date | None = None,
+        chunk_end: dt.date | None = None,
+    ) -> TemplateValues:
+        """The values the job's ``file_name`` and ``remote_dir`` templates render with."""
+        return TemplateValues(
+            self.name, self.table_name, self.database or "", start, end, run_date, chunk_start, chunk_end
+        )
+
+
+class JobConfig(Model, JobNames):
     """One job, after [defaults] were merged in. ``name`` is the key under [jobs]."""
 
     name: str
@@ -416,31 +451,6 @@ class JobConfig(Model):
     def destination_names(self) -> tuple[str, ...]:
         """As :attr:`tableship.config.spec.JobSpec.destination_names` (the alert hooks take either)."""
         return self.destinations
-
-    @property
-    def database(self) -> str | None:
-        return split_table(self.table)[0]
-
-    @property
-    def table_name(self) -> str:
-        return split_table(self.table)[1]
-
-    def template_values(
-        self,
-        start: dt.date,
-        end: dt.date,
-        run_date: dt.date,
-        chunk_start: dt.date | None = None,
-        chunk_end: dt.date | None = None,
-    ) -> TemplateValues:
-        return TemplateValues(
-            self.name, self.table_name, self.database or "", start, end, run_date, chunk_start, chunk_end
-        )
-
-    @property
-    def effective_refresh(self) -> str:
-        """What a chunk archive already on the destination is checked against (layout = "chunk")."""
-        return self.refresh or "changed"
 
     @model_validator(mode="after")
     def _chunks(self) -> JobConfig:

@@ -7,14 +7,15 @@ pipeline, the preflight, the source and destination factories and the alert hook
 the spec (or the piece of it they need), never the whole :class:`~tableship.config.models.Config`.
 
 A field added to :class:`~tableship.config.models.JobConfig` that the backup needs is
-added here too (and set in :func:`resolve_job`).
+added to :class:`JobSpec` under the same name (:func:`job_spec` copies it); what both
+derive from the name and table comes from :class:`~tableship.config.models.JobNames`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from tableship.archive.csvrender import CsvDialect
 from tableship.config.models import (
@@ -23,21 +24,24 @@ from tableship.config.models import (
     DestinationSettings,
     FormatSpec,
     JobConfig,
+    JobNames,
     RetentionSpec,
     Retry,
     SourceSettings,
     WindowSpec,
 )
-from tableship.core.names import TemplateValues, split_table
+
+# the settings model of a built-in or a plugin type (a plugin's has the same properties)
+S = TypeVar("S", bound=SourceSettings | DestinationSettings)
 
 
 @dataclass(frozen=True)
-class SourceSpec:
-    """A job's source: its name under ``[sources]`` and its validated connection settings
-    (the driver-specific model the source implementation reads)."""
+class _Named(Generic[S]):
+    """A source or destination: its name under ``[sources]``/``[destinations]`` and its
+    validated settings (the type-specific model its implementation reads)."""
 
     name: str
-    settings: SourceSettings
+    settings: S
 
     @property
     def type(self) -> str:
@@ -45,34 +49,23 @@ class SourceSpec:
 
     @property
     def retries(self) -> Retry:
-        """The retry policy for transient source errors (one attempt when the type has none)."""
+        """The retry policy for transient errors (one attempt when the type has none)."""
         return self.settings.retry_policy
 
     @property
     def target(self) -> str:
-        """Where it reads from, without any credential."""
+        """Where it reads from or writes to, without any credential (a path, ``user@host:port/path``)."""
         return self.settings.target
 
 
 @dataclass(frozen=True)
-class DestinationSpec:
-    """One destination a job ships to: its name under ``[destinations]`` and its settings."""
+class SourceSpec(_Named[SourceSettings]):
+    """A job's source."""
 
-    name: str
-    settings: DestinationSettings
 
-    @property
-    def type(self) -> str:
-        return self.settings.type
-
-    @property
-    def retries(self) -> Retry:
-        return self.settings.retry_policy
-
-    @property
-    def target(self) -> str:
-        """Where it writes to, without any credential (a path, ``user@host:port/path``)."""
-        return self.settings.target
+@dataclass(frozen=True)
+class DestinationSpec(_Named[DestinationSettings]):
+    """One destination a job ships to."""
 
     def describe(self, remote_path: str = "") -> str:
         """``name (type) target/remote_path`` for dry runs and messages."""
@@ -81,7 +74,7 @@ class DestinationSpec:
 
 
 @dataclass(frozen=True)
-class JobSpec:
+class JobSpec(JobNames):
     """One job, resolved: the table and its partition, the window, the archive's name
     templates, format and compression, the data checks, the schedule coverage rules,
     retention, the source, the destinations and the local folders it uses."""
@@ -138,34 +131,9 @@ class JobSpec:
         return self.staging_root / self.name
 
     @property
-    def database(self) -> str | None:
-        return split_table(self.table)[0]
-
-    @property
-    def table_name(self) -> str:
-        return split_table(self.table)[1]
-
-    @property
     def compression_level(self) -> int | str:
         """The configured level, ``"auto"`` when left to the codec's default."""
         return "auto" if self.compression.level is None else self.compression.level
-
-    @property
-    def effective_refresh(self) -> str:
-        """What a chunk archive already on the destination is checked against (layout = "chunk")."""
-        return self.refresh or "changed"
-
-    def template_values(
-        self,
-        start: dt.date,
-        end: dt.date,
-        run_date: dt.date,
-        chunk_start: dt.date | None = None,
-        chunk_end: dt.date | None = None,
-    ) -> TemplateValues:
-        return TemplateValues(
-            self.name, self.table_name, self.database or "", start, end, run_date, chunk_start, chunk_end
-        )
 
 
 def dialect_of(fmt: FormatSpec) -> CsvDialect:
@@ -184,35 +152,28 @@ def destination_spec(config: Config, name: str) -> DestinationSpec | None:
     return None if settings is None else DestinationSpec(name, settings)
 
 
+# set by job_spec from more than the job's own field of that name; every other field of
+# JobSpec is the JobConfig field of the same name
+_RESOLVED = {
+    "source",
+    "destinations",
+    "expect_columns",
+    "dialect",
+    "state_dir",
+    "staging_root",
+    "config_path",
+}
+_COPIED = tuple(f.name for f in fields(JobSpec) if f.name not in _RESOLVED)
+
+
 def job_spec(config: Config, job: JobConfig) -> JobSpec:
     return JobSpec(
-        name=job.name,
-        table=job.table,
+        **{name: getattr(job, name) for name in _COPIED},
         source=source_spec(config, job.source),
         # the loader refuses a job naming an unknown destination
         destinations=tuple(DestinationSpec(n, config.destinations[n]) for n in job.destinations),
-        window=job.window,
-        partition_column=job.partition_column,
-        partition_type=job.partition_type,
-        partition_format=job.partition_format,
-        chunk=job.chunk,
-        parallel=job.parallel,
-        layout=job.layout,
-        refresh=job.refresh,
-        file_name=job.file_name,
-        remote_dir=job.remote_dir,
-        format=job.format,
-        dialect=dialect_of(job.format),
-        compression=job.compression,
         expect_columns=tuple(job.expect_columns) if job.expect_columns is not None else None,
-        on_empty=job.on_empty,
-        count_check=job.count_check,
-        gap_grace=job.gap_grace,
-        catch_up=job.catch_up,
-        catch_up_max=job.catch_up_max,
-        retention=job.retention,
-        prune_after_run=job.prune_after_run,
-        keep_local=job.keep_local,
+        dialect=dialect_of(job.format),
         state_dir=config.settings.state_dir,
         staging_root=config.staging_dir,
         config_path=config.path,
