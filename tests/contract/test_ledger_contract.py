@@ -6,11 +6,16 @@ Every test runs against the SQLite ledger under a state_dir and against a Postgr
 
 from __future__ import annotations
 
+import ast
+import signal
+from pathlib import Path
+
 import pytest
 from tests.servers.postgres import fresh_database
 
 from tableship.core import redact
-from tableship.core.errors import LockedError
+from tableship.core.errors import Interrupted, LockedError
+from tableship.ledger import schema
 from tableship.ledger.schema import LATEST, MIGRATIONS, LedgerError
 from tableship.ledger.state import Phase, Result, StateStore
 from tableship.ops.alerts.incidents import IncidentStore
@@ -205,3 +210,67 @@ def test_reader_of_a_missing_ledger_creates_nothing(backend):
         assert writer.version() == LATEST
     finally:
         writer.close()
+
+
+class SignalAtBegin:
+    """The store's connection, but a termination signal (``Interrupted``) arrives just as its
+    first ``BEGIN`` returns, the statement run: the point between a transaction's BEGIN and the
+    code that would roll it back. Injected, not timed: no signal, no sleep."""
+
+    def __init__(self, db):
+        self._db = db
+        self.fired = False
+
+    def execute(self, sql, *params):
+        cur = self._db.execute(sql, *params)
+        if not self.fired and sql.strip().upper().startswith("BEGIN"):
+            self.fired = True
+            raise Interrupted(signal.SIGTERM)
+        return cur
+
+    def __getattr__(self, name):
+        return getattr(self._db, name)
+
+
+def test_a_signal_just_after_begin_leaves_no_transaction_open(store, backend, monkeypatch):
+    run = store.start("job", *W, "2026-11-26")
+    conn = SignalAtBegin(store.connect())
+    monkeypatch.setattr(store, "connect", lambda: conn)
+    with pytest.raises(Interrupted):
+        store.advance(run, Phase.EXPORTED, "staged", rows=3)
+    assert conn.fired
+    assert not conn.in_transaction  # rolled back: the write lock is not held either
+    # what the runner does next, on the same connection: record the run as ended
+    store.finish(run, Result.FAILED, "interrupted by SIGTERM", "planned")
+    seen = other(backend, readonly=True)
+    try:
+        (again,) = [r for r in seen.runs_of("job") if r.id == run.id]
+        assert (again.result, again.phase, again.error) == ("failed", "planned", "interrupted by SIGTERM")
+    finally:
+        seen.close()
+
+
+def test_only_the_transaction_helper_begins_a_transaction():
+    """No ledger module opens a transaction itself (``execute("BEGIN …")``) but
+    ``schema.transaction``: there BEGIN is inside the try that rolls it back."""
+    root = Path(schema.__file__).parent
+    offenders = []
+    for path in sorted(root.glob("*.py")):
+        if path.name == "postgres.py":  # the backend translating BEGIN, not a writer
+            continue
+        tree = ast.parse(path.read_text())
+        for fn in ast.walk(tree):
+            if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(fn):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "execute"
+                    and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                    and str(node.args[0].value).strip().upper().startswith("BEGIN")
+                    and not (path.name == "schema.py" and fn.name == "transaction")
+                ):
+                    offenders.append(f"{path.name}:{node.lineno} in {fn.name}()")
+    assert offenders == []

@@ -73,18 +73,12 @@ class ChunkLedger:
     def record(self, rec: ChunkRecord) -> ChunkRecord:
         """Insert or replace the row of ``(run_id, seq)`` in one transaction (portable SQL)."""
         rec.updated_at = _now()
-        db = self.ledger.connect()
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self.ledger.transaction() as db:
             db.execute("DELETE FROM chunks WHERE run_id=? AND seq=?", (rec.run_id, rec.seq))
             db.execute(
                 f"INSERT INTO chunks ({', '.join(_COLS)}) VALUES ({', '.join('?' for _ in _COLS)})",
                 tuple(getattr(rec, c) for c in _COLS),
             )
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
         return rec
 
     def forget(self, run_id: int, from_seq: int = 0) -> None:

@@ -54,6 +54,17 @@ BUSY_TIMEOUT = 30.0  # seconds a writer waits for another process's transaction
 
 # ---------------------------------------------------------------- migrations
 
+
+def add_columns(*columns: str) -> str:
+    """``ALTER TABLE t ADD COLUMN c TYPE;`` for each ``"t.c TYPE"``, one statement a line."""
+    out = ""
+    for column in columns:
+        name, type_ = column.split(" ", 1)
+        table, col = name.split(".")
+        out += f"ALTER TABLE {table} ADD COLUMN {col} {type_};\n"
+    return out
+
+
 # Version 1: tableship 0.1.0, verbatim (state.py, archives.py, alerts/incidents.py).
 # Never edit it: old databases are recognised by it. Change the schema with a new step.
 V1_RUNS = """
@@ -167,10 +178,10 @@ CREATE INDEX transitions_run ON transitions(run_id);
 """
 
 # Version 3 (issue 9): run identity and attempts; windows given up with `tableship abandon`.
-V3_RUN_IDENTITY = """
-ALTER TABLE runs ADD COLUMN fingerprint TEXT;
-ALTER TABLE runs ADD COLUMN attempt_started_at TEXT;
-CREATE TABLE abandoned_windows (
+V3_RUN_IDENTITY = (
+    "\n"
+    + add_columns("runs.fingerprint TEXT", "runs.attempt_started_at TEXT")
+    + """CREATE TABLE abandoned_windows (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     job TEXT NOT NULL,
     window_start TEXT NOT NULL,
@@ -181,6 +192,7 @@ CREATE TABLE abandoned_windows (
 );
 CREATE INDEX abandoned_windows_job ON abandoned_windows(job, window_start, window_end);
 """
+)
 
 # Version 4 (issue 15): restores of a date range into a table, and each archive loaded by one.
 # Text keys (no AUTOINCREMENT): the same statements run on the PostgreSQL ledger backend.
@@ -237,9 +249,7 @@ CREATE TABLE deliveries (
     PRIMARY KEY (run_id, destination)
 );
 CREATE INDEX deliveries_job ON deliveries(job, destination);
-ALTER TABLE verifications ADD COLUMN destination TEXT;
-ALTER TABLE pruned ADD COLUMN destination TEXT;
-"""
+""" + add_columns("verifications.destination TEXT", "pruned.destination TEXT")
 
 # Version 6 (issue 16): several hosts on one (PostgreSQL) ledger: who holds a job's lock, and
 # which host and process recorded each phase.
@@ -250,9 +260,7 @@ CREATE TABLE job_locks (
     pid INTEGER NOT NULL,
     started_at TEXT NOT NULL
 );
-ALTER TABLE transitions ADD COLUMN host TEXT;
-ALTER TABLE transitions ADD COLUMN pid INTEGER;
-"""
+""" + add_columns("transitions.host TEXT", "transitions.pid INTEGER")
 
 # Version 7 (issue 13): one row per chunk of a chunked run (ledger/chunks.py). A chunk is
 # recorded once its effect is durable: appended to the window's staged archive and fsynced
@@ -482,14 +490,18 @@ def transaction(db: Any) -> Iterator[Any]:
 
     The one way the ledger's writers group statements: the write lock is taken up front, so two
     processes never both read-then-write, and nothing half-done survives an error or a signal.
+    ``BEGIN`` is inside the ``try``: a signal (``Interrupted``) arriving just as it returns
+    must not leave the transaction open (the run's later "interrupted" update would go into
+    it and be lost with it, the run left "running").
     """
-    db.execute("BEGIN IMMEDIATE")
     try:
+        db.execute("BEGIN IMMEDIATE")
         yield db
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
-            with contextlib.suppress(sqlite3.Error, LedgerError):
+            # the first error is the one raised; a failing ROLLBACK must not hide it
+            with contextlib.suppress(Exception):
                 db.execute("ROLLBACK")
         raise
 
@@ -809,11 +821,9 @@ def _apply_pg(db: Any, where: str) -> None:
     then find the step applied and skip it. PostgreSQL's DDL is transactional, so a step is
     applied whole or not at all."""
     for step in MIGRATIONS:
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(db):
             db.execute(f"CREATE TABLE IF NOT EXISTS {PG_VERSION_TABLE} (version INTEGER NOT NULL)")
             if _pg_version(db) >= step.version:
-                db.execute("COMMIT")
                 continue
             if step.version == 1 or step.version == LATEST:
                 log.info("migrating the ledger %s to schema version %d", where, step.version)
@@ -829,12 +839,6 @@ def _apply_pg(db: Any, where: str) -> None:
                 )
             db.execute(f"DELETE FROM {PG_VERSION_TABLE}")
             db.execute(f"INSERT INTO {PG_VERSION_TABLE} (version) VALUES (?)", (step.version,))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                with contextlib.suppress(Exception):
-                    db.execute("ROLLBACK")
-            raise
 
 
 class LedgerUnreachableError(LedgerError):
