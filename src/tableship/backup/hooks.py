@@ -27,13 +27,15 @@ class Monitor:
     job's own error or changes the exit code (see ``ops.alerts.policy.AlertMonitor``).
     """
 
-    def job_started(self, job: JobSpec, plan: Plan) -> None:
+    def job_started(self, job: JobSpec, plan: Plan | None) -> None:
         pass
 
-    def job_succeeded(self, job: JobSpec, plan: Plan, run: Run | None) -> None:
+    def job_succeeded(self, job: JobSpec, plan: Plan | None, run: Run | None) -> None:
         pass
 
-    def job_failed(self, job: JobSpec, plan: Plan, run: Run | None, error: TableshipError | None) -> None:
+    def job_failed(
+        self, job: JobSpec, plan: Plan | None, run: Run | None, error: TableshipError | None
+    ) -> None:
         pass
 
     def ledger_failed(self, jobs: Sequence[str], plans: Mapping[str, Plan], error: TableshipError) -> None:

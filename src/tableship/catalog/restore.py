@@ -35,6 +35,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tableship.archive.codecs import SUFFIXES, open_decompressor
 from tableship.archive.csvrender import CsvDialect, render_value_text
@@ -47,6 +48,7 @@ from tableship.core.errors import JobError, UsageError
 from tableship.core.fsutil import file_sha256
 from tableship.core.names import check_identifier
 from tableship.core.window import parse_window
+from tableship.destinations.base import Destination
 from tableship.ledger.state import StateStore
 
 log = logging.getLogger("tableship")
@@ -368,6 +370,15 @@ def _unlink(p: Path | None) -> None:
         p.unlink(missing_ok=True)
 
 
+@dataclass
+class _Scratch:
+    """What a restore leaves behind until it ends: removed (or closed) whatever happens."""
+
+    con: Any = None  # the DuckDB connection of --load
+    tmpdir: Path | None = None  # in the staging folder: the downloaded archive
+    csv_tmp: Path | None = None  # the decompressed CSV until it is published
+
+
 def restore(
     config: Config,
     job_name: str,
@@ -383,109 +394,38 @@ def restore(
     target = parse_load(load, job.table_name) if load else None
     if to is None and target is None:
         to = "."
-    con = None
     store = StateStore.of(config.settings, readonly=True)
-    staging = config.staging_dir / "restore"
-    tmpdir: Path | None = None
-    csv_tmp: Path | None = None
+    work = _Scratch()
     created_db = target is not None and not target.db.exists()
     done = False
     try:
         # 1. options first: nothing is downloaded for a request that cannot succeed
         if target is not None:
-            con = _open_duckdb(target)
-            if _table_exists(con, target) and not replace:
-                raise UsageError(
-                    f"table {target.display} already exists",
-                    "pass --replace to replace it, or load into another table (DUCKDB_PATH:TABLE)",
-                )
+            work.con = _open_target(target, replace)
         dest = open_job_destination(config, job)
         try:
             archive = find_archive(list_archives(config, job, dest, store), which)
-            if archive.manifest is None:
-                why = archive.manifest_problem or "it has no manifest"
-                raise RestoreError(
-                    f"{archive.remote_path} cannot be checked: {why}",
-                    "restore another window; 'tableship ls JOB' shows which are complete",
-                )
-            if not archive.has_archive:
-                raise RestoreError(
-                    f"{archive.remote_path} is missing on the destination (only its manifest remains)",
-                    "restore another window; 'tableship verify JOB' reports what is missing",
-                )
-            m = archive.manifest
-            codec = (m.get("compression") or {}).get("codec", "gzip")
-            if codec not in SUFFIXES:
-                raise RestoreError(f"the manifest names an unknown codec {codec!r}", "upgrade tableship")
+            m, codec = _restorable(archive)
             dialect = _dialect(m)
             columns = _columns(m, strict=target is not None)
-            csv_name = archive.file_name
-            if SUFFIXES[codec] and csv_name.endswith(SUFFIXES[codec]):
-                csv_name = csv_name[: -len(SUFFIXES[codec])]
-            elif codec != "none":
-                csv_name += ".csv"
+            csv_name = _csv_name(archive.file_name, codec)
             final = _check_to(Path(to).expanduser(), csv_name, replace) if to is not None else None
-
             # 2. download into the staging folder and check the sha256 before anything else
-            try:
-                staging.mkdir(parents=True, exist_ok=True)
-                tmpdir = Path(tempfile.mkdtemp(prefix=f"{job.name}-", dir=staging))
-            except OSError as exc:
-                raise RestoreError(
-                    f"cannot create a temporary folder in {str(staging)!r}: {exc.strerror}",
-                    "check settings.state_dir / staging_dir",
-                ) from None
-            local = tmpdir / archive.file_name
-            say(f"downloading {archive.remote_path} ({archive.archive_bytes} bytes)")
-            dest.get(archive.remote_path, local)
-            got = file_sha256(local)
-            if got != m["sha256"]:
-                raise RestoreError(
-                    f"{archive.remote_path}: sha256 {got[:12]}… differs from the manifest's "
-                    f"{m['sha256'][:12]}…; refusing to restore it",
-                    "the archive on the destination is damaged: restore another copy or re-run the backup",
-                )
-            if archive.has_sidecar:
-                side = parse_sidecar(read_small(dest, archive.sha256_path, tmpdir, 64 * 1024))
-                if side is not None and side[0] != got:
-                    raise RestoreError(
-                        f"{archive.remote_path}: the .sha256 sidecar says {side[0][:12]}…, the archive "
-                        f"is {got[:12]}…; refusing to restore it",
-                        "check the destination with 'tableship verify'",
-                    )
+            work.tmpdir = _scratch_dir(config.staging_dir / "restore", job.name)
+            local = _download(dest, archive, work.tmpdir, say)
         finally:
             dest.close()
-
         # 3. decompress (into the --to folder when given, so the final rename is atomic)
         if final is not None:
-            csv_tmp = final.with_name(f".{final.name}.tableship-restore-{secrets.token_hex(4)}.part")
+            work.csv_tmp = final.with_name(f".{final.name}.tableship-restore-{secrets.token_hex(4)}.part")
         else:
-            csv_tmp = tmpdir / csv_name
-        try:
-            csv_bytes, header, longest = _decompress(local, codec, csv_tmp)
-        except OSError as exc:
-            raise RestoreError(
-                f"cannot write {str(csv_tmp)!r}: {exc.strerror}", "free space or pick another --to folder"
-            ) from None
-        _unlink(local)
-        if isinstance(m.get("csv_bytes"), int) and csv_bytes != m["csv_bytes"]:
-            raise RestoreError(
-                f"the archive decompresses to {csv_bytes} bytes, the manifest says {m['csv_bytes']}",
-                "the archive is inconsistent with its manifest: restore another window",
-            )
-        if dialect.header and not any("\n" in n or "\r" in n for n, _ in columns):
-            expected = dialect.delimiter.join(render_value_text(n, dialect) for n, _ in columns)
-            if header.decode("utf-8", "replace") != expected:
-                raise RestoreError(
-                    "the CSV header does not list the manifest's columns",
-                    "the archive is inconsistent with its manifest: restore another window",
-                )
-
+            work.csv_tmp = work.tmpdir / csv_name
+        longest = _decompress_checked(local, codec, work.csv_tmp, m, dialect, columns)
         # 4. parse with the manifest's dialect and types; check the row count
         sql, params = _read_csv_sql(columns, dialect, longest)
-        params["path"] = str(csv_tmp)
+        params["path"] = str(work.csv_tmp)
         rows = (
-            _load(con, target, columns, sql, params, m["rows"], replace)
+            _load(work.con, target, columns, sql, params, m["rows"], replace)
             if target is not None
             else _count(sql, params, len(columns))
         )
@@ -494,23 +434,124 @@ def restore(
                 f"the CSV holds {rows} rows, the manifest says {m['rows']}",
                 "nothing was restored; the archive is inconsistent with its manifest",
             )
-
         # 5. publish the CSV
         if final is not None:
-            os.replace(csv_tmp, final)
-            csv_tmp = None
+            os.replace(work.csv_tmp, final)
+            work.csv_tmp = None
         done = True
         return RestoreResult(archive, rows, final, target)
     finally:
-        if con is not None:
-            con.close()
-        if created_db and not done:  # leave no empty database file behind a failed restore
+        if work.con is not None:
+            work.con.close()
+        if target is not None and created_db and not done:  # no empty database file behind a failure
             for p in (target.db, target.db.with_name(target.db.name + ".wal")):
                 _unlink(p)
         store.close()
-        _unlink(csv_tmp)
-        if tmpdir is not None:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+        _unlink(work.csv_tmp)
+        if work.tmpdir is not None:
+            shutil.rmtree(work.tmpdir, ignore_errors=True)
+
+
+def _open_target(target: LoadTarget, replace: bool):
+    """The --load database, opened; refused when the table exists and --replace is not given."""
+    con = _open_duckdb(target)
+    if _table_exists(con, target) and not replace:
+        con.close()
+        raise UsageError(
+            f"table {target.display} already exists",
+            "pass --replace to replace it, or load into another table (DUCKDB_PATH:TABLE)",
+        )
+    return con
+
+
+def _restorable(archive: Archive) -> tuple[dict, str]:
+    """(manifest, codec) of an archive that can be checked and downloaded, else RestoreError."""
+    if archive.manifest is None:
+        why = archive.manifest_problem or "it has no manifest"
+        raise RestoreError(
+            f"{archive.remote_path} cannot be checked: {why}",
+            "restore another window; 'tableship ls JOB' shows which are complete",
+        )
+    if not archive.has_archive:
+        raise RestoreError(
+            f"{archive.remote_path} is missing on the destination (only its manifest remains)",
+            "restore another window; 'tableship verify JOB' reports what is missing",
+        )
+    m = archive.manifest
+    codec = (m.get("compression") or {}).get("codec", "gzip")
+    if codec not in SUFFIXES:
+        raise RestoreError(f"the manifest names an unknown codec {codec!r}", "upgrade tableship")
+    return m, codec
+
+
+def _csv_name(file_name: str, codec: str) -> str:
+    """The decompressed file's name: the archive's without the codec's suffix (else + ``.csv``)."""
+    suffix = SUFFIXES[codec]
+    if suffix and file_name.endswith(suffix):
+        return file_name[: -len(suffix)]
+    return file_name + ".csv" if codec != "none" else file_name
+
+
+def _scratch_dir(staging: Path, job_name: str) -> Path:
+    try:
+        staging.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{job_name}-", dir=staging))
+    except OSError as exc:
+        raise RestoreError(
+            f"cannot create a temporary folder in {str(staging)!r}: {exc.strerror}",
+            "check settings.state_dir / staging_dir",
+        ) from None
+
+
+def _download(dest: Destination, archive: Archive, tmpdir: Path, say: Callable[[str], None]) -> Path:
+    """The archive downloaded into ``tmpdir``, its sha256 checked against the manifest and the sidecar."""
+    m = archive.manifest or {}
+    local = tmpdir / archive.file_name
+    say(f"downloading {archive.remote_path} ({archive.archive_bytes} bytes)")
+    dest.get(archive.remote_path, local)
+    got = file_sha256(local)
+    if got != m["sha256"]:
+        raise RestoreError(
+            f"{archive.remote_path}: sha256 {got[:12]}… differs from the manifest's "
+            f"{m['sha256'][:12]}…; refusing to restore it",
+            "the archive on the destination is damaged: restore another copy or re-run the backup",
+        )
+    if archive.has_sidecar:
+        side = parse_sidecar(read_small(dest, archive.sha256_path, tmpdir, 64 * 1024))
+        if side is not None and side[0] != got:
+            raise RestoreError(
+                f"{archive.remote_path}: the .sha256 sidecar says {side[0][:12]}…, the archive "
+                f"is {got[:12]}…; refusing to restore it",
+                "check the destination with 'tableship verify'",
+            )
+    return local
+
+
+def _decompress_checked(
+    local: Path, codec: str, csv_tmp: Path, m: dict, dialect: CsvDialect, columns: list[tuple[str, str]]
+) -> int:
+    """Decompress ``local`` into ``csv_tmp`` (removing ``local``); check the size and the header
+    against the manifest; returns the longest line's length (for the CSV reader)."""
+    try:
+        csv_bytes, header, longest = _decompress(local, codec, csv_tmp)
+    except OSError as exc:
+        raise RestoreError(
+            f"cannot write {str(csv_tmp)!r}: {exc.strerror}", "free space or pick another --to folder"
+        ) from None
+    _unlink(local)
+    if isinstance(m.get("csv_bytes"), int) and csv_bytes != m["csv_bytes"]:
+        raise RestoreError(
+            f"the archive decompresses to {csv_bytes} bytes, the manifest says {m['csv_bytes']}",
+            "the archive is inconsistent with its manifest: restore another window",
+        )
+    if dialect.header and not any("\n" in n or "\r" in n for n, _ in columns):
+        expected = dialect.delimiter.join(render_value_text(n, dialect) for n, _ in columns)
+        if header.decode("utf-8", "replace") != expected:
+            raise RestoreError(
+                "the CSV header does not list the manifest's columns",
+                "the archive is inconsistent with its manifest: restore another window",
+            )
+    return longest
 
 
 def _count(sql: str, params: dict, ncols: int) -> int:

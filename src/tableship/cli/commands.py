@@ -6,7 +6,6 @@ exit code (see errors.py); tracebacks only with --debug.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import signal
@@ -16,7 +15,6 @@ from pathlib import Path
 
 import click
 
-from tableship.backup.plan import choose_window
 from tableship.backup.runner import exit_code as run_exit_code
 from tableship.catalog.abandon import abandon_window
 from tableship.catalog.ls import LS_COLUMNS, ls_rows, ls_table_rows
@@ -33,12 +31,10 @@ from tableship.config.legacy import import_legacy as build
 from tableship.config.loader import load_config
 from tableship.config.selection import select_jobs
 from tableship.config.starter import starter_config
-from tableship.config.validate import environment_problems
 from tableship.core import interrupts
 from tableship.core.errors import (
     EXIT_JOB_FAILED,
     EXIT_USAGE,
-    ConfigError,
     Interrupted,
     TableshipError,
     UsageError,
@@ -57,14 +53,33 @@ from tableship.ops.report import (
     STATUS_COLUMNS,
     format_table,
     history_rows,
-    incident_line,
     status_exit,
+    status_lines,
     status_rows,
     status_summary,
 )
+from tableship.ops.validation import validate_config
 from tableship.ops.wiring import run_jobs
 
-_debug = False
+
+def error_text(exc: TableshipError) -> str:
+    """An error's line with the one hint every failure without its own gets."""
+    if exc.hint:
+        return exc.line()
+    if exc.exit_code == EXIT_USAGE:
+        return f"{exc.line()} — see 'tableship --help'"
+    return f"{exc.line()} — fix the cause, then re-run the same command (--debug shows details)"
+
+
+def debug_requested(argv: list[str] | None) -> bool:
+    """Whether the command line asks for ``--debug`` (parsed by the CLI's own options,
+    without running anything)."""
+    try:
+        args = list(sys.argv[1:] if argv is None else argv)
+        with cli.make_context("tableship", args, resilient_parsing=True) as ctx:
+            return bool(ctx.params.get("debug"))
+    except Exception:  # an unparsable command line: click reports it; no traceback wanted
+        return False
 
 
 class Ctx:
@@ -136,8 +151,7 @@ def _wait_option(help: str):
 def cli(ctx, config, verbose, quiet, debug, log_format):
     """tableship: back up rolling date-window slices of warehouse tables as verified,
     compressed CSV archives on a backup host — resumable, locked, alerting."""
-    global _debug
-    _debug = debug
+    # --debug is read by main() itself (debug_requested): it decides how main reports an error
     setup_logging(-1 if quiet else verbose, json_format=log_format == "json")
     ctx.obj = Ctx(config, verbose, quiet, log_format)
 
@@ -215,8 +229,7 @@ def run(obj: Ctx, jobs, all_jobs, run_date, start, end, dry_run, wait, max_jobs)
         print_summary(outcomes, click.echo)
     for o in outcomes:  # each failed job also ends in one "Error:" line on stderr (cron mails, scripts)
         if o.status == "failed" and o.error is not None:
-            hint = "" if o.error.hint else " — fix the cause, then re-run the same command"
-            click.echo(f"Error: job {o.job}: {o.error.line()}{hint}", err=True)
+            click.echo(f"Error: job {o.job}: {error_text(o.error)}", err=True)
     sys.exit(run_exit_code(outcomes))
 
 
@@ -249,20 +262,8 @@ def status(obj: Ctx, as_json, today):
         _json([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows])
     else:
         click.echo(format_table(rows, STATUS_COLUMNS))
-        for r in rows:
-            if r.get("result") == "running":  # live: its job's lock is held (any host's, on PostgreSQL)
-                where = f"{r.get('host')} (pid {r.get('pid')})"
-                click.echo(f"{r['job']}: running on {where} since {r.get('started')}")
-            if r.get("error"):
-                click.echo(f"{r['job']}: last error ({r.get('failed_phase')}): {r['error']}")
-            if r.get("_deliveries"):
-                click.echo(r["_deliveries"])
-            for gap in r.get("_gaps", []):
-                click.echo(f"{r['job']}: {gap}")
-            if incident_line(r):
-                click.echo(incident_line(r))
-            if r.get("verification"):
-                click.echo(f"{r['job']}: last verification: {r['verification']['summary']}")
+        for line in status_lines(rows):
+            click.echo(line)
         click.echo(status_summary(rows))
     sys.exit(status_exit(rows))
 
@@ -351,27 +352,12 @@ def config_group():
 def config_validate(obj: Ctx):
     """Validate the config file and print every problem found (exit 2 if any): also the
     optional drivers its sources and destinations need, and its local destination folders."""
-    try:
-        config = load_config(obj.config_arg)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(f"Error: {problem}", err=True)
-        sys.exit(exc.exit_code)
-    missing = environment_problems(config)  # this machine, not the file: drivers, local folders
-    if missing:
-        for problem in missing:
-            click.echo(f"Error: {config.path}: {problem}", err=True)
-        sys.exit(EXIT_USAGE)
-    today = dt.date.today()
-    click.echo(
-        f"OK: {config.path}: {len(config.jobs)} job(s), {len(config.sources)} source(s), "
-        f"{len(config.destinations)} destination(s)"
-    )
-    for job in config.jobs.values():
-        click.echo(
-            f"  {job.name}: {job.table} from {job.source} to {', '.join(job.destinations)}, "
-            f"window today {choose_window(job, today, None, None)}"
-        )
+    report = validate_config(obj.config_arg)
+    for problem in report.problems:
+        click.echo(f"Error: {problem}", err=True)
+    for line in report.lines:
+        click.echo(line)
+    sys.exit(report.exit_code)
 
 
 @cli.command()
@@ -671,6 +657,7 @@ def man_cmd(command, directory: Path | None):
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: the one place errors become ``Error:`` lines."""
     interrupts.install()
+    debug = debug_requested(argv)
     # everything printed — Error: lines, summaries, --debug tracebacks — is redacted (redact.py)
     wrap_std_streams()
     try:
@@ -694,26 +681,19 @@ def main(argv: list[str] | None = None) -> None:
         code = 128 + signal.SIGINT
     except Interrupted as exc:  # a BaseException: never caught on the way up, always exit 128+N
         interrupts.quiet()
-        if _debug:
+        if debug:
             traceback.print_exc()
         click.echo(f"Error: {exc.line()}", err=True)
         code = exc.exit_code
     except TableshipError as exc:
-        if _debug:
+        if debug:
             traceback.print_exc()
-        hint = ""
-        if not exc.hint:  # every Error: line says what to do
-            hint = (
-                " — see 'tableship --help'"
-                if exc.exit_code == EXIT_USAGE
-                else " — re-run with --debug for details"
-            )
-        click.echo(f"Error: {exc.line()}{hint}", err=True)
+        click.echo(f"Error: {error_text(exc)}", err=True)  # every Error: line says what to do
         code = exc.exit_code
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except OSError as exc:  # a local path that cannot be used (state_dir or log_file is a file, read-only...)
-        if _debug:
+        if debug:
             raise
         where = f": {exc.filename}" if exc.filename else ""
         click.echo(
@@ -723,7 +703,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         code = EXIT_JOB_FAILED
     except Exception as exc:  # a bug: still one line, traceback only with --debug
-        if _debug:
+        if debug:
             raise
         click.echo(
             f"Error: unexpected {type(exc).__name__}: {exc} — re-run with --debug and report it", err=True

@@ -137,6 +137,29 @@ def incident_line(row: dict) -> str | None:
     )
 
 
+def status_lines(rows: list[dict]) -> list[str]:
+    """The lines ``status`` prints under its table: where each running job runs, each job's
+    last error, its deliveries, its unfinished and missing windows, its open incident and
+    its last verification."""
+    out = []
+    for r in rows:
+        if r.get("result") == "running":  # live: its job's lock is held (any host's, on PostgreSQL)
+            out.append(
+                f"{r['job']}: running on {r.get('host')} (pid {r.get('pid')}) since {r.get('started')}"
+            )
+        if r.get("error"):
+            out.append(f"{r['job']}: last error ({r.get('failed_phase')}): {r['error']}")
+        if r.get("_deliveries"):
+            out.append(r["_deliveries"])
+        out += [f"{r['job']}: {gap}" for gap in r.get("_gaps", [])]
+        incident = incident_line(r)
+        if incident:
+            out.append(incident)
+        if r.get("verification"):
+            out.append(f"{r['job']}: last verification: {r['verification']['summary']}")
+    return out
+
+
 def history_rows(store: StateStore, job: str | None, limit: int) -> list[dict]:
     return [run_row(r.job, r) for r in store.history(job, limit)]
 
