@@ -9,9 +9,12 @@ import datetime as dt
 import enum
 import posixpath
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from tableship.core.errors import TableshipError
 from tableship.core.window import Window
+
+T = TypeVar("T")
 
 SHA_SUFFIX = ".sha256"
 MANIFEST_SUFFIX = ".manifest.json"
@@ -26,6 +29,17 @@ class Status(enum.StrEnum):
 
 # worst first: the order a summary reports them in
 SEVERITY = [Status.MISSING, Status.MISMATCH, Status.INCOMPLETE, Status.OK]
+
+
+class _FromManifest(Generic[T]):
+    """A read-only attribute of an :class:`Archive`: its manifest's value of the same name
+    (None without a manifest or without that key)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.key = name
+
+    def __get__(self, archive: Archive, owner: type | None = None) -> T | None:
+        return archive.manifest.get(self.key) if archive.manifest else None
 
 
 @dataclass
@@ -57,24 +71,10 @@ class Archive:
     def manifest_path(self) -> str:
         return self.remote_path + MANIFEST_SUFFIX
 
-    def _m(self, key: str):
-        return self.manifest.get(key) if self.manifest else None
-
-    @property
-    def rows(self) -> int | None:
-        return self._m("rows")
-
-    @property
-    def archive_bytes(self) -> int | None:
-        return self._m("archive_bytes")
-
-    @property
-    def created_at(self) -> str | None:
-        return self._m("created_at")
-
-    @property
-    def sha256(self) -> str | None:
-        return self._m("sha256")
+    rows = _FromManifest[int]()  # not annotated: no dataclass field
+    archive_bytes = _FromManifest[int]()  # not annotated: no dataclass field
+    created_at = _FromManifest[str]()  # not annotated: no dataclass field
+    sha256 = _FromManifest[str]()  # not annotated: no dataclass field
 
     @property
     def problems(self) -> list[str]:

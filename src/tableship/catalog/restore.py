@@ -32,7 +32,8 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,9 +106,8 @@ class RestoreResult:
 
     def lines(self) -> list[str]:
         a = self.archive
-        out = [
-            f"restored {a.remote_path} (window {a.window}, {self.rows} rows, sha256 {a.sha256[:12]}… checked)"
-        ]
+        sha = a.sha256 or ""  # a restored archive has a manifest, so its sha256
+        out = [f"restored {a.remote_path} (window {a.window}, {self.rows} rows, sha256 {sha[:12]}… checked)"]
         if self.csv_path:
             out.append(f"  CSV:   {self.csv_path}")
         if self.load:
@@ -117,6 +117,24 @@ class RestoreResult:
 
 def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+@contextmanager
+def duckdb_transaction(con: Any) -> Iterator[None]:
+    """One DuckDB transaction around the block: COMMIT when it ends, ROLLBACK when it raises
+    (a failing ROLLBACK, DuckDB having aborted the transaction itself, does not hide its error)."""
+    import duckdb  # a core dependency, imported where used
+
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        try:
+            con.execute("ROLLBACK")
+        except duckdb.Error:
+            pass
+        raise
 
 
 def parse_load(spec: str, default_table: str) -> LoadTarget:
@@ -142,7 +160,7 @@ def parse_load(spec: str, default_table: str) -> LoadTarget:
     return LoadTarget(Path(path).expanduser(), schema, name)
 
 
-def duckdb_type(t: str) -> str:
+def duckdb_type(t: object) -> str:
     """Check a manifest column type (it goes into SQL) and return it in DuckDB's spelling."""
     t = str(t).upper().replace(" ", "")
     if t in _SIMPLE_TYPES:
@@ -269,13 +287,16 @@ def find_archive(archives: list[Archive], which: str) -> Archive:
     return found[0]
 
 
-def _check_to(to: Path, final_name: str, replace: bool) -> Path:
+def make_folder(folder: Path, what: str) -> None:
+    """Create the folder for restored CSVs (and its parents); else a RestoreError ``what: why``."""
     try:
-        to.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RestoreError(
-            f"cannot create the folder {str(to)!r} for --to: {exc.strerror}", "pick a folder you can write to"
-        ) from None
+        raise RestoreError(f"{what}: {exc.strerror}", "pick a folder you can write to") from None
+
+
+def _check_to(to: Path, final_name: str, replace: bool) -> Path:
+    make_folder(to, f"cannot create the folder {str(to)!r} for --to")
     if not to.is_dir():
         raise RestoreError(f"--to {str(to)!r} is not a folder", "pick a folder you can write to")
     if not os.access(to, os.W_OK | os.X_OK):
@@ -429,11 +450,7 @@ def restore(
             if target is not None
             else _count(sql, params, len(columns))
         )
-        if rows != m["rows"]:
-            raise RestoreError(
-                f"the CSV holds {rows} rows, the manifest says {m['rows']}",
-                "nothing was restored; the archive is inconsistent with its manifest",
-            )
+        _check_rows(rows, m["rows"])
         # 5. publish the CSV
         if final is not None:
             os.replace(work.csv_tmp, final)
@@ -554,6 +571,14 @@ def _decompress_checked(
     return longest
 
 
+def _check_rows(rows: int, expected: int) -> None:
+    if rows != expected:
+        raise RestoreError(
+            f"the CSV holds {rows} rows, the manifest says {expected}",
+            "nothing was restored; the archive is inconsistent with its manifest",
+        )
+
+
 def _count(sql: str, params: dict, ncols: int) -> int:
     """Parse the whole CSV (every column converted) and count its rows."""
     import duckdb
@@ -561,7 +586,9 @@ def _count(sql: str, params: dict, ncols: int) -> int:
     con = duckdb.connect()
     try:
         aggs = ", ".join(f"count(#{i + 1})" for i in range(ncols))
-        return int(con.execute(f"SELECT count(*), {aggs} FROM ({sql})", params).fetchone()[0])
+        row = con.execute(f"SELECT count(*), {aggs} FROM ({sql})", params).fetchone()
+        assert row is not None  # an aggregate returns one row
+        return int(row[0])
     except duckdb.Error as exc:
         raise _parse_error(exc) from None
     finally:
@@ -581,25 +608,18 @@ def _load(
     import duckdb
 
     try:
-        con.execute("BEGIN TRANSACTION")
-        if target.schema:
-            con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(target.schema)}")
-        if replace:
-            con.execute(f"DROP TABLE IF EXISTS {target.sql_name}")
-        ddl = ", ".join(f"{quote_ident(n)} {t}" for n, t in columns)
-        con.execute(f"CREATE TABLE {target.sql_name} ({ddl})")
-        con.execute(f"INSERT INTO {target.sql_name} {sql}", params)
-        rows = int(con.execute(f"SELECT count(*) FROM {target.sql_name}").fetchone()[0])
-        if rows != expected:
-            con.execute("ROLLBACK")
+        with duckdb_transaction(con):
+            if target.schema:
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(target.schema)}")
+            if replace:
+                con.execute(f"DROP TABLE IF EXISTS {target.sql_name}")
+            ddl = ", ".join(f"{quote_ident(n)} {t}" for n, t in columns)
+            con.execute(f"CREATE TABLE {target.sql_name} ({ddl})")
+            con.execute(f"INSERT INTO {target.sql_name} {sql}", params)
+            rows = int(con.execute(f"SELECT count(*) FROM {target.sql_name}").fetchone()[0])
+            _check_rows(rows, expected)
             return rows
-        con.execute("COMMIT")
-        return rows
     except duckdb.Error as exc:
-        try:
-            con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass
         if isinstance(exc, duckdb.CatalogException) and "already exists" in str(exc):
             raise UsageError(
                 f"table {target.display} already exists",

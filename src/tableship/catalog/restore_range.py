@@ -43,7 +43,7 @@ from tableship.catalog import loadlog
 from tableship.catalog.loaders.base import Loader, LoadSpec, Span, partition_kind
 from tableship.catalog.loaders.targets import open_loader
 from tableship.catalog.manifest import parse_sidecar, read_small
-from tableship.catalog.restore import RestoreError, _columns, _decompress, _dialect
+from tableship.catalog.restore import RestoreError, _columns, _decompress, _dialect, make_folder
 from tableship.catalog.scan import list_archives
 from tableship.catalog.select import Pick, Selection, parse_range, select
 from tableship.config.models import Config, JobConfig
@@ -516,12 +516,7 @@ def _check_columns(picks: list[Pick]) -> list[tuple[str, str]]:
 
 def _publish(verified: list[Verified], out_dir: Path, replace: bool, keep: bool) -> list[Path]:
     """``--out DIR``: the verified CSVs (whole archives) under their names in DIR."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RestoreError(
-            f"cannot create {str(out_dir)!r}: {exc.strerror}", "pick a folder you can write to"
-        ) from None
+    make_folder(out_dir, f"cannot create {str(out_dir)!r}")
     paths = []
     for v in verified:
         assert v.csv is not None  # --out: verified with decompress=True

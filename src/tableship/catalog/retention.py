@@ -68,10 +68,11 @@ def decide(
 ) -> list[Decision]:
     """One decision per archive group, newest first. Pure: no I/O."""
     ordered = sorted(archives, key=Archive.sort_key, reverse=True)
-    has_rules = spec is not None and (spec.keep_last is not None or spec.keep_days is not None)
+    rules = spec if spec is not None and (spec.keep_last is not None or spec.keep_days is not None) else None
     candidates = [a for a in ordered if a.manifest is not None and a.has_archive and a.window is not None]
     protected = next((a for a in candidates if verified(a)), None)
-    rank = {id(a): i for i, a in enumerate(candidates)}
+    # id → (rank, window): every candidate has a window
+    rank = {id(a): (i, a.window) for i, a in enumerate(candidates) if a.window is not None}
     out = []
     for a in ordered:
         if a.pruning:
@@ -86,13 +87,14 @@ def decide(
             out.append(Decision(a, True, [why]))
             continue
         reasons = []
-        if not has_rules:
+        i, window = rank[id(a)]
+        if rules is None:
             reasons.append("no retention rules")
         else:
-            if spec.keep_last is not None and rank[id(a)] < spec.keep_last:
-                reasons.append(f"keep_last {rank[id(a)] + 1}/{spec.keep_last}")
-            if spec.keep_days is not None and a.window.end >= today - dt.timedelta(days=spec.keep_days):
-                reasons.append(f"keep_days {(today - a.window.end).days}d <= {spec.keep_days}d")
+            if rules.keep_last is not None and i < rules.keep_last:
+                reasons.append(f"keep_last {i + 1}/{rules.keep_last}")
+            if rules.keep_days is not None and window.end >= today - dt.timedelta(days=rules.keep_days):
+                reasons.append(f"keep_days {(today - window.end).days}d <= {rules.keep_days}d")
         if a is protected:
             reasons.append("newest verified archive")
         out.append(Decision(a, bool(reasons), reasons or [f"older than the rules ({rules_text(spec)})"]))

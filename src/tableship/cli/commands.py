@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -29,6 +30,7 @@ from tableship.cli.progress import live_progress
 from tableship.cli.summary import print_summary
 from tableship.config.legacy import import_legacy as build
 from tableship.config.loader import load_config
+from tableship.config.models import Config
 from tableship.config.selection import select_jobs
 from tableship.config.starter import starter_config
 from tableship.core import interrupts
@@ -87,7 +89,7 @@ class Ctx:
         self.config_arg = config
         self.verbosity = -1 if quiet else verbose
         self.log_format = log_format
-        self._config = None
+        self._config: Config | None = None
 
     @property
     def config(self):
@@ -124,6 +126,11 @@ def _json(data) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
+def _choice_option(name: str, choices: list[str], help: str, **kw):
+    """An option taking one of ``choices`` (``--log-format``, ``init --source`` …)."""
+    return click.option(name, type=click.Choice(choices), help=help, **kw)
+
+
 def _wait_option(help: str):
     """``--wait SECONDS``: how long a command waits for a job's lock (``run``, ``abandon``)."""
     return click.option("--wait", type=click.FloatRange(min=0), default=0, metavar="SECONDS", help=help)
@@ -139,12 +146,12 @@ def _wait_option(help: str):
 @click.option("-v", "--verbose", count=True, help="More log output (debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the summary lines.")
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@click.option(
+@_choice_option(
     "--log-format",
-    type=click.Choice(["text", "json"]),
+    ["text", "json"],
+    "Log line format on stderr and in log_file.",
     default="text",
     show_default=True,
-    help="Log line format on stderr and in log_file.",
 )
 @click.version_option(__version__, prog_name="tableship")
 @click.pass_context
@@ -233,6 +240,15 @@ def run(obj: Ctx, jobs, all_jobs, run_date, start, end, dry_run, wait, max_jobs)
     sys.exit(run_exit_code(outcomes))
 
 
+def _from_ledger(config: Config, read: Callable[[StateStore], list[dict]]) -> list[dict]:
+    """What ``read`` finds in the ledger, opened read-only (never created or migrated)."""
+    store = StateStore.of(config.settings, readonly=True)
+    try:
+        return read(store)
+    finally:
+        store.close()
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option(
@@ -253,11 +269,7 @@ def status(obj: Ctx, as_json, today):
     open incident). A config error also exits 2.
     """
     config = obj.config
-    store = StateStore.of(config.settings, readonly=True)  # never creates or migrates the ledger
-    try:
-        rows = status_rows(config, store, today)
-    finally:
-        store.close()
+    rows = _from_ledger(config, lambda store: status_rows(config, store, today))
     if as_json:
         _json([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows])
     else:
@@ -272,7 +284,6 @@ def status(obj: Ctx, as_json, today):
 @click.argument("job")
 @click.option(
     "--window",
-    "window",
     required=True,
     metavar="START..END",
     help="The window to give up (YYYY-MM-DD..YYYY-MM-DD), as 'status' lists it.",
@@ -305,11 +316,7 @@ def history(obj: Ctx, job, limit, as_json):
     config = obj.config
     if job:
         config.job(job)
-    store = StateStore.of(config.settings, readonly=True)  # never creates or migrates the ledger
-    try:
-        rows = history_rows(store, job, limit)
-    finally:
-        store.close()
+    rows = _from_ledger(config, lambda store: history_rows(store, job, limit))
     if as_json:
         _json(rows)
     elif not rows:
@@ -504,10 +511,10 @@ def restore(obj: Ctx, job, range_from, to, which, out, load, replace, dry_run):
         raise UsageError("--dry-run lists a range's archives", "use it with --from/--to")
     if to is not None and out is not None:
         raise UsageError("--to and --out both name the CSV folder", "pass only --out DIR")
-    result = do_restore(
+    restored = do_restore(
         obj.config, job, which, to=out if out is not None else to, load=load, replace=replace, echo=echo
     )
-    for text in result.lines():
+    for text in restored.lines():
         click.echo(text)
 
 
@@ -541,47 +548,46 @@ def check_destination(obj: Ctx, name):
     sys.exit(0 if all_ok(results) else EXIT_JOB_FAILED)
 
 
-def _write_new(out: Path, text: str, force: bool) -> None:
-    """Write ``out`` whole (temporary name + rename); an existing file only with --force."""
+def _file_option(name: str, help: str, **kw):
+    """An option naming a file (``--out``, ``--properties`` …)."""
+    return click.option(name, type=click.Path(dir_okay=False, path_type=Path), help=help, **kw)
+
+
+def _out_option(help: str):
+    """``--out FILE`` of the commands that write a config file (see :func:`_write_new`)."""
+    return _file_option("--out", help, default=Path("tableship.toml"), show_default=True)
+
+
+_force_option = click.option("--force", is_flag=True, help="Replace --out if it exists.")
+
+
+def _write_new(out: Path, text: str, force: bool) -> bool:
+    """``--out -``: print ``text`` (False). Else write ``out`` whole (temporary name + rename;
+    an existing file only with --force) and return True."""
+    if str(out) == "-":
+        click.echo(text, nl=False)
+        return False
     if out.exists() and not force:
         raise UsageError(f"{out} already exists", "pass --force to replace it, or --out ANOTHER_FILE")
     if not out.parent.is_dir():
         raise UsageError(f"folder {out.parent} does not exist", "create it, or pass another --out")
     atomic_write_text(out, text)
+    return True
 
 
 @cli.command()
-@click.option(
-    "--source",
-    "source",
-    type=click.Choice(["duckdb", "hive", "impala", "sqlalchemy"]),
-    required=True,
-    help="The source type the config starts with.",
+@_choice_option(
+    "--source", ["duckdb", "hive", "impala", "sqlalchemy"], "The source type the config starts with."
 )
-@click.option(
-    "--destination",
-    "destination",
-    type=click.Choice(["local", "sftp"]),
-    required=True,
-    help="The destination type the config starts with.",
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("tableship.toml"),
-    show_default=True,
-    help="The file to write ('-' prints it).",
-)
-@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@_choice_option("--destination", ["local", "sftp"], "The destination type the config starts with.")
+@_out_option("The file to write ('-' prints it).")
+@_force_option
 def init(source, destination, out: Path, force: bool):
     """Write a commented starter config for the source and destination types named.
     Replace its "<...>" placeholders (config validate refuses them until then), then run
     'tableship config validate'."""
-    text = starter_config(source, destination)
-    if str(out) == "-":
-        click.echo(text, nl=False)
+    if not _write_new(out, starter_config(source, destination), force):
         return
-    _write_new(out, text, force)
     click.echo(
         f'wrote {out}: fill in the "<...>" placeholders, then run '
         f"'tableship --config {out} config validate'"
@@ -589,33 +595,21 @@ def init(source, destination, out: Path, force: bool):
 
 
 @cli.command("import-legacy")
-@click.option(
+@_file_option(
     "--properties",
-    type=click.Path(dir_okay=False, path_type=Path),
+    "The legacy MNAAS_bkp_files_process.properties (read as shell syntax, never run).",
     required=True,
-    help="The legacy MNAAS_bkp_files_process.properties (read as shell syntax, never run).",
 )
-@click.option(
-    "--tables",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="The legacy table list (table_name.txt: one table per line).",
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=Path("tableship.toml"),
-    show_default=True,
-    help="The config file to write ('-' prints it).",
-)
-@click.option(
+@_file_option("--tables", "The legacy table list (table_name.txt: one table per line).", required=True)
+@_out_option("The config file to write ('-' prints it).")
+@_choice_option(
     "--source-type",
-    type=click.Choice(["impala", "hive"]),
+    ["impala", "hive"],
+    "What IMPALAD_HOST runs (both speak HiveServer2).",
     default="impala",
     show_default=True,
-    help="What IMPALAD_HOST runs (both speak HiveServer2).",
 )
-@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@_force_option
 def import_legacy(properties: Path, tables: Path, out: Path, source_type: str, force: bool):
     """Write a tableship config that does what the legacy Bash backup job did: its source
     (IMPALAD_HOST), backup servers (backup_server, and edge node 1's when set), window,
@@ -623,10 +617,8 @@ def import_legacy(properties: Path, tables: Path, out: Path, source_type: str, f
     the table list. Every value it cannot infer is a "<TODO: ...>" placeholder with a
     '# TODO' comment. See docs/migrating.md."""
     result = build(properties, tables, Path("tableship.toml") if str(out) == "-" else out, source_type)
-    if str(out) == "-":
-        click.echo(result.text, nl=False)
+    if not _write_new(out, result.text, force):
         return
-    _write_new(out, result.text, force)
     click.echo(
         f"wrote {out}: {len(result.jobs)} job(s), {result.placeholders} placeholder(s) to fill in, "
         f"{len(result.todos) - result.placeholders} value(s) to check (grep TODO {out})"

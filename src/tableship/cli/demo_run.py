@@ -31,7 +31,7 @@ def run_demo(directory: Path, rows: int, echo=print, verbosity: int = 0) -> int:
         outcomes = run_jobs(config, None, progress_factory=progress, echo=echo)
     code = exit_code(outcomes)
     for o in outcomes:
-        if o.status != "success":
+        if o.status != "success" or o.plan is None:  # a success has its plan
             continue
         folder = Path(o.plan.job.destination.settings.path) / o.plan.remote_dir  # the demo ships locally
         archive = folder / o.plan.file_name

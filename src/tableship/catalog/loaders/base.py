@@ -93,6 +93,14 @@ class Loader(Protocol):
     def close(self) -> None: ...
 
 
+class NothingToFinish:
+    """``Loader.finish`` of the targets with nothing to do after the last archive (no
+    metadata to refresh)."""
+
+    def finish(self, created: bool) -> None:
+        pass
+
+
 def partition_kind(columns: list[tuple[str, str]], partition_column: str) -> str:
     """'date' | 'int' | 'string' for the partition column's manifest type."""
     types = dict(columns)

@@ -6,7 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tableship.catalog.loaders.base import LoadError, LoadSpec, Span, check_same, count_mismatch
+from tableship.catalog.loaders.base import (
+    LoadError,
+    LoadSpec,
+    NothingToFinish,
+    Span,
+    check_same,
+    count_mismatch,
+)
 from tableship.catalog.loaders.csvread import (
     ensure_csv,
     line_too_long,
@@ -14,7 +21,7 @@ from tableship.catalog.loaders.csvread import (
     read_sql,
     span_predicate,
 )
-from tableship.catalog.restore import duckdb_type, quote_ident
+from tableship.catalog.restore import duckdb_transaction, duckdb_type, quote_ident
 
 _INFO_TYPES = {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ", "TIME WITH TIME ZONE": "TIMETZ"}
 
@@ -24,7 +31,7 @@ def _norm(t: str) -> str:
     return t
 
 
-class DuckDBLoader:
+class DuckDBLoader(NothingToFinish):
     kind = "duckdb"
 
     def __init__(self, path: Path, schema: str | None, table: str):
@@ -98,42 +105,36 @@ class DuckDBLoader:
 
         con = self._connect()
         try:
-            con.execute("BEGIN TRANSACTION")
-            params: dict[str, Any] = {}
-            con.execute(
-                f"DELETE FROM {self.sql_name} WHERE {span_predicate(self._pc, spec.spans, params)}", params
-            )
-            if spec.whole:
-                sql, params = read_sql(spec, filtered=False)
-                total = written = int(con.execute(f"INSERT INTO {self.sql_name} {sql}", params).fetchone()[0])
-            else:
-                sql, params = read_sql(spec, filtered=False)
-                con.execute(f"CREATE TEMP TABLE _tableship_load AS {sql}", params)
-                total = int(con.execute("SELECT count(*) FROM _tableship_load").fetchone()[0])
-                fp: dict[str, Any] = {}
-                pred = span_predicate(spec.partition_column, spec.spans, fp)
-                written = int(
-                    con.execute(
-                        f"INSERT INTO {self.sql_name} SELECT * FROM _tableship_load WHERE {pred}", fp
-                    ).fetchone()[0]
+            with duckdb_transaction(con):
+                params: dict[str, Any] = {}
+                con.execute(
+                    f"DELETE FROM {self.sql_name} WHERE {span_predicate(self._pc, spec.spans, params)}",
+                    params,
                 )
-                con.execute("DROP TABLE _tableship_load")
-            if total != spec.expected_rows:
-                con.execute("ROLLBACK")
-                raise count_mismatch(spec, total)
-            con.execute("COMMIT")
+                if spec.whole:
+                    sql, params = read_sql(spec, filtered=False)
+                    total = written = int(
+                        con.execute(f"INSERT INTO {self.sql_name} {sql}", params).fetchone()[0]
+                    )
+                else:
+                    sql, params = read_sql(spec, filtered=False)
+                    con.execute(f"CREATE TEMP TABLE _tableship_load AS {sql}", params)
+                    total = int(con.execute("SELECT count(*) FROM _tableship_load").fetchone()[0])
+                    fp: dict[str, Any] = {}
+                    pred = span_predicate(spec.partition_column, spec.spans, fp)
+                    written = int(
+                        con.execute(
+                            f"INSERT INTO {self.sql_name} SELECT * FROM _tableship_load WHERE {pred}", fp
+                        ).fetchone()[0]
+                    )
+                    con.execute("DROP TABLE _tableship_load")
+                if total != spec.expected_rows:
+                    raise count_mismatch(spec, total)
             return written
         except duckdb.Error as exc:
-            try:
-                con.execute("ROLLBACK")
-            except duckdb.Error:
-                pass
             if spec.csv is None and line_too_long(exc):
                 raise _LineTooLong from None
             raise parse_failed(exc, spec) from None
-
-    def finish(self, created: bool) -> None:
-        pass
 
     def close(self) -> None:
         if self._con is not None:

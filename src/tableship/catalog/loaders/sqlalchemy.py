@@ -35,6 +35,7 @@ from tableship.archive.codecs import open_decompressor
 from tableship.catalog.loaders.base import (
     LoadError,
     LoadSpec,
+    NothingToFinish,
     Span,
     TransientLoadError,
     check_same,
@@ -107,7 +108,7 @@ def family(t: sat.TypeEngine, tz_types: bool = True) -> str:
     return type(t).__name__.lower()
 
 
-class SQLAlchemyLoader:
+class SQLAlchemyLoader(NothingToFinish):
     kind = "sqlalchemy"
 
     def __init__(self, url: str, schema: str | None, table: str, name: str | None = None):
@@ -208,9 +209,6 @@ class SQLAlchemyLoader:
             return written
         except sa_exc.SQLAlchemyError as exc:
             raise self._error(exc, f"loading {spec.name}") from None
-
-    def finish(self, created: bool) -> None:
-        pass
 
     def close(self) -> None:
         if self._engine is not None:
