@@ -176,6 +176,26 @@ def _is_text(t: pa.DataType) -> bool:
     return t == _STRING or t == _LARGE_STRING
 
 
+def _bool_mask(arr: pa.Array) -> np.ndarray:
+    """A boolean Arrow array without nulls as a numpy bool array. Not ``to_numpy()``: that
+    allocates from Arrow's C++ default pool (mimalloc, which then maps its arena: ~4 MiB
+    of RSS) whatever ``pa.set_memory_pool`` chose (docs/performance.md, Memory budget)."""
+    n = len(arr)
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    bits = np.frombuffer(arr.buffers()[1], dtype=np.uint8)
+    return np.unpackbits(bits, count=arr.offset + n, bitorder="little")[arr.offset :].view(bool)
+
+
+def _text_bytes(arr: pa.Array) -> int:
+    """The bytes of text in a (large_)string array, from its offsets. Not ``arr.nbytes``:
+    that, too, allocates from Arrow's C++ default pool (see ``_bool_mask``)."""
+    if not _is_text(arr.type):
+        return arr.get_total_buffer_size()
+    offs = _offsets(arr)
+    return int(offs[-1] - offs[0])
+
+
 def _offsets(arr: pa.Array) -> np.ndarray:
     """The n+1 offsets of a (large_)string/binary array, honouring arr.offset."""
     dtype = np.int64 if arr.type in (_LARGE_STRING, pa.large_binary()) else np.int32
@@ -493,11 +513,11 @@ class CsvRenderer:
                     mask[rows] = True
                 else:
                     m = pc.match_substring_regex(text, self._special_regex)
-                    mask = pc.fill_null(m, False).to_numpy(zero_copy_only=False)
+                    mask = _bool_mask(pc.fill_null(m, False))
         if null_eq:
             eq = pc.fill_null(pc.equal(text, self._eq_text), False)
             if pc.any(eq).as_py():
-                eqn = eq.to_numpy(zero_copy_only=False)
+                eqn = _bool_mask(eq)
                 mask = eqn if mask is None else (mask | eqn)
         if mask is None:
             return text
@@ -537,7 +557,7 @@ class CsvRenderer:
         cols = [self._column_text(i, arr) for i, arr in enumerate(batch.columns)]
         # The joined text must fit int32 offsets, otherwise work in large_string.
         per_row = ncols * (len(self._delim_bytes) + len(self._null_bytes)) + 1
-        estimate = sum(c.nbytes for c in cols) + n * per_row
+        estimate = sum(_text_bytes(c) for c in cols) + n * per_row
         target = _LARGE_STRING if estimate > _INT32_LIMIT else _STRING
         cols = [c if c.type == target else pc.cast(c, target) for c in cols]
         opts = dict(null_handling="replace", null_replacement=self._null)

@@ -191,7 +191,9 @@ def write_archive(
 
 def _slices(batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
     n = batch.num_rows
-    step = max(1024, int(SLICE_BYTES / max(batch.nbytes / max(n, 1), 1)))
+    # get_total_buffer_size, not nbytes: nbytes allocates from Arrow's C++ default pool
+    # (mimalloc) whatever lean_memory() chose, and mimalloc's arena costs ~4 MiB of RSS
+    step = max(1024, int(SLICE_BYTES / max(batch.get_total_buffer_size() / max(n, 1), 1)))
     if step >= n:
         yield batch
         return

@@ -537,41 +537,24 @@ class HS2Source:
                 self._close_operation(cur)
 
     def _columnar(self, op, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
-        """FetchResults on a helper thread, so that waiting for the server overlaps with
-        converting, rendering and compressing the previous rows."""
-        converters = [_converter(f.name, f.type) for f in schema]
-        fetcher = _Prefetcher(impyla_adapter.fetch_next(op, self.cfg.fetch_size), self.cfg.timeout)
+        """FetchResults and the conversion to Arrow on a helper thread, so that waiting for
+        the server overlaps with rendering and compressing the previous rows."""
+        fetcher = _Prefetcher(self._fetch_batches(op, schema), self.cfg.timeout)
         pending: list[pa.RecordBatch] = []
         pending_rows = 0
         wait = True
         try:
             while True:
-                resp = fetcher.get()
-                columns, more = impyla_adapter.response_columns(resp)
-                raw = [_column_values(c) for c in columns]
-                n = len(raw[0][0]) if raw else 0
-                # Spark's Thrift server always answers hasMoreRows=false: the end is an empty fetch
-                last = n == 0 and not more
-                del resp, columns
-                if not last:
-                    fetcher.next()
-                if n:
-                    if len(raw) != len(converters):
-                        raise SourceError(
-                            f"{self._where()}: the server sent {len(raw)} columns, expected {len(converters)}"
-                        )
-                    arrays = [
-                        conv(values, nulls, n) for conv, (values, nulls) in zip(converters, raw, strict=True)
-                    ]
-                    del raw
-                    pending.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
-                    del arrays
-                    pending_rows += n
-                    if pending_rows >= batch_rows:
-                        yield _combine(pending, schema)
-                        pending, pending_rows = [], 0
-                if last:
+                batch = fetcher.get()
+                if batch is None:
                     break
+                fetcher.next()
+                pending.append(batch)
+                pending_rows += batch.num_rows
+                del batch
+                if pending_rows >= batch_rows:
+                    yield _combine(pending, schema)
+                    pending, pending_rows = [], 0
             if pending:
                 yield _combine(pending, schema)
         except Exception:
@@ -581,6 +564,40 @@ class HS2Source:
             raise
         finally:
             fetcher.stop(wait)
+
+    def _fetch_batches(self, op, schema: pa.Schema) -> Callable[[], pa.RecordBatch | None]:
+        """A call that fetches the next rows and converts them: a record batch, or None at
+        the end. It runs on the prefetch thread: the response's Python objects (~12 MiB per
+        20,000 rows of 14 columns, 4× their Arrow size) then exist only while that thread
+        converts them, never two responses at once (docs/performance.md, Memory budget)."""
+        converters = [_converter(f.name, f.type) for f in schema]
+        fetch = impyla_adapter.fetch_next(op, self.cfg.fetch_size)
+
+        def fetch_batch() -> pa.RecordBatch | None:
+            while True:
+                resp = fetch()
+                columns, more = impyla_adapter.response_columns(resp)
+                raw: list[Any] = [_column_values(c) for c in columns]
+                del resp, columns
+                n = len(raw[0][0]) if raw else 0
+                if n == 0:
+                    # Spark's Thrift server always answers hasMoreRows=false: the end is an empty fetch
+                    if more:
+                        continue
+                    return None
+                if len(raw) != len(converters):
+                    raise SourceError(
+                        f"{self._where()}: the server sent {len(raw)} columns, expected {len(converters)}"
+                    )
+                arrays = []
+                for i, conv in enumerate(converters):
+                    values, nulls = raw[i]
+                    raw[i] = None  # each column's Python values go as soon as they are converted
+                    arrays.append(conv(values, nulls, n))
+                    del values, nulls
+                return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+        return fetch_batch
 
     def _rows(self, cur, schema: pa.Schema, batch_rows: int) -> Iterator[pa.RecordBatch]:
         size = min(batch_rows, self.cfg.fetch_size)
@@ -613,10 +630,10 @@ class HS2Source:
 class _Prefetcher:
     """Runs ``fetch`` on a daemon thread, one call ahead of the consumer.
 
-    The thread starts the first fetch at once; ``get()`` waits for a response (raising
-    the fetch's exception); ``next()`` lets the thread fetch the following response
-    while the consumer works on this one. So at most two responses exist at a time, and
-    only this thread touches the connection until ``stop()`` has joined it.
+    The thread starts the first fetch at once; ``get()`` waits for its result (raising
+    the fetch's exception); ``next()`` lets the thread make the following call while the
+    consumer works on this result. So at most two results exist at a time, and only this
+    thread touches the connection until ``stop()`` has joined it.
     """
 
     def __init__(self, fetch: Callable[[], Any], timeout: float):
