@@ -4,7 +4,8 @@
     the first run (full export), then a daily re-run with nothing changed, then a re-run
     after one row of one month was updated — wall time of each against a full export of
     the same window (the unchunked `layout = "window"` run, and the chunked first run).
-    Goals: nothing changed <= 0.15x, one month changed <= 0.35x.
+    Goals: nothing changed <= 0.15x, one month changed <= 0.35x, against both. Run
+    `--rounds` times (default 3), the four runs interleaved in each round; medians.
 (b) Resume after `kill -9` at ~80 % of a chunked window (`layout = "window"`, killed
     once chunk 4 of 5 is durable): the re-run's wall time against the full (unchunked)
     export. Goal <= 0.35x. Also with `layout = "chunk"` (the 4 delivered chunk archives
@@ -14,18 +15,22 @@
 (d) Peak RSS (wait4's ru_maxrss) at `parallel = 4`, DuckDB (month chunks, 4 queries in
     flight) and HiveServer2, against the bound docs/performance.md states.
 
-Usage: python bench/bench_chunks.py [--rows 5000000] [--hs2-rows 1000000] [--skip-hs2]
-The DuckDB warehouse is generated once into bench/out/ (ignored by git).
+Usage: python bench/bench_chunks.py [--rows 5000000] [--rounds 3] [--hs2-rows 1000000] [--skip-hs2]
+The DuckDB warehouse is generated once into bench/out/ (ignored by git). tableship's
+modules are byte-compiled first (as `pip install` does), so that no run pays for compiling
+them under PYTHONDONTWRITEBYTECODE.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import datetime as dt
 import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -93,7 +98,7 @@ def duckdb_config(work: Path, wh: Path, **job) -> Path:
     return cfg
 
 
-def bench_duckdb(rows: int) -> dict:
+def bench_duckdb(rows: int, rounds: int) -> dict:
     base = Path(tempfile.mkdtemp(prefix="bench-chunks-"))
     src = warehouse(rows)
     wh = base / "warehouse.duckdb"  # a copy: (a) updates a row
@@ -108,29 +113,35 @@ def bench_duckdb(rows: int) -> dict:
     print(f"# DuckDB window {WINDOW[0]}..{WINDOW[1]}: {n:,} rows", flush=True)
     if n < 5_000_000:
         print("# (fewer than the 5 M rows issue 13 names: pass a larger --rows)", flush=True)
-    res: dict = {"rows": n}
+    res: dict = {"rows": n, "rounds": []}
     args = ["run", "--date", TODAY]
-
-    cfg = duckdb_config(base / "plain", wh)
-    res["plain"], res["rss_plain"], _ = run(tableship(cfg, *args), base)
-    print(f"full export, unchunked:            {res['plain']:6.1f}s  peak RSS {res['rss_plain']:.0f} MiB")
-
     chunked = dict(chunk="month", layout="chunk", file_name="mnaas_{table}_{chunk_start:%m%Y}.csv.gz")
-    cfg = duckdb_config(base / "chunk", wh, **chunked)
-    res["full"], _, _ = run(tableship(cfg, *args), base)
-    print(f"full export, layout=chunk:         {res['full']:6.1f}s")
-    res["same"], _, out = run(tableship(cfg, *args), base)
-    assert "5 unchanged" in out, out
-    print(f"re-run, nothing changed:           {res['same']:6.1f}s  ({out.strip()})")
-    con = duckdb.connect(str(wh))
-    con.execute(
-        "UPDATE mnaas.customer_traffic SET bytes_up = bytes_up + 1 WHERE cdr_id = "
-        "(SELECT min(cdr_id) FROM mnaas.customer_traffic WHERE partition_date = DATE '2026-08-14')"
-    )
-    con.close()
-    res["one"], _, out = run(tableship(cfg, *args), base)
-    assert "1 changed, 4 unchanged" in out, out
-    print(f"re-run, one month changed:         {res['one']:6.1f}s  ({out.strip()})")
+    for i in range(rounds):  # interleaved: a loaded machine's drift hits every kind of run alike
+        r: dict = {}
+        cfg = duckdb_config(base / "plain", wh)
+        r["plain"], r["rss_plain"], _ = run(tableship(cfg, *args), base)
+        cfg = duckdb_config(base / "chunk", wh, **chunked)
+        r["full"], _, _ = run(tableship(cfg, *args), base)
+        r["same"], _, out = run(tableship(cfg, *args), base)
+        assert "5 unchanged" in out, out
+        con = duckdb.connect(str(wh))
+        con.execute(
+            "UPDATE mnaas.customer_traffic SET bytes_up = bytes_up + 1 WHERE cdr_id = "
+            "(SELECT min(cdr_id) FROM mnaas.customer_traffic WHERE partition_date = DATE '2026-08-14')"
+        )
+        con.close()
+        r["one"], _, out = run(tableship(cfg, *args), base)
+        assert "1 changed, 4 unchanged" in out, out
+        res["rounds"].append(r)
+        print(
+            f"round {i + 1}: unchunked {r['plain']:.1f}s, layout=chunk {r['full']:.1f}s, nothing changed "
+            f"{r['same']:.1f}s ({r['same'] / r['plain']:.3f}× / {r['same'] / r['full']:.3f}×), one month "
+            f"{r['one']:.1f}s ({r['one'] / r['plain']:.3f}× / {r['one'] / r['full']:.3f}×), "
+            f"load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
+    for key in ("plain", "rss_plain", "full", "same", "one"):
+        res[key] = statistics.median(r[key] for r in res["rounds"])
 
     # (b) resume after kill -9 once chunk 3 (the 4th of 5) is durable, both layouts
     for key, job in (
@@ -242,13 +253,15 @@ def bench_hs2(rows: int, hs2: str | None) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=6_000_000)
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of (a), interleaved (medians)")
     ap.add_argument("--hs2-rows", type=int, default=1_000_000)
     ap.add_argument("--hs2", help="HOST:PORT of a running NOSASL HiveServer2 (default: start one)")
     ap.add_argument("--skip-hs2", action="store_true")
     ap.add_argument("--skip-duckdb", action="store_true")
     args = ap.parse_args()
     print(f"# {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
-    d = None if args.skip_duckdb else bench_duckdb(args.rows)
+    compileall.compile_dir(str(ROOT / "src" / "tableship"), quiet=1)
+    d = None if args.skip_duckdb else bench_duckdb(args.rows, args.rounds)
     h = None if args.skip_hs2 else bench_hs2(args.hs2_rows, args.hs2)
     if d:
         duckdb_tables(d)
@@ -258,7 +271,10 @@ def main() -> int:
 
 
 def duckdb_tables(d: dict) -> None:
-    print(f"\n| (a)/(b) DuckDB, {d['rows']:,} rows | wall s | × unchunked full | × chunked full | goal |")
+    print(
+        f"\n| (a)/(b) DuckDB, {d['rows']:,} rows, median of {len(d['rounds'])} | wall s "
+        "| × unchunked full | × chunked full | goal |"
+    )
     print("|---|---|---|---|---|")
     print(f"| full export, unchunked | {d['plain']:.1f} | 1.00 | | |")
     print(f"| full export, layout=chunk | {d['full']:.1f} | {d['full'] / d['plain']:.2f} | 1.00 | |")
@@ -269,6 +285,8 @@ def duckdb_tables(d: dict) -> None:
         r1, r2 = d[key] / d["plain"], d[key] / d["full"]
         ok = "met" if max(r1, r2) <= goal else "NOT met"
         print(f"| {what} | {d[key]:.1f} | {r1:.3f} | {r2:.3f} | ≤ {goal} ({ok}) |")
+        per = ", ".join(f"{r[key] / r['plain']:.3f} / {r[key] / r['full']:.3f}" for r in d["rounds"])
+        print(f"|   (each round, × unchunked / × chunked: {per}) | | | | |")
     for key, layout in (("resume", "window"), ("resume_chunk", "chunk")):
         r = d[key] / d["plain"]
         print(

@@ -12,6 +12,7 @@ import datetime as dt
 import gzip
 import hashlib
 import json
+import os
 import re
 import shutil
 import signal
@@ -382,3 +383,30 @@ def test_layout_chunk_empty_window_refused_before_delivery(ws):
     r = ws.cli("run", JOB, "--from", empty_from, "--to", empty_to)
     assert r.rc == 0 and "no rows" in r.stderr, str(r)
     assert "chunks: 0 exported, 0 changed, 3 unchanged" in r.stdout, str(r)
+
+
+def test_layout_chunk_unchanged_file_not_read_again(ws):
+    """On a local destination a re-run does not read an unchanged chunk archive again: its
+    stamp (inode, size, mtime, ctime) is the one recorded when its sha256 was proved. A file
+    rewritten in place with the same size and its mtime set back has another ctime: it is
+    hashed, found different and exported again."""
+    chunk_config(ws)
+    assert ws.cli("run", "--date", RUN_DATE).rc == 0
+    mark = len(log_text(ws))
+    r = ws.cli("run", "--date", RUN_DATE)
+    assert r.rc == 0 and "chunks: 0 exported, 0 changed, 5 unchanged" in r.stdout, str(r)
+    again = log_text(ws)[mark:]
+    assert again.count("backup: unchanged file since its sha256 was proved") == 5, again
+    path = ws.dest / REMOTE_DIR / chunk_file("072026")
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    with open(path, "r+b") as f:  # in place: same inode, same size
+        f.write(data)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    mark = len(log_text(ws))
+    r = ws.cli("run", "--date", RUN_DATE)
+    assert r.rc == 0 and "chunks: 1 exported, 0 changed, 4 unchanged" in r.stdout, str(r)
+    assert chunk_queries(log_text(ws)[mark:]) == ["2026-07"]
+    assert sha256_file(path) == ws.manifest(chunk_file("072026"))["sha256"]

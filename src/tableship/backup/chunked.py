@@ -46,7 +46,6 @@ from tableship.core.names import render_relative
 from tableship.core.redact import redact_bytes
 from tableship.core.version import __version__
 from tableship.core.window import Window
-from tableship.destinations.base import digest_hex
 from tableship.ledger.chunks import DONE, FINAL, UNCHANGED, ChunkLedger, ChunkRecord
 from tableship.ledger.state import Run
 from tableship.sources.base import open_source
@@ -240,28 +239,23 @@ class ChunkedExport:
             prev = self.ledger.last_final(job.name, start.isoformat(), end.isoformat(), identity)
             outcome = "exported"
             if prev is not None and prev.remote_path == remote:
-                there = all(  # verified on every destination of the job
-                    digest_hex(
-                        self.p._dest_retry(f"checking {remote} on {n}", n)(self.p.dest_for(n).sha256, remote)
-                    )
-                    == prev.sha256
-                    for n in job.destination_names
-                )
-                if there and (refresh == "never" or (refresh == "changed" and prev.fingerprint == fp)):
+                if not (refresh == "never" or (refresh == "changed" and prev.fingerprint == fp)):
+                    outcome = "changed"  # exported again whatever the destinations hold
+                elif (found := self._still_there(prev, remote)) is not None:
+                    stamps, how = found
                     rec = dataclasses.replace(
-                        prev, run_id=run.id, seq=seq, state=UNCHANGED, outcome="unchanged", layout="chunk"
+                        prev,
+                        run_id=run.id,
+                        seq=seq,
+                        state=UNCHANGED,
+                        outcome="unchanged",
+                        layout="chunk",
+                        stamps=stamps,
                     )
                     records[seq] = self.ledger.record(rec)
                     self.counts["unchanged"] += 1
-                    log.info(
-                        "chunk %s: unchanged (%s verified on %s)",
-                        what,
-                        remote,
-                        ", ".join(job.destination_names),
-                    )
+                    log.info("chunk %s: unchanged (%s verified on %s)", what, remote, how)
                     continue
-                if there:
-                    outcome = "changed"
                 else:
                     log.warning("chunk %s: %s is missing or different on a destination", what, remote)
             tasks.append(
@@ -309,6 +303,30 @@ class ChunkedExport:
         ordered = [records[seq] for seq in range(len(chunks))]
         return self._stage_window_manifest(run, schema, ordered)
 
+    def _still_there(self, prev: ChunkRecord, remote: str) -> tuple[str | None, str] | None:
+        """Whether ``prev``'s archive is still at ``remote`` on every destination of the job:
+        (the stamps to record, how each was checked), or None. A destination that gives a
+        stamp (local) whose stamp is the one recorded when the sha256 was proved is not read
+        again (no write reached the file since); any other is hashed."""
+        stamps: dict[str, str] = {}
+        how = []
+        for n in self.job.destination_names:
+            dest = self.p.dest_for(n)
+            stamp_of = getattr(dest, "stamp", None)  # optional: destinations that can vouch for a file
+            recorded = prev.stamp_on(n)
+            retry = self.p._dest_retry(f"checking {remote} on {n}", n)
+            if recorded is not None and stamp_of is not None and retry(stamp_of, remote) == recorded:
+                stamps[n] = recorded
+                how.append(f"{n}: unchanged file since its sha256 was proved")
+                continue
+            digest = retry(dest.sha256, remote)
+            if digest is None or digest.hex != prev.sha256:
+                return None
+            if digest.stamp is not None:
+                stamps[n] = digest.stamp
+            how.append(f"{n}: sha256")
+        return (json.dumps(stamps, sort_keys=True) if stamps else None), ", ".join(how)
+
     def _deliver(self, run: Run, task: ChunkTask, result: ExportResult) -> ChunkRecord:
         """Upload one chunk archive to every destination, prove its bytes there, write its
         sidecars, then record it ``done``."""
@@ -316,8 +334,12 @@ class ChunkedExport:
         remote = task.remote_path or ""
         what = label(task.start, task.end, job.chunk)
         notes = []
+        stamps: dict[str, str] = {}
         for name in job.destination_names:
-            notes.append(self._deliver_to(name, run, task, result))
+            note, stamp = self._deliver_to(name, run, task, result)
+            notes.append(note)
+            if stamp is not None:
+                stamps[name] = stamp
         rec = self.ledger.record(
             task.record(
                 run.id,
@@ -332,6 +354,7 @@ class ChunkedExport:
                 remote_path=remote,
                 fingerprint=task.fingerprint,
                 identity=self.identity(),
+                stamps=json.dumps(stamps, sort_keys=True) if stamps else None,
             )
         )
         if not job.keep_local:
@@ -340,10 +363,16 @@ class ChunkedExport:
         log.info("chunk %s: %s, %d rows → %s (%s)", what, shown, result.rows, remote, "; ".join(notes))
         return rec
 
-    def _deliver_to(self, name: str, run: Run, task: ChunkTask, result: ExportResult) -> str:
+    def _deliver_to(
+        self, name: str, run: Run, task: ChunkTask, result: ExportResult
+    ) -> tuple[str, str | None]:
+        """(what was done, the archive's stamp there when its sha256 was proved)."""
         job = self.job
         d = self.p.delivery(name, task.remote_path or "", result.sha256)
-        note, method = upload_verified(d, lambda _: d.dest.put(task.target, d.remote, job.name))
+        note, digest = upload_verified(
+            d, lambda _: d.dest.put(task.target, d.remote, job.name), replacing=task.outcome == "changed"
+        )
+        method = digest.method
         manifest = self.p.manifest(
             run, task.query, result, Window(task.start, task.end), task.file_name, d.remote
         )
@@ -363,7 +392,7 @@ class ChunkedExport:
             verified_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         )
         write_sidecars(d, task.file_name or "", manifest)
-        return f"{note}{d.where}, {method}"
+        return f"{note}{d.where}, {method}", digest.stamp
 
     def _stage_window_manifest(self, run: Run, schema: pa.Schema, ordered: list[ChunkRecord]) -> Run:
         """The window manifest, staged: the same bytes whenever the chunks are the same."""

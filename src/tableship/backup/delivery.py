@@ -14,7 +14,7 @@ from typing import Any
 
 from tableship.core.errors import VerificationError
 from tableship.core.redact import redact_bytes
-from tableship.destinations.base import Destination, digest_hex
+from tableship.destinations.base import Destination, Digest, digest_hex
 
 log = logging.getLogger("tableship")
 
@@ -37,18 +37,22 @@ def upload_verified(
     d: Delivery,
     upload: Callable[[int], None],
     on_uploaded: Callable[[], None] | None = None,
-) -> tuple[str, str]:
+    replacing: bool = False,
+) -> tuple[str, Digest]:
     """Upload (``upload(attempt)`` puts the file under ``d.remote``) unless the destination
-    already has the same sha256, then prove the sha256 there. Returns (what was done, how
-    it was verified); raises :class:`VerificationError` after two re-uploads."""
-    method = "unknown"
+    already has the same sha256, then prove the sha256 there. Returns (what was done, the
+    destination's digest); raises :class:`VerificationError` after two re-uploads.
+    ``replacing``: the final name may hold an earlier version on purpose (a changed chunk,
+    a window manifest), replaced without a warning."""
     for attempt in range(3):
 
         def put(attempt: int = attempt) -> str:
             found = d.dest.sha256(d.remote)
             if found is not None and found.hex == d.sha256:
                 return "already on the destination with the same sha256"
-            if found is not None:
+            if found is not None and replacing and not attempt:
+                log.info("%s%s: replacing the earlier version", d.remote, d.where)
+            elif found is not None:
                 # a copy under the final name that is not this archive (damaged since an earlier
                 # attempt, or changed by hand): say so before replacing it
                 log.warning(
@@ -66,9 +70,9 @@ def upload_verified(
         if on_uploaded is not None:
             on_uploaded()
         digest = d.retry(f"verification of {d.remote}{d.where}")(d.dest.sha256, d.remote)
-        remote_sha, method = (digest.hex, digest.method) if digest is not None else (None, "unknown")
-        if remote_sha == d.sha256:
-            return note, method
+        remote_sha = digest.hex if digest is not None else None
+        if digest is not None and remote_sha == d.sha256:
+            return note, digest
         problem = (
             "is missing"
             if remote_sha is None

@@ -518,14 +518,16 @@ class Pipeline:
         def uploaded() -> None:
             deliveries.record(self.store, run.id, self.job.name, name, deliveries.UPLOADED, "running")
 
-        _, method = upload_verified(d, upload, uploaded)
+        # layout "chunk": the window manifest is rewritten whenever a chunk changed
+        window_manifest = (run.manifest_dict() or {}).get("kind") == "window-manifest"
+        _, digest = upload_verified(d, upload, uploaded, replacing=window_manifest)
+        method = digest.method
         log.info("verified %s on %s (%s)", remote, name, method)
         manifest = run.manifest_dict() or {}
         manifest["destination"] = name
         manifest["verify_method"] = method
         manifest["verified_at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         # layout "chunk": the chunks carry the manifests; the window manifest gets its .sha256
-        window_manifest = manifest.get("kind") == "window-manifest"
         write_sidecars(d, run.file_name or remote.rpartition("/")[2], None if window_manifest else manifest)
         deliveries.record(
             self.store,

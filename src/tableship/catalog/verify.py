@@ -67,7 +67,7 @@ def verify_one(dest: Destination, a: Archive, tmpdir: Path) -> Verification:
     found = dest.sha256(a.remote_path)
     if found is None:
         return Verification(a, Status.MISSING, "the archive disappeared during verification")
-    remote, method = found
+    remote, method = found.hex, found.method
     mismatch: list[str] = []
     incomplete: list[str] = []
     m = a.manifest

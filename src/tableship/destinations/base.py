@@ -76,6 +76,9 @@ class Digest(NamedTuple):
 
     hex: str
     method: str  # "sha256sum" (run on the backup host), "read-back" (read over the wire), "local"
+    # local: the file's stamp (``LocalDestination.stamp``) taken before it was read; a later
+    # equal stamp means no write reached the file since this sha256 (None elsewhere)
+    stamp: str | None = None
 
 
 def digest_hex(digest: Digest | None) -> str | None:

@@ -130,12 +130,24 @@ class LocalDestination:
             return None  # missing, or a symlink/folder: never taken as the archive
         try:
             with open(path, "rb") as f:
+                stamp = _stamp(os.fstat(f.fileno()))  # before reading: a write during it changes ctime
                 holds.hold("sha256")
-                return Digest(sha256_of(f), "local")
+                return Digest(sha256_of(f), "local", stamp)
         except FileNotFoundError:
             return None
         except OSError as exc:
             raise self._fail(f"reading {name}", exc) from None
+
+    def stamp(self, name: str) -> str | None:
+        """Device, inode, size, mtime and ctime of the regular file at ``name`` (None if
+        missing). Any write through the filesystem changes one of them — a rename over it
+        the inode, a write, truncate, chmod or ``touch`` (even one that sets the mtime back)
+        the ctime — so a stamp equal to the one of a proved sha256 means the same bytes."""
+        try:
+            st = self._regular(self._file(name))
+        except OSError as exc:
+            raise self._fail(f"checking {name}", exc) from None
+        return None if st is None else _stamp(st)
 
     def size(self, name: str) -> int | None:
         try:
@@ -219,3 +231,7 @@ class LocalDestination:
 
     def close(self) -> None:
         pass
+
+
+def _stamp(st: os.stat_result) -> str:
+    return f"{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"

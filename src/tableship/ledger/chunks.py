@@ -1,4 +1,4 @@
-"""The chunks of chunked runs (table ``chunks``, ledger migration 7).
+"""The chunks of chunked runs (table ``chunks``, ledger migrations 7 and 8).
 
 A chunked run (``chunk = "month" | "day"``) records each chunk once its effect is
 durable, in the same database as its run:
@@ -12,12 +12,14 @@ durable, in the same database as its run:
 
 A re-run of the same run skips every recorded chunk (chunk-level resume); a later run of
 a window with the same chunk (layout ``chunk``) finds the newest ``done``/``unchanged``
-record of it by :meth:`ChunkLedger.last_final`.
+record of it by :meth:`ChunkLedger.last_final`. ``stamps`` (layout ``chunk``): per
+destination, the archive's stamp when its sha256 was proved there (local destinations).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass, fields
 
 from tableship.ledger.schema import Ledger
@@ -49,6 +51,14 @@ class ChunkRecord:
     identity: str | None = None
     manifest: str | None = None
     updated_at: str = ""
+    stamps: str | None = None  # JSON {destination: stamp} (migration 8; layout "chunk")
+
+    def stamp_on(self, destination: str) -> str | None:
+        """The recorded stamp of this chunk's archive on ``destination`` (None: none recorded)."""
+        if not self.stamps:
+            return None
+        value = json.loads(self.stamps).get(destination)
+        return value if isinstance(value, str) else None
 
 
 _COLS = [f.name for f in fields(ChunkRecord)]

@@ -293,6 +293,13 @@ CREATE TABLE chunks (
 CREATE INDEX chunks_by_job ON chunks(job, chunk_start, chunk_end);
 """
 
+# Version 8 (issue 13): per destination, the stamp of a chunk archive (local destinations:
+# device, inode, size, mtime, ctime) when its sha256 was proved there, as JSON
+# {"<destination>": "<stamp>"}; a later run finding the same stamp need not read it again.
+V8_CHUNK_STAMPS = """
+ALTER TABLE chunks ADD COLUMN stamps TEXT;
+"""
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -321,6 +328,7 @@ MIGRATIONS: list[Migration] = [
     ),
     Migration(6, "job lock holders; host and pid of each transition", V6_HOSTS),
     Migration(7, "chunks of chunked runs", V7_CHUNKS),
+    Migration(8, "stamps of chunk archives on their destinations", V8_CHUNK_STAMPS),
 ]
 
 LATEST = MIGRATIONS[-1].version
