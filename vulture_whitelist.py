@@ -24,6 +24,7 @@ _lag  # config/models.py
 _preset  # config/models.py
 _delim  # config/models.py
 _level  # config/models.py
+_one_staging  # config/models.py
 _partition_format  # config/models.py
 _names_render  # config/models.py
 _dur  # config/models.py

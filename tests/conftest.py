@@ -6,6 +6,7 @@ Real-server fixtures live in ``tests/servers`` (see its docstrings):
 * ``smtp_factory`` / ``smtp_server`` -- aiosmtpd (tests/servers/smtp.py)
 * ``postgres`` -- throw-away PostgreSQL cluster (tests/servers/postgres.py)
 * ``hs2`` / ``hs2_sasl`` -- Spark Thrift HiveServer2 (tests/servers/hs2.py)
+* ``webhdfs`` -- HDFS NameNode + DataNode with WebHDFS (tests/servers/webhdfs.py)
 
 With ``CI=true`` a real component that is missing and cannot be installed is
 a test failure; otherwise the tests that need it are skipped with the reason.
@@ -19,6 +20,7 @@ pytest_plugins = [
     "tests.servers.smtp",
     "tests.servers.postgres",
     "tests.servers.hs2",
+    "tests.servers.webhdfs",
 ]
 
 

@@ -2,7 +2,9 @@
 ``restore --from/--to --load`` a month range into a NEW Spark table over HiveServer2 (the
 engine's own CSV reader from ``load_staging``, ``INSERT OVERWRITE`` of the partitions) and
 into DuckDB: ``EXCEPT ALL`` both ways against the source is empty. Then ``--replace`` of
-one month touches only that month's partitions. Kept to one test: the server is slow."""
+one month touches only that month's partitions. The same range staged on a real HDFS
+through WebHDFS (``load_staging_webhdfs``, tests/servers/webhdfs.py). Few tests: the
+server is slow."""
 
 from __future__ import annotations
 
@@ -129,3 +131,45 @@ def test_chunk_layout_range_into_a_new_spark_table(tmp_path, server):
     back = "SELECT * FROM rtest.traffic_chunks"
     for a, b in ((src_rows, back), (back, src_rows)):
         assert count(server, f"SELECT count(*) FROM ({a} EXCEPT ALL {b}) d") == 0
+
+
+def test_month_range_staged_on_hdfs_through_webhdfs(tmp_path, server, webhdfs):
+    """``load_staging_webhdfs``: the CSVs go to HDFS over WebHDFS, Spark reads them from the
+    NameNode (``load_staging_uri = hdfs://…``), the staged folders are deleted afterwards."""
+    src = {
+        "type": "hive",
+        "host": server.host,
+        "port": server.port,
+        "auth": "nosasl",
+        "timeout": 120,
+        "load_staging_webhdfs": f"webhdfs://{webhdfs.host}:{webhdfs.http_port}/staging/restore",
+        "load_staging_user": webhdfs.user,
+        "load_staging_uri": f"{webhdfs.rpc}/staging/restore",
+    }
+    server.execute("DROP TABLE IF EXISTS rtest.traffic_hdfs")
+    site = Site(tmp_path / "site", src, jobs={"traffic": {"table": "rtest.traffic"}})
+    for start, end in [("2024-02-01", "2024-02-29"), ("2024-03-01", "2024-03-31")]:
+        assert site.run("traffic", start, end).rc == 0
+    result = site.cli(
+        "restore", "traffic", "--from", "2024-02", "--to", "2024-03", "--load", "src:rtest.traffic_hdfs"
+    )
+    assert result.rc == 0, str(result)
+    assert "OK, 2 archive(s), 590 rows" in result.stdout
+    src_rows = f"SELECT * FROM rtest.traffic WHERE {RANGE}"
+    for a, b in (
+        (src_rows, "SELECT * FROM rtest.traffic_hdfs"),
+        ("SELECT * FROM rtest.traffic_hdfs", src_rows),
+    ):
+        assert count(server, f"SELECT count(*) FROM ({a} EXCEPT ALL {b}) d") == 0
+    assert webhdfs.listdir("/staging/restore") == []  # each archive's folder was deleted after its load
+
+    # a NameNode that does not answer: a clean temporary error (exit 1), the table untouched
+    down = dict(src, load_staging_webhdfs="webhdfs://127.0.0.1:9/staging/restore")
+    site2 = Site(tmp_path / "site2", down, jobs={"traffic": {"table": "rtest.traffic"}})
+    assert site2.run("traffic", "2024-02-01", "2024-02-29").rc == 0
+    result = site2.cli(
+        "restore", "traffic", "--from", "2024-02", "--load", "src:rtest.traffic_hdfs", "--replace"
+    )
+    assert_clean_error(result, 1)
+    assert "HDFS staging" in result.stderr, result.stderr
+    assert count(server, "SELECT count(*) FROM rtest.traffic_hdfs") == 590

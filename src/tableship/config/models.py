@@ -143,10 +143,20 @@ class HS2Source(Model, Retried):
     # engine reads, how the engine names it (default file://<load_staging>), the format of
     # tables it creates, and an Impala source told about the load (REFRESH / INVALIDATE METADATA)
     load_staging: ConfigPath | None = None
+    # ... or an HDFS folder written over WebHDFS (the webhdfs extra; simple authentication as
+    # load_staging_user, default the OS user): webhdfs://NAMENODE:HTTP_PORT/PATH
+    load_staging_webhdfs: str | None = Field(None, pattern=r"^webhdfs://[A-Za-z0-9.\-]+:\d{1,5}/\S*$")
+    load_staging_user: str | None = Field(None, pattern=r"^[A-Za-z0-9._\-]+$")
     load_staging_uri: str | None = None
     load_format: Literal["parquet", "orc"] = "parquet"
     impala_refresh: str | None = None
     max_connections: int | None = Field(None, ge=1)  # queries open at once across parallel jobs
+
+    @model_validator(mode="after")
+    def _one_staging(self) -> HS2Source:
+        if self.load_staging is not None and self.load_staging_webhdfs is not None:
+            raise ValueError("set load_staging (a folder) or load_staging_webhdfs (HDFS), not both")
+        return self
 
     @property
     def effective_port(self) -> int:

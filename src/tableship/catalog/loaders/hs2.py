@@ -34,6 +34,7 @@ from typing import Any
 
 from tableship.catalog.loaders.base import LoadError, LoadSpec, Span, TransientLoadError, check_same
 from tableship.catalog.loaders.csvread import ensure_csv
+from tableship.catalog.loaders.webhdfs import WebHdfsStaging
 from tableship.core.errors import SourceError, TransientSourceError
 from tableship.sources.hs2 import HS2Source
 
@@ -125,10 +126,11 @@ class HS2Loader:
                 'load through a Hive or Spark HiveServer2 source (type = "hive") with '
                 'impala_refresh = "<this impala source>"',
             )
-        if cfg.load_staging is None:
+        if cfg.load_staging is None and cfg.load_staging_webhdfs is None:
             raise LoadError(
                 f"source {name!r} has no load_staging folder for --load",
-                "set sources.<name>.load_staging to a folder this host writes and the engine reads",
+                "set sources.<name>.load_staging to a folder this host writes and the engine reads "
+                "(or load_staging_webhdfs to an HDFS folder)",
             )
         self.name = name
         self.cfg = cfg
@@ -139,8 +141,14 @@ class HS2Loader:
         self.sql_name = ".".join(ident(p) for p in self.qualified.split("."))
         self.display = f"{name}:{self.qualified}"
         self.lock_name = f"hs2-{cfg.host}-{cfg.effective_port}-{self.qualified}"
-        self.staging = Path(cfg.load_staging)
-        self.uri_base = cfg.load_staging_uri or self.staging.resolve().as_uri()
+        self.hdfs: WebHdfsStaging | None = None
+        if cfg.load_staging_webhdfs is not None:
+            self.hdfs = WebHdfsStaging(name, cfg.load_staging_webhdfs, cfg.load_staging_user, cfg.timeout)
+            self.staging = Path()
+            self.uri_base = cfg.load_staging_uri or cfg.load_staging_webhdfs
+        else:
+            self.staging = Path(cfg.load_staging)
+            self.uri_base = cfg.load_staging_uri or self.staging.resolve().as_uri()
         self.src = HS2Source(name, cfg)
         self.impala = impala
         self._pc = ""
@@ -241,7 +249,10 @@ class HS2Loader:
         view = f"tableship_load_{secrets.token_hex(6)}"
         empty = f"\u0001tableship-empty-{secrets.token_hex(8)}\u0001"
         try:
-            place(ensure_csv(spec), folder)
+            if self.hdfs is not None:
+                self.hdfs.place(ensure_csv(spec), folder.name)
+            else:
+                place(ensure_csv(spec), folder)
             cols = ", ".join(f"{ident(n)} STRING" for n, _ in spec.columns)
             uri = f"{self.uri_base.rstrip('/')}/{folder.name}"
             self._run(
@@ -288,7 +299,11 @@ class HS2Loader:
         finally:
             with contextlib.suppress(LoadError):
                 self._run(f"DROP VIEW IF EXISTS {ident(view)}", "dropping the temporary view")
-            shutil.rmtree(folder, ignore_errors=True)
+            if self.hdfs is not None:
+                with contextlib.suppress(Exception):  # the load is decided: a leftover folder is only litter
+                    self.hdfs.remove(folder.name)
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def finish(self, created: bool) -> None:
         if self.impala is None:
