@@ -405,3 +405,49 @@ def test_the_target_lock_is_the_postgresql_ledgers_for_every_host(tmp_path, ware
     proc = tableship(other, "restore", "events", "--from", "2026-01", "--load", f"{db}:t", "--replace")
     assert proc.returncode == 0, proc.stderr
     compare_restored(warehouse, db, "t", "2026-01-01", "2026-01-31")
+
+
+def test_one_window_falls_back_to_the_next_destination(tmp_path, warehouse):
+    """``restore --window`` (one archive) reads the job's destinations in order: an archive
+    missing on the first, or damaged there, comes from the next; damaged everywhere, one
+    error line naming each destination."""
+    os.symlink(warehouse, tmp_path / "warehouse.duckdb")
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    cfg = tmp_path / "tableship.toml"
+    cfg.write_text(
+        '[settings]\nstate_dir = "state"\n[sources.wh]\ntype = "duckdb"\npath = "warehouse.duckdb"\n'
+        '[destinations.a]\ntype = "local"\npath = "a"\n[destinations.b]\ntype = "local"\npath = "b"\n'
+        '[defaults]\nwindow = { unit = "month", count = 1 }\n'
+        '[jobs.events]\ntable = "app.events"\ndestinations = ["a", "b"]\n'
+    )
+    for start, end in MONTHS[1:]:
+        assert tableship(cfg, "run", "events", "--from", start, "--to", end).returncode == 0
+    # December: the archive (and its sidecars) gone from a
+    for f in (tmp_path / "a" / "events").glob("events_20251201_20251231.*"):
+        f.unlink()
+    db = tmp_path / "r.duckdb"
+    proc = tableship(cfg, "restore", "events", "--window", "2025-12-01..2025-12-31", "--load", f"{db}:dec")
+    assert proc.returncode == 0, proc.stderr
+    assert "using the copy on b" in proc.stderr, proc.stderr
+    compare_restored(warehouse, db, "dec", "2025-12-01", "2025-12-31")
+    # January: a damaged copy on a
+    jan = tmp_path / "a" / "events" / "events_20260101_20260131.csv.gz"
+    good = jan.read_bytes()
+    data = bytearray(good)
+    data[100] ^= 0x01
+    jan.write_bytes(bytes(data))
+    proc = tableship(cfg, "restore", "events", "--window", "2026-01-01..2026-01-31", "--load", f"{db}:jan")
+    assert proc.returncode == 0, proc.stderr
+    assert "on a:" in proc.stderr and "sha256" in proc.stderr and "using the copy on b" in proc.stderr
+    compare_restored(warehouse, db, "jan", "2026-01-01", "2026-01-31")
+    # damaged on both: nothing restored, one error line naming both
+    (tmp_path / "b" / "events" / jan.name).write_bytes(bytes(data))
+    out = tmp_path / "out"
+    line = one_error_line(
+        tableship(cfg, "restore", "events", "--window", "2026-01-01..2026-01-31", "--out", str(out)),
+        1,
+        "on a",
+    )
+    assert "on b" in line and "any of the job's destinations" in line, line
+    assert not out.exists() or not any(out.iterdir())

@@ -7,7 +7,9 @@ Order of checks (nothing is left or loaded unless all pass):
    writable) — before anything is downloaded;
 2. the archive is found among the job's archives on the destination and has a manifest;
 3. the download (a temporary in the staging folder) has the manifest's sha256 (and the
-   ``.sha256`` sidecar's, when present);
+   ``.sha256`` sidecar's, when present). With several destinations (``destinations = [...]``)
+   2 and 3 are tried on each in config order: a destination that is down, lacks the
+   archive or holds a damaged copy is logged and the next one used;
 4. decompressed, its size is the manifest's ``csv_bytes`` and its header line is the
    manifest's column names;
 5. parsed with the manifest's dialect and column types, it has the manifest's row count.
@@ -42,10 +44,10 @@ from tableship.archive.codecs import SUFFIXES, open_decompressor
 from tableship.archive.csvrender import CsvDialect, render_value_text
 from tableship.catalog.manifest import parse_sidecar, read_small
 from tableship.catalog.records import Archive
-from tableship.catalog.scan import list_archives, open_job_destination
+from tableship.catalog.scan import list_archives, open_job_destination, per_destination
 from tableship.catalog.verify import NoArchiveError
-from tableship.config.models import Config
-from tableship.core.errors import JobError, UsageError
+from tableship.config.models import Config, JobConfig
+from tableship.core.errors import JobError, TableshipError, UsageError
 from tableship.core.fsutil import file_sha256
 from tableship.core.names import check_identifier
 from tableship.core.window import parse_window
@@ -423,19 +425,24 @@ def restore(
         # 1. options first: nothing is downloaded for a request that cannot succeed
         if target is not None:
             work.con = _open_target(target, replace)
-        dest = open_job_destination(config, job)
-        try:
-            archive = find_archive(list_archives(config, job, dest, store), which)
-            m, codec = _restorable(archive)
-            dialect = _dialect(m)
-            columns = _columns(m, strict=target is not None)
-            csv_name = _csv_name(archive.file_name, codec)
-            final = _check_to(Path(to).expanduser(), csv_name, replace) if to is not None else None
-            # 2. download into the staging folder and check the sha256 before anything else
-            work.tmpdir = _scratch_dir(config.staging_dir / "restore", job.name)
-            local = _download(dest, archive, work.tmpdir, say)
-        finally:
-            dest.close()
+        checked: dict[str, Any] = {}
+
+        def check(archive: Archive, m: dict, codec: str) -> Path:
+            """The options against the archive found (before its download); the scratch folder."""
+            checked["dialect"] = _dialect(m)
+            checked["columns"] = _columns(m, strict=target is not None)
+            checked["csv_name"] = _csv_name(archive.file_name, codec)
+            checked["final"] = (
+                _check_to(Path(to).expanduser(), checked["csv_name"], replace) if to is not None else None
+            )
+            if work.tmpdir is None:
+                work.tmpdir = _scratch_dir(config.staging_dir / "restore", job.name)
+            return work.tmpdir
+
+        # 2. download into the staging folder and check the sha256 before anything else
+        archive, m, codec, local = _fetch(config, job, which, store, check, say)
+        dialect, columns, csv_name, final = (checked[k] for k in ("dialect", "columns", "csv_name", "final"))
+        assert work.tmpdir is not None
         # 3. decompress (into the --to folder when given, so the final rename is atomic)
         if final is not None:
             work.csv_tmp = final.with_name(f".{final.name}.tableship-restore-{secrets.token_hex(4)}.part")
@@ -467,6 +474,61 @@ def restore(
         _unlink(work.csv_tmp)
         if work.tmpdir is not None:
             shutil.rmtree(work.tmpdir, ignore_errors=True)
+
+
+def _fetch(
+    config: Config,
+    job: JobConfig,
+    which: str,
+    store: StateStore,
+    check: Callable[[Archive, dict, str], Path],
+    say: Callable[[str], None],
+) -> tuple[Archive, dict, str, Path]:
+    """The archive from the first of the job's destinations (config order) that lists it with
+    a manifest and whose copy downloads with the manifest's sha256: a destination that is
+    down, lacks the archive or holds a damaged copy is reported and the next one tried.
+    ``check`` validates the options against the archive found before it is downloaded (its
+    errors are not the destination's: they end the restore). With one destination its
+    error is raised as is."""
+    failures: list[tuple[str, TableshipError]] = []
+    for one in per_destination(job):
+        name = one.destination
+        try:
+            dest = open_job_destination(config, one)
+        except JobError as exc:
+            failures.append((name, exc))
+            continue
+        try:
+            try:
+                archive = find_archive(list_archives(config, one, dest, store), which)
+                m, codec = _restorable(archive)
+            except (NoArchiveError, JobError) as exc:
+                failures.append((name, exc))
+                continue
+            tmpdir = check(archive, m, codec)
+            try:
+                local = _download(dest, archive, tmpdir, say)
+            except JobError as exc:
+                (tmpdir / archive.file_name).unlink(missing_ok=True)
+                failures.append((name, exc))
+                continue
+        finally:
+            dest.close()
+        if failures:
+            log.warning(
+                "%s: %s; using the copy on %s",
+                which,
+                "; ".join(f"on {n}: {e.line()}" for n, e in failures),
+                name,
+            )
+        return archive, m, codec, local
+    if len(failures) == 1:
+        raise failures[0][1]
+    raise RestoreError(
+        f"{which} cannot be restored from any of the job's destinations: "
+        + "; ".join(f"on {n}: {e.message}" for n, e in failures),
+        failures[0][1].hint,
+    )
 
 
 def _open_target(target: LoadTarget, replace: bool):
