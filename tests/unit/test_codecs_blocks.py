@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import io
 import random
+import threading
 
 import pytest
 
@@ -60,3 +61,36 @@ def test_fixed_level_bytes_do_not_depend_on_write_sizes_and_equal_the_adaptive_w
     # threaded writers put OS 255 where RFC 1952 has XFL, and XFL 0 where it has OS)
     assert len(a) == len(auto) and a[10:] == auto[10:]
     assert a[:8] == auto[:8]
+
+
+def test_blocks_in_flight_are_bounded_by_in_flight_bytes(monkeypatch):
+    """The adaptive writer hands at most IN_FLIGHT_BYTES of blocks to its pool: with the
+    compression held back, the writer waits for the oldest block instead of queueing more
+    (the memory budget in docs/performance.md counts on it)."""
+    block = adaptive.BLOCK_BYTES["gzip"]
+    limit = adaptive.IN_FLIGHT_BYTES // block
+    release = threading.Event()
+    real = adaptive.compress_block
+
+    def held(*args):
+        assert release.wait(60), "the writer never filled its pool"
+        return real(*args)
+
+    monkeypatch.setattr(adaptive, "compress_block", held)
+    backlogs: list[int] = []
+
+    class Recording(Always):
+        def choose(self, backlog: int, waited: float = 0.0) -> int:
+            backlogs.append(backlog)
+            if backlog >= limit - 1:
+                release.set()  # the pool is full: let compression go on
+            return self.level
+
+    data = csv_like(700_000)  # ~20 MB: 3x the bound
+    out = written(
+        data, lambda buf: adaptive.BlockCompressor(buf, "gzip", 2, controller=Recording(2)), [block]
+    )
+    assert gzip.decompress(out) == data
+    assert len(backlogs) > 2 * limit
+    assert max(backlogs) == limit - 1  # blocks already in flight when one more is handed over
+    assert limit * block <= adaptive.IN_FLIGHT_BYTES
