@@ -11,6 +11,7 @@ wrong count leaves the table as it was, an existing table with other columns is 
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -189,6 +190,50 @@ def test_create_load_reload_cut_and_refuse(engine, opened, csv_file):
     # a second loader on the existing table: same schema, not created again
     again = opened("t_new")
     assert again.prepare(COLUMNS, "partition_date") is False
+
+
+def from_archive(archive: Path, spans: list[Span], whole: bool, csv_bytes: int) -> LoadSpec:
+    """The restore's spec: no decompressed CSV yet, the sha256-checked gzip archive."""
+    s = spec(archive, spans, whole)
+    s.csv, s.longest_line, s.archive, s.codec, s.csv_bytes = None, 0, archive, "gzip", csv_bytes
+    return s
+
+
+def test_the_compressed_archive_is_loaded_with_its_size_checked(engine, opened, tmp_path):
+    """Loaders read the gzip archive (DuckDB itself, COPY streamed, the others decompress it
+    first); a decompressed size other than the manifest's is refused before the commit
+    (DuckDB decompressing inside read_csv counts no bytes: its row count still decides)."""
+    archive = tmp_path / "a.csv.gz"
+    archive.write_bytes(gzip.compress(CSV.encode()))
+    loader = opened("t_new")
+    loader.prepare(COLUMNS, "partition_date")
+    assert loader.load(from_archive(archive, [JAN, FEB], True, len(CSV.encode()))) == 4
+    assert engine.txt("t_new") == TXT
+    assert loader.load(from_archive(archive, [JAN], False, len(CSV.encode()))) == 3
+    if not isinstance(loader, DuckDBLoader):
+        with pytest.raises(LoadError, match="decompresses to"):
+            loader.load(from_archive(archive, [JAN, FEB], True, len(CSV.encode()) + 1))
+        assert engine.txt("t_new") == TXT
+
+
+def test_duckdb_reads_a_line_longer_than_its_default_limit_from_the_decompressed_archive(tmp_path):
+    """read_csv on the compressed archive stops at 2 MB lines (the longest is not known before
+    decompressing): the load is rolled back and redone from the decompressed CSV."""
+    long = "x" * 3_000_000
+    text = CSV.replace(";plain;", f";{long};")
+    archive = tmp_path / "a.csv.gz"
+    archive.write_bytes(gzip.compress(text.encode()))
+    loader = DuckDBLoader(tmp_path / "t.duckdb", None, "t")
+    try:
+        loader.prepare(COLUMNS, "partition_date")
+        s = from_archive(archive, [JAN, FEB], True, len(text.encode()))
+        assert loader.load(s) == 4
+        assert s.csv is not None and s.longest_line > 3_000_000  # decompressed, its longest line measured
+    finally:
+        loader.close()
+    con = duckdb.connect(str(tmp_path / "t.duckdb"))
+    assert con.execute("SELECT length(txt) FROM t WHERE id = 4").fetchone()[0] == 3_000_000
+    con.close()
 
 
 def test_an_existing_table_with_other_columns_is_refused(engine, opened):
