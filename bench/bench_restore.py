@@ -8,12 +8,14 @@ with ';', quotes, line breaks, non-ASCII, NULL next to ''), backs each month up 
 a throw-away PostgreSQL (tests/servers/postgres.py), then round-robin per round:
 
 * ``pg tableship`` — ``tableship restore JOB --from M1 --to Mn --load pg:bench.t`` into a new
-  table: list, download, sha256 against the manifest, decompress, header/size checks, the
-  table created from the manifest, one ``COPY FROM STDIN`` transaction per archive, the
-  ledger records; the wall of the whole process;
+  table: list, download, sha256 and header against the manifest, the table created from
+  the manifest, one ``COPY FROM STDIN`` transaction per archive fed as the archive is
+  decompressed (size and row count checked before the commit), the ledger records; the
+  wall of the whole process;
 * ``pg baseline`` — ``psql -c "\\copy bench.b FROM 'month.csv' (FORMAT csv, DELIMITER ';',
   HEADER true, NULL '')"`` per decompressed CSV into a table created beforehand;
-* ``duckdb tableship`` — the same restore with ``--load FILE.duckdb:t`` (a new file);
+* ``duckdb tableship`` — the same restore with ``--load FILE.duckdb:t`` (a new file; DuckDB's
+  ``read_csv`` reads the gzip archives itself);
 * ``duckdb baseline`` — a Python process running ``CREATE TABLE t AS SELECT * FROM
   read_csv([...], delim=';', header=true, columns={...})`` over the decompressed CSVs.
 
