@@ -34,14 +34,24 @@ import re
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tableship.archive.codecs import SUFFIXES, open_decompressor
+from tableship.archive.codecs import SUFFIXES
 from tableship.archive.csvrender import CsvDialect, render_value_text
+from tableship.catalog.archivecsv import (
+    RestoreError,
+    decompress_csv,
+    duckdb_transaction,
+    make_folder,
+    manifest_columns,
+    manifest_dialect,
+    parse_error,
+    quote_ident,
+    read_csv_sql,
+)
 from tableship.catalog.manifest import parse_sidecar, read_small
 from tableship.catalog.records import Archive
 from tableship.catalog.scan import list_archives, open_job_destination, per_destination
@@ -55,33 +65,6 @@ from tableship.destinations.base import Destination
 from tableship.ledger.state import StateStore
 
 log = logging.getLogger("tableship")
-
-_SIMPLE_TYPES = {
-    "BOOLEAN",
-    "TINYINT",
-    "SMALLINT",
-    "INTEGER",
-    "BIGINT",
-    "UTINYINT",
-    "USMALLINT",
-    "UINTEGER",
-    "UBIGINT",
-    "FLOAT",
-    "DOUBLE",
-    "DATE",
-    "TIME",
-    "TIMESTAMP",
-    "TIMESTAMPTZ",
-    "VARCHAR",
-    "BLOB",
-    "HUGEINT",
-}
-_DECIMAL = re.compile(r"^DECIMAL\((\d{1,2}),(\d{1,2})\)$")
-_CHUNK = 1 << 20
-
-
-class RestoreError(JobError):
-    """The archive cannot be restored as asked (exit 1); nothing was left or loaded."""
 
 
 @dataclass
@@ -117,28 +100,6 @@ class RestoreResult:
         return out
 
 
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-@contextmanager
-def duckdb_transaction(con: Any) -> Iterator[None]:
-    """One DuckDB transaction around the block: COMMIT when it ends, ROLLBACK when it raises
-    (a failing ROLLBACK, DuckDB having aborted the transaction itself, does not hide its error)."""
-    import duckdb  # a core dependency, imported where used
-
-    con.execute("BEGIN TRANSACTION")
-    try:
-        yield
-        con.execute("COMMIT")
-    except BaseException:
-        try:
-            con.execute("ROLLBACK")
-        except duckdb.Error:
-            pass
-        raise
-
-
 def parse_load(spec: str, default_table: str) -> LoadTarget:
     """``DB`` or ``DB:TABLE`` or ``DB:SCHEMA.TABLE`` (the table defaults to the source table's name)."""
     path, table = spec, None
@@ -160,101 +121,6 @@ def parse_load(spec: str, default_table: str) -> LoadTarget:
     except ValueError as exc:
         raise UsageError(f"--load: {exc}", "name the table explicitly: DUCKDB_PATH:TABLE") from None
     return LoadTarget(Path(path).expanduser(), schema, name)
-
-
-def duckdb_type(t: object) -> str:
-    """Check a manifest column type (it goes into SQL) and return it in DuckDB's spelling."""
-    t = str(t).upper().replace(" ", "")
-    if t in _SIMPLE_TYPES:
-        return t
-    m = _DECIMAL.match(t)
-    if m and 1 <= int(m.group(1)) <= 38 and int(m.group(2)) <= int(m.group(1)):
-        return t
-    raise ValueError(t)
-
-
-def _columns(manifest: dict, strict: bool = True) -> list[tuple[str, str]]:
-    """(name, DuckDB type) per manifest column; unless ``strict``, an unknown type is read as VARCHAR."""
-    cols = manifest.get("columns")
-    if not isinstance(cols, list) or not cols:
-        raise RestoreError("the manifest lists no columns", "restore with --to DIR and read the CSV yourself")
-    out = []
-    for c in cols:
-        if not isinstance(c, dict) or not isinstance(c.get("name"), str):
-            raise RestoreError(
-                "the manifest's columns are malformed", "restore with --to DIR and read the CSV yourself"
-            )
-        try:
-            out.append((c["name"], duckdb_type(c.get("type"))))
-        except ValueError:
-            if not strict:
-                out.append((c["name"], "VARCHAR"))
-                continue
-            raise RestoreError(
-                f"column {c['name']!r} has type {c.get('type')!r}, which --load cannot create",
-                "restore with --to DIR and load the CSV yourself",
-            ) from None
-    return out
-
-
-def _dialect(manifest: dict) -> CsvDialect:
-    f = manifest.get("format") or {}
-    try:
-        return CsvDialect(
-            delimiter=f.get("delimiter", ";"),
-            header=f.get("header", True),
-            null=f.get("null", ""),
-            quoting=f.get("quoting", "minimal"),
-        )
-    except ValueError as exc:
-        raise RestoreError(f"the manifest's format is invalid: {exc}", "restore with --to DIR") from None
-
-
-def _read_csv_sql(columns: list[tuple[str, str]], dialect: CsvDialect, max_line: int) -> tuple[str, dict]:
-    """``SELECT <converted columns> FROM read_csv($path, ...)`` and its parameters (path bound later)."""
-    read_types = {}
-    select = []
-    for name, typ in columns:
-        q = quote_ident(name)
-        if typ == "BLOB":
-            read_types[name], expr = "VARCHAR", f"unhex({q})"
-        elif typ == "TIMESTAMPTZ":
-            read_types[name], expr = "TIMESTAMP", f"timezone('UTC', {q})"
-        else:
-            read_types[name], expr = typ, q
-        select.append(f"{expr} AS {quote_ident(name)}")
-    quote = '"' if dialect.quoting == "minimal" else ""
-    opts = (
-        "columns = $columns, delim = $delim, quote = $quote, escape = $quote, header = $header, "
-        "nullstr = $nullstr, allow_quoted_nulls = false, auto_detect = false, strict_mode = true, "
-        "new_line = '\\n', null_padding = false, ignore_errors = false"
-    )
-    params = {
-        "columns": read_types,
-        "delim": dialect.delimiter,
-        "quote": quote,
-        "header": dialect.header,
-        "nullstr": dialect.null,
-    }
-    if max_line > (1 << 20):
-        size = 2 * max_line + (1 << 20)
-        opts += f", max_line_size = {int(size)}, buffer_size = {int(4 * size)}"
-    return f"SELECT {', '.join(select)} FROM read_csv($path, {opts})", params
-
-
-def _parse_error(exc: Exception) -> RestoreError:
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    first = lines[0] if lines else type(exc).__name__
-    why = next(
-        (ln for ln in lines[1:] if ln.startswith(("Error when converting", "Could not convert", "Expected"))),
-        "",
-    )
-    if why:
-        first = f"{first}: {why}"
-    return RestoreError(
-        f"the archive's CSV does not parse with its manifest's format and types: {first}",
-        "nothing was loaded; check the archive with 'tableship verify' or restore it with --to DIR",
-    )
 
 
 def find_archive(archives: list[Archive], which: str) -> Archive:
@@ -289,14 +155,6 @@ def find_archive(archives: list[Archive], which: str) -> Archive:
     return found[0]
 
 
-def make_folder(folder: Path, what: str) -> None:
-    """Create the folder for restored CSVs (and its parents); else a RestoreError ``what: why``."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RestoreError(f"{what}: {exc.strerror}", "pick a folder you can write to") from None
-
-
 def _check_to(to: Path, final_name: str, replace: bool) -> Path:
     make_folder(to, f"cannot create the folder {str(to)!r} for --to")
     if not to.is_dir():
@@ -312,7 +170,7 @@ def _check_to(to: Path, final_name: str, replace: bool) -> Path:
 
 
 def _open_duckdb(target: LoadTarget):
-    import duckdb
+    import duckdb  # lazily, like archivecsv.duckdb_transaction: heavy, only restore needs it
 
     try:
         target.db.parent.mkdir(parents=True, exist_ok=True)
@@ -336,56 +194,6 @@ def _table_exists(con, target: LoadTarget) -> bool:
         {"s": target.schema or "main", "t": target.table},
     ).fetchone()
     return bool(row[0] or views[0])
-
-
-def _decompress(archive: Path, codec: str, out: Path, sync: bool = True) -> tuple[int, bytes, int]:
-    """Decompress into ``out``; (bytes, first line, longest physical line).
-
-    ``sync=False`` for a temporary that is read and deleted by this process (a range
-    restore's staged CSV): no fsync. A read error of the codec is a RestoreError; a
-    write error stays an OSError."""
-    import numpy as np
-
-    def bad(exc: Exception) -> RestoreError:
-        return RestoreError(
-            f"the archive does not decompress as {codec}: {type(exc).__name__}: {exc}",
-            "the archive is inconsistent with its manifest: restore another window",
-        )
-
-    total, longest, run = 0, 0, 0
-    head = b""
-    try:
-        src = open_decompressor(archive, codec)
-    except OSError as exc:
-        if exc.errno is not None:
-            raise
-        raise bad(exc) from None
-    with src, open(out, "wb") as dst:
-        while True:
-            try:
-                chunk = src.read(_CHUNK)
-            except (MemoryError, KeyboardInterrupt):
-                raise
-            except Exception as exc:  # gzip/isal/zlib/zstd each raise their own error types
-                raise bad(exc) from None
-            if not chunk:
-                break
-            if b"\n" not in head:
-                head = (head + chunk[:65536])[:65536]
-            total += len(chunk)
-            nl = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
-            if len(nl) == 0:
-                run += len(chunk)
-            else:
-                longest = max(longest, run + int(nl[0]) + 1)
-                if len(nl) > 1:
-                    longest = max(longest, int(np.diff(nl).max()))
-                run = len(chunk) - int(nl[-1]) - 1
-            dst.write(chunk)
-        dst.flush()
-        if sync:
-            os.fsync(dst.fileno())
-    return total, head.split(b"\n", 1)[0], max(longest, run)
 
 
 def _unlink(p: Path | None) -> None:
@@ -429,8 +237,8 @@ def restore(
 
         def check(archive: Archive, m: dict, codec: str) -> Path:
             """The options against the archive found (before its download); the scratch folder."""
-            checked["dialect"] = _dialect(m)
-            checked["columns"] = _columns(m, strict=target is not None)
+            checked["dialect"] = manifest_dialect(m)
+            checked["columns"] = manifest_columns(m, strict=target is not None)
             checked["csv_name"] = _csv_name(archive.file_name, codec)
             checked["final"] = (
                 _check_to(Path(to).expanduser(), checked["csv_name"], replace) if to is not None else None
@@ -450,7 +258,7 @@ def restore(
             work.csv_tmp = work.tmpdir / csv_name
         longest = _decompress_checked(local, codec, work.csv_tmp, m, dialect, columns)
         # 4. parse with the manifest's dialect and types; check the row count
-        sql, params = _read_csv_sql(columns, dialect, longest)
+        sql, params = read_csv_sql(columns, dialect, longest)
         params["path"] = str(work.csv_tmp)
         rows = (
             _load(work.con, target, columns, sql, params, m["rows"], replace)
@@ -612,7 +420,7 @@ def _decompress_checked(
     """Decompress ``local`` into ``csv_tmp`` (removing ``local``); check the size and the header
     against the manifest; returns the longest line's length (for the CSV reader)."""
     try:
-        csv_bytes, header, longest = _decompress(local, codec, csv_tmp)
+        csv_bytes, header, longest = decompress_csv(local, codec, csv_tmp)
     except OSError as exc:
         raise RestoreError(
             f"cannot write {str(csv_tmp)!r}: {exc.strerror}", "free space or pick another --to folder"
@@ -643,7 +451,7 @@ def _check_rows(rows: int, expected: int) -> None:
 
 def _count(sql: str, params: dict, ncols: int) -> int:
     """Parse the whole CSV (every column converted) and count its rows."""
-    import duckdb
+    import duckdb  # lazily, like archivecsv.duckdb_transaction: heavy, only restore needs it
 
     con = duckdb.connect()
     try:
@@ -652,7 +460,7 @@ def _count(sql: str, params: dict, ncols: int) -> int:
         assert row is not None  # an aggregate returns one row
         return int(row[0])
     except duckdb.Error as exc:
-        raise _parse_error(exc) from None
+        raise parse_error(exc) from None
     finally:
         con.close()
 
@@ -667,7 +475,7 @@ def _load(
     replace: bool,
 ) -> int:
     """Create and fill the table in one transaction; roll back on any error or a wrong count."""
-    import duckdb
+    import duckdb  # lazily, like archivecsv.duckdb_transaction: heavy, only restore needs it
 
     try:
         with duckdb_transaction(con):
@@ -687,4 +495,4 @@ def _load(
                 f"table {target.display} already exists",
                 "pass --replace to replace it, or load into another table",
             ) from None
-        raise _parse_error(exc) from None
+        raise parse_error(exc) from None

@@ -40,10 +40,16 @@ from typing import Any
 from tableship.archive.codecs import SUFFIXES, open_decompressor
 from tableship.archive.csvrender import render_value_text
 from tableship.catalog import loadlog
+from tableship.catalog.archivecsv import (
+    RestoreError,
+    decompress_csv,
+    make_folder,
+    manifest_columns,
+    manifest_dialect,
+)
 from tableship.catalog.loaders.base import Loader, LoadSpec, Span, partition_kind
 from tableship.catalog.loaders.targets import open_loader
 from tableship.catalog.manifest import parse_sidecar, read_small
-from tableship.catalog.restore import RestoreError, _columns, _decompress, _dialect, make_folder
 from tableship.catalog.scan import list_archives
 from tableship.catalog.select import Pick, Selection, parse_range, select
 from tableship.config.models import Config, JobConfig
@@ -199,7 +205,7 @@ def _verify(
         csv = tmp / f"{n}" / _csv_name(copy.file_name, codec)
         csv.parent.mkdir()
         try:
-            size, header, longest = _decompress(local, codec, csv, sync=False)
+            size, header, longest = decompress_csv(local, codec, csv, sync=False)
         except OSError as exc:
             raise RestoreError(
                 f"cannot write {str(csv)!r}: {exc.strerror}", "free space in the staging folder"
@@ -241,8 +247,8 @@ def _first_line(local: Path, codec: str) -> bytes:
 
 
 def _check_header(pick: Pick, m: dict, header: bytes) -> None:
-    dialect = _dialect(m)
-    cols = _columns(m, strict=False)
+    dialect = manifest_dialect(m)
+    cols = manifest_columns(m, strict=False)
     if dialect.header and not any("\n" in n or "\r" in n for n, _ in cols):
         expected = dialect.delimiter.join(render_value_text(n, dialect) for n, _ in cols)
         if header.decode("utf-8", "replace") != expected:
@@ -431,7 +437,7 @@ def _run(
             spec = LoadSpec(
                 csv=v.csv,
                 columns=columns,
-                dialect=_dialect(manifest),
+                dialect=manifest_dialect(manifest),
                 expected_rows=int(manifest["rows"]),
                 partition_column=job.partition_column,
                 spans=_spans(job, columns, v.pick),
@@ -502,7 +508,7 @@ def _check_columns(picks: list[Pick]) -> list[tuple[str, str]]:
     """The archives' common columns (a range whose archives differ cannot go into one table)."""
     first = None
     for p in picks:
-        cols = _columns(p.archive.manifest or {}, strict=True)
+        cols = manifest_columns(p.archive.manifest or {}, strict=True)
         if first is None:
             first = (p, cols)
         elif cols != first[1]:

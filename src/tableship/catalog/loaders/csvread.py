@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tableship.catalog.archivecsv import RestoreError, decompress_csv, parse_error, quote_ident, read_csv_sql
 from tableship.catalog.loaders.base import LoadError, LoadSpec, Span
-from tableship.catalog.restore import RestoreError, _decompress, _parse_error, _read_csv_sql, quote_ident
 
 # the codecs DuckDB's read_csv decompresses itself (its ``compression`` option)
 _DUCKDB_CODECS = {"gzip": "gzip", "zstd": "zstd", "none": "none"}
@@ -33,7 +33,7 @@ def ensure_csv(spec: LoadSpec) -> Path:
     assert spec.archive is not None
     out = spec.archive.with_name(spec.archive.name + ".csv")
     try:
-        size, _, longest = _decompress(spec.archive, spec.codec, out, sync=False)
+        size, _, longest = decompress_csv(spec.archive, spec.codec, out, sync=False)
     except RestoreError as exc:
         raise LoadError(f"{spec.name}: {exc.message}", exc.hint) from None
     except OSError as exc:
@@ -71,7 +71,7 @@ def read_sql(spec: LoadSpec, filtered: bool) -> tuple[str, dict[str, Any]]:
     compressed archive when DuckDB can decompress it, else of the decompressed CSV."""
     if not reads_archive(spec):
         ensure_csv(spec)
-    sql, params = _read_csv_sql(spec.columns, spec.dialect, spec.longest_line)
+    sql, params = read_csv_sql(spec.columns, spec.dialect, spec.longest_line)
     if spec.csv is None:
         assert spec.archive is not None
         marker = "FROM read_csv($path, "
@@ -86,5 +86,5 @@ def read_sql(spec: LoadSpec, filtered: bool) -> tuple[str, dict[str, Any]]:
 
 
 def parse_failed(exc: Exception, spec: LoadSpec) -> LoadError:
-    err = _parse_error(exc)
+    err = parse_error(exc)
     return LoadError(f"{spec.name}: {err.message}", err.hint)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tableship.catalog.archivecsv import duckdb_transaction, duckdb_type, quote_ident
 from tableship.catalog.loaders.base import (
     LoadError,
     LoadSpec,
@@ -21,7 +22,6 @@ from tableship.catalog.loaders.csvread import (
     read_sql,
     span_predicate,
 )
-from tableship.catalog.restore import duckdb_transaction, duckdb_type, quote_ident
 
 _INFO_TYPES = {"TIMESTAMP WITH TIME ZONE": "TIMESTAMPTZ", "TIME WITH TIME ZONE": "TIMETZ"}
 

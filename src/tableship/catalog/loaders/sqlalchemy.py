@@ -32,6 +32,7 @@ from sqlalchemy import types as sat
 from sqlalchemy.pool import QueuePool
 
 from tableship.archive.codecs import open_decompressor
+from tableship.catalog.archivecsv import quote_ident
 from tableship.catalog.loaders.base import (
     LoadError,
     LoadSpec,
@@ -42,7 +43,6 @@ from tableship.catalog.loaders.base import (
     count_mismatch,
 )
 from tableship.catalog.loaders.csvread import ensure_csv, parse_failed, read_sql, size_mismatch
-from tableship.catalog.restore import quote_ident
 from tableship.core.redact import redact
 
 BATCH_ROWS = 20_000
