@@ -20,7 +20,6 @@ from tableship.backup.runner import exit_code as run_exit_code
 from tableship.catalog.abandon import abandon_window
 from tableship.catalog.ls import LS_COLUMNS, ls_rows, ls_table_rows
 from tableship.catalog.restore import restore as do_restore
-from tableship.catalog.restore_range import restore_range
 from tableship.catalog.retention import exit_code as prune_exit_code
 from tableship.catalog.retention import prune_jobs
 from tableship.catalog.verify import verify_jobs
@@ -48,7 +47,6 @@ from tableship.core.version import __version__
 from tableship.core.window import parse_date, parse_window
 from tableship.ledger.migrate import migrate_ledger
 from tableship.ledger.state import StateStore
-from tableship.ops.alerts import make_monitor
 from tableship.ops.doctor import all_ok, format_checks
 from tableship.ops.doctor import check_destination as run_checks
 from tableship.ops.report import (
@@ -61,7 +59,7 @@ from tableship.ops.report import (
     status_summary,
 )
 from tableship.ops.validation import validate_config
-from tableship.ops.wiring import run_jobs
+from tableship.ops.wiring import restore_range_with_alerts, run_jobs
 
 
 def error_text(exc: TableshipError) -> str:
@@ -483,24 +481,17 @@ def restore(obj: Ctx, job, range_from, to, which, out, load, replace, dry_run):
             raise UsageError(
                 "--from and --window are exclusive", "pass a range (--from/--to) or one --window"
             )
-        config = obj.load(log_file=not dry_run)
-        store = None if dry_run else StateStore.of(config.settings)
-        try:
-            result = restore_range(
-                config,
-                job,
-                range_from,
-                to,
-                load=load,
-                out=out,
-                replace=replace,
-                dry_run=dry_run,
-                echo=echo if not dry_run else click.echo,
-                monitor=make_monitor(config, store) if store is not None else None,
-            )
-        finally:
-            if store is not None:
-                store.close()
+        result = restore_range_with_alerts(
+            obj.load(log_file=not dry_run),
+            job,
+            range_from,
+            to,
+            load=load,
+            out=out,
+            replace=replace,
+            dry_run=dry_run,
+            echo=echo if not dry_run else click.echo,
+        )
         click.echo(result.summary())
         return
     if which is None:
@@ -661,12 +652,7 @@ def main(argv: list[str] | None = None) -> None:
         msg = " ".join(exc.format_message().split())
         click.echo(f"Error: {msg} — see 'tableship --help'", err=True)
         code = EXIT_USAGE
-    except click.exceptions.Abort:  # click turns Ctrl-C into Abort
-        click.echo(
-            "Error: interrupted by SIGINT — re-run the same command to resume where it stopped", err=True
-        )
-        code = 128 + signal.SIGINT
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click turns Ctrl-C into Abort
         click.echo(
             "Error: interrupted by SIGINT — re-run the same command to resume where it stopped", err=True
         )

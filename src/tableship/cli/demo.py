@@ -190,7 +190,7 @@ def create_demo_warehouse(
     ``cdr_id`` runs 1..N in (partition_date, cdr_id) order, which is also the
     insertion order.  Same arguments -> same content.
     """
-    import duckdb
+    import duckdb  # lazily: heavy, and only the demo command needs it
 
     if rows < 1:
         raise ValueError("rows must be >= 1")

@@ -8,6 +8,8 @@ code; nothing else in the package prints errors.
 
 from __future__ import annotations
 
+import signal
+
 EXIT_OK = 0
 EXIT_JOB_FAILED = 1
 EXIT_USAGE = 2
@@ -113,8 +115,6 @@ class Interrupted(BaseException):
     transient = False
 
     def __init__(self, signum: int):
-        import signal
-
         self.signum = signum
         self.name = signal.Signals(signum).name
         self.message = f"interrupted by {self.name}"

@@ -34,6 +34,7 @@ import json
 import logging
 import re
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -326,8 +327,6 @@ class _RedactingBinary:
 def wrap_std_streams() -> None:
     """Route ``sys.stdout`` / ``sys.stderr`` (and Python's last-resort log handler)
     through the redactor. Idempotent."""
-    import sys
-
     if not isinstance(sys.stdout, RedactingStream) and sys.stdout is not None:
         sys.stdout = RedactingStream(sys.stdout)
     if not isinstance(sys.stderr, RedactingStream) and sys.stderr is not None:

@@ -4,7 +4,8 @@
 module is that caller for the package root (``from tableship import run_jobs``) and the
 CLI: the incident-policy monitor (``ops.alerts``), prune after a successful run
 (``catalog.retention``, only for jobs with ``prune_after_run = true``) and the status
-outputs (``ops.outputs``) after the batch.
+outputs (``ops.outputs``) after the batch. Likewise ``restore --from/--to`` with the monitor
+(:func:`restore_range_with_alerts`: a failed range restore opens an incident and alerts).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from tableship.backup import runner
 from tableship.backup.hooks import RunHooks
+from tableship.catalog.restore_range import RangeResult, restore_range
 from tableship.catalog.retention import prune_after_run
 from tableship.config.models import Config
 from tableship.config.spec import JobSpec
@@ -42,3 +44,17 @@ def run_jobs(config: Config, names: Any = None, **kwargs: Any) -> list[runner.Ou
     """:func:`tableship.backup.runner.run_jobs` with :func:`default_hooks` (unless ``hooks`` is given)."""
     kwargs.setdefault("hooks", default_hooks(config))
     return runner.run_jobs(config, names, **kwargs)
+
+
+def restore_range_with_alerts(
+    config: Config, job: str, start: str, end: str | None, *, dry_run: bool = False, **kwargs: Any
+) -> RangeResult:
+    """:func:`tableship.catalog.restore_range.restore_range` with the incident-policy monitor
+    on the ledger; a dry run (it downloads and writes nothing) alerts nothing."""
+    if dry_run:
+        return restore_range(config, job, start, end, dry_run=True, **kwargs)
+    store = StateStore.of(config.settings)
+    try:
+        return restore_range(config, job, start, end, monitor=make_monitor(config, store), **kwargs)
+    finally:
+        store.close()

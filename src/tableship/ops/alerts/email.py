@@ -8,6 +8,7 @@ reminders and the resolved message refer to it (``In-Reply-To`` / ``References``
 from __future__ import annotations
 
 import email.utils
+import logging
 import re
 import smtplib
 import ssl
@@ -99,8 +100,6 @@ def send(name: str, cfg, event) -> None:
         raise ChannelError(f"SMTP {cfg.host}:{port}: {type(exc).__name__}: {exc}") from None
     if refused:
         # some recipients were refused; the others got it: log, do not retry (that would duplicate)
-        import logging
-
         logging.getLogger("tableship").warning(
             "alert channel %s: recipients refused: %s", name, sorted(refused)
         )

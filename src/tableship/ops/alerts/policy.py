@@ -32,6 +32,7 @@ import socket
 from collections.abc import Callable
 
 from tableship.backup.hooks import Monitor
+from tableship.config.models import Config
 from tableship.core.errors import Interrupted
 from tableship.core.redact import Redactor
 from tableship.ledger import deliveries
@@ -92,8 +93,10 @@ def env_clock() -> Callable[[], dt.datetime] | None:
 
 
 class AlertMonitor(Monitor):
-    def __init__(self, config, store, *, clock: Callable[[], dt.datetime] | None = None):
-        self.config = config
+    def __init__(self, config: Config, store, *, clock: Callable[[], dt.datetime] | None = None):
+        # picks what it needs from the config here (alerts, environment, secrets, its path):
+        # the whole Config is not kept
+        self.config_path = str(config.path)
         self.store = store
         self.alerts = config.alerts
         self.clock = clock or env_clock() or (lambda: dt.datetime.now(dt.UTC))
@@ -166,8 +169,8 @@ class AlertMonitor(Monitor):
                 phase="ledger",
                 error=err,
                 last_failed_at=ts,
-                resume_command=resume_command(str(self.config.path), name, *self._window(plan, None)),
-                config_path=str(self.config.path),
+                resume_command=resume_command(self.config_path, name, *self._window(plan, None)),
+                config_path=self.config_path,
                 log_tail=tail,
                 realert_after_seconds=self.alerts.realert_after.total_seconds(),
                 created_at=ts,
@@ -292,7 +295,7 @@ class AlertMonitor(Monitor):
             run_id=getattr(run, "id", None),
             attempts=getattr(run, "attempts", None),
             last_failed_at=inc.last_failed_at,
-            config_path=str(self.config.path),
+            config_path=self.config_path,
             created_at=ts,
         )
 
@@ -308,7 +311,7 @@ class AlertMonitor(Monitor):
             failed_destinations=self._failed_destinations(run),
             # a run that is not a backup (a restore) names the command that resumes it
             resume_command=getattr(run, "resume_command", None)
-            or resume_command(str(self.config.path), job.name, fields["window_start"], fields["window_end"]),
+            or resume_command(self.config_path, job.name, fields["window_start"], fields["window_end"]),
             log_tail=list(tail),
             realert_after_seconds=self.alerts.realert_after.total_seconds(),
         )

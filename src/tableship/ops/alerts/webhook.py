@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit
 
 from tableship.core.version import __version__
 from tableship.ops.alerts.errors import ChannelError
@@ -35,8 +36,6 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float, what: s
 
 
 def _host(url: str) -> str:
-    from urllib.parse import urlsplit
-
     return urlsplit(url).netloc.rsplit("@", 1)[-1]
 
 
