@@ -38,7 +38,7 @@ from tableship.core.version import __version__
 from tableship.core.window import Window
 from tableship.destinations.base import Destination, open_destination
 from tableship.ledger import deliveries
-from tableship.ledger.schema import LedgerError
+from tableship.ledger.errors import LedgerError
 from tableship.ledger.state import WORKING_ON, Phase, Result, Run, StateStore
 from tableship.sources.base import Query, Source, open_source
 
@@ -177,7 +177,7 @@ class Pipeline:
                 run = None
         if run is not None:
             if run.fingerprint is None:
-                self.store.connect().execute("UPDATE runs SET fingerprint=? WHERE id=?", (dumps(fp), run.id))
+                self.store.set_fingerprint(run, dumps(fp))
             run = self.store.resume(run)
             with _run_tag(run.id):
                 log.info(

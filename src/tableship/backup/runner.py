@@ -34,7 +34,7 @@ from tableship.core.errors import (
 from tableship.core.log import IN_SUMMARY, current_job, current_run
 from tableship.core.units import human_size
 from tableship.core.window import Window
-from tableship.ledger.schema import LedgerError
+from tableship.ledger.errors import LedgerError
 from tableship.ledger.state import Result, Run, StateStore
 from tableship.sources.base import open_source
 

@@ -35,7 +35,7 @@ from tableship.config.models import Config, JobConfig, RetentionSpec
 from tableship.config.selection import select_jobs
 from tableship.core import holds
 from tableship.core.errors import EXIT_JOB_FAILED, EXIT_LOCKED, TableshipError
-from tableship.ledger.schema import LedgerError
+from tableship.ledger.errors import LedgerError
 from tableship.ledger.state import StateStore
 
 log = logging.getLogger("tableship")

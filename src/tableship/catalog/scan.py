@@ -63,12 +63,8 @@ def archive_folders(job: JobConfig, store: StateStore | None, today: dt.date | N
         return [_render_dir(job, Window(today, today), today)]
     folders: dict[str, None] = {}
     if store is not None and store.exists():
-        rows = store.connect().execute(
-            "SELECT remote_path FROM runs WHERE job=? AND remote_path IS NOT NULL ORDER BY id DESC",
-            (job.name,),
-        )
-        for r in rows:
-            folders.setdefault(posixpath.dirname(r["remote_path"]), None)
+        for path in store.remote_paths(job.name):
+            folders.setdefault(posixpath.dirname(path), None)
     keep_days = job.retention.keep_days if job.retention and job.retention.keep_days else 0
     w = compute_window(today, job.window.unit, job.window.count, job.window.lag)
     horizon = max(HORIZON_DAYS, keep_days + w.days + 62)

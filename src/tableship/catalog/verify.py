@@ -34,7 +34,7 @@ from tableship.core.errors import TableshipError, UsageError
 from tableship.core.window import Window, parse_window
 from tableship.destinations.base import Destination
 from tableship.ledger import deliveries
-from tableship.ledger.schema import LedgerError
+from tableship.ledger.errors import LedgerError
 from tableship.ledger.state import StateStore, now
 
 log = logging.getLogger("tableship")

@@ -69,7 +69,8 @@ RESERVED_SUFFIXES = {
     ".manifest.json": "the .manifest.json sidecars",
 }
 RESERVED_INFIX = ".tableship-"
-# the longest names derived from an archive name (destinations/base.temp_name, export.py, pipeline.py)
+# the longest names derived from an archive name (destinations/base.temp_name, the staged
+# archive.writer .part file, the sidecars of backup/delivery.py)
 TEMP_EXTRA = len("..tableship--12345678.part")  # + the job name
 SIDECAR_EXTRA = len(".manifest.json")
 PARTIAL_EXTRA = len(".part")

@@ -235,7 +235,7 @@ def _params(params: Sequence[Any] | None) -> list[Any] | None:
 class PgConnection:
     """``sqlite3.Connection``'s subset over psycopg (autocommit; explicit transactions).
 
-    ``errors`` turns a driver error into the ledger's own (:func:`..schema.pg_error`); a
+    ``errors`` turns a driver error into the ledger's own (:func:`.errors.pg_error`); a
     threading lock keeps statements of several threads from interleaving on the wire.
     """
 

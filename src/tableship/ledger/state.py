@@ -179,6 +179,13 @@ class StateStore(Ledger):
             )
         ]
 
+    def remote_paths(self, job: str) -> list[str]:
+        """Where the job's runs put their archives, newest run first (one path per run)."""
+        rows = self.connect().execute(
+            "SELECT remote_path FROM runs WHERE job=? AND remote_path IS NOT NULL ORDER BY id DESC", (job,)
+        )
+        return [r["remote_path"] for r in rows]
+
     def unfinished(self, job: str) -> list[Run]:
         """The newest run of each window of ``job`` whose newest run is unfinished, oldest window first."""
         newest: dict[tuple[str, str], Run] = {}
@@ -284,6 +291,10 @@ class StateStore(Ledger):
         )
         self._log(run.id, Phase(run.phase), Phase(run.phase), "resumed")
         return self.get(run.id)
+
+    def set_fingerprint(self, run: Run, fingerprint: str) -> None:
+        """Record the fingerprint of a run planned before its ledger kept one."""
+        self.connect().execute("UPDATE runs SET fingerprint=? WHERE id=?", (fingerprint, run.id))
 
     def advance(self, run: Run, target: Phase, note: str = "", **values: Any) -> Run:
         """Record that ``target``'s effect is durable, with any run fields to update."""
