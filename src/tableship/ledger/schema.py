@@ -3,8 +3,9 @@
 This module owns the schema. No other module runs DDL: the tables of the runs
 (:mod:`.state`, :mod:`.deliveries`, :mod:`.chunks`), of incidents and the alert outbox
 (``ops/alerts/incidents.py``), of verifications and prunes (``catalog/history.py``) and of
-restores (``catalog/loadlog.py``) are all created and changed here, by the numbered steps in :data:`MIGRATIONS`. Those modules keep their own
-queries on :meth:`Ledger.connect`'s connection.
+restores (``catalog/loadlog.py``) are all created and changed here, by the numbered
+steps in :data:`MIGRATIONS`. Those modules keep their own queries on
+:meth:`Ledger.connect`'s connection.
 
 Versions. ``PRAGMA user_version`` holds the number of the last step applied. Step 1 is
 exactly tableship 0.1.0's schema (0.1.0 never set ``user_version``, so a database with
