@@ -174,7 +174,34 @@ def parse_config(raw: dict, path: Path) -> Config:
     }
     defaults = _check_defaults(table("defaults"), problems)
 
-    jobs_raw = table("jobs")
+    jobs = _parse_jobs(table("jobs"), defaults, sources, dests, path, problems, ctx)
+
+    staging = settings.staging_dir or settings.state_dir / "staging"
+    for job in jobs.values():
+        for dest in job.destinations:
+            problems += job_problems(job, dests.get(dest), staging, dest)
+    problems += collision_problems(jobs, dests)
+
+    alerts, defs = _parse_alerts(table("alerts"), problems, ctx)
+
+    secrets |= redact.model_secrets([sources, dests, defs])
+    redact.activate(secrets)
+    if problems:
+        n = len(problems)
+        raise ConfigError(
+            f"{path}: {problems[0]}"
+            + (f" (and {n - 1} more problem{'s' if n > 2 else ''})" if n > 1 else ""),
+            "fix the config file; 'tableship config validate' lists every problem",
+            problems=[f"{path}: {p}" for p in problems],
+        )
+    return Config(path, settings, sources, dests, jobs, alerts or AlertsConfig(), frozenset(secrets))
+
+
+def _parse_jobs(
+    jobs_raw: dict, defaults: dict, sources: dict, dests: dict, path: Path, problems: list[str], ctx: dict
+) -> dict[str, JobConfig]:
+    """``[jobs.*]``: table lists expanded, ``[defaults]`` merged, the source and destination
+    names checked, each job validated (every problem appended to ``problems``)."""
     if not jobs_raw:
         problems.append(
             "jobs: no job defined — add a [jobs.<name>] table with at least 'table = \"db.table\"'"
@@ -232,14 +259,11 @@ def parse_config(raw: dict, path: Path) -> Config:
         if job is None:
             continue
         jobs[name] = job
+    return jobs
 
-    staging = settings.staging_dir or settings.state_dir / "staging"
-    for job in jobs.values():
-        for dest in job.destinations:
-            problems += job_problems(job, dests.get(dest), staging, dest)
-    problems += collision_problems(jobs, dests)
 
-    alerts_raw = table("alerts")
+def _parse_alerts(alerts_raw: dict, problems: list[str], ctx: dict) -> tuple[AlertsConfig | None, dict]:
+    """``[alerts]``: its scalars and the channel definitions (``[alerts.<name>]`` tables)."""
     scalars = {k: v for k, v in alerts_raw.items() if k in _ALERT_KEYS}
     defs = {}
     for k, v in alerts_raw.items():
@@ -256,15 +280,4 @@ def parse_config(raw: dict, path: Path) -> Config:
         problems,
         ctx,
     )
-
-    secrets |= redact.model_secrets([sources, dests, defs])
-    redact.activate(secrets)
-    if problems:
-        n = len(problems)
-        raise ConfigError(
-            f"{path}: {problems[0]}"
-            + (f" (and {n - 1} more problem{'s' if n > 2 else ''})" if n > 1 else ""),
-            "fix the config file; 'tableship config validate' lists every problem",
-            problems=[f"{path}: {p}" for p in problems],
-        )
-    return Config(path, settings, sources, dests, jobs, alerts or AlertsConfig(), frozenset(secrets))
+    return alerts, defs
