@@ -24,6 +24,8 @@ each block again (``tests/integration/test_adaptive_readers.py`` does).
 
 from __future__ import annotations
 
+# Note on imports: isal, zlib_ng and zstandard are imported where used (marked "lazy"), so a
+# run pays the memory of only the codec it uses (docs/performance.md, the memory budget).
 import collections
 import io
 import logging
@@ -31,6 +33,7 @@ import os
 import struct
 import threading
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
@@ -94,11 +97,11 @@ def _gzip_compressor(level: int):
         cache.clear()  # one compressor (state + 1.1 MiB buffer) per thread: the level changes rarely
         lib: Any  # isal_zlib or zlib_ng: the same zlib-like API
         if level <= ISAL_MAX_LEVEL:
-            from isal import isal_zlib
+            from isal import isal_zlib  # lazy: see the note on imports
 
             lib = isal_zlib
         else:
-            from zlib_ng import zlib_ng
+            from zlib_ng import zlib_ng  # lazy: see the note on imports
 
             lib = zlib_ng
         bufsize = BLOCK_BYTES["gzip"] + BLOCK_BYTES["gzip"] // 10 + 500
@@ -118,8 +121,6 @@ def private_api_problems(lib) -> list[str]:
     private helper used above: missing, another signature, or output that is not a primed,
     sync-flushed raw deflate of the block with its CRC-32. Empty: usable.
     ``tests/unit/test_compressor_canary.py`` fails on any, naming the installed versions."""
-    import zlib
-
     helper = getattr(lib, "_ParallelCompress", None)
     if helper is None:
         return [f"{lib.__name__}._ParallelCompress is missing"]
@@ -187,7 +188,7 @@ def _zstd_compressor(level: int):
     cache = _thread_cache("zstd")
     cctx = cache.get(level)
     if cctx is None:
-        import zstandard
+        import zstandard  # lazy: see the note on imports
 
         cache.clear()
         cctx = cache[level] = zstandard.ZstdCompressor(
@@ -495,7 +496,7 @@ class BlockCompressor(io.BufferedIOBase):
         fut, length = self._pending.popleft()
         data, crc = fut.result()
         if self.codec == "gzip":  # the CRC of the whole input, block by block in order
-            from isal import isal_zlib
+            from isal import isal_zlib  # lazy: see the note on imports
 
             self._crc = isal_zlib.crc32_combine(self._crc, crc, length)
         self._write_out(data)

@@ -28,6 +28,8 @@ and flushes ``raw``, nothing more.  With ``threads > 1`` the gzip writers call
 
 from __future__ import annotations
 
+# Note on imports: isal, zlib_ng and zstandard are imported where used (marked "lazy"), so a
+# run pays the memory of only the codec it uses (docs/performance.md, the memory budget).
 import contextlib
 import io
 import os
@@ -218,28 +220,28 @@ def open_compressor(raw: Sink, codec: str, level: int | None = None, threads: in
     elif codec == "gzip":
         if level <= ISAL_MAX_LEVEL:
             if threads > 1:
-                from isal import igzip_threaded
+                from isal import igzip_threaded  # lazy: see the note on imports
 
                 inner = igzip_threaded.open(
                     sink, "wb", compresslevel=level, threads=threads, block_size=THREADED_GZIP_BLOCK
                 )
             else:
-                from isal import igzip
+                from isal import igzip  # lazy: see the note on imports
 
                 inner = igzip.IGzipFile(filename="", mode="wb", compresslevel=level, fileobj=sink, mtime=0)
         else:
             if threads > 1:
-                from zlib_ng import gzip_ng_threaded
+                from zlib_ng import gzip_ng_threaded  # lazy: see the note on imports
 
                 inner = gzip_ng_threaded.open(
                     sink, "wb", compresslevel=level, threads=threads, block_size=THREADED_GZIP_BLOCK
                 )
             else:
-                from zlib_ng import gzip_ng
+                from zlib_ng import gzip_ng  # lazy: see the note on imports
 
                 inner = gzip_ng.GzipNGFile(filename="", mode="wb", compresslevel=level, fileobj=sink, mtime=0)
     else:  # zstd
-        import zstandard
+        import zstandard  # lazy: see the note on imports
 
         cctx = zstandard.ZstdCompressor(
             level=level, threads=threads if threads > 1 else 0, write_checksum=True
@@ -323,11 +325,11 @@ def open_decompressor(raw_or_path, codec: str) -> BinaryIO:
         if codec == "none":
             inner = source
         elif codec == "gzip":
-            from isal import igzip
+            from isal import igzip  # lazy: see the note on imports
 
             inner = igzip.IGzipFile(fileobj=source, mode="rb")
         else:
-            import zstandard
+            import zstandard  # lazy: see the note on imports
 
             inner = zstandard.ZstdDecompressor().stream_reader(source, read_across_frames=True, closefd=False)
     except BaseException:

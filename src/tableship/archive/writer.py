@@ -7,6 +7,7 @@ a staged archive under its final name is always complete.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 from collections.abc import Callable, Iterator
@@ -46,8 +47,6 @@ def lean_memory() -> None:
         pa.set_memory_pool(pa.system_memory_pool())
     if not os.environ.get("MALLOC_MMAP_THRESHOLD_"):
         try:
-            import ctypes
-
             libc = ctypes.CDLL(None)
             libc.mallopt(-3, 256 * 1024)  # M_MMAP_THRESHOLD
         except (OSError, AttributeError):  # not glibc: nothing to tune

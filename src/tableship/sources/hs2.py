@@ -169,9 +169,6 @@ def _texts(values: list, validity: pa.Buffer | None, name: str) -> pa.Array:
         return pa.array(fixed, pa.string())
 
 
-_FRACTION_ZEROS = re.compile(r"(\.\d{6})0+$")
-
-
 def _parse_timestamps(text: pa.Array, name: str) -> pa.Array:
     try:
         return pc.cast(text, pa.timestamp("us"))

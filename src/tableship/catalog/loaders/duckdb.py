@@ -101,7 +101,7 @@ class DuckDBLoader(NothingToFinish):
             return self._load(spec)
 
     def _load(self, spec: LoadSpec) -> int:
-        import duckdb
+        import duckdb  # a core dependency, imported where used like the source
 
         con = self._connect()
         try:
