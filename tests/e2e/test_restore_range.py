@@ -51,6 +51,21 @@ def site(tmp_path, warehouse) -> Path:
     return make_site(tmp_path, warehouse)
 
 
+def two_destination_site(tmp: Path, warehouse: Path) -> Path:
+    """A config whose job ``events`` delivers to two local destinations, ``a`` then ``b``."""
+    os.symlink(warehouse, tmp / "warehouse.duckdb")
+    for d in ("a", "b"):
+        (tmp / d).mkdir()
+    cfg = tmp / "tableship.toml"
+    cfg.write_text(
+        '[settings]\nstate_dir = "state"\n[sources.wh]\ntype = "duckdb"\npath = "warehouse.duckdb"\n'
+        '[destinations.a]\ntype = "local"\npath = "a"\n[destinations.b]\ntype = "local"\npath = "b"\n'
+        '[defaults]\nwindow = { unit = "month", count = 1 }\n'
+        '[jobs.events]\ntable = "app.events"\ndestinations = ["a", "b"]\n'
+    )
+    return cfg
+
+
 def tables(db: Path) -> list[str]:
     if not db.exists():
         return []
@@ -264,16 +279,7 @@ def test_an_existing_table_with_other_columns_is_refused(site, tmp_path):
 
 
 def test_a_damaged_copy_on_one_destination_is_taken_from_the_next(tmp_path, warehouse):
-    os.symlink(warehouse, tmp_path / "warehouse.duckdb")
-    for d in ("a", "b"):
-        (tmp_path / d).mkdir()
-    cfg = tmp_path / "tableship.toml"
-    cfg.write_text(
-        '[settings]\nstate_dir = "state"\n[sources.wh]\ntype = "duckdb"\npath = "warehouse.duckdb"\n'
-        '[destinations.a]\ntype = "local"\npath = "a"\n[destinations.b]\ntype = "local"\npath = "b"\n'
-        '[defaults]\nwindow = { unit = "month", count = 1 }\n'
-        '[jobs.events]\ntable = "app.events"\ndestinations = ["a", "b"]\n'
-    )
+    cfg = two_destination_site(tmp_path, warehouse)
     proc = tableship(cfg, "run", "events", "--from", "2026-01-01", "--to", "2026-01-31")
     assert proc.returncode == 0, proc.stderr
     archive = tmp_path / "a" / "events" / "events_20260101_20260131.csv.gz"
@@ -411,16 +417,7 @@ def test_one_window_falls_back_to_the_next_destination(tmp_path, warehouse):
     """``restore --window`` (one archive) reads the job's destinations in order: an archive
     missing on the first, or damaged there, comes from the next; damaged everywhere, one
     error line naming each destination."""
-    os.symlink(warehouse, tmp_path / "warehouse.duckdb")
-    for d in ("a", "b"):
-        (tmp_path / d).mkdir()
-    cfg = tmp_path / "tableship.toml"
-    cfg.write_text(
-        '[settings]\nstate_dir = "state"\n[sources.wh]\ntype = "duckdb"\npath = "warehouse.duckdb"\n'
-        '[destinations.a]\ntype = "local"\npath = "a"\n[destinations.b]\ntype = "local"\npath = "b"\n'
-        '[defaults]\nwindow = { unit = "month", count = 1 }\n'
-        '[jobs.events]\ntable = "app.events"\ndestinations = ["a", "b"]\n'
-    )
+    cfg = two_destination_site(tmp_path, warehouse)
     for start, end in MONTHS[1:]:
         assert tableship(cfg, "run", "events", "--from", start, "--to", end).returncode == 0
     # December: the archive (and its sidecars) gone from a

@@ -35,17 +35,25 @@ def count(hs2, sql: str) -> int:
     return int(hs2.execute(sql)[0][0])
 
 
+def hive_source(hs2, **more) -> dict:
+    """The test HiveServer2 as a configured ``hive`` source, with ``more`` settings."""
+    return {"type": "hive", "host": hs2.host, "port": hs2.port, "auth": "nosasl", "timeout": 120, **more}
+
+
+def assert_range_equals_source(hs2, back: str) -> None:
+    """``EXCEPT ALL`` both ways between the source's range and the rows of query ``back``
+    (or of table ``back``) is empty."""
+    if not back.startswith("SELECT"):
+        back = f"SELECT * FROM {back}"
+    src_rows = f"SELECT * FROM rtest.traffic WHERE {RANGE}"
+    for a, b in ((src_rows, back), (back, src_rows)):
+        assert count(hs2, f"SELECT count(*) FROM ({a} EXCEPT ALL {b}) d") == 0
+
+
 def test_month_range_into_a_new_spark_table_and_duckdb(tmp_path, server):
     staging = tmp_path / "load_staging"
     staging.mkdir()
-    src = {
-        "type": "hive",
-        "host": server.host,
-        "port": server.port,
-        "auth": "nosasl",
-        "timeout": 120,
-        "load_staging": str(staging),
-    }
+    src = hive_source(server, load_staging=str(staging))
     site = Site(tmp_path / "site", src, jobs={"traffic": {"table": "rtest.traffic"}})
     for start, end in [("2024-02-01", "2024-02-29"), ("2024-03-01", "2024-03-31")]:
         result = site.run("traffic", start, end)
@@ -56,12 +64,7 @@ def test_month_range_into_a_new_spark_table_and_duckdb(tmp_path, server):
     )
     assert result.rc == 0, str(result)
     assert "OK, 2 archive(s), 590 rows" in result.stdout
-    src_rows = f"SELECT * FROM rtest.traffic WHERE {RANGE}"
-    for a, b in (
-        (src_rows, "SELECT * FROM rtest.traffic_bkp"),
-        ("SELECT * FROM rtest.traffic_bkp", src_rows),
-    ):
-        assert count(server, f"SELECT count(*) FROM ({a} EXCEPT ALL {b}) d") == 0
+    assert_range_equals_source(server, "rtest.traffic_bkp")
     assert count(server, "SELECT count(*) FROM rtest.traffic_bkp") == 590
     # NULL vs '' and the multi-line, ';' and quote-holding strings survived the engine's CSV reader
     for cond in (
@@ -94,9 +97,7 @@ def test_month_range_into_a_new_spark_table_and_duckdb(tmp_path, server):
     assert result.rc == 0, str(result)
     assert count(server, "SELECT count(*) FROM rtest.traffic_bkp WHERE note = 'changed'") == 10  # January's
     assert count(server, "SELECT count(*) FROM rtest.traffic_bkp WHERE partition_date = '2024-01-15'") == 10
-    back = f"SELECT * FROM rtest.traffic_bkp WHERE {RANGE}"
-    for a, b in ((src_rows, back), (back, src_rows)):
-        assert count(server, f"SELECT count(*) FROM ({a} EXCEPT ALL {b}) d") == 0
+    assert_range_equals_source(server, f"SELECT * FROM rtest.traffic_bkp WHERE {RANGE}")
 
     # the same archives into DuckDB (the HS2 archives' types: DECIMAL(38,10), TIMESTAMP, BOOLEAN)
     db = tmp_path / "r.duckdb"
@@ -127,25 +128,18 @@ def test_chunk_layout_range_into_a_new_spark_table(tmp_path, server):
     )
     assert result.rc == 0, str(result)
     assert "OK, 2 archive(s), 590 rows" in result.stdout
-    src_rows = f"SELECT * FROM rtest.traffic WHERE {RANGE}"
-    back = "SELECT * FROM rtest.traffic_chunks"
-    for a, b in ((src_rows, back), (back, src_rows)):
-        assert count(server, f"SELECT count(*) FROM ({a} EXCEPT ALL {b}) d") == 0
+    assert_range_equals_source(server, "rtest.traffic_chunks")
 
 
 def test_month_range_staged_on_hdfs_through_webhdfs(tmp_path, server, webhdfs):
     """``load_staging_webhdfs``: the CSVs go to HDFS over WebHDFS, Spark reads them from the
     NameNode (``load_staging_uri = hdfs://…``), the staged folders are deleted afterwards."""
-    src = {
-        "type": "hive",
-        "host": server.host,
-        "port": server.port,
-        "auth": "nosasl",
-        "timeout": 120,
-        "load_staging_webhdfs": f"webhdfs://{webhdfs.host}:{webhdfs.http_port}/staging/restore",
-        "load_staging_user": webhdfs.user,
-        "load_staging_uri": f"{webhdfs.rpc}/staging/restore",
-    }
+    src = hive_source(
+        server,
+        load_staging_webhdfs=f"webhdfs://{webhdfs.host}:{webhdfs.http_port}/staging/restore",
+        load_staging_user=webhdfs.user,
+        load_staging_uri=f"{webhdfs.rpc}/staging/restore",
+    )
     server.execute("DROP TABLE IF EXISTS rtest.traffic_hdfs")
     site = Site(tmp_path / "site", src, jobs={"traffic": {"table": "rtest.traffic"}})
     for start, end in [("2024-02-01", "2024-02-29"), ("2024-03-01", "2024-03-31")]:
@@ -155,12 +149,7 @@ def test_month_range_staged_on_hdfs_through_webhdfs(tmp_path, server, webhdfs):
     )
     assert result.rc == 0, str(result)
     assert "OK, 2 archive(s), 590 rows" in result.stdout
-    src_rows = f"SELECT * FROM rtest.traffic WHERE {RANGE}"
-    for a, b in (
-        (src_rows, "SELECT * FROM rtest.traffic_hdfs"),
-        ("SELECT * FROM rtest.traffic_hdfs", src_rows),
-    ):
-        assert count(server, f"SELECT count(*) FROM ({a} EXCEPT ALL {b}) d") == 0
+    assert_range_equals_source(server, "rtest.traffic_hdfs")
     assert webhdfs.listdir("/staging/restore") == []  # each archive's folder was deleted after its load
 
     # a NameNode that does not answer: a clean temporary error (exit 1), the table untouched
