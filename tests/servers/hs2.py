@@ -217,7 +217,10 @@ def _start_hs2(authentication: str) -> Iterator[Hs2Server]:
             "--hiveconf", "hive.server2.transport.mode=binary",
             "--hiveconf", f"hive.exec.scratchdir={tmp / 'hive-scratch'}",
             "--hiveconf", f"hive.exec.local.scratchdir={tmp / 'hive-local'}",
-            "--hiveconf", f"hive.downloaded.resources.dir={tmp / 'hive-resources'}",
+            # one folder per session (Hive's default shape): closing a session deletes its folder,
+            # and a shared one raced with the next session's creation (a killed client's cleanup)
+            "--hiveconf",
+            f"hive.downloaded.resources.dir={tmp / 'hive-resources'}/" "${hive.session.id}_resources",
         ]  # fmt: skip
 
         t0 = time.monotonic()
