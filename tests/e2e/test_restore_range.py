@@ -6,12 +6,14 @@ before anything is loaded, a crash mid-range resumes without loading an archive 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -64,6 +66,27 @@ def two_destination_site(tmp: Path, warehouse: Path) -> Path:
         '[jobs.events]\ntable = "app.events"\ndestinations = ["a", "b"]\n'
     )
     return cfg
+
+
+@contextlib.contextmanager
+def held_restore(cfg: Path, db: Path, holds: Path) -> Iterator[subprocess.Popen]:
+    """A ``restore events --from 2026-01 --load DB:t`` held at its first load (the target
+    lock taken); on leaving, it is let go on and waited for (``.stderr_text`` kept)."""
+    holds.mkdir()
+    argv = [sys.executable, "-m", "tableship", "--config", str(cfg), "restore", "events", "--from", "2026-01"]
+    argv += ["--load", f"{db}:t"]
+    env = dict(os.environ, TABLESHIP_TEST_HOLD="restore-load", TABLESHIP_TEST_HOLD_DIR=str(holds))
+    first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (holds / "restore-load").exists() or first.poll() is not None, 120, "the first load")
+        assert first.poll() is None
+        yield first
+        (holds / "restore-load").unlink()  # let the first one go on
+        _, first.stderr_text = first.communicate(timeout=120)  # kept for the assertion message
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.communicate()
 
 
 def tables(db: Path) -> list[str]:
@@ -343,35 +366,11 @@ def test_out_leaves_the_verified_csvs_of_the_range(site, tmp_path):
 
 def test_a_second_restore_into_the_same_table_is_locked_out(site, warehouse, tmp_path):
     db = tmp_path / "r.duckdb"
-    holds = tmp_path / "holds"
-    holds.mkdir()
-    argv = [
-        sys.executable,
-        "-m",
-        "tableship",
-        "--config",
-        str(site),
-        "restore",
-        "events",
-        "--from",
-        "2026-01",
-    ]
-    argv += ["--load", f"{db}:t"]
-    env = dict(os.environ, TABLESHIP_TEST_HOLD="restore-load", TABLESHIP_TEST_HOLD_DIR=str(holds))
-    first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: (holds / "restore-load").exists() or first.poll() is not None, 120, "the first load")
-        assert first.poll() is None
+    with held_restore(site, db, tmp_path / "holds") as first:
         one_error_line(
             tableship(site, "restore", "events", "--from", "2026-01", "--load", f"{db}:t"), 75, "another"
         )
-        (holds / "restore-load").unlink()  # let the first one go on
-        out, err = first.communicate(timeout=120)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.communicate()
-    assert first.returncode == 0, err
+    assert first.returncode == 0, first.stderr_text
     compare_restored(warehouse, db, "t", "2026-01-01", "2026-01-31")
 
 
@@ -386,26 +385,12 @@ def test_the_target_lock_is_the_postgresql_ledgers_for_every_host(tmp_path, ware
     other = tmp_path / "other.toml"  # the second host: its own state folder, the same ledger
     other.write_text(text.replace('state_dir = "state"', 'state_dir = "state-other"', 1))
     db = tmp_path / "r.duckdb"
-    holds = tmp_path / "holds"
-    holds.mkdir()
-    argv = [sys.executable, "-m", "tableship", "--config", str(cfg), "restore", "events", "--from", "2026-01"]
-    argv += ["--load", f"{db}:t"]
-    env = dict(os.environ, TABLESHIP_TEST_HOLD="restore-load", TABLESHIP_TEST_HOLD_DIR=str(holds))
-    first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_for(lambda: (holds / "restore-load").exists() or first.poll() is not None, 120, "the first load")
-        assert first.poll() is None
+    with held_restore(cfg, db, tmp_path / "holds") as first:
         line = one_error_line(
             tableship(other, "restore", "events", "--from", "2026-01", "--load", f"{db}:t"), 75, "another"
         )
         assert f"pid {first.pid} on" in line, line
-        (holds / "restore-load").unlink()
-        out, err = first.communicate(timeout=120)
-    finally:
-        if first.poll() is None:
-            first.kill()
-            first.communicate()
-    assert first.returncode == 0, err
+    assert first.returncode == 0, first.stderr_text
     assert not list((tmp_path / "state").glob("**/restore-*"))  # no flock file: the ledger's lock
     # released: the other host can restore into it now
     proc = tableship(other, "restore", "events", "--from", "2026-01", "--load", f"{db}:t", "--replace")
