@@ -1,6 +1,6 @@
 """The ONE place that touches impyla's private API: the HiveServer2 columnar fast path.
 
-``sources/hs2.py`` fetches result columns itself (``FetchResults`` on the cursor's running
+``sources/hs2/`` fetches result columns itself (``FetchResults`` on the cursor's running
 operation) and turns each Thrift column straight into an Arrow array, 3× faster than
 ``cursor.fetchmany`` (docs/performance.md). That needs, from impyla:
 
