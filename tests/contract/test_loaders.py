@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from tableship.catalog.loaders.base import Loader, LoadError, LoadSpec, Span
 from tableship.catalog.loaders.duckdb import DuckDBLoader
 from tableship.catalog.loaders.hs2 import HS2Loader, metadata_statement
 from tableship.catalog.loaders.sqlalchemy import SQLAlchemyLoader
+from tableship.catalog.loadorder import Cancelled, load_in_order
 from tableship.config.models import HS2Source
 
 COLUMNS = [
@@ -172,7 +174,9 @@ def opened(engine) -> Iterator[Callable[[str], Loader]]:
 def test_create_load_reload_cut_and_refuse(engine, opened, csv_file):
     loader = opened("t_new")
     assert isinstance(loader, Loader)
-    assert loader.prepare(COLUMNS, "partition_date") is True
+    assert loader.check(COLUMNS, "partition_date") is False  # no table yet, and none made by asking
+    assert loader.check(COLUMNS, "partition_date") is False
+    loader.create(COLUMNS, "partition_date")
     assert loader.rows_in([JAN, FEB]) == 0
     assert loader.load(spec(csv_file, [JAN, FEB], whole=True)) == 4
     assert engine.txt("t_new") == TXT  # NULL vs '', ';', quotes and the line break exactly
@@ -189,7 +193,7 @@ def test_create_load_reload_cut_and_refuse(engine, opened, csv_file):
     loader.finish(created=True)
     # a second loader on the existing table: same schema, not created again
     again = opened("t_new")
-    assert again.prepare(COLUMNS, "partition_date") is False
+    assert again.check(COLUMNS, "partition_date") is True
 
 
 def from_archive(archive: Path, spans: list[Span], whole: bool, csv_bytes: int) -> LoadSpec:
@@ -206,7 +210,8 @@ def test_the_compressed_archive_is_loaded_with_its_size_checked(engine, opened, 
     archive = tmp_path / "a.csv.gz"
     archive.write_bytes(gzip.compress(CSV.encode()))
     loader = opened("t_new")
-    loader.prepare(COLUMNS, "partition_date")
+    loader.check(COLUMNS, "partition_date")
+    loader.create(COLUMNS, "partition_date")
     assert loader.load(from_archive(archive, [JAN, FEB], True, len(CSV.encode()))) == 4
     assert engine.txt("t_new") == TXT
     assert loader.load(from_archive(archive, [JAN], False, len(CSV.encode()))) == 3
@@ -225,7 +230,8 @@ def test_duckdb_reads_a_line_longer_than_its_default_limit_from_the_decompressed
     archive.write_bytes(gzip.compress(text.encode()))
     loader = DuckDBLoader(tmp_path / "t.duckdb", None, "t")
     try:
-        loader.prepare(COLUMNS, "partition_date")
+        loader.check(COLUMNS, "partition_date")
+        loader.create(COLUMNS, "partition_date")
         s = from_archive(archive, [JAN, FEB], True, len(text.encode()))
         assert loader.load(s) == 4
         assert s.csv is not None and s.longest_line > 3_000_000  # decompressed, its longest line measured
@@ -239,9 +245,79 @@ def test_duckdb_reads_a_line_longer_than_its_default_limit_from_the_decompressed
 def test_an_existing_table_with_other_columns_is_refused(engine, opened):
     engine.setup("t_other", "id BIGINT, other_col BIGINT")
     with pytest.raises(LoadError, match="exists"):
-        opened("t_other").prepare(COLUMNS, "partition_date")
+        opened("t_other").check(COLUMNS, "partition_date")
 
 
 def test_impala_metadata_statements():
     assert metadata_statement("db.t", created=True) == "INVALIDATE METADATA `db`.`t`"
     assert metadata_statement("db.t", created=False) == "REFRESH `db`.`t`"
+
+
+def test_a_load_cancelled_at_its_commit_point_leaves_the_table_as_it_was(engine, opened, tmp_path, csv_file):
+    loader = opened("t_new")
+    loader.check(COLUMNS, "partition_date")
+    loader.create(COLUMNS, "partition_date")
+    assert loader.load(spec(csv_file, [JAN, FEB], whole=True)) == 4
+    other = tmp_path / "other.csv"
+    other.write_bytes(CSV.replace(";plain;", ";changed;").encode())
+    s = spec(other, [JAN, FEB], whole=True)
+
+    def refuse() -> None:
+        raise Cancelled(0)
+
+    s.before_commit = refuse
+    with pytest.raises(Cancelled):
+        loader.load(s)
+    assert engine.txt("t_new") == TXT
+
+
+def test_overlapping_loads_commit_in_range_order(engine, opened, tmp_path):
+    """Two archives through ``load_in_order``: with a loader that loads two at once the second
+    reaches its commit point first and still commits after the first one."""
+    lines = CSV.splitlines(keepends=True)
+    header, rows = lines[0], "".join(lines[1:])
+    jan_rows, feb_rows = rows.rsplit("4;plain", 1)
+    jan, feb = tmp_path / "jan.csv", tmp_path / "feb.csv"
+    jan.write_text(header + jan_rows)
+    feb.write_text(header + "4;plain" + feb_rows)
+    loader = opened("t_new")
+    loader.check(COLUMNS, "partition_date")
+    loader.create(COLUMNS, "partition_date")
+    overlap = loader.parallel_loads >= 2
+    feb_waiting = threading.Event()
+    events: list[str] = []
+
+    class Gated:
+        """The loader, with January held until February waits at its commit point."""
+
+        parallel_loads = loader.parallel_loads
+
+        def load(self, s: LoadSpec) -> int:
+            if s.name == "jan" and overlap:
+                assert feb_waiting.wait(60), "February never reached its commit point"
+            if s.name == "feb":
+                inner = s.before_commit
+
+                def gate() -> None:
+                    feb_waiting.set()
+                    inner()
+
+                s.before_commit = gate
+            return loader.load(s)
+
+    def make(path: Path) -> LoadSpec:
+        s = spec(path, [JAN] if path == jan else [FEB], whole=True, expected=3 if path == jan else 1)
+        s.name = path.stem
+        return s
+
+    load_in_order(
+        Gated(),  # type: ignore[arg-type]  # only what load_in_order uses of a Loader
+        [jan, feb],
+        make,
+        lambda p: events.append(f"start {p.stem}"),
+        lambda p, n: events.append(f"committed {p.stem} {n}"),
+    )
+    assert [e for e in events if e.startswith("committed")] == ["committed jan 3", "committed feb 1"]
+    if overlap:  # two at once: February started before January committed
+        assert events.index("start feb") < events.index("committed jan 3")
+    assert engine.txt("t_new") == TXT

@@ -49,11 +49,11 @@ from tableship.catalog.archivecsv import (
 )
 from tableship.catalog.loaders.base import Loader, LoadSpec, Span, partition_kind
 from tableship.catalog.loaders.targets import open_loader
+from tableship.catalog.loadorder import load_in_order
 from tableship.catalog.manifest import parse_sidecar, read_small
 from tableship.catalog.scan import list_archives
 from tableship.catalog.select import Pick, Selection, parse_range, select
 from tableship.config.models import Config, JobConfig
-from tableship.core import holds
 from tableship.core.errors import JobError, LockedError, TableshipError, UsageError
 from tableship.core.fsutil import file_sha256
 from tableship.core.window import Window, partition_value
@@ -378,17 +378,26 @@ def _run(
         monitor.job_started(alert_job, None)
     staging = config.staging_dir / "restore"
     tmp: Path | None = None
-    phase = "verify"
+    phase = "prepare"
     try:
-        staging.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{job.name}-range-", dir=staging))
         todo = [
             p
             for p in result.selection.picks
             if not (record and record.loaded.get(p.archive.remote_path) == p.archive.sha256)
         ]
         result.skipped = [p for p in result.selection.picks if p not in todo]
-        # 3. verify everything before anything is loaded
+        columns = _check_columns(result.selection.picks)
+        # the target first (nothing is downloaded for a restore it refuses)
+        exists = False
+        if loader is not None:
+            assert record is not None  # a loader always has its restore record
+            exists = loader.check(columns, job.partition_column)
+            if exists and not record.replace:
+                _refuse_held_rows(loader, store, record.id, job, columns, todo)
+        # verify everything before anything is loaded
+        phase = "verify"
+        staging.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{job.name}-range-", dir=staging))
         # several archives at once: download, sha256 and decompression release the GIL
         workers = max(1, min(len(todo), os.cpu_count() or 1, VERIFY_WORKERS))
         with ThreadPoolExecutor(workers, thread_name_prefix="verify") as pool:
@@ -398,68 +407,43 @@ def _run(
                     enumerate(todo),
                 )
             )
-        columns = _check_columns(result.selection.picks)
         if out_dir is not None:
             result.csv_paths = _publish(verified, out_dir, replace, keep=loader is not None)
         if loader is None:
             result.seconds = time.monotonic() - t0
             return result
-        # 4. the target
-        assert record is not None  # a loader always has its restore record
-        phase = "prepare"
-        created = loader.prepare(columns, job.partition_column)
-        pending = {p for p, s, _ in loadlog.loads(store, record.id) if s == "loading"}
-        if not created and not record.replace:
-            for v in verified:
-                if v.pick.archive.remote_path in pending:
-                    continue  # half-done by the interrupted run: its load replaces its spans
-                n = loader.rows_in(_spans(job, columns, v.pick))
-                if n:
-                    raise UsageError(
-                        f"{loader.display} already holds {n} rows in {v.pick.spans_text()}",
-                        "pass --replace to replace the range's rows (only those), or load into another table",
-                    )
-        # 5. load, in order
+        assert record is not None
+        if not exists:
+            phase = "prepare"
+            loader.create(columns, job.partition_column)
+        # load: overlapping where the target can, committed in range order
         phase = "load"
-        for i, v in enumerate(verified):
+        rid = record.id
+
+        def started(v: Verified) -> None:
             a = v.pick.archive
-            manifest = a.manifest or {}
-            holds.hold("restore-load")
             loadlog.loading(
                 store,
-                record.id,
+                rid,
                 a.remote_path,
                 a.sha256 or "",
                 v.destination,
                 v.pick.first_day.isoformat(),
                 v.pick.spans[-1].end.isoformat(),
             )
-            spec = LoadSpec(
-                csv=v.csv,
-                columns=columns,
-                dialect=manifest_dialect(manifest),
-                expected_rows=int(manifest["rows"]),
-                partition_column=job.partition_column,
-                spans=_spans(job, columns, v.pick),
-                whole=v.pick.whole,
-                longest_line=v.longest,
-                name=a.remote_path,
-                archive=v.archive,
-                codec=v.codec,
-                csv_bytes=manifest["csv_bytes"] if isinstance(manifest.get("csv_bytes"), int) else None,
-            )
             say(f"loading {a.remote_path} ({v.pick.spans_text()}) into {loader.display}")
-            rows = loader.load(spec)
-            holds.hold("restore-loaded")
-            loadlog.loaded(store, record.id, a.remote_path, rows)
+
+        def committed(v: Verified, rows: int) -> None:
+            a = v.pick.archive
+            loadlog.loaded(store, rid, a.remote_path, rows)
             result.loaded.append((v.pick, v.destination, rows))
             say(f"loaded {rows} rows of {a.remote_path} (from {v.destination})")
-            for done in (spec.csv, v.archive):  # the staged copies (a --out CSV stays)
+            for done in (v.csv, v.archive):  # the staged copies (a --out CSV stays)
                 if done is not None and done.parent != out_dir:
                     done.unlink(missing_ok=True)
-            if i + 1 < len(verified):
-                holds.hold("restore-next")
-        loader.finish(created)
+
+        load_in_order(loader, verified, lambda v: _load_spec(job, columns, v), started, committed)
+        loader.finish(not exists)
         loadlog.finish(store, record.id, "done", len(result.loaded), result.rows)
         result.seconds = time.monotonic() - t0
         if monitor is not None:
@@ -476,6 +460,47 @@ def _run(
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _refuse_held_rows(
+    loader: Loader,
+    store: StateStore,
+    rid: str,
+    job: JobConfig,
+    columns: list[tuple[str, str]],
+    todo: list[Pick],
+) -> None:
+    """Without ``--replace`` the range's days must be empty in an existing table (an archive
+    an interrupted run of this restore left ``loading`` may have its rows there: its load
+    replaces them)."""
+    pending = {p for p, s, _ in loadlog.loads(store, rid) if s == "loading"}
+    for pick in todo:
+        if pick.archive.remote_path in pending:
+            continue
+        n = loader.rows_in(_spans(job, columns, pick))
+        if n:
+            raise UsageError(
+                f"{loader.display} already holds {n} rows in {pick.spans_text()}; nothing was downloaded",
+                "pass --replace to replace the range's rows (only those), or load into another table",
+            )
+
+
+def _load_spec(job: JobConfig, columns: list[tuple[str, str]], v: Verified) -> LoadSpec:
+    manifest = v.pick.archive.manifest or {}
+    return LoadSpec(
+        csv=v.csv,
+        columns=columns,
+        dialect=manifest_dialect(manifest),
+        expected_rows=int(manifest["rows"]),
+        partition_column=job.partition_column,
+        spans=_spans(job, columns, v.pick),
+        whole=v.pick.whole,
+        longest_line=v.longest,
+        name=v.pick.archive.remote_path,
+        archive=v.archive,
+        codec=v.codec,
+        csv_bytes=manifest["csv_bytes"] if isinstance(manifest.get("csv_bytes"), int) else None,
+    )
 
 
 def resume_command(

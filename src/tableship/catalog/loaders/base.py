@@ -2,21 +2,28 @@
 
 A loader is opened on one target table. The restore calls, in order:
 
-1. ``prepare(columns, partition_column)`` once, after every archive of the range was
-   verified: connect, then create the table from the manifest's columns and types
-   (partitioned by the partition column where the engine has partitions) or check that
-   the existing table has the same column names and compatible types (a mismatch is a
-   :class:`LoadError` naming the first difference). Returns True when it created it.
-2. ``rows_in(spans)``: how many rows the table already holds in those day spans (the
-   restore refuses to add to them without ``--replace``).
-3. ``load(spec)`` per archive, in range order. **Atomic**: the rows of the spans are
-   replaced by the archive's rows inside them — the table shows either the old rows or
-   all the new ones, never a part (a transaction for SQL databases; for Hive/Spark the
-   archive is counted before an ``INSERT OVERWRITE`` of its partitions). A count that is
-   not ``spec.expected_rows`` raises :class:`LoadError` and leaves the table as it was.
+1. ``check(columns, partition_column)`` once, before any archive is downloaded: connect,
+   then look the table up. Returns True when it exists with the same column names and
+   compatible types, False when there is none; an existing table with other columns is a
+   :class:`LoadError` naming the first difference. Changes nothing on the target.
+2. ``rows_in(spans)`` (only for an existing table): how many rows it already holds in
+   those day spans (the restore refuses to add to them without ``--replace``, before it
+   downloads anything).
+3. ``create(columns, partition_column)`` once, after every archive of the range was
+   verified, when ``check`` found no table: create it from the manifest's columns and
+   types (partitioned by the partition column where the engine has partitions).
+4. ``load(spec)`` per archive. **Atomic**: the rows of the spans are replaced by the
+   archive's rows inside them — the table shows either the old rows or all the new ones,
+   never a part (a transaction for SQL databases; for Hive/Spark the archive is counted
+   before an ``INSERT OVERWRITE`` of its partitions). A count that is not
+   ``spec.expected_rows`` raises :class:`LoadError` and leaves the table as it was.
    Loading the same archive again gives the same table (the resume after a crash relies
-   on it). Returns the rows written (inside the spans).
-4. ``finish(created)`` once after the last load (Impala metadata refresh), ``close()``.
+   on it). Right before the table changes for others to see (the commit, the overwrite)
+   the loader calls ``spec.before_commit()``; the restore uses it to commit the archives
+   in range order, and an exception from it must roll the load back. Up to
+   ``parallel_loads`` loads run at once, each in its own thread (the loader gives each its
+   own connection); returns the rows written (inside the spans).
+5. ``finish(created)`` once after the last load (Impala metadata refresh), ``close()``.
 
 Driver errors become :class:`LoadError` (terminal) or :class:`TransientLoadError`.
 """
@@ -24,7 +31,8 @@ Driver errors become :class:`LoadError` (terminal) or :class:`TransientLoadError
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -74,6 +82,8 @@ class LoadSpec:
     archive: Path | None = None  # the verified compressed archive
     codec: str = "none"
     csv_bytes: int | None = None  # the manifest's decompressed size
+    # called right before the load becomes visible; raises to cancel it (rolled back)
+    before_commit: Callable[[], None] = field(default=lambda: None)
 
 
 @runtime_checkable
@@ -81,8 +91,11 @@ class Loader(Protocol):
     kind: str
     display: str  # "target NAME:TABLE" for messages and the ledger (no secrets)
     lock_name: str  # one lock per target table
+    parallel_loads: int  # how many archives it loads at once
 
-    def prepare(self, columns: list[tuple[str, str]], partition_column: str) -> bool: ...
+    def check(self, columns: list[tuple[str, str]], partition_column: str) -> bool: ...
+
+    def create(self, columns: list[tuple[str, str]], partition_column: str) -> None: ...
 
     def rows_in(self, spans: list[Span]) -> int: ...
 
@@ -93,9 +106,11 @@ class Loader(Protocol):
     def close(self) -> None: ...
 
 
-class NothingToFinish:
-    """``Loader.finish`` of the targets with nothing to do after the last archive (no
-    metadata to refresh)."""
+class LoaderBase:
+    """The defaults most loaders share: one load at a time, nothing to do after the last
+    archive (no metadata to refresh)."""
+
+    parallel_loads = 1
 
     def finish(self, created: bool) -> None:
         pass

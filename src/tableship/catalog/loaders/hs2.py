@@ -32,7 +32,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tableship.catalog.loaders.base import LoadError, LoadSpec, Span, TransientLoadError, check_same
+from tableship.catalog.loaders.base import (
+    LoaderBase,
+    LoadError,
+    LoadSpec,
+    Span,
+    TransientLoadError,
+    check_same,
+)
 from tableship.catalog.loaders.csvread import ensure_csv
 from tableship.catalog.loaders.webhdfs import WebHdfsStaging
 from tableship.core.errors import SourceError, TransientSourceError
@@ -116,8 +123,8 @@ def metadata_statement(table: str, created: bool) -> str:
     return f"INVALIDATE METADATA {name}" if created else f"REFRESH {name}"
 
 
-class HS2Loader:
-    kind = "hs2"
+class HS2Loader(LoaderBase):
+    kind = "hs2"  # one load at a time: the engine spreads each over its executors
 
     def __init__(self, name: str, cfg, table: str, impala: tuple[str, Any] | None = None):
         if cfg.type == "impala":
@@ -192,7 +199,7 @@ class HS2Loader:
         return out
 
     # -- Loader protocol
-    def prepare(self, columns: list[tuple[str, str]], partition_column: str) -> bool:
+    def check(self, columns: list[tuple[str, str]], partition_column: str) -> bool:
         self._pc = partition_column
         want = self._columns(columns, partition_column)
         self._types = dict(want)
@@ -202,16 +209,20 @@ class HS2Loader:
             ("hive.exec.dynamic.partition.mode", "nonstrict"),
         ):
             self._run(f"SET {k}={v}", f"SET {k}")
-        if self._exists():
-            check_same(self.display, [(n.lower(), t) for n, t in want], self._describe(), fold=True)
+        if not self._exists():
             return False
+        check_same(self.display, [(n.lower(), t) for n, t in want], self._describe(), fold=True)
+        return True
+
+    def create(self, columns: list[tuple[str, str]], partition_column: str) -> None:
+        self._pc = partition_column
+        want = self._columns(columns, partition_column)
         ddl = ", ".join(f"{ident(n)} {t}" for n, t in want)
         self._run(
             f"CREATE TABLE {self.sql_name} ({ddl}) USING {self.cfg.load_format} "
             f"PARTITIONED BY ({ident(partition_column)})",
             "creating the target table",
         )
-        return True
 
     def _pred(self, spans: list[Span]) -> str:
         col = f"CAST({ident(self._pc)} AS {self._types[self._pc]})"
@@ -270,6 +281,7 @@ class HS2Loader:
                     "check the archive's dialect against the engine's CSV reader, or restore with --out DIR",
                 )
             before = self._partitions(spec.spans)
+            spec.before_commit()
             self._run(
                 f"INSERT OVERWRITE TABLE {self.sql_name} PARTITION ({ident(self._pc)}) "
                 f"{self.select_sql(spec, view, empty)}",

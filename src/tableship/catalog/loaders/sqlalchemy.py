@@ -6,6 +6,9 @@
   integer width, NUMERIC precision and scale, float, boolean, date, time, timestamp with
   or without time zone, text, binary).
 - One transaction per archive: ``DELETE`` of the spans' rows, the rows, the count check.
+  PostgreSQL loads up to :data:`PG_PARALLEL_LOADS` archives at once, each on its own
+  connection (one ``COPY`` keeps one server process busy; the spans are disjoint, so the
+  transactions never wait on each other's rows).
 - PostgreSQL, archive inside the range, ``quoting = "minimal"``, no BLOB column: the
   decompressed CSV goes to ``COPY … FROM STDIN (FORMAT csv, DELIMITER, NULL, HEADER)`` as
   is — PostgreSQL's CSV rules are the archive's (a quoted value is never NULL, ``""`` is
@@ -34,9 +37,9 @@ from sqlalchemy.pool import QueuePool
 from tableship.archive.codecs import open_decompressor
 from tableship.catalog.archivecsv import quote_ident
 from tableship.catalog.loaders.base import (
+    LoaderBase,
     LoadError,
     LoadSpec,
-    NothingToFinish,
     Span,
     TransientLoadError,
     check_same,
@@ -46,6 +49,7 @@ from tableship.catalog.loaders.csvread import ensure_csv, parse_failed, read_sql
 from tableship.core.redact import redact
 
 BATCH_ROWS = 20_000
+PG_PARALLEL_LOADS = 4
 _COPY_CHUNK = 1 << 20
 _DECIMAL = re.compile(r"^DECIMAL\((\d+),(\d+)\)$")
 
@@ -108,7 +112,7 @@ def family(t: sat.TypeEngine, tz_types: bool = True) -> str:
     return type(t).__name__.lower()
 
 
-class SQLAlchemyLoader(NothingToFinish):
+class SQLAlchemyLoader(LoaderBase):
     kind = "sqlalchemy"
 
     def __init__(self, url: str, schema: str | None, table: str, name: str | None = None):
@@ -122,6 +126,8 @@ class SQLAlchemyLoader(NothingToFinish):
         self._table: sa.Table | None = None
         self._pc = ""
         self.is_pg = self.url.get_backend_name() == "postgresql" and self.url.get_driver_name() == "psycopg"
+        # other databases get executemany batches from one connection (SQLite has one writer)
+        self.parallel_loads = PG_PARALLEL_LOADS if self.is_pg else 1
 
     @property
     def table(self) -> sa.Table:
@@ -142,43 +148,47 @@ class SQLAlchemyLoader(NothingToFinish):
 
     def engine(self):
         if self._engine is None:
-            # one connection kept for the restore (prepare, counts, one transaction per archive):
-            # a new connection per step costs more than a small archive's load
-            self._engine = sa.create_engine(self.url, poolclass=QueuePool, pool_size=1, max_overflow=1)
+            # connections kept for the restore (check, counts, one transaction per archive, one
+            # per load running at once): a new connection per step costs more than a small load
+            self._engine = sa.create_engine(
+                self.url, poolclass=QueuePool, pool_size=self.parallel_loads, max_overflow=1
+            )
         return self._engine
 
     def _columns(self, columns: list[tuple[str, str]]) -> list[sa.Column]:
         return [sa.Column(n, sa_type(t)) for n, t in columns]
 
     # -- Loader protocol
-    def prepare(self, columns: list[tuple[str, str]], partition_column: str) -> bool:
+    def check(self, columns: list[tuple[str, str]], partition_column: str) -> bool:
         self._pc = partition_column
         eng = self.engine()
         tz = eng.dialect.name == "postgresql"
         want = [(n, family(sa_type(t), tz)) for n, t in columns]
+        self._table = sa.Table(self.table_name, sa.MetaData(), *self._columns(columns), schema=self.schema)
         try:
             insp = sa.inspect(eng)
-            exists = insp.has_table(self.table_name, schema=self.schema)
-            if exists:
-                have = [
-                    (c["name"], family(c["type"], tz))
-                    for c in insp.get_columns(self.table_name, schema=self.schema)
-                ]
-                check_same(self.display, want, have)
-                self._table = sa.Table(
-                    self.table_name, sa.MetaData(), *self._columns(columns), schema=self.schema
-                )
+            if not insp.has_table(self.table_name, schema=self.schema):
                 return False
-            self._table = sa.Table(
-                self.table_name, sa.MetaData(), *self._columns(columns), schema=self.schema
-            )
+            have = [
+                (c["name"], family(c["type"], tz))
+                for c in insp.get_columns(self.table_name, schema=self.schema)
+            ]
+        except sa_exc.SQLAlchemyError as exc:
+            raise self._error(exc, "checking the table") from None
+        check_same(self.display, want, have)
+        return True
+
+    def create(self, columns: list[tuple[str, str]], partition_column: str) -> None:
+        self._pc = partition_column
+        eng = self.engine()
+        self._table = sa.Table(self.table_name, sa.MetaData(), *self._columns(columns), schema=self.schema)
+        try:
             with eng.begin() as conn:
-                if self.schema and tz:
+                if self.schema and eng.dialect.name == "postgresql":
                     conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
                 self._table.create(conn)
-            return True
         except sa_exc.SQLAlchemyError as exc:
-            raise self._error(exc, "creating or checking the table") from None
+            raise self._error(exc, "creating the table") from None
 
     def _where(self, spans: list[Span]):
         col = self.table.c[self._pc]
@@ -206,6 +216,7 @@ class SQLAlchemyLoader(NothingToFinish):
                     written += len(rows)
                 if total != spec.expected_rows:
                     raise count_mismatch(spec, total)
+                spec.before_commit()
             return written
         except sa_exc.SQLAlchemyError as exc:
             raise self._error(exc, f"loading {spec.name}") from None
@@ -312,6 +323,7 @@ class SQLAlchemyLoader(NothingToFinish):
                 if got != spec.expected_rows:
                     conn.rollback()
                     raise count_mismatch(spec, got)
+                spec.before_commit()  # raises to cancel: rolled back below
                 conn.commit()
                 return written
             except psycopg.Error as exc:
