@@ -1,20 +1,22 @@
 """``tableship restore JOB --from A --to B``: every archive of a date range, verified first,
-then loaded in order into one target table, resumable per archive.
+then loaded into one target table, resumable per archive.
 
 Steps (each archive's load is atomic; nothing is loaded until every archive verified):
 
 1. select (:mod:`.select`): the archives overlapping the range on the job's destinations,
    one archive per day (the newest); ``--dry-run`` prints them and stops;
-2. lock the target table (``state_dir/locks/restore-<hash>.lock``; held: exit 75);
-3. verify every selected archive: downloaded from the first destination holding it
+2. lock the target table (the ledger's job lock ``restore-<hash>``; held: exit 75);
+3. check the target: an existing table must have the manifest's columns, and without
+   ``--replace`` the range's days must be empty in it — refused before any download;
+4. verify every selected archive: downloaded from the first destination holding it
    whose copy has the manifest's sha256 (and its sidecar's; a damaged copy is reported
-   and the next destination tried), decompressed, size and header checked; any failure
-   stops here and nothing is loaded;
-4. prepare the target (create it from the manifest's columns, or check its schema);
-   without ``--replace`` the range's days must be empty in it;
-5. per archive, in range order: ledger ``loading`` → the loader's atomic load (its rows
-   inside its spans replace the spans' rows; rows outside the range are filtered out by
-   the partition column) → ledger ``loaded``; ``finish`` (Impala refresh).
+   and the next destination tried), header checked (``--out``: decompressed, size
+   checked); any failure stops here and nothing is loaded;
+5. create the table from the manifest's columns when there was none;
+6. load (:mod:`.loadorder`): per archive ledger ``loading`` → the loader's atomic load
+   (its rows inside its spans replace the spans' rows; rows outside the range are
+   filtered out by the partition column) → ledger ``loaded``; loads overlap where the
+   target can, commits follow the range's order; ``finish`` (Impala refresh).
 
 On a failure (exit 1) the restore is recorded as failed, an incident is opened and
 alerted once (the same policy as backups, job name ``<job>:restore``), and a re-run of
