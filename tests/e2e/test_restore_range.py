@@ -271,7 +271,9 @@ def test_replace_touches_only_the_range(site, warehouse, tmp_path):
     con.execute("UPDATE t SET txt = 'kept' WHERE partition_date = DATE '2025-11-05'")
     kept = con.execute("SELECT count(*) FROM t WHERE txt = 'kept'").fetchone()[0]
     con.close()
-    refused = tableship(site, "restore", "events", "--from", "2025-12", "--to", "2026-01", "--load", f"{db}:t")
+    refused = tableship(
+        site, "restore", "events", "--from", "2025-12", "--to", "2026-01", "--load", f"{db}:t"
+    )
     one_error_line(refused, 2, "already holds", "nothing was downloaded")
     assert "downloading" not in refused.stderr  # the target is checked before any archive is fetched
     proc = tableship(
