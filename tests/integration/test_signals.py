@@ -18,6 +18,7 @@ job of the same batch.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import signal
 import sqlite3
@@ -28,6 +29,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import pytest
 from tests.e2e.helpers import Result, decompress, to_toml
 
@@ -388,6 +390,26 @@ def test_sigterm_in_restore(make_site, dest, tmp_path):
     assert result.rc == 0, str(result)
     [csv] = list(out.iterdir())
     assert csv.read_bytes() == decompress(site.archives("first")[-1])
+
+
+def test_sigterm_in_a_range_restore_rolls_the_overlapping_load_back(make_site, tmp_path):
+    """SIGTERM after the first archive committed, the second loading beside it (DuckDB loads two
+    at once): exit 143, the second one rolled back, and the re-run loads it, no row twice."""
+    site = backed_up(make_site, "local")
+    db = tmp_path / "r.duckdb"
+    args = ("restore", "first", "--from", EARLIER[0][:7], "--to", START[:7], "--load", f"{db}:t")
+    assert_interrupted(site.interrupt_at("restore-next", *args))
+    con = duckdb.connect(str(db))
+    first = con.execute("SELECT count(*) FROM t").fetchone()[0]
+    con.close()
+    result = site.cli(*args)
+    assert result.rc == 0 and "1 already loaded by an earlier run" in result.stdout, str(result)
+    manifests = [json.loads(Path(f"{a}.manifest.json").read_text()) for a in site.archives("first")]
+    con = duckdb.connect(str(db))
+    total, distinct = con.execute("SELECT count(*), count(DISTINCT t) FROM t").fetchone()
+    con.close()
+    assert 0 < first < total == sum(m["rows"] for m in manifests)
+    assert distinct == total  # no row twice
 
 
 @pytest.mark.parametrize("dest", ["local", "sftp"])

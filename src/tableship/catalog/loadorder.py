@@ -90,9 +90,9 @@ def load_in_order(
                 rows = futures[i].result()
                 holds.hold("restore-loaded")
                 committed(item, rows)
-                order.done(i)
                 if i + 1 < len(items):
-                    holds.hold("restore-next")
+                    holds.hold("restore-next")  # the next archive may not commit yet
+                order.done(i)
                 if i + width < len(items):
                     submit(i + width)
         except BaseException:
