@@ -7,6 +7,7 @@ Every test runs against the SQLite ledger under a state_dir and against a Postgr
 from __future__ import annotations
 
 import ast
+import dataclasses
 import signal
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from tests.servers.postgres import fresh_database
 from tableship.core import redact
 from tableship.core.errors import Interrupted, LockedError
 from tableship.ledger import schema
+from tableship.ledger.chunks import DELIVERING, DONE, FAILED, VERIFIED, ChunkCopies, ChunkLedger, ChunkRecord
 from tableship.ledger.schema import LATEST, MIGRATIONS, LedgerError
 from tableship.ledger.state import Phase, Result, StateStore
 from tableship.ops.alerts.incidents import IncidentStore
@@ -274,3 +276,34 @@ def test_only_the_transaction_helper_begins_a_transaction():
                 ):
                     offenders.append(f"{path.name}:{node.lineno} in {fn.name}()")
     assert offenders == []
+
+
+def test_chunk_deliveries_round_trip(store):
+    """A chunk archive's copies, one per destination (migration 9): recorded, re-recorded
+    (attempts counted), and the chunks each destination still misses."""
+    run = store.start("job", *W, "2026-11-26")
+    chunks, copies = ChunkLedger(store), ChunkCopies(store)
+    recs = [
+        chunks.record(
+            ChunkRecord(
+                run.id, seq, "job", start, end, "chunk", DELIVERING, sha256=f"{seq:064x}", file_name=f"c{seq}"
+            )
+        )
+        for seq, (start, end) in enumerate([("2026-06-01", "2026-06-30"), ("2026-07-01", "2026-07-31")])
+    ]
+    copies.record(recs[0], "a", VERIFIED, sha256=recs[0].sha256, stamp="1:2", verified_at="t")
+    copies.record(recs[0], "b", FAILED, error="down")
+    copies.record(recs[1], "a", VERIFIED, sha256="f" * 64)  # another version: not a copy of this one
+    assert {n: [r.seq for r in v] for n, v in copies.missing(run.id, ["a", "b"]).items()} == {
+        "a": [1],
+        "b": [0, 1],
+    }
+    copies.record(recs[0], "b", VERIFIED, sha256=recs[0].sha256)
+    got = copies.of_run(run.id)
+    assert (got[0]["b"].state, got[0]["b"].attempts, got[0]["b"].error) == (VERIFIED, 2, None)
+    assert (got[0]["a"].stamp, got[0]["a"].attempts) == ("1:2", 1)
+    chunks.record(dataclasses.replace(recs[0], state=DONE))
+    assert {n: [r.seq for r in v] for n, v in copies.missing(run.id, ["a", "b"]).items()} == {
+        "a": [1],
+        "b": [1],
+    }

@@ -9,7 +9,13 @@ the next chunks are pulled; the run's own "archive" is then the *window manifest
 and verify — byte-identical when nothing changed, so nothing is uploaded again.
 
 Each finished chunk is recorded in the ledger (ledger/chunks.py) before the next one is
-handed over, so a re-run after ``kill -9`` queries and uploads only the others; with
+handed over, so a re-run after ``kill -9`` queries and uploads only the others. With
+several destinations each copy of a chunk archive is recorded on its own
+(``chunk_deliveries``): a destination that fails is not tried again by this process, the
+others go on getting every chunk, and the chunk's staged archive is kept (state
+``delivering``) until every destination holds a verified copy; the run's delivery phase
+(backup/pipeline.py) then uploads a destination's missing copies before its window
+manifest — so a re-run uploads only those, from staging, without querying the source. With
 ``refresh = "changed"`` a later run skips every chunk whose archive is verified on the
 destination and whose engine fingerprint (:func:`chunks.fingerprints`) is unchanged.
 """
@@ -35,18 +41,32 @@ from tableship.backup.chunks import (
     chunk_entry,
     fingerprints,
     label,
+    spans,
     split,
 )
-from tableship.backup.delivery import upload_verified, write_sidecars
+from tableship.backup.delivery import StagedLost, delivery_error, upload_verified, write_sidecars
 from tableship.backup.identity import dumps
 from tableship.backup.query import partition_bounds, range_query
 from tableship.core import holds
-from tableship.core.fsutil import fsync_dir
+from tableship.core.errors import DestinationError, TableshipError
+from tableship.core.fsutil import file_sha256, fsync_dir
 from tableship.core.names import render_relative
 from tableship.core.redact import redact_bytes
 from tableship.core.version import __version__
 from tableship.core.window import Window
-from tableship.ledger.chunks import DONE, FINAL, UNCHANGED, ChunkLedger, ChunkRecord
+from tableship.ledger.chunks import (
+    DELIVERING,
+    DONE,
+    FAILED,
+    FINAL,
+    UNCHANGED,
+    VERIFIED,
+    ChunkCopies,
+    ChunkCopy,
+    ChunkLedger,
+    ChunkRecord,
+)
+from tableship.ledger.errors import LedgerError
 from tableship.ledger.state import Run
 from tableship.sources.base import open_source
 
@@ -71,7 +91,10 @@ class ChunkedExport:
         self.plan = pipeline.plan
         self.store = pipeline.store
         self.ledger = ChunkLedger(pipeline.store)
+        self.copies = ChunkCopies(pipeline.store)
         self.staging = self.plan.staged_path.parent
+        self._kept: set[int] = set()  # chunks whose staged archive must outlive a failure
+        self._intact: set[int] = set()  # chunks whose staged archive was checked (or written) here
         self._progress_lock = threading.Lock()
         self._progress: dict[int, tuple[int, int]] = {}
         self.counts = {"exported": 0, "changed": 0, "unchanged": 0}
@@ -116,7 +139,8 @@ class ChunkedExport:
             )
 
         if job.keep_local and job.layout == "chunk":
-            puller.kept = {t.seq for t in tasks}
+            self._kept.update(t.seq for t in tasks)
+        puller.kept = self._kept
         try:
             puller.run(tasks, export_one, on_done)
         finally:
@@ -223,18 +247,32 @@ class ChunkedExport:
                     job.source.type,
                 )
             )
-        this_run = {r.seq: r for r in self.ledger.of_run(run.id) if r.state in FINAL}
+        this_run = {r.seq: r for r in self.ledger.of_run(run.id) if r.state in (*FINAL, DELIVERING)}
         records: dict[int, ChunkRecord] = {}
+        waiting: list[ChunkRecord] = []  # exported by an earlier attempt, copies missing
         tasks: list[ChunkTask] = []
         for seq, (start, end) in enumerate(chunks):
             name, remote = self._names(start, end)
             what = label(start, end, job.chunk)
             mine = this_run.get(seq)
             if mine is not None and mine.remote_path == remote:
-                records[seq] = mine  # finished by an earlier attempt of this run
-                self.counts[mine.outcome or "exported"] = self.counts.get(mine.outcome or "exported", 0) + 1
-                log.info("chunk %s: %s by an earlier attempt of this run", what, mine.outcome)
-                continue
+                if mine.state == DELIVERING and not self._staged_intact(mine):
+                    log.warning(
+                        "chunk %s: its staged archive %s is missing or changed: exporting it again",
+                        what,
+                        name,
+                    )
+                else:
+                    records[seq] = mine  # finished (or exported) by an earlier attempt of this run
+                    self.counts[mine.outcome or "exported"] = (
+                        self.counts.get(mine.outcome or "exported", 0) + 1
+                    )
+                    if mine.state == DELIVERING:
+                        waiting.append(mine)
+                        log.info("chunk %s: exported by an earlier attempt of this run, staged", what)
+                    else:
+                        log.info("chunk %s: %s by an earlier attempt of this run", what, mine.outcome)
+                    continue
             fp = fps.get(seq)
             prev = self.ledger.last_final(job.name, start.isoformat(), end.isoformat(), identity)
             outcome = "exported"
@@ -294,6 +332,9 @@ class ChunkedExport:
                 while held:
                     deliver(*held.pop(0))
 
+        for rec in waiting:  # no query: their staged archives go to the destinations missing them
+            self._kept.add(rec.seq)
+            records[rec.seq] = self._deliver_copies(run, rec)
         try:
             self._pull(tasks, schema, on_done)
             self.p.check_empty(seen)
@@ -328,53 +369,11 @@ class ChunkedExport:
         return (json.dumps(stamps, sort_keys=True) if stamps else None), ", ".join(how)
 
     def _deliver(self, run: Run, task: ChunkTask, result: ExportResult) -> ChunkRecord:
-        """Upload one chunk archive to every destination, prove its bytes there, write its
-        sidecars, then record it ``done``."""
+        """A chunk archive just exported: recorded ``delivering`` (staged, with the manifest
+        its destinations get), then copied to every destination (:meth:`_deliver_copies`)."""
         job = self.job
-        remote = task.remote_path or ""
-        what = label(task.start, task.end, job.chunk)
-        notes = []
-        stamps: dict[str, str] = {}
-        for name in job.destination_names:
-            note, stamp = self._deliver_to(name, run, task, result)
-            notes.append(note)
-            if stamp is not None:
-                stamps[name] = stamp
-        rec = self.ledger.record(
-            task.record(
-                run.id,
-                job.name,
-                result,
-                layout="chunk",
-                state=DONE,
-                outcome=task.outcome,
-                archive_bytes=result.archive_bytes,
-                sha256=result.sha256,
-                file_name=task.file_name,
-                remote_path=remote,
-                fingerprint=task.fingerprint,
-                identity=self.identity(),
-                stamps=json.dumps(stamps, sort_keys=True) if stamps else None,
-            )
-        )
-        if not job.keep_local:
-            task.target.unlink(missing_ok=True)
-        shown = "changed, re-exported" if task.outcome == "changed" else "exported"
-        log.info("chunk %s: %s, %d rows → %s (%s)", what, shown, result.rows, remote, "; ".join(notes))
-        return rec
-
-    def _deliver_to(
-        self, name: str, run: Run, task: ChunkTask, result: ExportResult
-    ) -> tuple[str, str | None]:
-        """(what was done, the archive's stamp there when its sha256 was proved)."""
-        job = self.job
-        d = self.p.delivery(name, task.remote_path or "", result.sha256)
-        note, digest = upload_verified(
-            d, lambda _: d.dest.put(task.target, d.remote, job.name), replacing=task.outcome == "changed"
-        )
-        method = digest.method
         manifest = self.p.manifest(
-            run, task.query, result, Window(task.start, task.end), task.file_name, d.remote
+            run, task.query, result, Window(task.start, task.end), task.file_name, task.remote_path
         )
         manifest.update(
             layout="chunk",
@@ -387,12 +386,189 @@ class ChunkedExport:
             job_window={"start": self.plan.window.start.isoformat(), "end": self.plan.window.end.isoformat()},
             window_manifest=window_manifest_name(job.name, self.plan.window),
             fingerprint=task.fingerprint,
-            destination=name,
-            verify_method=method,
-            verified_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         )
-        write_sidecars(d, task.file_name or "", manifest)
-        return f"{note}{d.where}, {method}", digest.stamp
+        rec = self.ledger.record(
+            task.record(
+                run.id,
+                job.name,
+                result,
+                layout="chunk",
+                state=DELIVERING,
+                outcome=task.outcome,
+                archive_bytes=result.archive_bytes,
+                sha256=result.sha256,
+                file_name=task.file_name,
+                remote_path=task.remote_path or "",
+                fingerprint=task.fingerprint,
+                identity=self.identity(),
+                manifest=json.dumps(manifest, sort_keys=True),
+            )
+        )
+        self._kept.add(task.seq)  # from here on the staged archive is the chunk's only copy
+        self._intact.add(task.seq)
+        return self._deliver_copies(run, rec)
+
+    def _deliver_copies(self, run: Run, rec: ChunkRecord) -> ChunkRecord:
+        """Copy ``rec``'s staged archive to each destination without a verified copy of it.
+        A destination that fails is recorded so and not tried again by this process (the
+        others go on); the error is raised only when no destination is left. Returns the
+        record, ``done`` once every destination holds a verified copy."""
+        job = self.job
+        what = label(dt.date.fromisoformat(rec.chunk_start), dt.date.fromisoformat(rec.chunk_end), job.chunk)
+        earlier = self.copies.of_run(run.id).get(rec.seq, {})
+        notes = []
+        for name in job.destination_names:
+            if _holds(earlier.get(name), rec) or name in self.p.down:
+                continue
+            try:
+                notes.append(self._copy_to(name, run, rec, replacing=name in earlier))
+            except LedgerError:
+                raise  # nothing can be recorded
+            except TableshipError as exc:
+                self.copies.record(rec, name, FAILED, error=exc.line())
+                self.p.down[name] = exc
+                if len(job.destination_names) > 1:
+                    log.error(
+                        "chunk %s: delivery to %s failed: %s (its staged archive is kept for the next run)",
+                        what,
+                        name,
+                        exc.line(),
+                    )
+        done = self._finish_if_complete(rec)
+        shown = "changed, re-exported" if rec.outcome == "changed" else "exported"
+        if done.state == DONE:
+            log.info(
+                "chunk %s: %s, %d rows → %s (%s)",
+                what,
+                shown,
+                rec.rows or 0,
+                rec.remote_path,
+                "; ".join(notes),
+            )
+            return done
+        lacking = [n for n in job.destination_names if n in self.p.down]
+        log.info(
+            "chunk %s: %s, %d rows → %s (%s); not on %s yet: its staged archive is kept",
+            what,
+            shown,
+            rec.rows or 0,
+            rec.remote_path,
+            "; ".join(notes) or "no destination",
+            ", ".join(lacking),
+        )
+        if len(lacking) == len(job.destination_names):
+            raise delivery_error([(n, self.p.down[n]) for n in lacking], len(lacking))
+        return done
+
+    def _copy_to(self, name: str, run: Run, rec: ChunkRecord, replacing: bool) -> str:
+        """Upload ``rec``'s staged archive to ``name`` (unless it is there), prove it, write its
+        sidecars, record the copy ``verified``. Returns what was done."""
+        job = self.job
+        d = self.p.delivery(name, rec.remote_path or "", rec.sha256 or "")
+        staged = self.staging / (rec.file_name or "")
+
+        def upload(attempt: int) -> None:
+            if attempt:
+                self._intact.discard(rec.seq)  # a re-upload reads the staged archive again: check it
+            if not self._staged_intact(rec):
+                raise StagedLost()
+            d.dest.put(staged, d.remote, job.name)
+
+        note, digest = upload_verified(d, upload, replacing=replacing or rec.outcome == "changed")
+        at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        manifest = json.loads(rec.manifest or "{}")
+        manifest.update(destination=name, verify_method=digest.method, verified_at=at)
+        write_sidecars(d, rec.file_name or "", manifest)
+        self.copies.record(
+            rec,
+            name,
+            VERIFIED,
+            sha256=rec.sha256,
+            verify_method=digest.method,
+            stamp=digest.stamp,
+            verified_at=at,
+        )
+        holds.hold(f"chunk-{rec.seq}-{name}")
+        return f"{note}{d.where}, {digest.method}"
+
+    def _finish_if_complete(self, rec: ChunkRecord) -> ChunkRecord:
+        """``rec`` recorded ``done`` (with each copy's stamp) once every destination holds a
+        verified copy; then its staged archive is removed (unless ``keep_local``)."""
+        copies = self.copies.of_run(rec.run_id).get(rec.seq, {})
+        if not all(_holds(copies.get(n), rec) for n in self.job.destination_names):
+            return rec
+        stamps = {n: c.stamp for n, c in copies.items() if c.stamp and n in self.job.destination_names}
+        done = self.ledger.record(
+            dataclasses.replace(
+                rec, state=DONE, stamps=json.dumps(stamps, sort_keys=True) if stamps else None
+            )
+        )
+        if not self.job.keep_local:
+            (self.staging / (rec.file_name or "")).unlink(missing_ok=True)
+            self._kept.discard(rec.seq)
+        return done
+
+    def _staged_intact(self, rec: ChunkRecord) -> bool:
+        """Whether ``rec``'s staged archive is there with its recorded sha256 (read once)."""
+        if rec.seq in self._intact:
+            return True
+        path = self.staging / (rec.file_name or "")
+        if not rec.file_name or not path.is_file() or file_sha256(path) != rec.sha256:
+            return False
+        self._intact.add(rec.seq)
+        return True
+
+    def deliver_missing(self, run: Run, name: str) -> None:
+        """The delivery phase, before the window manifest goes to ``name``: the chunk
+        archives ``name`` has no verified copy of, uploaded from staging. Raises the
+        destination's error (naming the chunks still missing there), or :class:`StagedLost`
+        when a staged archive is gone (the run then exports that chunk again)."""
+        missing = self.copies.missing(run.id, [name]).get(name, [])
+        try:
+            if name in self.p.down:  # failed in this process already: not tried again
+                raise self.p.down[name]
+            for rec in missing:
+                if not self._staged_intact(rec):
+                    log.warning(
+                        "staged chunk archive %s is missing or changed: exporting it again", rec.file_name
+                    )
+                    raise StagedLost()
+                what = label(
+                    dt.date.fromisoformat(rec.chunk_start),
+                    dt.date.fromisoformat(rec.chunk_end),
+                    self.job.chunk,
+                )
+                try:
+                    note = self._copy_to(name, run, rec, replacing=False)
+                except TableshipError as exc:
+                    if not isinstance(exc, LedgerError):
+                        self.copies.record(rec, name, FAILED, error=exc.line())
+                    raise
+                every = self._finish_if_complete(rec).state == DONE
+                log.info(
+                    "chunk %s: missing copy delivered (%s)%s",
+                    what,
+                    note,
+                    "; on every destination now, its staged archive released" if every else "",
+                )
+        except LedgerError:
+            raise
+        except TableshipError as exc:
+            raise self.missing_error(run, name, exc) from exc
+
+    def missing_error(self, run: Run, name: str, exc: TableshipError) -> TableshipError:
+        """``exc`` (a delivery to ``name`` failed), saying which chunk archives ``name`` lacks."""
+        left = self.copies.missing(run.id, [name]).get(name, [])
+        if not left:
+            return exc
+        total = len(split(self.plan.window, self.job.chunk))
+        err = DestinationError(
+            f"{exc.message}; {name} is missing {len(left)} of {total} chunk archives "
+            f"({spans(left, self.job.chunk)}), kept in staging until delivered",
+            exc.hint,
+        )
+        err.transient = exc.transient
+        return err
 
     def _stage_window_manifest(self, run: Run, schema: pa.Schema, ordered: list[ChunkRecord]) -> Run:
         """The window manifest, staged: the same bytes whenever the chunks are the same."""
@@ -435,12 +611,21 @@ class ChunkedExport:
             c["unchanged"],
             rows,
         )
+        waiting = sum(1 for r in ordered if r.state == DELIVERING)
+        note = f"{len(ordered)} chunk archives verified"
+        if waiting:
+            note = f"{len(ordered) - waiting} of {len(ordered)} chunk archives verified everywhere"
         return self.p.staged(
             run,
-            f"{len(ordered)} chunk archives verified; window manifest staged",
+            f"{note}; window manifest staged",
             rows,
             len(body),
             hashlib.sha256(body).hexdigest(),
             dict(manifest, counts=dict(c)),
             (name, remote, target),
         )
+
+
+def _holds(copy: ChunkCopy | None, rec: ChunkRecord) -> bool:
+    """Whether ``copy`` is a verified copy of ``rec``'s archive (the same bytes)."""
+    return copy is not None and copy.state == VERIFIED and copy.sha256 == rec.sha256

@@ -77,6 +77,30 @@ def label(start: dt.date, end: dt.date, unit: str) -> str:
     return f"{start.isoformat()}..{end.isoformat()}"
 
 
+def spans(records: list[ChunkRecord], unit: str) -> str:
+    """``2026-06..2026-08, 2026-10``: the chunks' labels, consecutive chunks as one span."""
+    groups: list[list[ChunkRecord]] = []
+    for r in records:
+        if groups and groups[-1][-1].seq + 1 == r.seq:
+            groups[-1].append(r)
+        else:
+            groups.append([r])
+
+    def one(r: ChunkRecord) -> str:
+        return label(dt.date.fromisoformat(r.chunk_start), dt.date.fromisoformat(r.chunk_end), unit)
+
+    out = []
+    for g in groups:
+        first, last = one(g[0]), one(g[-1])
+        if len(g) == 1:
+            out.append(first)
+        elif ".." in first + last:  # a clipped chunk's label is a span already: use the days
+            out.append(f"{g[0].chunk_start}..{g[-1].chunk_end}")
+        else:
+            out.append(f"{first}..{last}")
+    return ", ".join(out)
+
+
 @dataclass
 class ChunkTask:
     seq: int

@@ -12,13 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tableship.core.errors import VerificationError
+from tableship.core.errors import DestinationError, TableshipError, VerificationError
 from tableship.core.redact import redact_bytes
 from tableship.destinations.base import Destination, Digest, digest_hex
 
 log = logging.getLogger("tableship")
 
 Retrying = Callable[[str], Callable[..., Any]]  # what → a retry policy (pipeline.retrying)
+
+
+class StagedLost(Exception):
+    """The staged archive a delivery needs is gone or changed: the run exports it again."""
 
 
 @dataclass(frozen=True)
@@ -108,3 +112,15 @@ def write_sidecars(d: Delivery, file_name: str, manifest: dict | None) -> None:
             d.dest.put_bytes(body, d.remote + ".manifest.json", d.owner)
 
     d.retry(f"writing sidecars of {d.remote}{d.where}")(write)
+
+
+def delivery_error(failures: list[tuple[str, TableshipError]], total: int) -> TableshipError:
+    """The error a run with failed deliveries ends with: the error itself for a job with one
+    destination; else one naming each failed destination."""
+    if total == 1:
+        return failures[0][1]
+    ok = total - len(failures)
+    text = "; ".join(f"destination {n}: {e.message}" for n, e in failures)
+    got = f" ({ok} of {total} destinations verified)" if ok else ""
+    hint = failures[0][1].hint or "fix the destination, then re-run"
+    return DestinationError(text + got, hint + " (the next run does only the missing deliveries)")

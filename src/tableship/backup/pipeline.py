@@ -17,7 +17,7 @@ from typing import Protocol
 
 from tableship.archive.writer import BATCH_ROWS, ExportResult, write_archive
 from tableship.backup.chunked import ChunkedExport
-from tableship.backup.delivery import Delivery, upload_verified, write_sidecars
+from tableship.backup.delivery import Delivery, StagedLost, delivery_error, upload_verified, write_sidecars
 from tableship.backup.identity import differences, dumps, fingerprint
 from tableship.backup.plan import Plan
 from tableship.backup.query import build_query
@@ -26,7 +26,6 @@ from tableship.config.spec import DestinationSpec
 from tableship.core import holds, interrupts
 from tableship.core.errors import (
     DataCheckError,
-    DestinationError,
     Interrupted,
     JobError,
     TableshipError,
@@ -38,6 +37,7 @@ from tableship.core.version import __version__
 from tableship.core.window import Window
 from tableship.destinations.base import Destination, open_destination
 from tableship.ledger import deliveries
+from tableship.ledger.chunks import DELIVERING
 from tableship.ledger.errors import LedgerError
 from tableship.ledger.state import WORKING_ON, Phase, Result, Run, StateStore
 from tableship.sources.base import Query, Source, open_source
@@ -99,6 +99,10 @@ class Pipeline:
         self.run_record: Run | None = None
         self._exported_here = False  # a staged archive written by this process needs no re-hash
         self._staged_checked = False
+        self._chunked: ChunkedExport | None = None
+        # destinations a delivery failed on in this process (layout "chunk"): not tried again
+        # for the next chunks nor for the window manifest; the next run tries them
+        self.down: dict[str, TableshipError] = {}
 
     # -- resources, opened only when a phase needs them
     @property
@@ -220,6 +224,12 @@ class Pipeline:
         names = {run.staged_path} if run.staged_path else set()
         if fp.get("file_name"):
             names.add(str(staging / fp["file_name"]))
+        # layout "chunk": chunk archives kept for a destination that never got them
+        names |= {
+            str(staging / c.file_name)
+            for c in self.chunked.ledger.of_run(run.id)
+            if c.state == DELIVERING and c.file_name
+        }
         for name in names:
             for path in (Path(name), Path(name + ".part")):
                 if path.parent.resolve() == staging.resolve() and path.is_file():
@@ -381,9 +391,16 @@ class Pipeline:
             return False
         return Path(staged).resolve().is_relative_to(self.job.staging_dir.resolve())
 
+    @property
+    def chunked(self) -> ChunkedExport:
+        """The chunked export and chunk deliveries of this run (backup/chunked.py)."""
+        if self._chunked is None:
+            self._chunked = ChunkedExport(self)
+        return self._chunked
+
     def export_chunks(self, run: Run, schema) -> Run:
         """The export phase of a chunked job (backup/chunked.py)."""
-        return ChunkedExport(self).run(run, schema)
+        return self.chunked.run(run, schema)
 
     def check_rows(self, rows: int, query: Query, empty: bool = True) -> None:
         """The data checks of ``rows`` exported by ``query`` (``empty``: ``on_empty`` too)."""
@@ -463,7 +480,7 @@ class Pipeline:
                         # one host's connection is never held while waiting for another's
                         # (max_connections across parallel jobs: no two jobs can deadlock)
                         self._close_dest(name)
-            except _StagedLost:
+            except StagedLost:
                 return self.store.advance(run, Phase.PLANNED, "staged archive lost or changed")
             except LedgerError:
                 raise  # nothing can be recorded
@@ -486,7 +503,7 @@ class Pipeline:
             # the run's phase is its least advanced delivery's: uploaded once every copy landed
             run = self.store.advance(run, Phase.UPLOADED, f"uploaded to {', '.join(landed)}")
         if failures:
-            raise _delivery_error(failures, len(self.job.destination_names))
+            raise delivery_error(failures, len(self.job.destination_names))
         methods = sorted({d.verify_method or "unknown" for d in got.values()})
         manifest = run.manifest_dict() or {}
         manifest["verify_method"] = (
@@ -512,7 +529,7 @@ class Pipeline:
             if attempt:
                 self._staged_checked = False  # the re-upload reads the staged archive again: check it
             if not self._staged_ok(run):
-                raise _StagedLost()
+                raise StagedLost()
             d.dest.put(staged, remote, self.job.name)
 
         def uploaded() -> None:
@@ -520,6 +537,9 @@ class Pipeline:
 
         # layout "chunk": the window manifest is rewritten whenever a chunk changed
         window_manifest = (run.manifest_dict() or {}).get("kind") == "window-manifest"
+        if window_manifest:
+            # its chunk archives first: a destination's window manifest lists only chunks it holds
+            self.chunked.deliver_missing(run, name)
         _, digest = upload_verified(d, upload, uploaded, replacing=window_manifest)
         method = digest.method
         log.info("verified %s on %s (%s)", remote, name, method)
@@ -570,10 +590,6 @@ class Pipeline:
         return self.store.advance(run, Phase.DONE, "done")
 
 
-class _StagedLost(Exception):
-    """The staged archive a delivery needs is gone or changed: the run exports again."""
-
-
 def _exported(run: Run) -> tuple[str, str, Path]:
     """(remote path, sha256, staged path) of an exported run (recorded with its phase)."""
     if run.remote_path is None or run.sha256 is None or run.staged_path is None:
@@ -587,19 +603,6 @@ def _exported(run: Run) -> tuple[str, str, Path]:
 def _phase_of(store: StateStore, run_id: int, name: str) -> str:
     got = deliveries.of_run(store, run_id).get(name)
     return got.phase if got else deliveries.PENDING
-
-
-def _delivery_error(failures: list[tuple[str, TableshipError]], total: int) -> TableshipError:
-    """The error a run with failed deliveries ends with: the error itself for a job with one
-    destination; else one naming each failed destination (of the same class as the first,
-    so transient stays transient)."""
-    if total == 1:
-        return failures[0][1]
-    ok = total - len(failures)
-    text = "; ".join(f"destination {n}: {e.message}" for n, e in failures)
-    got = f" ({ok} of {total} destinations verified)" if ok else ""
-    hint = failures[0][1].hint or "fix the destination, then re-run"
-    return DestinationError(text + got, hint + " (the next run does only the missing deliveries)")
 
 
 @contextlib.contextmanager

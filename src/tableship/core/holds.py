@@ -9,8 +9,9 @@ running, or the local file is open), ``read-back`` (an SFTP read-back or downloa
 under way), ``get`` (a local download), ``prune`` (before deleting an archive), ``list``
 (while listing a destination folder), ``restore-load`` (a range restore, before each
 archive's load), ``restore-loaded`` (the target committed an archive, the ledger does not
-know yet), ``restore-next`` (between two archives' loads). Without the variables a hold is
-a no-op.
+know yet), ``restore-next`` (between two archives' loads), ``chunk-<seq>`` (a chunk is
+recorded), ``chunk-<seq>-<destination>`` (layout ``chunk``: its copy on that destination
+is verified and recorded). Without the variables a hold is a no-op.
 """
 
 from __future__ import annotations

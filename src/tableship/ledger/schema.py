@@ -306,6 +306,28 @@ V8_CHUNK_STAMPS = """
 ALTER TABLE chunks ADD COLUMN stamps TEXT;
 """
 
+# Version 9: the copies of a chunk archive (layout "chunk"), one row per (run, chunk,
+# destination), as ``deliveries`` is for a run's own archive (ledger/chunks.py). A chunk is
+# "done" once every destination of its job holds a verified copy; until then its staged
+# archive is kept and a re-run uploads only the missing copies.
+V9_CHUNK_DELIVERIES = """
+CREATE TABLE chunk_deliveries (
+    run_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    job TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    state TEXT NOT NULL,
+    sha256 TEXT,
+    verify_method TEXT,
+    stamp TEXT,
+    error TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    updated_at TEXT NOT NULL,
+    verified_at TEXT,
+    PRIMARY KEY (run_id, seq, destination)
+);
+"""
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -335,6 +357,7 @@ MIGRATIONS: list[Migration] = [
     Migration(6, "job lock holders; host and pid of each transition", V6_HOSTS),
     Migration(7, "chunks of chunked runs", V7_CHUNKS),
     Migration(8, "stamps of chunk archives on their destinations", V8_CHUNK_STAMPS),
+    Migration(9, "chunk deliveries (one per destination of a chunk archive)", V9_CHUNK_DELIVERIES),
 ]
 
 LATEST = MIGRATIONS[-1].version

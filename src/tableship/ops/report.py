@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+from tableship.backup.chunks import spans
 from tableship.backup.coverage import LEVEL_NAMES, coverage, level
 from tableship.catalog.history import last_verification
 from tableship.config.models import Config
 from tableship.core.units import human_size
 from tableship.ledger import deliveries
+from tableship.ledger.chunks import ChunkCopies
 from tableship.ledger.state import Run, StateStore
 from tableship.ops.alerts.incidents import open_incident_summaries
 
@@ -92,6 +94,15 @@ def status_rows(config: Config, store: StateStore, today: dt.date | None = None)
                 else f"{n} -"
                 for n in row["destinations"]
             )
+        missing = ChunkCopies(store).missing(latest.id, row["destinations"]) if latest else {}
+        unit = config.jobs[job].chunk
+        row["missing_chunks"] = {n: [r.file_name for r in recs] for n, recs in missing.items()}
+        if missing:
+            row["_missing_chunks"] = (
+                f"{job}: chunk archives missing on "
+                + "; ".join(f"{n}: {spans(recs, unit)} ({len(recs)})" for n, recs in missing.items())
+                + ", kept in staging until delivered (the next run uploads only these)"
+            )
         last_ok = store.last_success(job)
         row["last_success"] = last_ok.finished_at if last_ok else None
         row["incident"] = incidents.get(job)
@@ -151,6 +162,8 @@ def status_lines(rows: list[dict]) -> list[str]:
             out.append(f"{r['job']}: last error ({r.get('failed_phase')}): {r['error']}")
         if r.get("_deliveries"):
             out.append(r["_deliveries"])
+        if r.get("_missing_chunks"):
+            out.append(r["_missing_chunks"])
         out += [f"{r['job']}: {gap}" for gap in r.get("_gaps", [])]
         incident = incident_line(r)
         if incident:
