@@ -9,16 +9,16 @@ query to the source and without rewriting the copies the other destination holds
 from __future__ import annotations
 
 import json
-import signal
 
 import pytest
-from tests.e2e.helpers import JOB, REMOTE_DIR, RUN_DATE, TABLE, Workspace, sha256_file, wait_for
+from tests.e2e.helpers import JOB, REMOTE_DIR, RUN_DATE, TABLE, Workspace, sha256_file
 from tests.e2e.test_chunks import (
     CHUNK_NAME,
     MONTHS,
     WINDOW_MANIFEST,
     chunk_file,
     chunk_queries,
+    kill_at,
     log_text,
     writable_warehouse,
 )
@@ -154,14 +154,7 @@ def test_kill_between_the_two_uploads_of_a_chunk_resumes_with_the_missing_copy(w
     the re-run uploads chunk 2 to the second destination only, from staging, and queries
     only the chunks that were never exported."""
     ws = two_destinations(ws, ledger)
-    holds = ws.root / "holds"
-    holds.mkdir()
-    env = {"TABLESHIP_TEST_HOLD": "chunk-2-backup", "TABLESHIP_TEST_HOLD_DIR": str(holds)}
-    proc = ws.popen("run", "--date", RUN_DATE, env=env)
-    wait_for(lambda: (holds / "chunk-2-backup").exists(), proc=proc, what="chunk 2 verified on backup")
-    proc.proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    first = log_text(ws)
+    first = kill_at(ws, "chunk-2-backup", "chunk 2 verified on backup")
     assert chunk_queries(first)[:3] == ["2026-06", "2026-07", "2026-08"]
     aug = chunk_file("082026")
     assert (ws.dest / REMOTE_DIR / aug).is_file() and not (ws.second / REMOTE_DIR / aug).exists()

@@ -51,6 +51,18 @@ def chunk_queries(text: str) -> list[str]:
     return re.findall(r"chunk (\S+): querying", text)
 
 
+def kill_at(ws: Workspace, point: str, what: str) -> str:
+    """Run the job until it reaches hold point ``point``, ``kill -9`` it there; its log so far."""
+    holds = ws.root / "holds"
+    holds.mkdir(exist_ok=True)
+    env = {"TABLESHIP_TEST_HOLD": point, "TABLESHIP_TEST_HOLD_DIR": str(holds)}
+    proc = ws.popen("run", "--date", RUN_DATE, env=env)
+    wait_for(lambda: (holds / point).exists(), proc=proc, what=what)
+    proc.proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return log_text(ws)
+
+
 def sorted_lines(data: bytes) -> list[bytes]:
     lines = data.split(b"\n")
     return [lines[0], *sorted(lines[1:])]
@@ -113,14 +125,7 @@ def test_kill_after_some_chunks_resumes_the_others(big_ws):
     """``kill -9`` once chunk 2 (of 5) is durable: the re-run queries chunks 3 and 4 only."""
     ws = big_ws
     ws.write_config(defaults={"chunk": "month"})
-    holds = ws.root / "holds"
-    holds.mkdir()
-    env = {"TABLESHIP_TEST_HOLD": "chunk-2", "TABLESHIP_TEST_HOLD_DIR": str(holds)}
-    proc = ws.popen("run", "--date", RUN_DATE, env=env)
-    wait_for(lambda: (holds / "chunk-2").exists(), proc=proc, what="chunk 2 to be staged")
-    proc.proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    first = log_text(ws)
+    first = kill_at(ws, "chunk-2", "chunk 2 to be staged")
     assert chunk_queries(first)[:3] == ["2026-06", "2026-07", "2026-08"]
     r = ws.cli("run", "--date", RUN_DATE)
     assert r.rc == 0, str(r)
@@ -263,14 +268,7 @@ def test_layout_chunk_rolling_refresh(ws, unchunked):
 def test_layout_chunk_kill_resumes(big_ws):
     ws = big_ws
     chunk_config(ws, parallel=2)
-    holds = ws.root / "holds"
-    holds.mkdir()
-    env = {"TABLESHIP_TEST_HOLD": "chunk-1", "TABLESHIP_TEST_HOLD_DIR": str(holds)}
-    proc = ws.popen("run", "--date", RUN_DATE, env=env)
-    wait_for(lambda: (holds / "chunk-1").exists(), proc=proc, what="chunk 1 to be delivered")
-    proc.proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    first = log_text(ws)
+    first = kill_at(ws, "chunk-1", "chunk 1 to be delivered")
     delivered = set(re.findall(r"chunk (\S+): exported", first))
     assert {"2026-06", "2026-07"} <= delivered
     r = ws.cli("run", "--date", RUN_DATE)
