@@ -2,9 +2,10 @@
 
 Tables in database ``itest``: ``traffic`` partitioned by a string ``partition_date`` and
 ``traffic_by_day`` partitioned by a DATE column, both with every type, NULLs and awkward
-strings; ``empty_t`` with no rows. Failure tests: wrong auth mechanism, server down
-(retried, then failed), a server that accepts but never answers (timeout), unknown
-table, ``on_empty``, ``expect_columns`` and ``count_check`` mismatches.
+strings; ``empty_t`` with no rows. Failure tests: wrong auth mechanism, a session the
+server refuses for its own reason, server down (retried, then failed), a server that
+accepts but never answers (timeout), unknown table, ``on_empty``, ``expect_columns`` and
+``count_check`` mismatches.
 """
 
 from __future__ import annotations
@@ -173,6 +174,22 @@ def test_wrong_auth_mechanism_fails_at_once(tmp_path, server):
     assert "timed out" not in line
     assert site.archives() == []
     assert "auth" in line
+
+
+def test_a_server_side_session_failure_quotes_the_server(tmp_path, server):
+    """OpenSession refused for the server's own reason (here: it cannot create the session's
+    resources folder) is not an auth problem: the line quotes the reason, the hint points at
+    the server's log and configuration, and the job runs once the server is fixed."""
+    site = site_for(tmp_path, server)
+    with server.refusing_sessions():
+        result = site.run("traffic", "2024-01-01", "2024-01-31")
+    line = assert_clean_error(result, 1, "could not open a session: Couldn't create directory")
+    assert str(server.resources_dir) in line
+    assert "handshake" not in line and "check that auth" not in line
+    assert "server's log and configuration" in line
+    assert "retrying" not in result.stderr and "attempt 1 of" not in result.stderr  # terminal
+    assert site.archives() == []
+    assert site.run("traffic", "2024-01-01", "2024-01-31").rc == 0
 
 
 def test_server_down_is_retried_then_fails(tmp_path, server):

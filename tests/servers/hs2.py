@@ -59,6 +59,7 @@ class Hs2Server:
     password: str | None
     warehouse_dir: Path
     log_path: Path
+    resources_dir: Path  # where each session's downloaded-resources folder is made
     startup_seconds: float
     spark_version: str
     _proc: Any = field(repr=False, compare=False)
@@ -101,6 +102,22 @@ class Hs2Server:
     def execute_many(self, *statements: str) -> None:
         for sql in statements:
             self.execute(sql)
+
+    @contextlib.contextmanager
+    def refusing_sessions(self) -> Iterator[None]:
+        """Inside, every new session fails on the server's side for a reason that is not
+        authentication: the folder sessions make their resources folder in is a file, so
+        OpenSession answers ``Failed to open new session: … Couldn't create directory …``.
+        Sessions opened before are not touched; the folder is back on leaving."""
+        aside = self.resources_dir.with_name(self.resources_dir.name + ".aside")
+        self.resources_dir.mkdir(exist_ok=True)
+        self.resources_dir.rename(aside)
+        self.resources_dir.write_text("a file where HiveServer2 wants a folder\n")
+        try:
+            yield
+        finally:
+            self.resources_dir.unlink()
+            aside.rename(self.resources_dir)
 
     def log_tail(self, lines: int = 80) -> str:
         return log_tail(self.log_path, lines)
@@ -177,6 +194,7 @@ def _start_hs2(authentication: str) -> Iterator[Hs2Server]:
         for d in (tmp, warehouse, conf_dir, base / "derby", base / "local"):
             d.mkdir()
         log = base / "hs2.log"
+        resources = tmp / "hive-resources"
         port = free_port()
 
         env = {
@@ -220,7 +238,7 @@ def _start_hs2(authentication: str) -> Iterator[Hs2Server]:
             # one folder per session (Hive's default shape): closing a session deletes its folder,
             # and a shared one raced with the next session's creation (a killed client's cleanup)
             "--hiveconf",
-            f"hive.downloaded.resources.dir={tmp / 'hive-resources'}/" "${hive.session.id}_resources",
+            f"hive.downloaded.resources.dir={resources}/" "${hive.session.id}_resources",
         ]  # fmt: skip
 
         t0 = time.monotonic()
@@ -245,6 +263,7 @@ def _start_hs2(authentication: str) -> Iterator[Hs2Server]:
             password=password,
             warehouse_dir=warehouse,
             log_path=log,
+            resources_dir=resources,
             startup_seconds=startup,
             spark_version=version,
             _proc=proc,

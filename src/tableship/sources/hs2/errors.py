@@ -1,10 +1,12 @@
 """HiveServer2 errors as one line: the server's own words, without secrets or Java noise,
-and the hint that fits them."""
+and the hint that fits them (a missing table or column; a refused session: authentication
+or the server's own reason)."""
 
 from __future__ import annotations
 
 import re
 
+from impala.error import HiveServer2Error
 from thrift.transport.TTransport import TTransportException
 
 from tableship.core.redact import redact
@@ -23,8 +25,21 @@ _COLUMN_MISSING = re.compile(
 _JAVA_EXCEPTION = re.compile(r"\b(?:[a-z_][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error)\b:?\s*")
 _NOISE = re.compile(
     r"\b(?:Error while compiling statement|Error running query|Error while processing statement)"
-    r"(?::\s*FAILED)?:\s*|^(?:AnalysisException|ParseException|FAILED):\s*"
+    r"(?::\s*FAILED)?:\s*|^(?:AnalysisException|ParseException|FAILED|Failed to open new session):\s*"
 )
+# What a server's refusal says when it is about the client's authentication: SASL (PLAIN /
+# LDAP: "Error validating the login", "Peer indicated failure"), bad credentials, Kerberos.
+# Deliberately not a bare "password" or "denied": a server whose metastore database refuses
+# *its* password ("Access denied for user 'hive'@… (using password: YES)") or that may not
+# impersonate the user needs its own configuration fixed, not the client's auth.
+_AUTH_REFUSAL = re.compile(
+    r"\bsasl|authenticat|error validating the login|peer indicated failure|"
+    r"\b(?:bad|invalid|wrong|incorrect)\s+(?:user(?:name)?|password|credentials?)\b|"
+    r"\buser(?:name)?\s+(?:or|and|/)\s+password\b|kerberos|gssapi|\bgss\b|gssexception|"
+    r"\bticket\b.*\bexpired\b|\bldap\b",
+    re.I,
+)
+_PATH = re.compile(r"\S*/\S*")
 
 
 def server_message(text: str) -> str:
@@ -58,3 +73,17 @@ def statement_hint(message: str) -> str | None:
     if _COLUMN_MISSING.search(message):
         return "check the job's partition_column and expect_columns against the table"
     return None
+
+
+def refusal_is_auth(exc: BaseException) -> bool:
+    """Whether a refused connect / OpenSession is about the client's authentication: a
+    transport dropped during the handshake with no server message (wrong mechanism, TLS
+    mismatch, SASL negotiation failure) or impyla's own refusal, or a server message (a
+    ``HiveServer2Error``: the status of the RPC) about SASL, bad credentials,
+    Kerberos/GSSAPI or LDAP. False for any other reason the server gave (e.g. ``Failed to
+    open new session: … Couldn't create directory …``): that one is the server's own."""
+    if not isinstance(exc, HiveServer2Error):  # thrift / socket / TLS / impyla: no server reason
+        return True
+    # paths and URLs out first: a folder named "…-nosasl-…" or "/etc/kerberos/…" says nothing
+    words = _PATH.sub(" ", str(exc))
+    return bool(_AUTH_REFUSAL.search(words))

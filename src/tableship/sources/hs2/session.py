@@ -1,8 +1,9 @@
 """Opening a HiveServer2 session (impyla): the connect options of the config's auth and TLS
 settings, the settings checked before anything is sent, a TCP probe, then the session.
 
-An unreachable server is transient (retried); a refused handshake or session is not. The
-password goes only into impyla's ``connect``; every message is cleaned (``errors.clean``).
+An unreachable server is transient (retried); a refused handshake or session is not, and
+its line says whose problem it is (``refused``). The password goes only into impyla's
+``connect``; every message is cleaned (``errors.clean``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from thrift.transport.TTransport import TTransportException
 
 from tableship.core.errors import ConfigError, SourceError, TransientSourceError
 from tableship.core.names import check_identifier
-from tableship.sources.hs2.errors import clean
+from tableship.sources.hs2.errors import clean, refusal_is_auth
 
 AUTH_MECHANISMS = {"nosasl": "NOSASL", "plain": "PLAIN", "ldap": "LDAP", "gssapi": "GSSAPI"}
 
@@ -114,20 +115,31 @@ def open_session(cfg, kw: dict[str, Any], where: str, secrets: list[str]) -> tup
             raise TransientSourceError(
                 f"{where}: timed out opening a session: {clean(exc, secrets)}"
             ) from None
-        raise handshake_error(cfg, where, exc, secrets) from None
+        raise refused(cfg, where, exc, secrets) from None
     except (_ImpylaError, _ThriftError, OSError, ImportError, ValueError, EOFError) as exc:
-        raise handshake_error(cfg, where, exc, secrets) from None
+        raise refused(cfg, where, exc, secrets) from None
     return conn, cur
 
 
-def handshake_error(cfg, where: str, exc: BaseException, secrets: list[str]) -> SourceError:
-    """The one line of a refused handshake, naming the auth settings to check."""
-    mech = AUTH_MECHANISMS[cfg.auth]
+def refused(cfg, where: str, exc: BaseException, secrets: list[str]) -> SourceError:
+    """The one line of a refused connect or OpenSession, quoting the server's reason. The
+    auth settings are named only when the reason is about authentication
+    (``errors.refusal_is_auth``); any other reason is the server's to fix."""
+    reason = clean(exc, secrets)
+    if refusal_is_auth(exc):
+        mech = AUTH_MECHANISMS[cfg.auth]
+        return SourceError(
+            f"{where}: the server refused the connection handshake (auth = {cfg.auth!r}, "
+            f"mechanism {mech}{', TLS' if cfg.use_ssl else ''}): {reason}",
+            "check that auth matches the server's authentication (NOSASL vs SASL PLAIN/LDAP vs Kerberos), "
+            "the user and password, and use_ssl",
+        )
+    # The handshake (and with it any SASL authentication) went through: the server itself
+    # could not set the session up (its folders, its metastore, impersonation, a setting).
     return SourceError(
-        f"{where}: the server refused the connection handshake (auth = {cfg.auth!r}, "
-        f"mechanism {mech}{', TLS' if cfg.use_ssl else ''}): {clean(exc, secrets)}",
-        "check that auth matches the server's authentication (NOSASL vs SASL PLAIN/LDAP vs Kerberos), "
-        "the user and password, and use_ssl",
+        f"{where}: the server could not open a session: {reason}",
+        "that reason is the server's own, not a login failure: see the HiveServer2 / Impala "
+        "server's log and configuration, then re-run",
     )
 
 
