@@ -171,12 +171,17 @@ def make_folder(folder: Path, what: str) -> None:
         raise RestoreError(f"{what}: {exc.strerror}", "pick a folder you can write to") from None
 
 
-def decompress_csv(archive: Path, codec: str, out: Path, sync: bool = True) -> tuple[int, bytes, int]:
-    """Decompress into ``out``; (bytes, first line, longest physical line).
+def decompress_csv(
+    archive: Path, codec: str, out: Path, sync: bool = True, quoted: bool = True
+) -> tuple[int, bytes, int]:
+    """Decompress into ``out``; (bytes, first line, longest record).
 
-    ``sync=False`` for a temporary that is read and deleted by this process (a range
-    restore's staged CSV): no fsync. A read error of the codec is a RestoreError; a
-    write error stays an OSError."""
+    The longest record is what DuckDB's ``max_line_size`` must allow: with ``quoted``
+    (``quoting = "minimal"``) a line break inside quotes does not end it (a value of many
+    short lines is one long record), so only the line breaks after an even number of
+    ``"`` count; without, every line break does. ``sync=False`` for a temporary that is
+    read and deleted by this process (a range restore's staged CSV): no fsync. A read
+    error of the codec is a RestoreError; a write error stays an OSError."""
 
     def bad(exc: Exception) -> RestoreError:
         return RestoreError(
@@ -184,7 +189,7 @@ def decompress_csv(archive: Path, codec: str, out: Path, sync: bool = True) -> t
             "the archive is inconsistent with its manifest: restore another window",
         )
 
-    total, longest, run = 0, 0, 0
+    total, longest, run, odd = 0, 0, 0, 0  # odd: inside quotes at the chunk's start
     head = b""
     try:
         src = open_decompressor(archive, codec)
@@ -205,7 +210,13 @@ def decompress_csv(archive: Path, codec: str, out: Path, sync: bool = True) -> t
             if b"\n" not in head:
                 head = (head + chunk[:65536])[:65536]
             total += len(chunk)
-            nl = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
+            buf = np.frombuffer(chunk, dtype=np.uint8)
+            nl = np.flatnonzero(buf == 10)
+            if quoted:
+                q = np.flatnonzero(buf == 34)
+                if len(q) and len(nl):  # a record ends at a line break outside quotes
+                    nl = nl[((np.searchsorted(q, nl) + odd) & 1) == 0]
+                odd = (odd + len(q)) & 1
             if len(nl) == 0:
                 run += len(chunk)
             else:

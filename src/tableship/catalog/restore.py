@@ -420,7 +420,7 @@ def _decompress_checked(
     """Decompress ``local`` into ``csv_tmp`` (removing ``local``); check the size and the header
     against the manifest; returns the longest line's length (for the CSV reader)."""
     try:
-        csv_bytes, header, longest = decompress_csv(local, codec, csv_tmp)
+        csv_bytes, header, longest = decompress_csv(local, codec, csv_tmp, quoted=dialect.quoting != "none")
     except OSError as exc:
         raise RestoreError(
             f"cannot write {str(csv_tmp)!r}: {exc.strerror}", "free space or pick another --to folder"

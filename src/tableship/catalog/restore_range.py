@@ -207,7 +207,8 @@ def _verify(
         csv = tmp / f"{n}" / _csv_name(copy.file_name, codec)
         csv.parent.mkdir()
         try:
-            size, header, longest = decompress_csv(local, codec, csv, sync=False)
+            quoted = manifest_dialect(m).quoting != "none"
+            size, header, longest = decompress_csv(local, codec, csv, sync=False, quoted=quoted)
         except OSError as exc:
             raise RestoreError(
                 f"cannot write {str(csv)!r}: {exc.strerror}", "free space in the staging folder"
@@ -309,6 +310,10 @@ def restore_range(
     job = config.job(job_name)
     say = echo or (lambda s: log.info("%s", s))
     rng = parse_range(start, end)
+    if load is not None and not load.strip():
+        raise UsageError(
+            "--load is empty", "give a target: SOURCE:[SCHEMA.]TABLE, URL#TABLE or DUCKDB_PATH[:TABLE]"
+        )
     if load is None and out is None and not dry_run:
         raise UsageError(
             "restore --from/--to needs --load TARGET or --out DIR", "add one (or --dry-run to list)"
@@ -558,12 +563,26 @@ def _publish(verified: list[Verified], out_dir: Path, replace: bool, keep: bool)
             raise UsageError(
                 f"{str(final)!r} already exists", "pass --replace to overwrite it, or pick another --out"
             )
-        part = final.with_name(f".{final.name}.tableship-restore.part")
-        if keep:
-            shutil.copyfile(v.csv, part)
-        else:
-            shutil.move(v.csv, part)
-        os.replace(part, final)
+        # a fresh temporary of our own (O_EXCL): a fixed name could be a planted symlink that
+        # copying would follow out of DIR
+        fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tableship-restore.part", dir=out_dir)
+        part = Path(name)
+        try:
+            if keep:
+                with open(v.csv, "rb") as src, os.fdopen(fd, "wb") as dst:
+                    fd = -1
+                    shutil.copyfileobj(src, dst, 1 << 20)
+                    os.chmod(dst.fileno(), os.stat(v.csv).st_mode & 0o777)  # mkstemp's is 0600
+            else:
+                os.close(fd)
+                fd = -1
+                shutil.move(v.csv, part)
+            os.replace(part, final)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            part.unlink(missing_ok=True)
+            raise
         if not keep:
             v.csv = final
         paths.append(final)

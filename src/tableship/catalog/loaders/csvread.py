@@ -33,7 +33,8 @@ def ensure_csv(spec: LoadSpec) -> Path:
     assert spec.archive is not None
     out = spec.archive.with_name(spec.archive.name + ".csv")
     try:
-        size, _, longest = decompress_csv(spec.archive, spec.codec, out, sync=False)
+        quoted = spec.dialect.quoting != "none"
+        size, _, longest = decompress_csv(spec.archive, spec.codec, out, sync=False, quoted=quoted)
     except RestoreError as exc:
         raise LoadError(f"{spec.name}: {exc.message}", exc.hint) from None
     except OSError as exc:

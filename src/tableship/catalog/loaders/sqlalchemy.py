@@ -46,6 +46,7 @@ from tableship.catalog.loaders.base import (
     count_mismatch,
 )
 from tableship.catalog.loaders.csvread import ensure_csv, parse_failed, read_sql, size_mismatch
+from tableship.core.errors import UsageError
 from tableship.core.redact import redact
 
 BATCH_ROWS = 20_000
@@ -116,18 +117,46 @@ class SQLAlchemyLoader(LoaderBase):
     kind = "sqlalchemy"
 
     def __init__(self, url: str, schema: str | None, table: str, name: str | None = None):
-        self.url = sa.engine.make_url(url)
+        try:
+            self.url = sa.engine.make_url(url)
+        except (sa_exc.ArgumentError, ValueError):
+            raise UsageError(
+                "--load: the target is not a valid SQLAlchemy URL",
+                "write it as dialect+driver://user@host:port/database#SCHEMA.TABLE",
+            ) from None
         self.schema = schema
         self.table_name = table
         where = name or self.url.render_as_string(hide_password=True)
         self.display = f"{where}:{schema + '.' if schema else ''}{table}"
         self.lock_name = f"sql-{self.url.render_as_string(hide_password=True)}-{schema or ''}.{table}"
-        self._engine: Any = None
         self._table: sa.Table | None = None
         self._pc = ""
         self.is_pg = self.url.get_backend_name() == "postgresql" and self.url.get_driver_name() == "psycopg"
         # other databases get executemany batches from one connection (SQLite has one writer)
         self.parallel_loads = PG_PARALLEL_LOADS if self.is_pg else 1
+        # no connection yet, but a wrong URL fails here, before anything is downloaded
+        self._engine: Any = self._create_engine(where)
+
+    def _create_engine(self, where: str):
+        # connections kept for the restore (check, counts, one transaction per archive, one
+        # per load running at once): a new connection per step costs more than a small load
+        try:
+            return sa.create_engine(
+                self.url, poolclass=QueuePool, pool_size=self.parallel_loads, max_overflow=1
+            )
+        except sa_exc.NoSuchModuleError:
+            raise UsageError(
+                f"--load {where}: SQLAlchemy has no dialect {self.url.drivername!r}",
+                "check the URL's dialect+driver prefix (e.g. postgresql+psycopg://), or install the "
+                "package that provides it",
+            ) from None
+        except ImportError as exc:
+            module = getattr(exc, "name", None) or str(exc)
+            raise UsageError(
+                f"--load {where}: the database driver for {self.url.drivername!r} is not "
+                f"installed ({module})",
+                f"install it (pip install {module}) or use another driver",
+            ) from None
 
     @property
     def table(self) -> sa.Table:
@@ -147,12 +176,6 @@ class SQLAlchemyLoader(LoaderBase):
         return cls(f"target {self.display}: {what} failed: {first}", "check the target database and re-run")
 
     def engine(self):
-        if self._engine is None:
-            # connections kept for the restore (check, counts, one transaction per archive, one
-            # per load running at once): a new connection per step costs more than a small load
-            self._engine = sa.create_engine(
-                self.url, poolclass=QueuePool, pool_size=self.parallel_loads, max_overflow=1
-            )
         return self._engine
 
     def _columns(self, columns: list[tuple[str, str]]) -> list[sa.Column]:

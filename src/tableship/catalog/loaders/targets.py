@@ -98,5 +98,12 @@ def open_loader(config: Config, job: JobConfig, spec: str) -> Loader:
     m = re.match(r"^(.*):([^:/]+)$", spec)
     if m and m.group(1):
         path, table = m.group(1), m.group(2)
+    if re.fullmatch(r"[A-Za-z0-9_-]+", path) and not Path(path).exists():
+        # a bare word: most likely a misspelt source, not a new DuckDB file named like one
+        raise UsageError(
+            f"--load {spec!r}: {path!r} is neither a configured source ({', '.join(sorted(config.sources))}) "
+            "nor an existing DuckDB file",
+            f"name a configured source, or give the new DuckDB file's path (e.g. ./{path}.duckdb)",
+        )
     schema, name = _table(table, spec) if table else (None, job.table_name)
     return _make("duckdb", Path(path).expanduser(), schema, name)
