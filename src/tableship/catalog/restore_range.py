@@ -58,6 +58,7 @@ from tableship.catalog.select import Pick, Selection, parse_range, select
 from tableship.config.models import Config, JobConfig
 from tableship.core.errors import JobError, LockedError, TableshipError, UsageError
 from tableship.core.fsutil import file_sha256
+from tableship.core.redact import Redactor
 from tableship.core.window import Window, partition_value
 from tableship.destinations.base import open_destination
 from tableship.ledger.lock import JobLock, PgJobLock
@@ -522,7 +523,9 @@ def resume_command(
     """The command that resumes this restore (archives already loaded are skipped), for the alert."""
     argv = ["tableship", "--config", str(config.path), "restore", job, "--from", start]
     argv += ["--to", end] if end else []
-    argv += ["--load", load] if load else []
+    # a URL's password masked here, as a password the user fills in: left to the output's
+    # redactor, a URL that is also a configured source's would be masked whole ('***#TABLE')
+    argv += ["--load", Redactor()(load)] if load else []
     argv += ["--out", str(out)] if out is not None else []
     argv += ["--replace"] if replace else []
     return " ".join(shlex.quote(a) for a in argv)
