@@ -8,14 +8,9 @@ imported: each line only "uses" a name for vulture (``_`` stands for any object)
 
 # ruff: noqa  (not Python to run: bare names and attributes for vulture)
 
-# Click commands: registered on the group by their decorators, called by Click
-config_validate  # cli/commands.py
-demo  # cli/commands.py
-ls_cmd  # cli/commands.py
-prune  # cli/commands.py
-state_migrate  # cli/commands.py
-init  # cli/commands.py
-man_cmd  # cli/commands.py
+# Click commands: registered on their group by their decorators, called by Click
+config_validate  # cli/setup_commands.py
+state_migrate  # cli/backup_commands.py
 
 # pydantic: validators run by the model machinery, model_config read by pydantic
 _.model_config  # config/models.py
