@@ -18,6 +18,7 @@ from tests.e2e.test_chunks import (
     WINDOW_MANIFEST,
     chunk_file,
     chunk_queries,
+    execute,
     kill_at,
     log_text,
     writable_warehouse,
@@ -192,5 +193,40 @@ def test_a_lost_staged_chunk_is_exported_again_alone(ws, ledger):
     assert r.rc == 0, str(r)
     assert chunk_queries(log_text(ws)[mark:]) == ["2026-07"]
     assert files(ws.dest)[jul] == before[jul]
+    copies_ok(ws.second, "second", like=ws.dest)
+    assert ws.files(ws.staging) == []
+
+
+def test_a_daily_run_with_a_destination_down_exports_only_the_changed_chunk(ws, ledger):
+    """The rolling window's next run while the second destination's mount is gone: the
+    unchanged chunks are proved on the first destination (the second is checked again by
+    a later run), the one changed month is exported and reaches the first destination,
+    the job fails naming that month; with the mount back the re-run only uploads it."""
+    ws = two_destinations(ws, ledger)
+    assert ws.cli("run", "--date", RUN_DATE).rc == 0
+    execute(
+        ws,
+        f"UPDATE {TABLE} SET bytes_up = bytes_up + 1 WHERE cdr_id = "
+        f"(SELECT min(cdr_id) FROM {TABLE} WHERE partition_date = DATE '2026-08-14')",
+    )
+    away = ws.root / "second-away"
+    ws.second.rename(away)
+    mark = len(log_text(ws))
+    r = ws.cli("run", "--date", RUN_DATE)
+    assert r.rc == 1, str(r)
+    assert chunk_queries(log_text(ws)[mark:]) == ["2026-08"]
+    line = r.error_lines[0]
+    assert "destination second:" in line and "second is missing 1 of 5 chunk archives (2026-08)" in line, line
+    assert status(ws)["missing_chunks"] == {"second": [chunk_file("082026")]}
+    before = files(ws.dest)
+    copies_ok(ws.dest, "backup")
+
+    away.rename(ws.second)
+    mark = len(log_text(ws))
+    r = ws.cli("run", "--date", RUN_DATE)
+    assert r.rc == 0, str(r)
+    again = log_text(ws)[mark:]
+    assert chunk_queries(again) == [] and again.count("missing copy delivered") == 1, again
+    assert files(ws.dest) == before
     copies_ok(ws.second, "second", like=ws.dest)
     assert ws.files(ws.staging) == []

@@ -48,7 +48,7 @@ from tableship.backup.delivery import StagedLost, delivery_error, upload_verifie
 from tableship.backup.identity import dumps
 from tableship.backup.query import partition_bounds, range_query
 from tableship.core import holds
-from tableship.core.errors import DestinationError, TableshipError
+from tableship.core.errors import DestinationError, JobError, TableshipError
 from tableship.core.fsutil import file_sha256, fsync_dir
 from tableship.core.names import render_relative
 from tableship.core.redact import redact_bytes
@@ -352,21 +352,52 @@ class ChunkedExport:
         stamps: dict[str, str] = {}
         how = []
         for n in self.job.destination_names:
-            dest = self.p.dest_for(n)
-            stamp_of = getattr(dest, "stamp", None)  # optional: destinations that can vouch for a file
             recorded = prev.stamp_on(n)
-            retry = self.p._dest_retry(f"checking {remote} on {n}", n)
-            if recorded is not None and stamp_of is not None and retry(stamp_of, remote) == recorded:
-                stamps[n] = recorded
-                how.append(f"{n}: unchanged file since its sha256 was proved")
+            if n in self.p.down:
+                # down in this run (its window manifest fails, the run with it): the copy it
+                # proved before is checked again by the next run
+                if recorded is not None:
+                    stamps[n] = recorded
+                how.append(f"{n}: not checked, down")
                 continue
-            digest = retry(dest.sha256, remote)
-            if digest is None or digest.hex != prev.sha256:
+            try:
+                found = self._proved_on(n, prev, remote, recorded)
+            except LedgerError:
+                raise
+            except TableshipError as exc:
+                if len(self.job.destination_names) == 1:
+                    raise
+                log.error("checking %s on %s failed: %s", remote, n, exc.line())
+                self.p.down[n] = exc
+                if all(d in self.p.down for d in self.job.destination_names):
+                    raise delivery_error(
+                        [(d, self.p.down[d]) for d in self.job.destination_names], len(self.p.down)
+                    ) from exc
+                if recorded is not None:
+                    stamps[n] = recorded
+                how.append(f"{n}: not checked, down")
+                continue
+            if found is None:
                 return None
-            if digest.stamp is not None:
-                stamps[n] = digest.stamp
-            how.append(f"{n}: sha256")
+            stamp, note = found
+            if stamp is not None:
+                stamps[n] = stamp
+            how.append(f"{n}: {note}")
         return (json.dumps(stamps, sort_keys=True) if stamps else None), ", ".join(how)
+
+    def _proved_on(
+        self, n: str, prev: ChunkRecord, remote: str, recorded: str | None
+    ) -> tuple[str | None, str] | None:
+        """(its stamp, how it was checked) if ``prev``'s archive is at ``remote`` on ``n``, else None."""
+        dest = self.p.dest_for(n)
+        stamp_of = getattr(dest, "stamp", None)  # optional: destinations that can vouch for a file
+        retry = self.p._dest_retry(f"checking {remote} on {n}", n)
+        if recorded is not None and stamp_of is not None and retry(stamp_of, remote) == recorded:
+            return recorded, "unchanged file since its sha256 was proved"
+        digest = retry(dest.sha256, remote)
+        if digest is None or digest.hex != prev.sha256:
+            return None
+        return digest.stamp, "sha256"
 
     def _deliver(self, run: Run, task: ChunkTask, result: ExportResult) -> ChunkRecord:
         """A chunk archive just exported: recorded ``delivering`` (staged, with the manifest
@@ -424,6 +455,11 @@ class ChunkedExport:
                 notes.append(self._copy_to(name, run, rec, replacing=name in earlier))
             except LedgerError:
                 raise  # nothing can be recorded
+            except StagedLost:
+                raise JobError(
+                    f"the staged chunk archive {rec.file_name} changed on disk while it was uploaded",
+                    "re-run: the chunk is exported again",
+                ) from None
             except TableshipError as exc:
                 self.copies.record(rec, name, FAILED, error=exc.line())
                 self.p.down[name] = exc
