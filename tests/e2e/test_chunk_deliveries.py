@@ -25,6 +25,7 @@ from tests.e2e.test_chunks import (
 )
 from tests.servers.postgres import fresh_database
 
+NEXT_DAY = "2026-11-27"  # the next daily run: the same month window
 ALL_FILES = sorted(
     [WINDOW_MANIFEST, WINDOW_MANIFEST + ".sha256"]
     + [chunk_file(m) + s for m in MONTHS for s in ("", ".sha256", ".manifest.json")]
@@ -212,7 +213,7 @@ def test_a_daily_run_with_a_destination_down_exports_only_the_changed_chunk(ws, 
     away = ws.root / "second-away"
     ws.second.rename(away)
     mark = len(log_text(ws))
-    r = ws.cli("run", "--date", RUN_DATE)
+    r = ws.cli("run", "--date", NEXT_DAY)  # the same window (a new run even on a shared ledger)
     assert r.rc == 1, str(r)
     assert chunk_queries(log_text(ws)[mark:]) == ["2026-08"]
     line = r.error_lines[0]
@@ -223,7 +224,7 @@ def test_a_daily_run_with_a_destination_down_exports_only_the_changed_chunk(ws, 
 
     away.rename(ws.second)
     mark = len(log_text(ws))
-    r = ws.cli("run", "--date", RUN_DATE)
+    r = ws.cli("run", "--date", NEXT_DAY)
     assert r.rc == 0, str(r)
     again = log_text(ws)[mark:]
     assert chunk_queries(again) == [] and again.count("missing copy delivered") == 1, again
