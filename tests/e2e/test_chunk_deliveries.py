@@ -40,19 +40,25 @@ def ledger(request) -> dict:
     return {"state": fresh_database(request.getfixturevalue("postgres"))}
 
 
-def two_destinations(ws: Workspace, ledger: dict, **job) -> Workspace:
+def two_destinations(ws: Workspace, ledger: dict) -> Workspace:
     ws = writable_warehouse(ws)  # its own copy: a test moves it away
     ws.second = ws.root / "second-server"
     ws.second.mkdir(exist_ok=True)
+    write_config(ws, ledger)
+    return ws
+
+
+def write_config(ws: Workspace, ledger: dict, file_name: str = CHUNK_NAME) -> None:
+    """Monthly chunk archives named ``file_name`` to two local folders, alerts to a file."""
     ws.write_config(
-        {JOB: {"table": TABLE, "destinations": ["backup", "second"], **job}},
+        {JOB: {"table": TABLE, "destinations": ["backup", "second"]}},
         settings=ledger,
         sources={"warehouse": {"type": "duckdb", "path": str(ws.warehouse)}},
         destinations={
             "backup": {"type": "local", "path": "backup-server"},
             "second": {"type": "local", "path": "second-server"},
         },
-        defaults={"chunk": "month", "layout": "chunk", "file_name": CHUNK_NAME},
+        defaults={"chunk": "month", "layout": "chunk", "file_name": file_name},
         alerts={
             "channels": ["hook"],
             "hook": {
@@ -65,7 +71,6 @@ def two_destinations(ws: Workspace, ledger: dict, **job) -> Workspace:
             },
         },
     )
-    return ws
 
 
 def files(folder) -> dict[str, tuple[int, int]]:
@@ -231,3 +236,21 @@ def test_a_daily_run_with_a_destination_down_exports_only_the_changed_chunk(ws, 
     assert files(ws.dest) == before
     copies_ok(ws.second, "second", like=ws.dest)
     assert ws.files(ws.staging) == []
+
+
+def test_an_abandoned_run_leaves_no_kept_chunk_archive_in_staging(ws, ledger):
+    """A run waiting for a destination, then abandoned by a config change (another file
+    name): its kept chunk archives leave staging; the copies the first destination verified
+    stay there (a verified copy is a backup)."""
+    ws = two_destinations(ws, ledger)
+    (ws.second / REMOTE_DIR).write_text("not a folder")
+    assert ws.cli("run", "--date", RUN_DATE).rc == 1
+    (ws.second / REMOTE_DIR).unlink()
+    write_config(ws, ledger, "{table}_{chunk_start:%Y%m}.csv.gz")
+    r = ws.cli("run", "--date", RUN_DATE)
+    assert r.rc == 0 and "abandoning it" in r.stderr, str(r)
+    assert ws.files(ws.staging) == []
+    assert all((ws.dest / REMOTE_DIR / chunk_file(m)).is_file() for m in MONTHS)
+    assert sorted(p for p in files(ws.second) if p.endswith(".csv.gz")) == [
+        f"customer_traffic_2026{m[:2]}.csv.gz" for m in MONTHS
+    ]
