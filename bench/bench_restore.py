@@ -12,6 +12,7 @@ a throw-away PostgreSQL (tests/servers/postgres.py), then round-robin per round:
   the manifest, one ``COPY FROM STDIN`` transaction per archive fed as the archive is
   decompressed (size and row count checked before the commit), the ledger records; the
   wall of the whole process;
+* ``pg parallel 1`` — the same with ``--parallel 1`` (one archive at a time, as before 0.2);
 * ``pg pipeline`` — the same work done by hand, the issue's baseline "including download
   and verification": per archive ``cp`` from the destination, ``sha256sum -c`` against the
   manifest's digest, ``gzip -dc`` to a CSV, then ``psql -c "\\copy bench.p FROM 'month.csv'
@@ -20,6 +21,7 @@ a throw-away PostgreSQL (tests/servers/postgres.py), then round-robin per round:
   stricter baseline: it gets download, verification and decompression for free);
 * ``duckdb tableship`` — the same restore with ``--load FILE.duckdb:t`` (a new file; DuckDB's
   ``read_csv`` reads the gzip archives itself);
+* ``duckdb parallel 1`` — the same with ``--parallel 1``;
 * ``duckdb pipeline`` — ``cp``, ``sha256sum -c``, ``gzip -dc``, then a Python process running
   ``CREATE TABLE t AS SELECT * FROM read_csv([...], delim=';', header=true, columns={...})``;
 * ``duckdb load only`` — that Python process alone, on the CSVs decompressed before timing.
@@ -244,9 +246,11 @@ def main() -> int:
         )
         cases = [
             "pg tableship",
+            "pg parallel 1",
             "pg pipeline",
             "pg load only",
             "duckdb tableship",
+            "duckdb parallel 1",
             "duckdb pipeline",
             "duckdb load only",
         ]
@@ -268,12 +272,15 @@ def main() -> int:
             for c in copy_cmds("bench.b", csvs):
                 timed(c, "pg load only")
             results["pg load only"].append(time.perf_counter() - t0)
-            for table in ("bench.t", "bench.p", "bench.b"):
+            for table in ("bench.t", "bench.s", "bench.p", "bench.b"):
                 n = int(server.psql(f"SELECT count(*) FROM {table}").strip())
                 assert n == args.rows, (table, n)
             for f in work.glob("r*.duckdb*"):
                 f.unlink()
             results["duckdb tableship"].append(timed([*restore, f"{work}/r.duckdb:t"], "duckdb tableship"))
+            results["duckdb parallel 1"].append(
+                timed([*restore, f"{work}/r1.duckdb:t", "--parallel", "1"], "duckdb parallel 1")
+            )
             results["duckdb pipeline"].append(timed(["bash", "-c", duck_pipeline], "duckdb pipeline"))
             results["duckdb load only"].append(
                 timed(

@@ -157,6 +157,14 @@ def test_a_range_without_archives_is_a_clear_error(site, tmp_path):
     one_error_line(tableship(site, "restore", "events", "--from", "2026-01"), 2, "--load")
 
 
+def test_parallel_is_for_a_range_and_at_least_one(site, tmp_path):
+    one_error_line(tableship(site, "restore", "events", "--window", "x", "--parallel", "2"), 2, "--parallel")
+    proc = tableship(
+        site, "restore", "events", "--from", "2025-11", "--load", f"{tmp_path}/r.duckdb:t", "--parallel", "0"
+    )
+    assert proc.returncode == 2 and "--parallel" in proc.stderr and "Traceback" not in proc.stderr
+
+
 def test_a_damaged_archive_stops_the_range_before_anything_is_loaded(site, tmp_path):
     archive = tmp_path / "backup" / "events" / "events_20260101_20260131.csv.gz"
     data = bytearray(archive.read_bytes())
@@ -169,7 +177,8 @@ def test_a_damaged_archive_stops_the_range_before_anything_is_loaded(site, tmp_p
     assert not any((tmp_path / "state" / "staging" / "restore").iterdir())
 
 
-def test_a_crash_mid_range_resumes_without_loading_an_archive_twice(site, warehouse, tmp_path):
+@pytest.mark.parametrize("parallel", [None, "1"])
+def test_a_crash_mid_range_resumes_without_loading_an_archive_twice(site, warehouse, tmp_path, parallel):
     db = tmp_path / "r.duckdb"
     holds = tmp_path / "holds"
     holds.mkdir()
@@ -184,7 +193,7 @@ def test_a_crash_mid_range_resumes_without_loading_an_archive_twice(site, wareho
         "--from",
         "2025-11",
     ]
-    argv += ["--to", "2026-01", "--load", f"{db}:t"]
+    argv += ["--to", "2026-01", "--load", f"{db}:t"] + (["--parallel", parallel] if parallel else [])
     env = dict(os.environ, TABLESHIP_TEST_HOLD="restore-next", TABLESHIP_TEST_HOLD_DIR=str(holds))
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
@@ -199,7 +208,8 @@ def test_a_crash_mid_range_resumes_without_loading_an_archive_twice(site, wareho
         proc.stdout.close()
         proc.stderr.close()
     # DuckDB loads two archives at once: the second one was started, never committed
-    assert [s for _, s, _ in loads(tmp_path)] == ["loaded", "loading"]
+    # (--parallel 1: one at a time, the second one not started)
+    assert [s for _, s, _ in loads(tmp_path)] == (["loaded"] if parallel else ["loaded", "loading"])
     again = tableship(site, "restore", "events", "--from", "2025-11", "--to", "2026-01", "--load", f"{db}:t")
     assert again.returncode == 0, again.stderr
     assert (

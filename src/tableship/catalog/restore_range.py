@@ -305,8 +305,11 @@ def restore_range(
     dry_run: bool = False,
     echo: Callable[[str], None] | None = None,
     monitor: Any = None,
+    parallel: int | None = None,
 ) -> RangeResult:
-    """Restore every archive of ``job_name`` overlapping ``start``..``end`` (months or days)."""
+    """Restore every archive of ``job_name`` overlapping ``start``..``end`` (months or days);
+    ``parallel``: that many loads at once where the target can overlap them (default: the
+    loader's ``parallel_loads``)."""
     t0 = time.monotonic()
     job = config.job(job_name)
     say = echo or (lambda s: log.info("%s", s))
@@ -320,6 +323,8 @@ def restore_range(
             "restore --from/--to needs --load TARGET or --out DIR", "add one (or --dry-run to list)"
         )
     loader = open_loader(config, job, load) if load else None
+    if loader is not None and parallel is not None and loader.parallel_loads > 1:
+        loader.parallel_loads = parallel  # the targets that load one at a time stay at one
     out_dir = Path(out).expanduser() if out is not None else None
     store = StateStore.of(config.settings, readonly=dry_run)
     try:

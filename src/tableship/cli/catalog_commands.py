@@ -104,8 +104,15 @@ def verify(obj: Ctx, jobs, all_jobs, window, as_json):
 @click.option(
     "--dry-run", is_flag=True, help="With --from: list the archives it would use, download nothing."
 )
+@click.option(
+    "--parallel",
+    type=click.IntRange(1, 16),
+    metavar="N",
+    help="With --from --load: load N archives at once, committed in range order (PostgreSQL and "
+    "DuckDB targets; default 4 and 2; the others load one at a time).",
+)
 @click.pass_obj
-def restore(obj: Ctx, job, range_from, to, which, out, load, replace, dry_run):
+def restore(obj: Ctx, job, range_from, to, which, out, load, replace, dry_run, parallel):
     """Download archives of JOB, check them against their manifests (sha256, size, header,
     row count), then leave the CSV in a folder or load the rows into DuckDB, PostgreSQL (or
     any SQLAlchemy database) or Hive/Spark. With --from/--to: every archive of a month or day
@@ -126,10 +133,13 @@ def restore(obj: Ctx, job, range_from, to, which, out, load, replace, dry_run):
             out=out,
             replace=replace,
             dry_run=dry_run,
+            parallel=parallel,
             echo=echo if not dry_run else click.echo,
         )
         click.echo(result.summary())
         return
+    if parallel is not None:
+        raise UsageError("--parallel is for a range's loads", "use it with --from/--to and --load")
     if which is None:
         raise UsageError(
             "restore needs --from (a range) or --window (one archive)", "see 'tableship restore --help'"
