@@ -263,9 +263,13 @@ def main() -> int:
             for k in results:
                 CPU[k].append(0.0)
             server.psql(
-                "DROP TABLE IF EXISTS bench.t; DROP TABLE IF EXISTS bench.p; DROP TABLE IF EXISTS bench.b"
+                "DROP TABLE IF EXISTS bench.t; DROP TABLE IF EXISTS bench.s; DROP TABLE IF EXISTS bench.p; "
+                "DROP TABLE IF EXISTS bench.b"
             )
             results["pg tableship"].append(timed([*restore, "pg:bench.t"], "pg tableship"))
+            results["pg parallel 1"].append(
+                timed([*restore, "pg:bench.s", "--parallel", "1"], "pg parallel 1")
+            )
             server.psql(f"CREATE TABLE bench.p ({PG_DDL}); CREATE TABLE bench.b ({PG_DDL})")
             results["pg pipeline"].append(timed(["bash", "-c", pg_pipeline], "pg pipeline"))
             t0 = time.perf_counter()
