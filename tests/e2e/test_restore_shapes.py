@@ -39,6 +39,10 @@ CREATE OR REPLACE TABLE app.clean AS
 SELECT i::BIGINT AS id, CASE WHEN i % 3 = 0 THEN NULL ELSE 'v' || i END AS v,
   (i * 1.5)::DECIMAL(38,10) AS amt, DATE '2025-01-01' + (i % 90)::INT AS partition_date
 FROM range(0, 900) t(i);
+CREATE OR REPLACE TABLE app.ts AS
+SELECT i::BIGINT AS id, TIMESTAMP '2025-01-01 00:13:00' + INTERVAL (i * 7) HOUR AS ts,
+  TIMESTAMPTZ '2025-01-01 00:13:00+00' + INTERVAL (i * 7) HOUR AS tstz
+FROM range(0, 200) t(i);
 CREATE OR REPLACE TABLE app.big AS
 SELECT i::BIGINT AS id,
   CASE WHEN i = 3 THEN repeat('y;"' || chr(10), 800000) ELSE 'short' END AS txt,
@@ -136,6 +140,23 @@ def test_a_filtered_range_of_each_shape_equals_the_source(tmp_path, warehouse, s
     assert proc.returncode == 0, proc.stderr
     assert "OK, 2 archive(s)" in proc.stdout, proc.stdout
     assert_equal(warehouse, db, source, 'bk."Order"', "partition_date BETWEEN '2025-01-20' AND '2025-02-10'")
+
+
+@pytest.mark.parametrize("column", ["ts", "tstz"])
+def test_a_timestamp_partition_column_keeps_the_last_day_after_midnight(tmp_path, warehouse, column):
+    # the range's bounds are days; its last day's rows after 00:00 belong to it (as in the
+    # backup's window query): loaded, and replaced (not doubled) by --replace
+    cfg = site(tmp_path, warehouse, table="app.ts", partition_column=column)
+    db = tmp_path / "r.duckdb"
+    where = f"{column} >= '2025-01-20 00:00:00+00' AND {column} < '2025-02-11 00:00:00+00'"
+    for extra in ([], ["--replace"]):
+        argv = ["restore", "j", "--from", "2025-01-20", "--to", "2025-02-10", "--load", f"{db}:t", *extra]
+        proc = tableship(cfg, *argv)
+        assert proc.returncode == 0, proc.stderr
+        assert_equal(warehouse, db, "app.ts", "t", where)
+        con = duckdb.connect(str(db))
+        assert con.execute("SELECT count(*) FROM t").fetchone() == (75,)  # nothing outside, no doubles
+        con.close()
 
 
 def test_a_value_of_many_short_lines_over_2_mb_is_restored(tmp_path, warehouse):

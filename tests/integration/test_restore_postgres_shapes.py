@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from tests.e2e.helpers import Result, to_toml
-from tests.integration.sourcejobs import assert_clean_error
+from tests.integration.sourcejobs import Site, assert_clean_error
 
 PASSWORD = "Sw0rdfish-PW"  # trust auth: the server accepts any password
 TABLE = r"""
@@ -41,6 +41,10 @@ def server(postgres):
     postgres.psql(
         "SET client_min_messages = warning; DROP SCHEMA IF EXISTS pshape CASCADE; CREATE SCHEMA pshape;"
         f"{TABLE}; DROP SCHEMA IF EXISTS pback CASCADE; CREATE SCHEMA pback;"
+        "CREATE TABLE pshape.ts AS SELECT i::bigint AS id, "
+        "TIMESTAMP '2025-01-01 00:13:00' + make_interval(hours => i * 7) AS ts, "
+        "TIMESTAMPTZ '2025-01-01 00:13:00+00' + make_interval(hours => i * 7) AS tstz "
+        "FROM generate_series(0, 199) AS i;"
         "CREATE TABLE pback.other (id bigint, v text)"
     )
     return postgres
@@ -117,3 +121,27 @@ def test_odd_names_and_a_string_partition_into_postgres_and_no_password_anywhere
     for path in [alerts, *(tmp_path / "state").rglob("*")]:
         if path.is_file():
             assert PASSWORD.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("column", ["ts", "tstz"])
+def test_a_timestamp_partition_column_keeps_the_last_day_after_midnight(tmp_path, server, column):
+    site = Site(
+        tmp_path / "site",
+        {"type": "sqlalchemy", "url": server.url, "timeout": 10},
+        jobs={"t": {"table": "pshape.ts", "partition_column": column}},
+    )
+    for start, end in (("2025-01-01", "2025-01-31"), ("2025-02-01", "2025-02-28")):
+        assert site.run("t", start, end).rc == 0
+    where = f"{column} >= '2025-01-20 00:00:00+00' AND {column} < '2025-02-11 00:00:00+00'"
+    with psycopg.connect(server.dsn) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        conn.execute(f"DROP TABLE IF EXISTS pback.ts_{column}")
+        conn.commit()
+        for extra in ((), ("--replace",)):
+            argv = ["restore", "t", "--from", "2025-01-20", "--to", "2025-02-10", *extra]
+            result = site.cli(*argv, "--load", f"src:pback.ts_{column}")
+            assert result.rc == 0, str(result)
+            src, back = f"SELECT * FROM pshape.ts WHERE {where}", f"SELECT * FROM pback.ts_{column}"
+            for a, b in ((src, back), (back, src)):
+                assert conn.execute(f"SELECT count(*) FROM ({a} EXCEPT ALL {b}) d").fetchone() == (0,)
+            assert conn.execute(f"SELECT count(*) FROM ({back}) d").fetchone() == (75,)

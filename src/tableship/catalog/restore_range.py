@@ -25,6 +25,7 @@ the same command resumes it: archives already loaded are skipped.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import os
@@ -267,6 +268,21 @@ def _spans(job: JobConfig, columns: list[tuple[str, str]], pick: Pick) -> list[S
     kind = (
         job.partition_type if job.partition_type != "auto" else partition_kind(columns, job.partition_column)
     )
+    ptype = dict(columns).get(job.partition_column, "").upper()
+    if kind == "date" and ptype in ("TIMESTAMP", "TIMESTAMPTZ"):
+        # as the backup's window query: a DATE end bound would leave out the last day after
+        # 00:00 (not loaded, nor deleted by --replace); TIMESTAMPTZ days are UTC days (the
+        # archive's values are UTC)
+        tz = dt.UTC if ptype == "TIMESTAMPTZ" else None
+        return [
+            Span(
+                w.start,
+                w.end,
+                dt.datetime.combine(w.start, dt.time.min, tz),
+                dt.datetime.combine(w.end, dt.time.max, tz),
+            )
+            for w in pick.spans
+        ]
     return [
         Span(
             w.start,

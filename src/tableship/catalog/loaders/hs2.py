@@ -25,6 +25,7 @@ types. With ``impala_refresh = "<impala source>"`` the Impala catalog is told af
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import re
 import secrets
@@ -88,6 +89,10 @@ def literal(value: Any) -> str:
         raise TypeError(value)
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, dt.datetime):  # a TIMESTAMP partition column's bound (UTC for TIMESTAMPTZ)
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        return f"TIMESTAMP'{value.isoformat(' ')}'"
     if hasattr(value, "isoformat"):
         return f"DATE'{value.isoformat()}'"
     text = str(value).replace("\\", "\\\\").replace("'", "\\'")
