@@ -103,7 +103,12 @@ def csv_options(spec: LoadSpec, uri: str, empty: str) -> str:
     """The CSV reader's options for the archive's dialect. Spark turns a field equal to
     ``nullValue`` into NULL *after* parsing, so a quoted ``""`` (an empty string) would become
     NULL too when the null text is empty: ``emptyValue`` (what a quoted empty field reads as)
-    is set to the ``empty`` sentinel, turned back into '' by :meth:`HS2Loader.select_sql`."""
+    is set to the ``empty`` sentinel, turned back into '' by :meth:`HS2Loader.select_sql`.
+
+    With a null text (``\\N``, ``NULL``) an empty string is written as an unquoted empty
+    field, which Spark's parser replaces by ``nullValue`` — NULL, like the null text itself.
+    So ``nullValue`` is then a second sentinel (an unquoted empty field reads as NULL, turned
+    back into ''), and :meth:`HS2Loader.select_sql` turns the null text into NULL."""
     d = spec.dialect
     opts = {
         "path": uri,
@@ -112,7 +117,7 @@ def csv_options(spec: LoadSpec, uri: str, empty: str) -> str:
         "quote": '"' if d.quoting == "minimal" else "",  # "" turns quoting off when reading
         "escape": '"',
         "multiLine": "true",
-        "nullValue": d.null,
+        "nullValue": d.null if d.null == "" else empty + "null",
         "emptyValue": empty,
         "mode": "FAILFAST",
         "encoding": "UTF-8",
@@ -256,7 +261,14 @@ class HS2Loader(LoaderBase):
     def select_sql(self, spec: LoadSpec, view: str, empty: str) -> str:
         exprs = []
         for n, t in self._columns(spec.columns, self._pc):
-            src = f"CASE WHEN {ident(n)} = {literal(empty)} THEN '' ELSE {ident(n)} END"
+            c = ident(n)
+            if spec.dialect.null == "":
+                src = f"CASE WHEN {c} = {literal(empty)} THEN '' ELSE {c} END"
+            else:  # see csv_options: NULL is an unquoted empty field, the null text is NULL
+                src = (
+                    f"CASE WHEN {c} IS NULL OR {c} = {literal(empty)} THEN '' "
+                    f"WHEN {c} = {literal(spec.dialect.null)} THEN NULL ELSE {c} END"
+                )
             exprs.append(f"unhex({src})" if t == "binary" else f"CAST({src} AS {t}) AS {ident(n)}")
         return f"SELECT {', '.join(exprs)} FROM {ident(view)} WHERE {self._pred(spec.spans)}"
 
