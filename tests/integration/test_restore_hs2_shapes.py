@@ -120,3 +120,52 @@ def test_odd_names_and_a_string_partition_into_a_new_spark_table(tmp_path, hs2):
             )
         )
     assert got == want
+
+
+def test_a_timestamp_partition_column_keeps_the_last_day_after_midnight(tmp_path, hs2):
+    wh = tmp_path / "wh.duckdb"
+    con = duckdb.connect(str(wh))
+    con.execute(
+        "CREATE TABLE ts AS SELECT i::BIGINT AS id, "
+        "TIMESTAMP '2025-01-01 00:13:00' + INTERVAL (i * 7) HOUR AS ts FROM range(0, 200) t(i)"
+    )
+    con.close()
+    staging = tmp_path / "load_staging"
+    staging.mkdir()
+    (tmp_path / "backup").mkdir()
+    hs2.execute_many("CREATE DATABASE IF NOT EXISTS rshape", "DROP TABLE IF EXISTS rshape.back_ts")
+    doc = {
+        "settings": {"state_dir": "state"},
+        "sources": {
+            "wh": {"type": "duckdb", "path": str(wh)},
+            "lake": hive_source(hs2, load_staging=str(staging)),
+        },
+        "destinations": {"backup": {"type": "local", "path": "backup"}},
+        "defaults": {"source": "wh", "destination": "backup", "window": {"unit": "month", "count": 1}},
+        "jobs": {"t": {"table": "ts", "partition_column": "ts"}},
+    }
+    cfg = tmp_path / "tableship.toml"
+    cfg.write_text(to_toml(doc))
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-m", "tableship", "--config", str(cfg), *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+
+    for start, end in (("2025-01-01", "2025-01-31"), ("2025-02-01", "2025-02-28")):
+        assert cli("run", "t", "--from", start, "--to", end).returncode == 0
+    for extra in ((), ("--replace",)):
+        proc = cli(
+            "restore",
+            "t",
+            "--from",
+            "2025-01-20",
+            "--to",
+            "2025-02-10",
+            "--load",
+            "lake:rshape.back_ts",
+            *extra,
+        )
+        assert proc.returncode == 0, proc.stderr
+        # 2025-01-20 06:13 .. 2025-02-10 20:13: the last day's rows after midnight included, none doubled
+        rows = hs2.execute("SELECT count(*), min(id), max(id) FROM rshape.back_ts")
+        assert [tuple(int(v) for v in r) for r in rows or []] == [(75, 66, 140)]

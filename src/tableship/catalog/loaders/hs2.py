@@ -32,6 +32,7 @@ import secrets
 import shutil
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from tableship.catalog.loaders.base import (
     LoaderBase,
@@ -250,6 +251,7 @@ class HS2Loader(LoaderBase):
         out = []
         for (spec,) in (r[:1] for r in rows):
             key, _, value = str(spec).partition("=")
+            value = unquote(value)  # Hive escapes ':', '/', '%'... in a partition's name (a TIMESTAMP's)
             if key.lower() != self._pc.lower():
                 continue
             if any(str(s.low) <= value <= str(s.high) for s in spans) or any(
