@@ -34,14 +34,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from tableship.catalog.loaders.base import (
-    LoaderBase,
-    LoadError,
-    LoadSpec,
-    Span,
-    TransientLoadError,
-    check_same,
-)
+from tableship.catalog.loaders import base
+from tableship.catalog.loaders.base import LoaderBase, LoadError, LoadSpec, Span
 from tableship.catalog.loaders.csvread import ensure_csv
 from tableship.catalog.loaders.webhdfs import WebHdfsStaging
 from tableship.core.errors import SourceError, TransientSourceError
@@ -184,7 +178,7 @@ class HS2Loader(LoaderBase):
             except IndexError:  # Spark answers DDL with a zero-column rowset
                 return None
         except TransientSourceError as exc:
-            raise TransientLoadError(exc.message, exc.hint) from None
+            raise base.TransientLoadError(exc.message, exc.hint) from None
         except SourceError as exc:
             raise LoadError(exc.message, exc.hint) from None
 
@@ -222,7 +216,7 @@ class HS2Loader(LoaderBase):
             self._run(f"SET {k}={v}", f"SET {k}")
         if not self._exists():
             return False
-        check_same(self.display, [(n.lower(), t) for n, t in want], self._describe(), fold=True)
+        base.check_same(self.display, [(n.lower(), t) for n, t in want], self._describe(), fold=True)
         return True
 
     def create(self, columns: list[tuple[str, str]], partition_column: str) -> None:
