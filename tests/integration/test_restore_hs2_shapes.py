@@ -50,6 +50,33 @@ def canon(row) -> tuple:
     return tuple(out)
 
 
+def lake_site(tmp_path, hs2, wh, jobs: dict, table: str):
+    """A config backing ``wh`` up to a local folder and loading into ``rshape.<table>`` on
+    the test Spark server (dropped first); returns a function running the CLI on it."""
+    staging = tmp_path / "load_staging"
+    staging.mkdir()
+    (tmp_path / "backup").mkdir()
+    hs2.execute_many("CREATE DATABASE IF NOT EXISTS rshape", f"DROP TABLE IF EXISTS rshape.{table}")
+    doc = {
+        "settings": {"state_dir": "state"},
+        "sources": {
+            "wh": {"type": "duckdb", "path": str(wh)},
+            "lake": hive_source(hs2, load_staging=str(staging)),
+        },
+        "destinations": {"backup": {"type": "local", "path": "backup"}},
+        "defaults": {"source": "wh", "destination": "backup", "window": {"unit": "month", "count": 1}},
+        "jobs": jobs,
+    }
+    cfg = tmp_path / "tableship.toml"
+    cfg.write_text(to_toml(doc))
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        argv = [sys.executable, "-m", "tableship", "--config", str(cfg), *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=tmp_path)
+
+    return cli
+
+
 def test_odd_names_and_a_string_partition_into_a_new_spark_table(tmp_path, hs2):
     wh = tmp_path / "wh.duckdb"
     con = duckdb.connect(str(wh))
@@ -65,35 +92,16 @@ def test_odd_names_and_a_string_partition_into_a_new_spark_table(tmp_path, hs2):
         key=lambda r: r[0],
     )
     con.close()
-    staging = tmp_path / "load_staging"
-    staging.mkdir()
-    (tmp_path / "backup").mkdir()
-    hs2.execute_many("CREATE DATABASE IF NOT EXISTS rshape", "DROP TABLE IF EXISTS rshape.back")
-    doc = {
-        "settings": {"state_dir": "state"},
-        "sources": {
-            "wh": {"type": "duckdb", "path": str(wh)},
-            "lake": hive_source(hs2, load_staging=str(staging)),
-        },
-        "destinations": {"backup": {"type": "local", "path": "backup"}},
-        "defaults": {"source": "wh", "destination": "backup", "window": {"unit": "month", "count": 1}},
-        "jobs": {
-            "s": {
-                "table": "app.shapes",
-                "partition_column": "pday",
-                "partition_type": "string",
-                "partition_format": "%Y%m%d",
-                "format": {"null": "\\N", "header": False},
-            }
-        },
+    jobs = {
+        "s": {
+            "table": "app.shapes",
+            "partition_column": "pday",
+            "partition_type": "string",
+            "partition_format": "%Y%m%d",
+            "format": {"null": "\\N", "header": False},
+        }
     }
-    cfg = tmp_path / "tableship.toml"
-    cfg.write_text(to_toml(doc))
-
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        argv = [sys.executable, "-m", "tableship", "--config", str(cfg), *args]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=tmp_path)
-
+    cli = lake_site(tmp_path, hs2, wh, jobs, "back")
     for start, end in (("2025-01-01", "2025-01-31"), ("2025-02-01", "2025-02-28")):
         proc = cli("run", "s", "--from", start, "--to", end)
         assert proc.returncode == 0, proc.stderr
@@ -130,27 +138,7 @@ def test_a_timestamp_partition_column_keeps_the_last_day_after_midnight(tmp_path
         "TIMESTAMP '2025-01-01 00:13:00' + INTERVAL (i * 7) HOUR AS ts FROM range(0, 200) t(i)"
     )
     con.close()
-    staging = tmp_path / "load_staging"
-    staging.mkdir()
-    (tmp_path / "backup").mkdir()
-    hs2.execute_many("CREATE DATABASE IF NOT EXISTS rshape", "DROP TABLE IF EXISTS rshape.back_ts")
-    doc = {
-        "settings": {"state_dir": "state"},
-        "sources": {
-            "wh": {"type": "duckdb", "path": str(wh)},
-            "lake": hive_source(hs2, load_staging=str(staging)),
-        },
-        "destinations": {"backup": {"type": "local", "path": "backup"}},
-        "defaults": {"source": "wh", "destination": "backup", "window": {"unit": "month", "count": 1}},
-        "jobs": {"t": {"table": "ts", "partition_column": "ts"}},
-    }
-    cfg = tmp_path / "tableship.toml"
-    cfg.write_text(to_toml(doc))
-
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        argv = [sys.executable, "-m", "tableship", "--config", str(cfg), *args]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=900, cwd=tmp_path)
-
+    cli = lake_site(tmp_path, hs2, wh, {"t": {"table": "ts", "partition_column": "ts"}}, "back_ts")
     for start, end in (("2025-01-01", "2025-01-31"), ("2025-02-01", "2025-02-28")):
         assert cli("run", "t", "--from", start, "--to", end).returncode == 0
     for extra in ((), ("--replace",)):
