@@ -321,3 +321,19 @@ def test_overlapping_loads_commit_in_range_order(engine, opened, tmp_path):
     if overlap:  # two at once: February started before January committed
         assert events.index("start feb") < events.index("committed jan 3")
     assert engine.txt("t_new") == TXT
+
+
+def test_postgres_gives_every_parallel_load_its_own_connection(postgres):
+    """``--parallel N`` is set after the loader (and its pool) exists: N loads at once must each
+    get a connection at once, not wait for the pool's timeout."""
+    loader = SQLAlchemyLoader(postgres.url, "ltest", "t_new")
+    loader.parallel_loads = 7
+    pool = loader.engine().pool
+    pool._timeout = 1  # a capped pool would raise after 1 s instead of 30
+    conns = [loader.engine().raw_connection() for _ in range(loader.parallel_loads + 1)]
+    try:
+        assert all(c.driver_connection is not None for c in conns)
+    finally:
+        for c in conns:
+            c.close()
+        loader.close()

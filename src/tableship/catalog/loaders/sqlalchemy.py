@@ -139,10 +139,12 @@ class SQLAlchemyLoader(LoaderBase):
 
     def _create_engine(self, where: str):
         # connections kept for the restore (check, counts, one transaction per archive, one
-        # per load running at once): a new connection per step costs more than a small load
+        # per load running at once): a new connection per step costs more than a small load.
+        # No cap on the overflow: ``restore --parallel N`` may run more loads than the pool
+        # keeps (set after this engine exists), and a capped pool would make them wait
         try:
             return sa.create_engine(
-                self.url, poolclass=QueuePool, pool_size=self.parallel_loads, max_overflow=1
+                self.url, poolclass=QueuePool, pool_size=self.parallel_loads, max_overflow=-1
             )
         except sa_exc.NoSuchModuleError:
             raise UsageError(
@@ -178,8 +180,9 @@ class SQLAlchemyLoader(LoaderBase):
     def engine(self):
         return self._engine
 
-    def _columns(self, columns: list[tuple[str, str]]) -> list[sa.Column]:
-        return [sa.Column(n, sa_type(t)) for n, t in columns]
+    def _new_table(self, columns: list[tuple[str, str]]) -> sa.Table:
+        cols = [sa.Column(n, sa_type(t)) for n, t in columns]
+        return sa.Table(self.table_name, sa.MetaData(), *cols, schema=self.schema)
 
     # -- Loader protocol
     def check(self, columns: list[tuple[str, str]], partition_column: str) -> bool:
@@ -187,7 +190,7 @@ class SQLAlchemyLoader(LoaderBase):
         eng = self.engine()
         tz = eng.dialect.name == "postgresql"
         want = [(n, family(sa_type(t), tz)) for n, t in columns]
-        self._table = sa.Table(self.table_name, sa.MetaData(), *self._columns(columns), schema=self.schema)
+        self._table = self._new_table(columns)
         try:
             insp = sa.inspect(eng)
             if not insp.has_table(self.table_name, schema=self.schema):
@@ -204,7 +207,7 @@ class SQLAlchemyLoader(LoaderBase):
     def create(self, columns: list[tuple[str, str]], partition_column: str) -> None:
         self._pc = partition_column
         eng = self.engine()
-        self._table = sa.Table(self.table_name, sa.MetaData(), *self._columns(columns), schema=self.schema)
+        self._table = self._new_table(columns)
         try:
             with eng.begin() as conn:
                 if self.schema and eng.dialect.name == "postgresql":
